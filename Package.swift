@@ -1,0 +1,63 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layering (see README and ../shared/design.md): CSlabguardShim (TLS slots, libc glue)
+// → SlabguardCore (platform → arena → slabs → magazines → size classes → debug)
+// → front ends: Slabguard (Swift API), SlabguardRuntime (C API + malloc entry points),
+// CSlabguardPreload (exports the libc malloc names), slabguard (CLI).
+let optimized: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"]),
+]
+
+let package = Package(
+    name: "slabguard",
+    products: [
+        .library(name: "Slabguard", targets: ["Slabguard"]),
+        // The one dynamic library: C API (slabguard.h) + the malloc drop-in, shim and core inside.
+        .library(name: "slabguard_rt", type: .dynamic, targets: ["SlabguardRuntime", "CSlabguardPreload"]),
+        .executable(name: "slabguard", targets: ["slabguard"]),
+        .executable(name: "slabguard-bench", targets: ["slabguard-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .target(
+            name: "CSlabguardShim",
+            cSettings: [.unsafeFlags(["-fno-builtin", "-ftls-model=initial-exec"])]
+        ),
+        .target(
+            name: "SlabguardCore",
+            dependencies: ["CSlabguardShim"],
+            swiftSettings: optimized
+        ),
+        .target(
+            name: "Slabguard",
+            dependencies: ["SlabguardCore"],
+            swiftSettings: optimized
+        ),
+        .target(
+            name: "SlabguardRuntime",
+            dependencies: ["SlabguardCore", "CSlabguardShim"],
+            swiftSettings: optimized
+        ),
+        .target(
+            name: "CSlabguardPreload",
+            dependencies: ["SlabguardRuntime"],
+            cSettings: [.unsafeFlags(["-fno-builtin"])]
+        ),
+        .executableTarget(
+            name: "slabguard",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "slabguard-bench",
+            dependencies: ["Slabguard", "SlabguardCore"],
+            swiftSettings: optimized
+        ),
+        .testTarget(
+            name: "SlabguardTests",
+            dependencies: ["Slabguard", "SlabguardCore", "SlabguardRuntime"]
+        ),
+    ]
+)

@@ -1,0 +1,51 @@
+/*
+ * slabguard.h — C API of the slabguard debugging slab allocator.
+ *
+ * Link with -lslabguard_rt (or LD_PRELOAD the library to run any program's
+ * malloc on slabguard).  Modelled on Solaris kmem: object caches with
+ * constructors, and a size-class allocator whose free takes the size.
+ *
+ * Errors: functions that return a pointer return NULL with errno = ENOMEM when
+ * out of memory (or when a size computation would overflow).
+ */
+#ifndef SLABGUARD_H
+#define SLABGUARD_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sg_cache sg_cache_t;
+
+/* Constructor: called when a buffer leaves the slab layer; return 0 on success,
+ * non-zero to fail the allocation.  Destructor: called when it returns there. */
+typedef int (*sg_constructor_t)(void *buffer, void *arg);
+typedef void (*sg_destructor_t)(void *buffer, void *arg);
+
+/* Creates a cache of `size`-byte buffers aligned to `align` (0 or a power of two
+ * up to 4096).  NULL with errno EINVAL for bad arguments, ENOMEM when out of memory. */
+sg_cache_t *sg_cache_create(const char *name, size_t size, size_t align,
+                            sg_constructor_t constructor, sg_destructor_t destructor, void *arg);
+void *sg_cache_alloc(sg_cache_t *cache);
+void sg_cache_free(sg_cache_t *cache, void *buffer);
+/* Releases empty slabs back to the page arena. */
+void sg_cache_reap(sg_cache_t *cache);
+/* Destroys the cache; returns the number of buffers never freed (0 when clean).
+ * Outstanding buffers are reported, and their memory is not reused. */
+size_t sg_cache_destroy(sg_cache_t *cache);
+
+/* Size-class allocator (kmem_alloc): free and realloc take the allocation size. */
+void *sg_alloc(size_t size);
+void *sg_zalloc(size_t size);
+void sg_free(void *buffer, size_t size);
+void *sg_realloc(void *buffer, size_t old_size, size_t new_size);
+
+/* Prints ::kmastat-style statistics of every cache to a file descriptor. */
+void sg_stats_print(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

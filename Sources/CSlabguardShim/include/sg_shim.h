@@ -1,0 +1,98 @@
+/*
+ * sg_shim.h — the thin C layer under slabguard's Swift core.
+ *
+ * Swift has no thread-local variables, so the per-thread magazine slots live
+ * here as `__thread` data with the initial-exec TLS model (one %fs-relative
+ * access, no __tls_get_addr call, no allocation).  Everything is zero at
+ * thread start: a zeroed slot has count == capacity == 0, so the first
+ * allocation and the first free of every cache miss and take the Swift slow
+ * path, which sets the thread up.  That is why the fast path has no
+ * "initialized yet?" branch.
+ *
+ * The heap's global state also lives in static storage here (zeroed .bss):
+ * Swift globals with initializers go through swift_once and exclusivity
+ * checks, which the allocator's hot path must not pay for or recurse into.
+ *
+ * Nothing here allocates.  The logic is in Swift.
+ */
+#ifndef SG_SHIM_H
+#define SG_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Caches with a per-thread magazine slot; caches beyond this run without magazines. */
+#define SG_MAX_CACHES 256
+/* Bytes of zeroed static storage for the heap's global state. */
+#define SG_HEAP_STATE_BYTES (64 * 1024)
+
+/* One cache's magazines on one thread.  `rounds`/`count`/`capacity` mirror the
+ * loaded magazine so the fast path touches only this slot. */
+typedef struct sg_magazine_slot {
+    void **rounds;          /* rounds array of the loaded magazine */
+    int32_t count;          /* rounds in the loaded magazine */
+    int32_t capacity;       /* capacity of the loaded magazine (0: none loaded) */
+    void *loaded;           /* Magazine header of the loaded magazine */
+    void *previous;         /* Magazine header of the previous magazine */
+    uint64_t allocations;   /* fast-path allocation count on this thread */
+    uint64_t frees;         /* fast-path free count on this thread */
+} sg_magazine_slot;
+
+/* Thread states for sg_thread_state(). */
+#define SG_THREAD_NEW 0
+#define SG_THREAD_LIVE 1
+#define SG_THREAD_DEAD 2
+
+extern __thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_model("initial-exec")));
+extern __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-exec")));
+extern __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exec")));
+extern __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
+
+static inline __attribute__((always_inline)) sg_magazine_slot *sg_thread_slots(void) { return sg_tls_slots; }
+static inline __attribute__((always_inline)) uint32_t sg_thread_state(void) { return sg_tls_thread_state; }
+static inline __attribute__((always_inline)) void sg_set_thread_state(uint32_t s) { sg_tls_thread_state = s; }
+static inline __attribute__((always_inline)) void *sg_thread_record(void) { return sg_tls_thread_record; }
+static inline __attribute__((always_inline)) void sg_set_thread_record(void *r) { sg_tls_thread_record = r; }
+/* Per-thread re-entry depth of the allocator (used to detect recursion during set-up and reports). */
+static inline __attribute__((always_inline)) uint32_t sg_reentry(void) { return sg_tls_reentry; }
+static inline __attribute__((always_inline)) void sg_set_reentry(uint32_t v) { sg_tls_reentry = v; }
+
+extern _Alignas(4096) unsigned char sg_heap_state_storage[SG_HEAP_STATE_BYTES];
+static inline __attribute__((always_inline)) void *sg_heap_state(void) { return sg_heap_state_storage; }
+
+/* The debug flags word tested once on the fast path (0: fast mode). */
+extern uint32_t sg_debug_flags_word;
+static inline __attribute__((always_inline)) uint32_t sg_debug_flags(void) {
+    return __atomic_load_n(&sg_debug_flags_word, __ATOMIC_RELAXED);
+}
+static inline void sg_set_debug_flags(uint32_t f) { __atomic_store_n(&sg_debug_flags_word, f, __ATOMIC_RELEASE); }
+
+/* Atomics on plain words in raw memory (Swift's Atomic needs stable ~Copyable storage). */
+static inline uint64_t sg_atomic_load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void sg_atomic_store_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint64_t sg_atomic_add_u64(uint64_t *p, uint64_t v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline int sg_atomic_cas_u64(uint64_t *p, uint64_t expected, uint64_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* The caller's program counter, stack pointer and frame pointer, for the stack unwinder. */
+static inline __attribute__((always_inline)) void sg_current_frame(uintptr_t *pc, uintptr_t *sp, uintptr_t *fp) {
+#if defined(__x86_64__)
+    uintptr_t rip, rsp, rbp;
+    __asm__ volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2" : "=r"(rip), "=r"(rsp), "=r"(rbp));
+    *pc = rip; *sp = rsp; *fp = rbp;
+#else
+    *pc = (uintptr_t)__builtin_return_address(0);
+    *sp = (uintptr_t)__builtin_frame_address(0);
+    *fp = (uintptr_t)__builtin_frame_address(0);
+#endif
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif

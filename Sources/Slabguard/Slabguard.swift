@@ -1,0 +1,132 @@
+// Slabguard — the Swift front end: object caches and the kmem_alloc-style
+// size-class allocator, safe to call (no pointer arithmetic is asked of the
+// caller; buffers are raw memory the caller owns until it frees them).
+
+import SlabguardCore
+
+/// Statistics of one cache, like `::kmastat`.
+public typealias CacheStatistics = SlabguardCore.CacheStatistics
+
+/// An object cache (kmem_cache): buffers of one size, with an optional constructor
+/// run when a buffer leaves the slab layer and destructor run when it returns there —
+/// not on every allocation, so cached objects keep their constructed state.
+public final class ObjectCache: @unchecked Sendable {
+    /// Constructs a buffer; return false when construction fails (the allocation then fails).
+    public typealias Constructor = @Sendable (UnsafeMutableRawPointer) -> Bool
+    public typealias Destructor = @Sendable (UnsafeMutableRawPointer) -> Void
+
+    private final class Callbacks {
+        let constructor: Constructor?
+        let destructor: Destructor?
+        init(_ c: Constructor?, _ d: Destructor?) { constructor = c; destructor = d }
+    }
+
+    private let handle: CacheHandle
+    private let callbacks: Unmanaged<Callbacks>?
+    private var destroyed = false
+    public let name: String
+
+    /// Creates a cache of `size`-byte buffers aligned to `alignment` (a power of two up to
+    /// 4096).  Returns nil for a bad size or alignment, or when out of memory.
+    public init?(name: String, size: Int, alignment: Int = 8,
+                 constructor: Constructor? = nil, destructor: Destructor? = nil) {
+        let hasCallbacks = constructor != nil || destructor != nil
+        let box = hasCallbacks ? Unmanaged.passRetained(Callbacks(constructor, destructor)) : nil
+        let created = name.withCString { cName in
+            CacheHandle.create(
+                name: cName, size: size, alignment: alignment,
+                constructor: constructor == nil ? nil : { buffer, argument in
+                    let callbacks = Unmanaged<Callbacks>.fromOpaque(argument!).takeUnretainedValue()
+                    return callbacks.constructor!(buffer) ? 0 : -1
+                },
+                destructor: destructor == nil ? nil : { buffer, argument in
+                    Unmanaged<Callbacks>.fromOpaque(argument!).takeUnretainedValue().destructor!(buffer)
+                },
+                argument: box?.toOpaque())
+        }
+        guard let created else { box?.release(); return nil }
+        self.handle = created
+        self.callbacks = box
+        self.name = name
+    }
+
+    deinit { if !destroyed { destroy() } }
+
+    /// The size of each buffer.
+    public var bufferSize: Int { handle.bufferSize }
+
+    /// A constructed buffer, or nil when out of memory or the constructor failed.
+    @inline(__always) public func allocate() -> UnsafeMutableRawPointer? {
+        precondition(!destroyed, "ObjectCache '\(name)' used after destroy()")
+        return handle.allocate()
+    }
+
+    /// Returns a buffer (in its constructed state) to the cache.
+    @inline(__always) public func free(_ buffer: UnsafeMutableRawPointer) {
+        handle.free(buffer)
+    }
+
+    /// Releases empty slabs and depot magazines back to the page arena (kmem_cache_reap).
+    public func reap() { handle.reap() }
+
+    public var statistics: CacheStatistics { handle.statistics }
+
+    /// Destroys the cache: collects magazines from every thread and returns all memory.
+    /// Returns the number of buffers that were never freed (0 for a clean destroy); their
+    /// memory is kept rather than reused, and the leak is reported instead of hidden.
+    @discardableResult
+    public func destroy() -> Int {
+        guard !destroyed else { return 0 }
+        destroyed = true
+        let result = handle.destroy()
+        if result.outstandingBuffers == 0 { callbacks?.release() }
+        return result.outstandingBuffers
+    }
+}
+
+/// kmem_alloc: at least `size` bytes (16-byte aligned above 8 bytes), or nil when out of memory.
+@inline(__always) public func alloc(_ size: Int) -> UnsafeMutableRawPointer? {
+    Allocator.malloc(size)
+}
+
+/// kmem_zalloc: `size` zeroed bytes, or nil.
+public func zalloc(_ size: Int) -> UnsafeMutableRawPointer? {
+    Allocator.zalloc(size)
+}
+
+/// kmem_free: `size` must be the size given to `alloc`/`zalloc`/`realloc`.
+@inline(__always) public func free(_ buffer: UnsafeMutableRawPointer, size: Int) {
+    Allocator.free(buffer, size: size)
+}
+
+/// Resizes a buffer from `oldSize` to `newSize` bytes, in place when its size class allows;
+/// the contents up to the smaller size are kept.  Returns nil (the old buffer untouched)
+/// when out of memory.  A nil `buffer` allocates.
+public func realloc(_ buffer: UnsafeMutableRawPointer?, oldSize: Int, newSize: Int) -> UnsafeMutableRawPointer? {
+    Allocator.realloc(buffer, newSize)
+}
+
+/// A buffer of `size` bytes aligned to `alignment` (any power of two), or nil.
+public func alloc(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    Allocator.alignedAlloc(alignment, size)
+}
+
+/// Usable bytes of a buffer from this allocator (0 when it is not one).
+public func usableSize(_ buffer: UnsafeRawPointer) -> Int {
+    Allocator.usableSize(buffer)
+}
+
+/// Heap-wide statistics.
+public enum Statistics {
+    /// One entry per cache (object caches and size classes).
+    public static func caches() -> [CacheStatistics] { HeapStatistics.allCaches() }
+
+    /// Writes a ::kmastat-style table to a file descriptor.
+    public static func print(to fileDescriptor: Int32) { StatisticsTable.print(to: fileDescriptor) }
+
+    /// Large allocations (above the size classes) currently live.
+    public static var largeAllocations: (count: Int, bytes: Int) {
+        let l = HeapStatistics.largeAllocations()
+        return (l.count, l.bytes)
+    }
+}

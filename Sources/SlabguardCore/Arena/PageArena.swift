@@ -1,0 +1,329 @@
+// Page arena — the vmem-like bottom of the heap.
+//
+// What it does: reserves one large range of address space at start-up (the
+// heap region, MAP_NORESERVE so untouched pages cost nothing) and hands out
+// page-aligned spans of any page count from it; freed spans are coalesced with
+// free neighbours and kept for reuse; dirty free pages beyond a threshold are
+// given back to the OS with madvise(DONTNEED).  Large allocations (above the
+// biggest size class) are spans straight from here.
+//
+// The page map: one word per page of the region.  For a page of a span in use
+// it holds the owner's descriptor (the slab layer's Slab, or a large-span
+// record), written by the owner through `setOwner`.  For a free span only its
+// first and last pages hold the arena's FreeSpan record, tagged with the low
+// bit (boundary tags, used to coalesce in O(1)).  Untouched pages read nil.
+// The map is itself a MAP_NORESERVE reservation: 8 bytes per 4 KiB page, and
+// only the parts covering used memory are ever touched.
+//
+// Invariants: free spans never touch each other (they are merged on free);
+// every free span is in exactly one bin (exact bins for 1…127 pages, then one
+// bin per power of two); `nonEmpty` has the bit of every non-empty bin set;
+// a free span is `dirty` unless all its pages are known to be zero.
+//
+// Locking: one mutex (`lock`) held by every public operation except `owner(of:)`,
+// which is a lock-free read of the page map (owners publish their entries before
+// handing out buffers, and never clear them while buffers are live).
+
+import CSlabguardShim
+import Glibc
+
+/// A free span record (arena-private).
+struct FreeSpan {
+    var start: UnsafeMutableRawPointer
+    var pages: Int
+    var dirty: Bool
+    var bin: Int
+    var next: UnsafeMutablePointer<FreeSpan>?
+    var previous: UnsafeMutablePointer<FreeSpan>?
+}
+
+struct ArenaStatistics {
+    var reservedBytes: Int
+    var carvedBytes: Int
+    var freeBytes: Int
+    var dirtyFreeBytes: Int
+    var releasedBytes: Int
+    var spansInUse: Int
+}
+
+struct PageArena {
+    static let exactBins = 128
+    static let binCount = 128 + 40
+
+    var mutex: UnsafeMutablePointer<pthread_mutex_t>? = nil
+    var base: UnsafeMutableRawPointer? = nil
+    var limit = 0                   // bytes reserved
+    var top = 0                     // bytes carved from the region so far
+    var pageMap: UnsafeMutablePointer<UnsafeMutableRawPointer?>? = nil
+    var bins: UnsafeMutablePointer<UnsafeMutablePointer<FreeSpan>?>? = nil
+    var nonEmpty: UnsafeMutablePointer<UInt64>? = nil   // binCount bits
+    var spanPool = FixedPool(recordSize: MemoryLayout<FreeSpan>.stride)
+    var freePages = 0
+    var dirtyPages = 0
+    var releasedPages = 0
+    var spansInUse = 0
+    /// Dirty free pages kept before purging (at least this many, more for big heaps).
+    var purgeThresholdPages = 2048
+
+    var lockHandle: RawLock { RawLock(mutex!) }
+
+    /// Reserves the region; tries smaller sizes when the system refuses a big one.
+    mutating func setUp() -> Bool {
+        var bytes = 1 << 40
+        while bytes >= 1 << 30 {
+            if let region = Platform.reserve(bytes) {
+                let mapBytes = (bytes >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride
+                if let map = Platform.reserve(mapBytes) {
+                    base = region
+                    limit = bytes
+                    pageMap = map.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: bytes >> pageShift)
+                    break
+                }
+                Platform.unmap(region, bytes)
+            }
+            bytes >>= 1
+        }
+        guard base != nil, let meta = Platform.map(pageSize) else { return false }
+        bins = meta.bindMemory(to: UnsafeMutablePointer<FreeSpan>?.self, capacity: PageArena.binCount)
+        nonEmpty = (meta + PageArena.binCount * 8).bindMemory(to: UInt64.self, capacity: 4)
+        mutex = (meta + 2048).bindMemory(to: pthread_mutex_t.self, capacity: 1)
+        return true
+    }
+
+    // MARK: - Page map
+
+    @inline(__always) func contains(_ p: UnsafeRawPointer) -> Bool {
+        UInt(bitPattern: p - UnsafeRawPointer(base!)) < UInt(top)
+    }
+
+    @inline(__always) func pageIndex(_ p: UnsafeRawPointer) -> Int {
+        (p - UnsafeRawPointer(base!)) >> pageShift
+    }
+
+    /// The owner descriptor of the page holding `p`, or nil (free, foreign or untouched).
+    @inline(__always) func owner(of p: UnsafeRawPointer) -> UnsafeMutableRawPointer? {
+        let offset = UInt(bitPattern: p) &- UInt(bitPattern: base)
+        if offset >= UInt(top) { return nil }   // also true before set-up (top == 0)
+        let entry = pageMap.unsafelyUnwrapped[Int(offset >> UInt(pageShift))]
+        if let e = entry, UInt(bitPattern: e) & 1 != 0 { return nil }
+        return entry
+    }
+
+    /// Records `owner` for `pages` pages starting at `start` (nil clears).
+    func setOwner(_ start: UnsafeMutableRawPointer, pages: Int, _ owner: UnsafeMutableRawPointer?) {
+        let first = pageIndex(start)
+        for i in first..<(first + pages) { pageMap![i] = owner }
+    }
+
+    // MARK: - Spans
+
+    /// A span of `pages` pages aligned to `alignPages` pages (a power of two), or nil
+    /// when the region is exhausted.  `zeroed` tells whether every byte is known zero.
+    mutating func allocate(pages: Int, alignPages: Int = 1, zeroed: inout Bool) -> UnsafeMutableRawPointer? {
+        precondition(pages > 0 && isPowerOfTwo(alignPages))
+        let lock = lockHandle
+        lock.lock()
+        defer { lock.unlock() }
+        if alignPages == 1 { return take(pages: pages, zeroed: &zeroed) }
+        let (total, overflow) = pages.addingReportingOverflow(alignPages - 1)
+        if overflow { return nil }
+        guard let raw = take(pages: total, zeroed: &zeroed) else { return nil }
+        let alignBytes = alignPages << pageShift
+        let aligned = UnsafeMutableRawPointer(bitPattern: roundUp(Int(bitPattern: raw), alignBytes))!
+        let head = (aligned - raw) >> pageShift
+        let tail = total - head - pages
+        if head > 0 { insertFree(raw, pages: head, dirty: !zeroed) }
+        if tail > 0 { insertFree(aligned + (pages << pageShift), pages: tail, dirty: !zeroed) }
+        return aligned
+    }
+
+    /// Returns a span to the arena; it is coalesced with free neighbours.  The owner's
+    /// page-map entries are cleared: every page, or only the first and last when the
+    /// owner mapped just those (`boundaryOnly`, large spans).
+    mutating func free(_ start: UnsafeMutableRawPointer, pages: Int, boundaryOnly: Bool = false) {
+        let lock = lockHandle
+        lock.lock()
+        if boundaryOnly {
+            setOwner(start, pages: 1, nil)
+            setOwner(start + ((pages - 1) << pageShift), pages: 1, nil)
+        } else {
+            setOwner(start, pages: pages, nil)
+        }
+        spansInUse -= 1
+        insertFree(start, pages: pages, dirty: true)
+        if dirtyPages > purgeThresholdPages + (carvedPages - freePages) / 8 { purge() }
+        lock.unlock()
+    }
+
+    /// Shrinks a span in use to its first `keepPages` pages, returning the tail.
+    mutating func trim(_ start: UnsafeMutableRawPointer, pages: Int, keepPages: Int) {
+        guard keepPages < pages else { return }
+        let lock = lockHandle
+        lock.lock()
+        let tail = start + (keepPages << pageShift)
+        setOwner(tail, pages: pages - keepPages, nil)
+        insertFree(tail, pages: pages - keepPages, dirty: true)
+        lock.unlock()
+    }
+
+    /// Extends a span in use by taking the free span right after it, when it is free and
+    /// big enough; returns whether the span now has `newPages` pages.
+    mutating func grow(_ start: UnsafeMutableRawPointer, pages: Int, to newPages: Int) -> Bool {
+        let lock = lockHandle
+        lock.lock()
+        defer { lock.unlock() }
+        let nextPage = start + (pages << pageShift)
+        let needed = newPages - pages
+        if contains(nextPage), let tagged = pageMap![pageIndex(nextPage)],
+           UInt(bitPattern: tagged) & 1 != 0 {
+            let span = untag(tagged)
+            if span.pointee.pages >= needed {
+                let remainderPages = span.pointee.pages - needed
+                let dirty = span.pointee.dirty
+                removeFree(span)
+                if remainderPages > 0 { insertFree(nextPage + (needed << pageShift), pages: remainderPages, dirty: dirty) }
+                return true
+            }
+            return false
+        }
+        // The span ends at the top of the carved region: carve more.
+        if nextPage == base! + top, top + (needed << pageShift) <= limit {
+            top += needed << pageShift
+            return true
+        }
+        return false
+    }
+
+    /// Gives every dirty free page back to the OS (used by reaping and tests).
+    mutating func releaseAll() {
+        let lock = lockHandle
+        lock.lock()
+        purge(target: 0)
+        lock.unlock()
+    }
+
+    func statistics() -> ArenaStatistics {
+        ArenaStatistics(reservedBytes: limit, carvedBytes: top, freeBytes: freePages << pageShift,
+                        dirtyFreeBytes: dirtyPages << pageShift, releasedBytes: releasedPages << pageShift,
+                        spansInUse: spansInUse)
+    }
+
+    var carvedPages: Int { top >> pageShift }
+
+    // MARK: - Internals (lock held)
+
+    private mutating func take(pages: Int, zeroed: inout Bool) -> UnsafeMutableRawPointer? {
+        if let span = findFree(pages: pages) {
+            let start = span.pointee.start
+            let remainder = span.pointee.pages - pages
+            let dirty = span.pointee.dirty
+            removeFree(span)
+            if remainder > 0 { insertFree(start + (pages << pageShift), pages: remainder, dirty: dirty) }
+            zeroed = !dirty
+            spansInUse += 1
+            return start
+        }
+        let bytes = pages << pageShift
+        guard pages <= limit >> pageShift, top <= limit - bytes else { return nil }
+        let start = base! + top
+        top += bytes
+        zeroed = true
+        spansInUse += 1
+        return start
+    }
+
+    @inline(__always) private func untag(_ entry: UnsafeMutableRawPointer) -> UnsafeMutablePointer<FreeSpan> {
+        UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: entry) & ~1)!.assumingMemoryBound(to: FreeSpan.self)
+    }
+
+    @inline(__always) private func tag(_ span: UnsafeMutablePointer<FreeSpan>) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: span) | 1)!
+    }
+
+    private static func bin(for pages: Int) -> Int {
+        if pages < exactBins { return pages - 1 }
+        let log = Int.bitWidth - 1 - pages.leadingZeroBitCount   // ≥ 7
+        return min(exactBins - 1 + (log - 6), binCount - 1)
+    }
+
+    private mutating func findFree(pages: Int) -> UnsafeMutablePointer<FreeSpan>? {
+        // Exact or larger bins: the first span in a bin below `exactBins` fits; in the
+        // power-of-two bins, search the list for one that fits (first fit).
+        var b = PageArena.bin(for: pages)
+        while b < PageArena.binCount {
+            let word = nonEmpty![b >> 6] >> UInt64(b & 63)
+            if word == 0 { b = (b | 63) + 1; continue }
+            b += word.trailingZeroBitCount
+            var span = bins![b]
+            while let s = span {
+                if s.pointee.pages >= pages { return s }
+                span = s.pointee.next
+            }
+            b += 1
+        }
+        return nil
+    }
+
+    private mutating func insertFree(_ start: UnsafeMutableRawPointer, pages: Int, dirty: Bool) {
+        var start = start, pages = pages, dirty = dirty
+        // Coalesce with the free span before and after (boundary tags).
+        if start > base!, let before = pageMap![pageIndex(start) - 1], UInt(bitPattern: before) & 1 != 0 {
+            let span = untag(before)
+            start = span.pointee.start
+            pages += span.pointee.pages
+            dirty = dirty || span.pointee.dirty
+            removeFree(span)
+        }
+        let after = start + (pages << pageShift)
+        if after < base! + top, let next = pageMap![pageIndex(after)], UInt(bitPattern: next) & 1 != 0 {
+            let span = untag(next)
+            pages += span.pointee.pages
+            dirty = dirty || span.pointee.dirty
+            removeFree(span)
+        }
+        guard let record = spanPool.allocate() else { return }  // leaks the span's pages rather than crash
+        let span = record.bindMemory(to: FreeSpan.self, capacity: 1)
+        let b = PageArena.bin(for: pages)
+        span.initialize(to: FreeSpan(start: start, pages: pages, dirty: dirty, bin: b, next: bins![b], previous: nil))
+        if let head = bins![b] { head.pointee.previous = span }
+        bins![b] = span
+        nonEmpty![b >> 6] |= 1 << UInt64(b & 63)
+        let first = pageIndex(start)
+        pageMap![first] = tag(span)
+        pageMap![first + pages - 1] = tag(span)
+        freePages += pages
+        if dirty { dirtyPages += pages }
+    }
+
+    private mutating func removeFree(_ span: UnsafeMutablePointer<FreeSpan>) {
+        let s = span.pointee
+        if let p = s.previous { p.pointee.next = s.next } else { bins![s.bin] = s.next }
+        if let n = s.next { n.pointee.previous = s.previous }
+        if bins![s.bin] == nil { nonEmpty![s.bin >> 6] &= ~(1 << UInt64(s.bin & 63)) }
+        let first = pageIndex(s.start)
+        pageMap![first] = nil
+        pageMap![first + s.pages - 1] = nil
+        freePages -= s.pages
+        if s.dirty { dirtyPages -= s.pages }
+        spanPool.free(UnsafeMutableRawPointer(span))
+    }
+
+    /// Releases dirty free spans, biggest bins first, until at most `target` dirty pages remain.
+    private mutating func purge(target: Int? = nil) {
+        let goal = target ?? purgeThresholdPages / 2
+        var b = PageArena.binCount - 1
+        while b >= 0 && dirtyPages > goal {
+            var span = bins![b]
+            while let s = span, dirtyPages > goal {
+                if s.pointee.dirty {
+                    Platform.release(s.pointee.start, s.pointee.pages << pageShift)
+                    s.pointee.dirty = false
+                    dirtyPages -= s.pointee.pages
+                    releasedPages += s.pointee.pages
+                }
+                span = s.pointee.next
+            }
+            b -= 1
+        }
+    }
+}

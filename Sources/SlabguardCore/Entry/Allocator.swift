@@ -1,0 +1,153 @@
+// Allocator — the entry points every front end calls (Swift API, C API, the
+// malloc interposer): malloc-style requests on the default heap and object
+// cache operations.  This is where the one debug-flag test sits: when the
+// word is zero (fast mode) a request is a few loads and stores on the calling
+// thread's magazine slot; otherwise it goes to the debug layer.
+//
+// Errors: out of memory returns nil and sets errno = ENOMEM; a size that
+// overflows returns nil, never wraps.  A pointer that is not ours given to
+// free goes to `InvalidFree.report`.
+
+import CSlabguardShim
+import Glibc
+
+package enum Allocator {
+    // MARK: - malloc family
+
+    @inline(__always) package static func malloc(_ size: Int) -> UnsafeMutableRawPointer? {
+        if sg_debug_flags() == 0 && size <= SizeClasses.maxSize {
+            let c = SizeClasses.index(size)
+            let slot = sg_thread_slots() + c
+            let n = slot.pointee.count
+            if n > 0 {
+                slot.pointee.count = n &- 1
+                slot.pointee.allocations &+= 1
+                return slot.pointee.rounds[Int(n &- 1)]
+            }
+        }
+        return mallocSlow(size)
+    }
+
+    @inline(never) static func mallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
+        guard size >= 0, Heap.ensureReady() else { return outOfMemory() }
+        let heap = SizeClassHeap.defaultHeap
+        let p = heap.allocate(size)
+        return p ?? outOfMemory()
+    }
+
+    @inline(__always) package static func free(_ pointer: UnsafeMutableRawPointer?) {
+        guard let p = pointer else { return }
+        if sg_debug_flags() == 0 {
+            let arena = GlobalSlice.arena.bound(to: PageArena.self)
+            if let owner = arena.pointee.owner(of: p) {
+                let header = owner.load(as: UInt64.self)
+                let id = Int(Int32(truncatingIfNeeded: header >> 32))
+                if UInt32(truncatingIfNeeded: header) == OwnerKind.slab.rawValue && id >= 0 {
+                    let slot = sg_thread_slots() + id
+                    let n = slot.pointee.count
+                    if n < slot.pointee.capacity {
+                        slot.pointee.rounds[Int(n)] = p
+                        slot.pointee.count = n &+ 1
+                        slot.pointee.frees &+= 1
+                        return
+                    }
+                }
+            }
+        }
+        freeSlow(p)
+    }
+
+    @inline(never) static func freeSlow(_ p: UnsafeMutableRawPointer) {
+        if !SizeClassHeap.defaultHeap.free(p) { InvalidFree.report(p) }
+    }
+
+    /// calloc: count·size zeroed bytes; nil (ENOMEM) when the product overflows.
+    package static func calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+        let (total, overflow) = count.multipliedReportingOverflow(by: size)
+        guard !overflow, count >= 0, size >= 0, Heap.ensureReady() else { return outOfMemory() }
+        return SizeClassHeap.defaultHeap.zeroAllocate(total) ?? outOfMemory()
+    }
+
+    package static func realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+        guard let p = pointer else { return malloc(size) }
+        guard size >= 0, Heap.ensureReady() else { return outOfMemory() }
+        var invalid = false
+        let q = SizeClassHeap.defaultHeap.reallocate(p, to: size, invalid: &invalid)
+        if invalid { InvalidFree.report(p); return nil }
+        return q ?? outOfMemory()
+    }
+
+    /// posix_memalign/aligned_alloc/memalign core: `alignment` must be a power of two.
+    package static func alignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+        guard isPowerOfTwo(alignment), size >= 0, Heap.ensureReady() else { return outOfMemory() }
+        return SizeClassHeap.defaultHeap.allocate(size, alignment: alignment) ?? outOfMemory()
+    }
+
+    /// malloc_usable_size: 0 for nil or a pointer that is not ours.
+    package static func usableSize(_ pointer: UnsafeRawPointer?) -> Int {
+        guard let p = pointer else { return 0 }
+        return SizeClassHeap.defaultHeap.usableSize(p) ?? 0
+    }
+
+    /// kmem_free-style sized free.  In fast mode the size is not checked.
+    @inline(__always) package static func free(_ pointer: UnsafeMutableRawPointer?, size: Int) {
+        free(pointer)
+    }
+
+    package static func zalloc(_ size: Int) -> UnsafeMutableRawPointer? { calloc(1, size) }
+
+    package static func setErrno(_ value: Int32) { Platform.setErrno(value) }
+
+    @inline(__always) static func outOfMemory() -> UnsafeMutableRawPointer? {
+        Platform.setErrno(ENOMEM)
+        return nil
+    }
+}
+
+/// What happens when free gets a pointer the allocator never handed out.
+enum InvalidFree {
+    static func report(_ p: UnsafeMutableRawPointer) {
+        var w = RawLine()
+        w.append("slabguard: invalid free: buffer not in cache\n  address ")
+        w.appendHex(UInt(bitPattern: p))
+        w.append(" was not allocated by slabguard\n")
+        w.flush(to: 2)
+        abort()
+    }
+}
+
+/// A tiny fixed-buffer line builder for messages written before the debug layer exists.
+struct RawLine {
+    var storage: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                  UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    var length = 0
+
+    mutating func append(_ s: StaticString) {
+        for i in 0..<s.utf8CodeUnitCount { appendByte(s.utf8Start[i]) }
+    }
+
+    mutating func appendByte(_ b: UInt8) {
+        guard length < 128 else { return }
+        withUnsafeMutableBytes(of: &storage) { $0[length] = b }
+        length += 1
+    }
+
+    mutating func appendHex(_ v: UInt) {
+        append("0x")
+        var started = false
+        for shift in stride(from: 60, through: 0, by: -4) {
+            let d = UInt8((v >> UInt(shift)) & 0xF)
+            if d != 0 || started || shift == 0 {
+                started = true
+                appendByte(d < 10 ? 48 + d : 87 + d)
+            }
+        }
+    }
+
+    mutating func flush(to fd: Int32) {
+        let n = length
+        withUnsafeBytes(of: &storage) { Platform.writeAll(fd, $0.baseAddress!, n) }
+        length = 0
+    }
+}

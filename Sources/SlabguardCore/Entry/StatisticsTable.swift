@@ -1,0 +1,85 @@
+// ::kmastat-style statistics table, written with write(2) and no allocation
+// (sg_stats_print may be called from a program running on the preloaded allocator).
+
+import CSlabguardShim
+import Glibc
+
+package enum StatisticsTable {
+    /// Prints one line per cache with buffers, then arena and large-allocation totals.
+    package static func print(to fd: Int32) {
+        guard Heap.ensureReady() else { return }
+        var line = RawLine()
+        line.append("cache                          buf size   in use    total  mem in use       allocs  fails\n")
+        line.flush(to: fd)
+        CacheOps.forEachCache { cache in
+            let s = CacheOps.statisticsValues(cache)
+            if s.buffersTotal == 0 && s.allocations == 0 { return }
+            var l = RawLine()
+            l.appendCString(cache.namePointer, width: 30)
+            l.appendPadded(s.bufferSize, width: 9)
+            l.appendPadded(s.buffersInUse, width: 9)
+            l.appendPadded(s.buffersTotal, width: 9)
+            l.appendPadded(s.memoryInUse, width: 12)
+            l.appendPadded(Int(truncatingIfNeeded: s.allocations), width: 13)
+            l.appendPadded(s.failures, width: 7)
+            l.append("\n")
+            l.flush(to: fd)
+        }
+        let arena = GlobalSlice.arena.bound(to: PageArena.self).pointee.statistics()
+        let heap = SizeClassHeap.defaultHeap.pointee
+        line.append("large allocations: ")
+        line.appendPadded(heap.largeCount, width: 0)
+        line.append(" spans, ")
+        line.appendPadded(heap.largeBytes, width: 0)
+        line.append(" bytes\n")
+        line.flush(to: fd)
+        line.append("arena: carved ")
+        line.appendPadded(arena.carvedBytes, width: 0)
+        line.append(", free ")
+        line.appendPadded(arena.freeBytes, width: 0)
+        line.append(", dirty free ")
+        line.appendPadded(arena.dirtyFreeBytes, width: 0)
+        line.append(", released ")
+        line.appendPadded(arena.releasedBytes, width: 0)
+        line.append(" bytes\n")
+        line.flush(to: fd)
+    }
+}
+
+extension RawLine {
+    mutating func appendCString(_ s: UnsafePointer<CChar>, width: Int) {
+        var n = 0
+        while s[n] != 0 && n < width - 1 { appendByte(UInt8(bitPattern: s[n])); n += 1 }
+        while n < width { appendByte(32); n += 1 }
+    }
+
+    /// Right-aligned decimal in `width` columns (0: no padding).
+    mutating func appendPadded(_ value: Int, width: Int) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        let n = withUnsafeMutableBytes(of: &digits) { buf -> Int in
+            let out = buf.baseAddress!.assumingMemoryBound(to: CChar.self)
+            if value < 0 { out[0] = 45; return 1 + formatDecimal(-value, into: out + 1) }
+            return formatDecimal(value, into: out)
+        }
+        var pad = width - n
+        while pad > 0 { appendByte(32); pad -= 1 }
+        withUnsafeBytes(of: &digits) { buf in for i in 0..<n { appendByte(buf[i]) } }
+    }
+}
+
+extension CacheOps {
+    /// Statistics without the name string (no allocation).
+    static func statisticsValues(_ cache: UnsafeMutablePointer<CacheCore>) -> (bufferSize: Int, buffersInUse: Int, buffersTotal: Int, memoryInUse: Int, allocations: UInt64, failures: Int) {
+        ThreadRegistry.lock.lock()
+        let perThread = ThreadRegistry.sumSlots(for: cache)
+        ThreadRegistry.lock.unlock()
+        let inDepot = Depot.roundsInDepot(cache)
+        let lock = cache.slabLock
+        lock.lock()
+        let c = cache.pointee
+        lock.unlock()
+        let allocations = c.retiredAllocations &+ perThread.allocations &+ UInt64(c.slowAllocations)
+        return (c.bufferSize, max(0, c.buffersOut - inDepot - perThread.rounds), c.buffersTotal,
+                c.slabCount * (c.slabPages << pageShift), allocations, c.allocationFailures)
+    }
+}

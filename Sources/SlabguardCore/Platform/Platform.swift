@@ -1,0 +1,93 @@
+// Platform — the only layer that talks to the kernel for memory and raw output.
+//
+// Everything above it gets typed results and never calls mmap/munmap/madvise/
+// mprotect/write directly.  Nothing here allocates: results are plain values
+// and pointers.  No state, so no locking.
+
+import CSlabguardShim
+import Glibc
+
+/// The system page size slabguard is built around (x86_64 and arm64 Linux with 4 KiB pages).
+let pageSize = 4096
+let pageShift = 12
+
+/// Thin wrappers over the kernel's memory calls.
+enum Platform {
+    /// Reserves `bytes` of address space, readable and writable but not committed
+    /// (`MAP_NORESERVE`: pages cost memory only when touched).
+    static func reserve(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if p == MAP_FAILED { return nil }
+        return p
+    }
+
+    /// Maps fresh zeroed memory (used for metadata that must not live in the heap region).
+    static func map(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if p == MAP_FAILED { return nil }
+        return p
+    }
+
+    static func unmap(_ p: UnsafeMutableRawPointer, _ bytes: Int) {
+        _ = munmap(p, bytes)
+    }
+
+    /// Gives the physical pages back to the OS; the range stays mapped and reads as zero.
+    static func release(_ p: UnsafeMutableRawPointer, _ bytes: Int) {
+        _ = madvise(p, bytes, MADV_DONTNEED)
+    }
+
+    /// Makes a range inaccessible (guard pages) or accessible again.
+    static func protect(_ p: UnsafeMutableRawPointer, _ bytes: Int, accessible: Bool) -> Bool {
+        mprotect(p, bytes, accessible ? (PROT_READ | PROT_WRITE) : PROT_NONE) == 0
+    }
+
+    /// Writes all of `count` bytes to `fd`, retrying on partial writes and EINTR.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) {
+        var done = 0
+        while done < count {
+            let n = write(fd, bytes + done, count - done)
+            if n > 0 { done += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            return
+        }
+    }
+
+    /// Writes a static message to standard error (for fatal set-up problems).
+    static func writeError(_ message: StaticString) {
+        writeAll(2, message.utf8Start, message.utf8CodeUnitCount)
+    }
+
+    /// Prints a fatal allocator error and aborts without touching the heap.
+    static func fatal(_ message: StaticString) -> Never {
+        writeError("slabguard: fatal: ")
+        writeError(message)
+        writeError("\n")
+        abort()
+    }
+
+    static func setErrno(_ value: Int32) { errno = value }
+}
+
+/// A pthread mutex living in raw memory (zeroed memory is an unlocked mutex on glibc).
+/// It never allocates, so it is safe on the allocator's slow paths.
+struct RawLock {
+    let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    init(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) { self.mutex = mutex }
+
+    @inline(__always) func lock() { pthread_mutex_lock(mutex) }
+    @inline(__always) func unlock() { pthread_mutex_unlock(mutex) }
+    @inline(__always) func tryLock() -> Bool { pthread_mutex_trylock(mutex) == 0 }
+    /// Re-initializes the mutex in a forked child, where the owning thread no longer exists.
+    func reinitialize() { pthread_mutex_init(mutex, nil) }
+}
+
+@inline(__always) func roundUp(_ value: Int, _ alignment: Int) -> Int {
+    (value &+ alignment &- 1) & ~(alignment &- 1)
+}
+
+@inline(__always) func isPowerOfTwo(_ value: Int) -> Bool {
+    value > 0 && (value & (value &- 1)) == 0
+}

@@ -1,0 +1,131 @@
+// Heap lifecycle — lazy set-up on the first slow-path call, fork safety, and
+// the default heap that malloc, sg_alloc and the Swift API use.
+//
+// Set-up runs in two phases under `initMutex`: phase 1 builds the core (arena,
+// registries, the default heap's caches) without calling anything that could
+// allocate; phase 2 creates the thread-exit key and the fork handlers, which
+// might call malloc: such a re-entrant call on the initializing thread finds
+// phase 1 done and is served without magazines.
+//
+// Fork: the prepare handler takes every allocator lock (registry, threads,
+// each cache's depot and slab locks, pools, arena) so that no lock is held by
+// a thread that will not exist in the child; the parent releases them; the
+// child re-initializes them and reclaims the magazines of the other threads.
+
+import CSlabguardShim
+import Glibc
+
+struct HeapLifecycle {
+    var state: UInt64 = 0            // 0 nothing, 1 core ready, 2 ready
+    var initMutex = pthread_mutex_t()
+    var failed = false
+    /// Set by the debug layer: called at the end of phase 1 to pick cache flags
+    /// (returns the default heap's debug flags and tag bytes), and around fork.
+    var configure: (@convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<Int>) -> Void)? = nil
+    var forkPrepare: (@convention(c) () -> Void)? = nil
+    var forkParent: (@convention(c) () -> Void)? = nil
+    var forkChild: (@convention(c) () -> Void)? = nil
+
+    @inline(__always) static var shared: UnsafeMutablePointer<HeapLifecycle> { GlobalSlice.lifecycle.bound(to: HeapLifecycle.self) }
+}
+
+public enum Heap {
+    /// True once the heap is usable by this thread (sets it up on first call).
+    @inline(__always) static func ensureReady() -> Bool {
+        let life = HeapLifecycle.shared
+        if sg_atomic_load_u64(&life.pointee.state) == 2 { return true }
+        return setUp()
+    }
+
+    @inline(never) static func setUp() -> Bool {
+        let life = HeapLifecycle.shared
+        if sg_reentry() != 0 { return sg_atomic_load_u64(&life.pointee.state) >= 1 }
+        pthread_mutex_lock(&life.pointee.initMutex)
+        defer { pthread_mutex_unlock(&life.pointee.initMutex) }
+        if life.pointee.failed { return false }
+        sg_set_reentry(1)
+        defer { sg_set_reentry(0) }
+        if sg_atomic_load_u64(&life.pointee.state) == 0 {
+            guard setUpCore() else {
+                life.pointee.failed = true
+                Platform.writeError("slabguard: cannot reserve the heap's address space; allocations will fail\n")
+                return false
+            }
+            sg_atomic_store_u64(&life.pointee.state, 1)
+        }
+        if sg_atomic_load_u64(&life.pointee.state) == 1 {
+            ThreadRegistry.setUp()
+            pthread_atfork({ Heap.forkPrepare() }, { Heap.forkParent() }, { Heap.forkChild() })
+            sg_atomic_store_u64(&life.pointee.state, 2)
+        }
+        return true
+    }
+
+    private static func setUpCore() -> Bool {
+        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        guard arena.pointee.setUp() else { return false }
+        guard let table = Platform.map(Int(SG_MAX_CACHES) * 8) else { return false }
+        CacheRegistry.shared.pointee.pool = FixedPool(recordSize: MemoryLayout<CacheCore>.stride)
+        CacheRegistry.shared.pointee.byId = table.bindMemory(to: UnsafeMutablePointer<CacheCore>?.self, capacity: Int(SG_MAX_CACHES))
+        var flags: UInt32 = 0
+        var tagBytes = 0
+        if let configure = HeapLifecycle.shared.pointee.configure { configure(&flags, &tagBytes) }
+        // Caches are created with the state still 1-less; CacheOps.create calls ensureReady,
+        // which sees the re-entry mark and the core state.  Mark core ready first.
+        sg_atomic_store_u64(&HeapLifecycle.shared.pointee.state, 1)
+        return SizeClassHeap.defaultHeap.setUp(debugFlags: flags, tagBytes: tagBytes, fixedIds: true, namePrefix: "sg_alloc_")
+    }
+
+    // MARK: - Fork
+
+    private static func forkPrepare() {
+        if let hook = HeapLifecycle.shared.pointee.forkPrepare { hook() }
+        CacheRegistry.lock.lock()
+        ThreadRegistry.lock.lock()
+        var c = CacheRegistry.shared.pointee.first
+        while let cache = c {
+            cache.depotLock.lock()
+            cache.slabLock.lock()
+            c = cache.pointee.nextCache
+        }
+        SizeClassHeap.defaultHeap.largeLock.lock()
+        MagazinePool.lock.lock()
+        pthread_mutex_lock(&SlabRecords.state.pointee.mutex)
+        GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.lock()
+    }
+
+    private static func forkParent() {
+        GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.unlock()
+        pthread_mutex_unlock(&SlabRecords.state.pointee.mutex)
+        MagazinePool.lock.unlock()
+        SizeClassHeap.defaultHeap.largeLock.unlock()
+        var c = CacheRegistry.shared.pointee.first
+        while let cache = c {
+            cache.slabLock.unlock()
+            cache.depotLock.unlock()
+            c = cache.pointee.nextCache
+        }
+        ThreadRegistry.lock.unlock()
+        CacheRegistry.lock.unlock()
+        if let hook = HeapLifecycle.shared.pointee.forkParent { hook() }
+    }
+
+    private static func forkChild() {
+        GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.reinitialize()
+        pthread_mutex_init(&SlabRecords.state.pointee.mutex, nil)
+        MagazinePool.lock.reinitialize()
+        SizeClassHeap.defaultHeap.largeLock.reinitialize()
+        var c = CacheRegistry.shared.pointee.first
+        while let cache = c {
+            cache.slabLock.reinitialize()
+            cache.depotLock.reinitialize()
+            c = cache.pointee.nextCache
+        }
+        ThreadRegistry.lock.reinitialize()
+        CacheRegistry.lock.reinitialize()
+        ThreadRegistry.lock.lock()
+        ThreadRegistry.reclaimAfterFork()
+        ThreadRegistry.lock.unlock()
+        if let hook = HeapLifecycle.shared.pointee.forkChild { hook() }
+    }
+}

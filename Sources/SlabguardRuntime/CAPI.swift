@@ -1,0 +1,62 @@
+// The C API (slabguard.h), exported from the dynamic library.  Thin: every
+// function forwards to SlabguardCore's entry points.
+
+import CSlabguardShim
+import Glibc
+import SlabguardCore
+
+@_cdecl("sg_alloc")
+public func sg_alloc(_ size: Int) -> UnsafeMutableRawPointer? { Allocator.malloc(size) }
+
+@_cdecl("sg_zalloc")
+public func sg_zalloc(_ size: Int) -> UnsafeMutableRawPointer? { Allocator.zalloc(size) }
+
+@_cdecl("sg_free")
+public func sg_free(_ buffer: UnsafeMutableRawPointer?, _ size: Int) { Allocator.free(buffer, size: size) }
+
+@_cdecl("sg_realloc")
+public func sg_realloc(_ buffer: UnsafeMutableRawPointer?, _ oldSize: Int, _ newSize: Int) -> UnsafeMutableRawPointer? {
+    Allocator.realloc(buffer, newSize)
+}
+
+@_cdecl("sg_cache_create")
+public func sg_cache_create(_ name: UnsafePointer<CChar>?, _ size: Int, _ alignment: Int,
+                            _ constructor: (@convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer?) -> Int32)?,
+                            _ destructor: (@convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer?) -> Void)?,
+                            _ argument: UnsafeMutableRawPointer?) -> OpaquePointer? {
+    let defaultName: StaticString = "sg_cache"
+    let cacheName = name ?? UnsafeRawPointer(defaultName.utf8Start).assumingMemoryBound(to: CChar.self)
+    guard let handle = CacheHandle.create(name: cacheName, size: size, alignment: alignment,
+                                          constructor: constructor, destructor: destructor, argument: argument)
+    else { Allocator.setErrno(size <= 0 ? EINVAL : ENOMEM); return nil }
+    return OpaquePointer(handle.raw)
+}
+
+@_cdecl("sg_cache_alloc")
+public func sg_cache_alloc(_ cache: OpaquePointer?) -> UnsafeMutableRawPointer? {
+    guard let cache else { return nil }
+    let p = CacheHandle(raw: UnsafeMutableRawPointer(cache)).allocate()
+    if p == nil { Allocator.setErrno(ENOMEM) }
+    return p
+}
+
+@_cdecl("sg_cache_free")
+public func sg_cache_free(_ cache: OpaquePointer?, _ buffer: UnsafeMutableRawPointer?) {
+    guard let cache, let buffer else { return }
+    CacheHandle(raw: UnsafeMutableRawPointer(cache)).free(buffer)
+}
+
+@_cdecl("sg_cache_destroy")
+public func sg_cache_destroy(_ cache: OpaquePointer?) -> Int {
+    guard let cache else { return 0 }
+    return CacheHandle(raw: UnsafeMutableRawPointer(cache)).destroy().outstandingBuffers
+}
+
+@_cdecl("sg_cache_reap")
+public func sg_cache_reap(_ cache: OpaquePointer?) {
+    guard let cache else { return }
+    CacheHandle(raw: UnsafeMutableRawPointer(cache)).reap()
+}
+
+@_cdecl("sg_stats_print")
+public func sg_stats_print(_ fd: Int32) { StatisticsTable.print(to: fd) }

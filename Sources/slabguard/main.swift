@@ -1,0 +1,1 @@
+print("slabguard: CLI not built yet")
