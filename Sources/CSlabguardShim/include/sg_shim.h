@@ -51,6 +51,7 @@ extern __thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_
 extern __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-exec")));
 extern __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
+extern __thread uint32_t sg_tls_thread_id __attribute__((tls_model("initial-exec")));
 
 static inline __attribute__((always_inline)) sg_magazine_slot *sg_thread_slots(void) { return sg_tls_slots; }
 static inline __attribute__((always_inline)) uint32_t sg_thread_state(void) { return sg_tls_thread_state; }
@@ -60,6 +61,10 @@ static inline __attribute__((always_inline)) void sg_set_thread_record(void *r) 
 /* Per-thread re-entry depth of the allocator (used to detect recursion during set-up and reports). */
 static inline __attribute__((always_inline)) uint32_t sg_reentry(void) { return sg_tls_reentry; }
 static inline __attribute__((always_inline)) void sg_set_reentry(uint32_t v) { sg_tls_reentry = v; }
+
+/* The kernel thread id, cached (0 until first asked for). */
+static inline __attribute__((always_inline)) uint32_t sg_thread_id(void) { return sg_tls_thread_id; }
+static inline __attribute__((always_inline)) void sg_set_thread_id(uint32_t t) { sg_tls_thread_id = t; }
 
 extern _Alignas(4096) unsigned char sg_heap_state_storage[SG_HEAP_STATE_BYTES];
 static inline __attribute__((always_inline)) void *sg_heap_state(void) { return sg_heap_state_storage; }

@@ -54,10 +54,19 @@ enum CacheOps {
         cache.pointee.tagOffset = g.tagOffset
         cache.pointee.slabPages = g.slabPages
         cache.pointee.buffersPerSlab = g.buffersPerSlab
-        cache.pointee.constructor = o.constructor
-        cache.pointee.destructor = o.destructor
         cache.pointee.callbackArgument = o.argument
         cache.pointee.debugFlags = o.debugFlags
+        if o.tagBytes > 0 {
+            // Debug cache: constructors run per allocation in the debug layer; the slab
+            // free-list link lives in the tag so the free pattern stays whole.
+            cache.pointee.debugConstructor = o.constructor
+            cache.pointee.debugDestructor = o.destructor
+            cache.pointee.linkOffset = g.tagOffset + 16  // TagLayout.linkWord
+            cache.pointee.freshChunkHook = debugFreshChunkHook
+        } else {
+            cache.pointee.constructor = o.constructor
+            cache.pointee.destructor = o.destructor
+        }
         cache.pointee.magazineCapacity = MagazinePool.capacity(forChunkSize: g.chunkSize)
         // Copy the name (truncated) into the record.
         let name = UnsafeMutableRawPointer(mutating: cache.namePointer).assumingMemoryBound(to: CChar.self)
@@ -166,3 +175,6 @@ enum CacheOps {
         CacheRegistry.lock.unlock()
     }
 }
+
+/// Set by the debug layer: prepares freshly carved chunks of debug caches.
+nonisolated(unsafe) var debugFreshChunkHook: (@convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer) -> Void)? = nil

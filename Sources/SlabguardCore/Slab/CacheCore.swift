@@ -39,6 +39,13 @@ struct CacheCore {
     var constructor: BufferConstructor? = nil
     var destructor: BufferDestructor? = nil
     var callbackArgument: UnsafeMutableRawPointer? = nil
+    /// Debug caches: the user's constructor/destructor, run by the debug layer on every
+    /// allocation/free (the slab layer's `constructor`/`destructor` stay nil).
+    var debugConstructor: BufferConstructor? = nil
+    var debugDestructor: BufferDestructor? = nil
+    /// Debug caches: prepares a chunk the first time it is carved from a slab (fill
+    /// pattern, free state), so every chunk outside the user's hands looks freed.
+    var freshChunkHook: (@convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer) -> Void)? = nil
 
     // Slab layer (slabLock).
     var slabMutex = pthread_mutex_t()

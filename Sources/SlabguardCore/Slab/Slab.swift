@@ -146,6 +146,7 @@ extension UnsafeMutablePointer where Pointee == CacheCore {
                 } else {
                     chunk = s.pointee.base + s.pointee.carved * chunkSize
                     s.pointee.carved += 1
+                    if let hook = pointee.freshChunkHook { hook(UnsafeMutableRawPointer(self), chunk) }
                 }
                 s.pointee.inUse += 1
                 out[taken] = chunk
