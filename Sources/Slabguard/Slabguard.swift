@@ -28,8 +28,18 @@ public final class ObjectCache: @unchecked Sendable {
 
     /// Creates a cache of `size`-byte buffers aligned to `alignment` (a power of two up to
     /// 4096).  Returns nil for a bad size or alignment, or when out of memory.
-    public init?(name: String, size: Int, alignment: Int = 8,
+    ///
+    /// `debug` takes the debug words of SLABGUARD_DEBUG (e.g. `"default"` or
+    /// `"deadbeef,redzone,audit,noabort"`) to check this cache's buffers; in a debug
+    /// cache the constructor and destructor run on every allocation and free.
+    /// Bad debug words also return nil (see `Debug.validate(_:)` for the message).
+    public init?(name: String, size: Int, alignment: Int = 8, debug: String? = nil,
                  constructor: Constructor? = nil, destructor: Destructor? = nil) {
+        var debugFlags: UInt32 = 0
+        if let debug {
+            guard let flags = try? DebugControl.flags(debug) else { return nil }
+            debugFlags = flags
+        }
         let hasCallbacks = constructor != nil || destructor != nil
         let box = hasCallbacks ? Unmanaged.passRetained(Callbacks(constructor, destructor)) : nil
         let created = name.withCString { cName in
@@ -42,7 +52,7 @@ public final class ObjectCache: @unchecked Sendable {
                 destructor: destructor == nil ? nil : { buffer, argument in
                     Unmanaged<Callbacks>.fromOpaque(argument!).takeUnretainedValue().destructor!(buffer)
                 },
-                argument: box?.toOpaque())
+                argument: box?.toOpaque(), debugFlags: debugFlags)
         }
         guard let created else { box?.release(); return nil }
         self.handle = created
@@ -129,4 +139,57 @@ public enum Statistics {
         let l = HeapStatistics.largeAllocations()
         return (l.count, l.bytes)
     }
+}
+
+/// The debug layer (kmem_flags): configuration, heap verification, leak checks.
+public enum Debug {
+    /// Why `configure` failed.
+    public enum ConfigurationError: Error, Equatable, CustomStringConvertible {
+        /// A bad word or value; the message names it and lists the valid words.
+        case invalidOptions(String)
+        /// The heap has already handed out memory: options must be set before that.
+        case heapAlreadyInUse
+
+        public var description: String {
+            switch self {
+            case .invalidOptions(let message): return message
+            case .heapAlreadyInUse: return "slabguard: debug options must be set before the first allocation"
+            }
+        }
+    }
+
+    /// Turns on debug checks for `alloc`/`zalloc`/`free` (the words of SLABGUARD_DEBUG,
+    /// e.g. `"default"`).  Must be called before the first allocation; overrides the
+    /// environment.
+    public static func configure(_ options: String) throws(ConfigurationError) {
+        do { try DebugControl.configure(options) } catch {
+            switch error {
+            case .invalidOptions(let m): throw .invalidOptions(m)
+            case .heapAlreadyInUse: throw .heapAlreadyInUse
+            }
+        }
+    }
+
+    /// Checks an option string; returns nil when valid, else the one-line error message.
+    public static func validate(_ options: String) -> String? {
+        do { _ = try DebugControl.flags(options); return nil } catch {
+            if case .invalidOptions(let m) = error { return m }
+            return "\(error)"
+        }
+    }
+
+    /// Verifies every debug buffer now (::umem_verify); returns the number of problems
+    /// reported (each also produces a report and, without `noabort`, an abort).
+    @discardableResult
+    public static func verifyHeap() -> Int { DebugControl.verifyHeap() }
+
+    /// Reports unreachable unfreed buffers of debug caches now; returns how many.
+    @discardableResult
+    public static func findLeaks() -> Int { DebugControl.findLeaks() }
+
+    /// Reports written so far.
+    public static var reportCount: Int { Int(DebugControl.reportCount) }
+
+    /// Where reports go (standard error by default).
+    public static func setReportFileDescriptor(_ fd: Int32) { DebugControl.setReportFileDescriptor(fd) }
 }

@@ -20,6 +20,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
+#include <sys/syscall.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,7 +30,7 @@ extern "C" {
 /* Caches with a per-thread magazine slot; caches beyond this run without magazines. */
 #define SG_MAX_CACHES 256
 /* Bytes of zeroed static storage for the heap's global state. */
-#define SG_HEAP_STATE_BYTES (64 * 1024)
+#define SG_HEAP_STATE_BYTES (128 * 1024)
 
 /* One cache's magazines on one thread.  `rounds`/`count`/`capacity` mirror the
  * loaded magazine so the fast path touches only this slot. */
@@ -65,6 +67,9 @@ static inline __attribute__((always_inline)) void sg_set_reentry(uint32_t v) { s
 /* The kernel thread id, cached (0 until first asked for). */
 static inline __attribute__((always_inline)) uint32_t sg_thread_id(void) { return sg_tls_thread_id; }
 static inline __attribute__((always_inline)) void sg_set_thread_id(uint32_t t) { sg_tls_thread_id = t; }
+
+/* The kernel thread id (uncached). */
+static inline uint32_t sg_gettid(void) { return (uint32_t)syscall(SYS_gettid); }
 
 extern _Alignas(4096) unsigned char sg_heap_state_storage[SG_HEAP_STATE_BYTES];
 static inline __attribute__((always_inline)) void *sg_heap_state(void) { return sg_heap_state_storage; }

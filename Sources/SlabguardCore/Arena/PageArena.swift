@@ -67,10 +67,11 @@ struct PageArena {
 
     var lockHandle: RawLock { RawLock(mutex!) }
 
-    /// Reserves the region; tries smaller sizes when the system refuses a big one.
-    mutating func setUp() -> Bool {
-        var bytes = 1 << 40
-        while bytes >= 1 << 30 {
+    /// Reserves the region (`maxBytes`, halving down to `minBytes` when the system
+    /// refuses a big one).  Tests make small private arenas with smaller bounds.
+    mutating func setUp(maxBytes: Int = 1 << 40, minBytes: Int = 1 << 30) -> Bool {
+        var bytes = maxBytes
+        while bytes >= minBytes {
             if let region = Platform.reserve(bytes) {
                 let mapBytes = (bytes >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride
                 if let map = Platform.reserve(mapBytes) {
@@ -195,11 +196,27 @@ struct PageArena {
     }
 
     /// Gives every dirty free page back to the OS (used by reaping and tests).
-    mutating func releaseAll() {
+    /// Returns the statistics taken under the same lock, right after the release.
+    @discardableResult
+    mutating func releaseAll() -> ArenaStatistics {
         let lock = lockHandle
         lock.lock()
         purge(target: 0)
+        let after = statistics()
         lock.unlock()
+        return after
+    }
+
+    /// Unmaps a private arena's region, page map and bins (tests; the span records'
+    /// pool is not returned).  The arena must not be used afterwards.
+    mutating func tearDown() {
+        guard let region = base else { return }
+        Platform.unmap(region, limit)
+        Platform.unmap(UnsafeMutableRawPointer(pageMap!), (limit >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride)
+        Platform.unmap(UnsafeMutableRawPointer(bins!), pageSize)
+        base = nil
+        limit = 0
+        top = 0
     }
 
     func statistics() -> ArenaStatistics {
@@ -240,7 +257,7 @@ struct PageArena {
         UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: span) | 1)!
     }
 
-    private static func bin(for pages: Int) -> Int {
+    static func bin(for pages: Int) -> Int {
         if pages < exactBins { return pages - 1 }
         let log = Int.bitWidth - 1 - pages.leadingZeroBitCount   // ≥ 7
         return min(exactBins - 1 + (log - 6), binCount - 1)
@@ -325,5 +342,67 @@ struct PageArena {
             }
             b -= 1
         }
+    }
+}
+
+// MARK: - Verification (tests, heap checks)
+
+extension PageArena {
+    /// Checks the arena's invariants under its lock; returns nil when they hold, or a
+    /// static description of the first one broken.
+    func verify() -> StaticString? {
+        let lock = lockHandle
+        lock.lock()
+        defer { lock.unlock() }
+        var free = 0, dirty = 0
+        for b in 0..<PageArena.binCount {
+            let bit = (nonEmpty![b >> 6] >> UInt64(b & 63)) & 1
+            if (bins![b] == nil) != (bit == 0) { return "nonEmpty bit disagrees with its bin" }
+            var previous: UnsafeMutablePointer<FreeSpan>? = nil
+            var span = bins![b]
+            while let s = span {
+                let f = s.pointee
+                if f.previous != previous { return "broken back link in a bin" }
+                if f.bin != b || PageArena.bin(for: f.pages) != b { return "free span in the wrong bin" }
+                if f.pages <= 0 || !contains(f.start) || !contains(f.start + ((f.pages << pageShift) - 1)) {
+                    return "free span outside the carved region"
+                }
+                let first = pageIndex(f.start), last = first + f.pages - 1
+                let tagged = UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: s) | 1)
+                if pageMap![first] != tagged || pageMap![last] != tagged { return "free span boundary tag missing" }
+                if first > 0, let before = pageMap![first - 1], UInt(bitPattern: before) & 1 != 0 {
+                    return "two free spans touch (not coalesced)"
+                }
+                if last + 1 < carvedPages, let after = pageMap![last + 1], UInt(bitPattern: after) & 1 != 0 {
+                    return "two free spans touch (not coalesced)"
+                }
+                free += f.pages
+                if f.dirty { dirty += f.pages }
+                previous = s
+                span = f.next
+            }
+        }
+        if free != freePages { return "free page count disagrees with the bins" }
+        if dirty != dirtyPages { return "dirty page count disagrees with the bins" }
+        return nil
+    }
+
+    /// The free span containing `p` as (start, pages, dirty), or nil when `p` is in use
+    /// (a linear walk of the bins, lock taken: tests only).
+    func freeSpan(containing p: UnsafeRawPointer) -> (start: UnsafeMutableRawPointer, pages: Int, dirty: Bool)? {
+        let lock = lockHandle
+        lock.lock()
+        defer { lock.unlock() }
+        for b in 0..<PageArena.binCount {
+            var span = bins![b]
+            while let s = span {
+                let start = UnsafeRawPointer(s.pointee.start)
+                if p >= start && p < start + (s.pointee.pages << pageShift) {
+                    return (s.pointee.start, s.pointee.pages, s.pointee.dirty)
+                }
+                span = s.pointee.next
+            }
+        }
+        return nil
     }
 }

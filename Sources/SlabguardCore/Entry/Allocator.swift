@@ -15,7 +15,8 @@ package enum Allocator {
     // MARK: - malloc family
 
     @inline(__always) package static func malloc(_ size: Int) -> UnsafeMutableRawPointer? {
-        if sg_debug_flags() == 0 && size <= SizeClasses.maxSize {
+        // Unsigned compare: a negative size (a huge C size_t) must reach mallocSlow's check.
+        if sg_debug_flags() == 0 && UInt(bitPattern: size) <= UInt(SizeClasses.maxSize) {
             let c = SizeClasses.index(size)
             let slot = sg_thread_slots() + c
             let n = slot.pointee.count
@@ -29,7 +30,8 @@ package enum Allocator {
     }
 
     @inline(never) static func mallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
-        guard size >= 0, Heap.ensureReady() else { return outOfMemory() }
+        guard size >= 0, ensureReady() else { return outOfMemory() }
+        if sg_debug_flags() != 0 { return DebugAllocator.malloc(size, zero: false) ?? outOfMemory() }
         let heap = SizeClassHeap.defaultHeap
         let p = heap.allocate(size)
         return p ?? outOfMemory()
@@ -58,19 +60,28 @@ package enum Allocator {
     }
 
     @inline(never) static func freeSlow(_ p: UnsafeMutableRawPointer) {
+        if sg_debug_flags() != 0 { return DebugAllocator.free(p, expectedSize: nil) }
         if !SizeClassHeap.defaultHeap.free(p) { InvalidFree.report(p) }
+    }
+
+    /// Sets the heap up on first use, with the debug layer's configuration hook in place.
+    @inline(__always) static func ensureReady() -> Bool {
+        if HeapLifecycle.shared.pointee.configure == nil { DebugLayer.install() }
+        return Heap.ensureReady()
     }
 
     /// calloc: count·size zeroed bytes; nil (ENOMEM) when the product overflows.
     package static func calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
         let (total, overflow) = count.multipliedReportingOverflow(by: size)
-        guard !overflow, count >= 0, size >= 0, Heap.ensureReady() else { return outOfMemory() }
+        guard !overflow, count >= 0, size >= 0, ensureReady() else { return outOfMemory() }
+        if sg_debug_flags() != 0 { return DebugAllocator.malloc(total, zero: true) ?? outOfMemory() }
         return SizeClassHeap.defaultHeap.zeroAllocate(total) ?? outOfMemory()
     }
 
     package static func realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
         guard let p = pointer else { return malloc(size) }
-        guard size >= 0, Heap.ensureReady() else { return outOfMemory() }
+        guard size >= 0, ensureReady() else { return outOfMemory() }
+        if sg_debug_flags() != 0 { return DebugAllocator.realloc(p, size) ?? outOfMemory() }
         var invalid = false
         let q = SizeClassHeap.defaultHeap.reallocate(p, to: size, invalid: &invalid)
         if invalid { InvalidFree.report(p); return nil }
@@ -79,18 +90,22 @@ package enum Allocator {
 
     /// posix_memalign/aligned_alloc/memalign core: `alignment` must be a power of two.
     package static func alignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-        guard isPowerOfTwo(alignment), size >= 0, Heap.ensureReady() else { return outOfMemory() }
+        guard isPowerOfTwo(alignment), size >= 0, ensureReady() else { return outOfMemory() }
+        if sg_debug_flags() != 0 { return DebugAllocator.aligned(alignment, size) ?? outOfMemory() }
         return SizeClassHeap.defaultHeap.allocate(size, alignment: alignment) ?? outOfMemory()
     }
 
     /// malloc_usable_size: 0 for nil or a pointer that is not ours.
     package static func usableSize(_ pointer: UnsafeRawPointer?) -> Int {
         guard let p = pointer else { return 0 }
+        if sg_debug_flags() != 0 { return DebugAllocator.liveSize(p) ?? 0 }
         return SizeClassHeap.defaultHeap.usableSize(p) ?? 0
     }
 
-    /// kmem_free-style sized free.  In fast mode the size is not checked.
+    /// kmem_free-style sized free.  In fast mode the size is not checked; in debug mode a
+    /// size different from the allocation's is reported.
     @inline(__always) package static func free(_ pointer: UnsafeMutableRawPointer?, size: Int) {
+        if sg_debug_flags() != 0, let p = pointer { return DebugAllocator.free(p, expectedSize: size) }
         free(pointer)
     }
 

@@ -14,19 +14,30 @@ package struct CacheHandle: @unchecked Sendable, Equatable {
     package static func create(name: UnsafePointer<CChar>, size: Int, alignment: Int,
                                constructor: (@convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer?) -> Int32)?,
                                destructor: (@convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer?) -> Void)?,
-                               argument: UnsafeMutableRawPointer?) -> CacheHandle? {
+                               argument: UnsafeMutableRawPointer?, debugFlags: UInt32 = 0) -> CacheHandle? {
+        guard Allocator.ensureReady() else { return nil }
         guard let core = CacheOps.create(CacheOps.Options(
             name: name, bufferSize: size, alignment: alignment == 0 ? 8 : alignment,
-            constructor: constructor, destructor: destructor, argument: argument)) else { return nil }
+            constructor: constructor, destructor: destructor, argument: argument,
+            tagBytes: DebugControl.tagBytes(for: debugFlags), debugFlags: debugFlags)) else { return nil }
         return CacheHandle(core: core)
     }
 
     @inline(__always) package func allocate() -> UnsafeMutableRawPointer? {
-        CacheOps.allocate(core)
+        if core.pointee.debugFlags != 0 { return DebugAllocator.allocate(core, size: core.pointee.bufferSize, zero: false) }
+        return CacheOps.allocate(core)
     }
 
     @inline(__always) package func free(_ buffer: UnsafeMutableRawPointer) {
+        if core.pointee.debugFlags != 0 { return freeDebug(buffer) }
         CacheOps.free(core, buffer)
+    }
+
+    private func freeDebug(_ buffer: UnsafeMutableRawPointer) {
+        guard let slab = CacheOps.owner(of: buffer), slab.pointee.cache == core else {
+            return DebugReport.invalidFree(buffer, expectedSize: nil)
+        }
+        DebugAllocator.free(buffer, slab: slab, expectedSize: core.pointee.bufferSize)
     }
 
     package func destroy() -> CacheDestroyResult { CacheOps.destroy(core) }

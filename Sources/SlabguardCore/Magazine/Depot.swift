@@ -130,7 +130,9 @@ enum Depot {
         let depot = cache.depotLock
         depot.lock()
         if let m = loaded { stash(m, in: cache) }
-        if let m = previous { stash(m, in: cache) }
+        // loaded == previous only in a forked child whose parent thread was caught between
+        // the two stores of an exchange: stash that magazine once.
+        if let m = previous, m != loaded { stash(m, in: cache) }
         cache.pointee.retiredAllocations &+= slot.pointee.allocations
         cache.pointee.retiredFrees &+= slot.pointee.frees
         depot.unlock()
@@ -153,8 +155,15 @@ enum Depot {
         }
     }
 
-    /// Returns every magazine in the depot to the slab layer (cache destroy, reap).
+    /// Returns the calling thread's magazines and every magazine in the depot to the
+    /// slab layer (cache destroy, reap).  Other threads' magazines are theirs alone and
+    /// stay loaded (destroy collects them first with ThreadRegistry.flushEverywhere).
     static func drain(_ cache: UnsafeMutablePointer<CacheCore>) {
+        let id = Int(cache.pointee.id)
+        if id >= 0 && sg_thread_state() == UInt32(SG_THREAD_LIVE) {
+            let own = sg_thread_slots() + id
+            if own.pointee.loaded != nil || own.pointee.previous != nil { flush(own, of: cache) }
+        }
         let depot = cache.depotLock
         depot.lock()
         var full = cache.pointee.fullMagazines

@@ -10,7 +10,8 @@ enum GlobalSlice: Int {
     case caches = 2             // CacheRegistry
     case threads = 3            // ThreadRegistry
     case defaultHeap = 4        // SizeClassHeap for malloc / sg_alloc
-    case debug = 5              // debug layer state (8 slices)
+    case debug = 5              // debug layer state (slices 5…15)
+    case metadataMappings = 16  // MetadataMappings (slices 16…19)
 
     static let bytes = 4096
 

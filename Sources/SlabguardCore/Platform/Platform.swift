@@ -19,6 +19,7 @@ enum Platform {
         let p = mmap(nil, bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         if p == MAP_FAILED { return nil }
+        MetadataMappings.add(p!, bytes)
         return p
     }
 
@@ -26,10 +27,12 @@ enum Platform {
     static func map(_ bytes: Int) -> UnsafeMutableRawPointer? {
         let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         if p == MAP_FAILED { return nil }
+        MetadataMappings.add(p!, bytes)
         return p
     }
 
     static func unmap(_ p: UnsafeMutableRawPointer, _ bytes: Int) {
+        MetadataMappings.remove(p)
         _ = munmap(p, bytes)
     }
 
@@ -90,4 +93,52 @@ struct RawLock {
 
 @inline(__always) func isPowerOfTwo(_ value: Int) -> Bool {
     value > 0 && (value & (value &- 1)) == 0
+}
+
+/// The address ranges slabguard mapped for itself (metadata, page map, logs), so the
+/// leak finder does not take them for the program's memory.  A fixed table; ranges
+/// beyond its capacity are simply not remembered (the leak scan is then more conservative).
+enum MetadataMappings {
+    struct Table {
+        var mutex = pthread_mutex_t()
+        var count = 0
+    }
+    static let capacity = (4 * GlobalSlice.bytes - 64) / 16
+
+    @inline(__always) private static var table: UnsafeMutablePointer<Table> { GlobalSlice.metadataMappings.bound(to: Table.self) }
+    @inline(__always) private static var ranges: UnsafeMutablePointer<UInt> {
+        (GlobalSlice.metadataMappings.address + 64).assumingMemoryBound(to: UInt.self)
+    }
+
+    static func add(_ p: UnsafeMutableRawPointer, _ bytes: Int) {
+        let t = table
+        pthread_mutex_lock(&t.pointee.mutex)
+        if t.pointee.count < capacity {
+            ranges[2 * t.pointee.count] = UInt(bitPattern: p)
+            ranges[2 * t.pointee.count + 1] = UInt(bitPattern: p) + UInt(bytes)
+            t.pointee.count += 1
+        }
+        pthread_mutex_unlock(&t.pointee.mutex)
+    }
+
+    static func remove(_ p: UnsafeMutableRawPointer) {
+        let t = table
+        pthread_mutex_lock(&t.pointee.mutex)
+        for i in 0..<t.pointee.count where ranges[2 * i] == UInt(bitPattern: p) {
+            t.pointee.count -= 1
+            ranges[2 * i] = ranges[2 * t.pointee.count]
+            ranges[2 * i + 1] = ranges[2 * t.pointee.count + 1]
+            break
+        }
+        pthread_mutex_unlock(&t.pointee.mutex)
+    }
+
+    /// Whether `address` is inside a range slabguard mapped.
+    static func contains(_ address: UInt) -> Bool {
+        let t = table
+        pthread_mutex_lock(&t.pointee.mutex)
+        defer { pthread_mutex_unlock(&t.pointee.mutex) }
+        for i in 0..<t.pointee.count where address >= ranges[2 * i] && address < ranges[2 * i + 1] { return true }
+        return false
+    }
 }

@@ -61,8 +61,8 @@ enum CacheOps {
             // free-list link lives in the tag so the free pattern stays whole.
             cache.pointee.debugConstructor = o.constructor
             cache.pointee.debugDestructor = o.destructor
-            cache.pointee.linkOffset = g.tagOffset + 16  // TagLayout.linkWord
-            cache.pointee.freshChunkHook = debugFreshChunkHook
+            cache.pointee.linkOffset = g.tagOffset + TagLayout.linkWord
+            cache.pointee.freshChunkHook = HeapLifecycle.shared.pointee.freshChunkHook
         } else {
             cache.pointee.constructor = o.constructor
             cache.pointee.destructor = o.destructor
@@ -93,23 +93,36 @@ enum CacheOps {
     /// Destroys a cache: collects its magazines from every thread, drains the depot,
     /// and returns its slabs to the arena.  Buffers still out are reported in the
     /// result and their slabs are kept (never reused), so stale pointers stay valid memory.
+    ///
+    /// The cache leaves the registry and gives up its magazine id first (under the
+    /// registry lock, once every thread's magazines are collected); the depot is drained
+    /// after, with no lock held, because draining runs destructors, which may call the
+    /// allocator (even create caches).  A cache with
+    /// buffers outstanding keeps its record with id -1, and its slabs are re-tagged -1,
+    /// so a buffer freed after the destroy goes straight back to its slab — never into
+    /// the magazines of a newer cache that took the same id.
     static func destroy(_ cache: UnsafeMutablePointer<CacheCore>) -> CacheDestroyResult {
         let lock = CacheRegistry.lock
         lock.lock()
         ThreadRegistry.lock.lock()
         ThreadRegistry.flushEverywhere(cache)
         ThreadRegistry.lock.unlock()
-        Depot.drain(cache)
         let registry = CacheRegistry.shared
         if cache.pointee.id >= 0 { registry.pointee.byId![Int(cache.pointee.id)] = nil }
+        cache.pointee.id = -1
         if let p = cache.pointee.previousCache { p.pointee.nextCache = cache.pointee.nextCache } else { registry.pointee.first = cache.pointee.nextCache }
         if let n = cache.pointee.nextCache { n.pointee.previousCache = cache.pointee.previousCache }
         registry.pointee.count -= 1
         lock.unlock()
+        Depot.drain(cache)
         let slab = cache.slabLock
         slab.lock()
         let outstanding = cache.pointee.buffersOut
         while let victim = cache.listHead(.empty).pointee { cache.destroySlab(victim) }
+        var s = cache.listHead(.partial).pointee
+        while let x = s { x.pointee.cacheId = -1; s = x.pointee.next }
+        s = cache.listHead(.full).pointee
+        while let x = s { x.pointee.cacheId = -1; s = x.pointee.next }
         slab.unlock()
         if outstanding == 0 {
             lock.lock()
@@ -175,6 +188,3 @@ enum CacheOps {
         CacheRegistry.lock.unlock()
     }
 }
-
-/// Set by the debug layer: prepares freshly carved chunks of debug caches.
-nonisolated(unsafe) var debugFreshChunkHook: (@convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer) -> Void)? = nil

@@ -22,6 +22,10 @@ struct HeapLifecycle {
     /// Set by the debug layer: called at the end of phase 1 to pick cache flags
     /// (returns the default heap's debug flags and tag bytes), and around fork.
     var configure: (@convention(c) (UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<Int>) -> Void)? = nil
+    /// Set by the debug layer: runs at the end of phase 2 (exit handlers, logs).
+    var ready: (@convention(c) () -> Void)? = nil
+    /// Set by the debug layer: prepares freshly carved chunks of debug caches.
+    var freshChunkHook: (@convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer) -> Void)? = nil
     var forkPrepare: (@convention(c) () -> Void)? = nil
     var forkParent: (@convention(c) () -> Void)? = nil
     var forkChild: (@convention(c) () -> Void)? = nil
@@ -56,6 +60,7 @@ public enum Heap {
         if sg_atomic_load_u64(&life.pointee.state) == 1 {
             ThreadRegistry.setUp()
             pthread_atfork({ Heap.forkPrepare() }, { Heap.forkParent() }, { Heap.forkChild() })
+            if let ready = life.pointee.ready { ready() }
             sg_atomic_store_u64(&life.pointee.state, 2)
         }
         return true

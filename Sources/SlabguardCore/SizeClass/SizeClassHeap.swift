@@ -27,6 +27,8 @@ struct LargeSpan {
     var base: UnsafeMutableRawPointer
     var pages: Int
     var requestedSize: Int
+    var userOffset = 0                      // debug spans: the buffer starts after a tag page
+    var retiredNext: UnsafeMutablePointer<LargeSpan>? = nil   // debug: retired-span FIFO link
     var next: UnsafeMutablePointer<LargeSpan>? = nil
     var previous: UnsafeMutablePointer<LargeSpan>? = nil
 }
@@ -92,7 +94,9 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
 
     /// A buffer of `size` bytes aligned to `alignment` (a power of two), or nil.
     func allocate(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-        if alignment <= 16 { return allocate(size) }
+        if alignment <= 8 { return allocate(size) }
+        // Class 0 (8 bytes) is only 8-aligned: a 16-aligned request of ≤ 8 bytes takes class 1.
+        if alignment == 16 { return allocate(size <= 8 ? 16 : size) }
         if alignment <= pageSize && pointee.tagBytes == 0 {
             let rounded = roundUp(max(size, 1), alignment)
             if rounded <= SizeClasses.maxSize && rounded >= size {
@@ -113,7 +117,9 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
         return allocateLarge(size, alignment: pageSize, zero: true)
     }
 
-    func allocateLarge(_ size: Int, alignment: Int, zero: Bool) -> UnsafeMutableRawPointer? {
+    /// A large span for `size` bytes (including `userOffset` leading bytes, for the debug
+    /// layer's tag page); returns the user pointer base + userOffset.
+    func allocateLarge(_ size: Int, alignment: Int, zero: Bool, userOffset: Int = 0) -> UnsafeMutableRawPointer? {
         guard size <= Int.max - 2 * pageSize, Heap.ensureReady() else { return nil }
         let pages = max(1, (size + pageSize - 1) >> pageShift)
         let arena = GlobalSlice.arena.bound(to: PageArena.self)
@@ -131,10 +137,12 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
             return nil
         }
         let span = record.bindMemory(to: LargeSpan.self, capacity: 1)
-        span.initialize(to: LargeSpan(heap: self, base: base, pages: pages, requestedSize: size))
-        // Boundary pages only: interior pointers of a large span are not valid frees.
+        span.initialize(to: LargeSpan(heap: self, base: base, pages: pages, requestedSize: size, userOffset: userOffset))
+        // Boundary pages (and the user's first page) only: interior pointers of a large
+        // span are not valid frees.
         arena.pointee.setOwner(base, pages: 1, record)
         arena.pointee.setOwner(base + ((pages - 1) << pageShift), pages: 1, record)
+        if userOffset >= pageSize { arena.pointee.setOwner(base + (userOffset & ~(pageSize - 1)), pages: 1, record) }
         lock.lock()
         span.pointee.next = pointee.largeSpans
         if let f = pointee.largeSpans { f.pointee.previous = span }
@@ -144,7 +152,7 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
         pointee.largeAllocations &+= 1
         lock.unlock()
         if zero && !zeroed { memset(base, 0, size) }
-        return base
+        return base + userOffset
     }
 
     // MARK: - Free
@@ -163,7 +171,8 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
     }
 
     func freeLarge(_ span: UnsafeMutablePointer<LargeSpan>, _ p: UnsafeMutableRawPointer) -> Bool {
-        guard span.pointee.base == p else { return false }
+        guard span.pointee.base + span.pointee.userOffset == p else { return false }
+        let userOffset = span.pointee.userOffset
         let lock = largeLock
         let pages = span.pointee.pages
         lock.lock()
@@ -173,7 +182,9 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
         pointee.largeBytes -= pages << pageShift
         lock.unlock()
         let arena = GlobalSlice.arena.bound(to: PageArena.self)
-        arena.pointee.free(p, pages: pages, boundaryOnly: true)   // clears the page map under the arena lock
+        let base = span.pointee.base
+        if userOffset >= pageSize { arena.pointee.setOwner(base + (userOffset & ~(pageSize - 1)), pages: 1, nil) }
+        arena.pointee.free(base, pages: pages, boundaryOnly: true)   // clears the page map under the arena lock
         lock.lock()
         pointee.largePool.free(UnsafeMutableRawPointer(span))
         lock.unlock()

@@ -1,0 +1,161 @@
+// Buffer tags and fill patterns — the debug layer's per-buffer metadata.
+//
+// A debug cache's chunk is  [ body | tag ] :
+//   body  roundUp(bufferSize, align) bytes; the user's buffer starts at
+//         `chunk + offset` (offset > 0 only for aligned requests) and is
+//         `size` bytes long; the slack after it is filled with the redzone
+//         pattern.
+//   tag   +0  redzone word 0xfeedfacefeedface
+//         +8  state word: magic (bits 48–63: allocated, free or busy), offset of the
+//             user buffer in the chunk (bits 32–47), requested size (bits 0–31)
+//         +16 link word (slab free list, quarantine FIFO)
+//         +24 reserved
+//         +32 audit area (with `audit`): last allocation, then last free —
+//             each: thread id (4) | depth (4) | time ns (8) | depth return addresses
+//         then the contents area (with `contents`): first N bytes at the last free
+//
+// Patterns are laid down by address, so any byte's expected value is known
+// without knowing where the buffer starts: 0xdeadbeef (freed), 0xbaddcafe
+// (allocated, not yet written), 0xfeedface (redzone).  Every 8-byte-aligned
+// word of a freed body reads 0xdeadbeefdeadbeef.
+//
+// Invariants: a chunk in a magazine, the depot, the slab layer or quarantine
+// has a free state word and (with `deadbeef`) a fully poisoned body; a chunk
+// with the user has an allocated state word and an intact redzone from the
+// end of the requested size to the end of the redzone word.
+
+import Glibc
+
+enum Pattern {
+    static let freed: UInt64 = 0xdead_beef_dead_beef
+    static let uninitialized: UInt64 = 0xbadd_cafe_badd_cafe
+    static let redzone: UInt64 = 0xfeed_face_feed_face
+
+    /// The pattern's byte at address `a`.
+    @inline(__always) static func byte(_ pattern: UInt64, at a: UInt) -> UInt8 {
+        UInt8(truncatingIfNeeded: pattern >> ((UInt64(a) & 7) << 3))
+    }
+
+    /// Fills [p, p+count) with `pattern` laid down by address.
+    static func fill(_ p: UnsafeMutableRawPointer, _ count: Int, _ pattern: UInt64) {
+        guard count > 0 else { return }
+        var a = UInt(bitPattern: p)
+        let end = a + UInt(count)
+        while a < end && a & 7 != 0 { UnsafeMutablePointer<UInt8>(bitPattern: a)!.pointee = byte(pattern, at: a); a += 1 }
+        while a + 8 <= end { UnsafeMutablePointer<UInt64>(bitPattern: a)!.pointee = pattern; a += 8 }
+        while a < end { UnsafeMutablePointer<UInt8>(bitPattern: a)!.pointee = byte(pattern, at: a); a += 1 }
+    }
+
+    /// The address of the first byte of [p, p+count) that differs from `pattern`, or nil.
+    static func firstMismatch(_ p: UnsafeRawPointer, _ count: Int, _ pattern: UInt64) -> UInt? {
+        guard count > 0 else { return nil }
+        var a = UInt(bitPattern: p)
+        let end = a + UInt(count)
+        while a < end && a & 7 != 0 {
+            if UnsafePointer<UInt8>(bitPattern: a)!.pointee != byte(pattern, at: a) { return a }
+            a += 1
+        }
+        while a + 8 <= end {
+            let w = UnsafePointer<UInt64>(bitPattern: a)!.pointee
+            if w != pattern {
+                var b = a
+                while UnsafePointer<UInt8>(bitPattern: b)!.pointee == byte(pattern, at: b) { b += 1 }
+                return b
+            }
+            a += 8
+        }
+        while a < end {
+            if UnsafePointer<UInt8>(bitPattern: a)!.pointee != byte(pattern, at: a) { return a }
+            a += 1
+        }
+        return nil
+    }
+}
+
+/// The state word of a buffer tag.
+struct TagState: Equatable {
+    var raw: UInt64
+
+    static let allocatedMagic: UInt64 = 0xA110
+    static let freeMagic: UInt64 = 0xF4EE
+    /// Between the magazine and the user, while the debug layer lays patterns down.
+    static let busyMagic: UInt64 = 0xB057
+    static let busy = TagState(raw: busyMagic << 48)
+
+    static func allocated(offset: Int, size: Int) -> TagState {
+        TagState(raw: allocatedMagic << 48 | UInt64(offset) << 32 | UInt64(UInt32(truncatingIfNeeded: size)))
+    }
+
+    static func free(offset: Int, size: Int) -> TagState {
+        TagState(raw: freeMagic << 48 | UInt64(offset) << 32 | UInt64(UInt32(truncatingIfNeeded: size)))
+    }
+
+    var isAllocated: Bool { raw >> 48 == TagState.allocatedMagic }
+    var isFree: Bool { raw >> 48 == TagState.freeMagic }
+    var isBusy: Bool { raw >> 48 == TagState.busyMagic }
+    var offset: Int { Int((raw >> 32) & 0xFFFF) }
+    var size: Int { Int(raw & 0xFFFF_FFFF) }
+}
+
+/// Where the tag's parts are for one cache.
+struct TagLayout {
+    static let headerBytes = 32
+    static let redzoneWord = 0
+    static let stateWord = 8
+    static let linkWord = 16
+
+    var auditDepth: Int        // 0: no audit area
+    var contentsBytes: Int     // 0: no contents area
+
+    /// Bytes of one audit entry (allocation or free).
+    var auditEntryBytes: Int { auditDepth == 0 ? 0 : 16 + 8 * auditDepth }
+    var auditBytes: Int { 2 * auditEntryBytes }
+    var contentsOffset: Int { TagLayout.headerBytes + auditBytes }
+    var totalBytes: Int { TagLayout.headerBytes + auditBytes + roundUp(contentsBytes, 16) }
+}
+
+/// A buffer tag in place.
+struct BufferTag {
+    let base: UnsafeMutableRawPointer      // the tag's first byte (chunk + cache.tagOffset)
+
+    @inline(__always) var redzoneWord: UInt64 {
+        get { base.load(as: UInt64.self) }
+        nonmutating set { base.storeBytes(of: newValue, as: UInt64.self) }
+    }
+    @inline(__always) var state: TagState {
+        get { TagState(raw: base.load(fromByteOffset: TagLayout.stateWord, as: UInt64.self)) }
+        nonmutating set { base.storeBytes(of: newValue.raw, toByteOffset: TagLayout.stateWord, as: UInt64.self) }
+    }
+    @inline(__always) var link: UnsafeMutableRawPointer? {
+        get { base.load(fromByteOffset: TagLayout.linkWord, as: UnsafeMutableRawPointer?.self) }
+        nonmutating set { base.storeBytes(of: newValue, toByteOffset: TagLayout.linkWord, as: UnsafeMutableRawPointer?.self) }
+    }
+
+    /// The audit entry for the last allocation (0) or free (1).
+    func auditEntry(_ which: Int, layout: TagLayout) -> AuditEntry? {
+        guard layout.auditDepth > 0 else { return nil }
+        return AuditEntry(base: base + TagLayout.headerBytes + which * layout.auditEntryBytes, depth: layout.auditDepth)
+    }
+
+    func contents(layout: TagLayout) -> UnsafeMutableRawPointer? {
+        layout.contentsBytes > 0 ? base + layout.contentsOffset : nil
+    }
+}
+
+/// One audit entry in a tag: thread | depth | time | return addresses.
+struct AuditEntry {
+    let base: UnsafeMutableRawPointer
+    let depth: Int   // capacity in frames
+
+    var thread: UInt32 { base.load(as: UInt32.self) }
+    var frames: Int { Int(base.load(fromByteOffset: 4, as: UInt32.self)) }
+    var time: UInt64 { base.load(fromByteOffset: 8, as: UInt64.self) }
+    var stack: UnsafeMutablePointer<UInt> { (base + 16).assumingMemoryBound(to: UInt.self) }
+    var isRecorded: Bool { time != 0 }
+
+    func record(thread: UInt32, time: UInt64, frames: Int) {
+        base.storeBytes(of: thread, as: UInt32.self)
+        base.storeBytes(of: UInt32(frames), toByteOffset: 4, as: UInt32.self)
+        base.storeBytes(of: time, toByteOffset: 8, as: UInt64.self)
+    }
+}

@@ -1,0 +1,136 @@
+// DebugAllocator — the checked allocation and free paths of debug caches
+// (kmem_cache_alloc_debug / kmem_cache_free_debug).  See DebugLayer.swift.
+
+import CSlabguardShim
+import Glibc
+
+enum DebugAllocator {
+    // MARK: - Allocation
+
+    /// A checked buffer of `size` bytes from `cache`, aligned to `alignment` inside its chunk
+    /// (size + alignment slack ≤ the buffer size), zeroed when `zero`.
+    static func allocate(_ cache: UnsafeMutablePointer<CacheCore>, size: Int, alignment: Int = 1, zero: Bool) -> UnsafeMutableRawPointer? {
+        countOperation()
+        guard let chunk = CacheOps.allocate(cache) else { return nil }
+        let flags = DebugFlags(rawValue: cache.pointee.debugFlags)
+        let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
+        let state = tag.state
+        if flags.contains(.deadbeef) && state.isFree,
+           let bad = Pattern.firstMismatch(chunk, cache.pointee.tagOffset, Pattern.freed) {
+            DebugReport.modifiedAfterFree(cache: cache, chunk: chunk, tag: tag, at: bad)
+            Pattern.fill(chunk, cache.pointee.tagOffset, Pattern.freed)
+        } else if !state.isFree {
+            // The tag itself was overwritten while the buffer sat free.
+            DebugReport.modifiedAfterFree(cache: cache, chunk: chunk, tag: tag, at: UInt(bitPattern: tag.base) + UInt(TagLayout.stateWord))
+        }
+        tag.state = .busy
+        let offset = roundUp(Int(bitPattern: chunk), alignment) - Int(bitPattern: chunk)
+        let user = chunk + offset
+        let layout = DebugLayer.layout(for: flags)
+        // Redzone: the slack after the requested size, then the redzone word.
+        Pattern.fill(user + size, cache.pointee.tagOffset - offset - size, Pattern.redzone)
+        tag.redzoneWord = Pattern.redzone
+        if let entry = tag.auditEntry(0, layout: layout) { recordStack(entry, skip: 2) }
+        tag.state = .allocated(offset: offset, size: size)
+        if zero {
+            memset(user, 0, size)
+        } else if flags.contains(.uninit) {
+            Pattern.fill(user, size, Pattern.uninitialized)
+        }
+        if let constructor = cache.pointee.debugConstructor, constructor(user, cache.pointee.callbackArgument) != 0 {
+            tag.state = .free(offset: offset, size: size)
+            Pattern.fill(chunk, cache.pointee.tagOffset, Pattern.freed)
+            CacheOps.free(cache, chunk)
+            return nil
+        }
+        TransactionLog.record(.allocation, cache: cache, buffer: user, size: size, tag: tag, layout: layout)
+        return user
+    }
+
+    // MARK: - Free
+
+    /// Checks and frees `p`, a buffer of a debug cache.  `expectedSize` is the size a sized
+    /// free (kmem_free, sg_free) claims, or nil for free(3).
+    static func free(_ p: UnsafeMutableRawPointer, slab: UnsafeMutablePointer<Slab>, expectedSize: Int?) {
+        countOperation()
+        let cache = slab.pointee.cache
+        guard let chunk = slab.pointee.chunk(containing: p) else {
+            return DebugReport.invalidFree(p, expectedSize: expectedSize)
+        }
+        let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
+        let state = tag.state
+        if state.isFree {
+            if p == chunk + state.offset {
+                return DebugReport.duplicateFree(cache: cache, chunk: chunk, tag: tag)
+            }
+            return DebugReport.invalidFree(p, expectedSize: expectedSize)
+        }
+        if !state.isAllocated {
+            // A damaged state word: most often an overrun of this buffer through its redzone.
+            if let bad = Pattern.firstMismatch(tag.base, 8, Pattern.redzone) {
+                DebugReport.redzoneViolation(cache: cache, chunk: chunk, tag: tag, user: p, size: nil, at: bad)
+            } else {
+                DebugReport.invalidFree(p, expectedSize: expectedSize)
+            }
+            return
+        }
+        let user = chunk + state.offset
+        if p != user {
+            return DebugReport.badFreeAddress(cache: cache, chunk: chunk, tag: tag, given: p)
+        }
+        let size = state.size
+        if let expected = expectedSize, expected != size {
+            DebugReport.badFreeSize(cache: cache, chunk: chunk, tag: tag, given: expected)
+        }
+        let flags = DebugFlags(rawValue: cache.pointee.debugFlags)
+        if flags.contains(.redzone),
+           let bad = Pattern.firstMismatch(user + size, cache.pointee.tagOffset + 8 - state.offset - size, Pattern.redzone) {
+            DebugReport.redzoneViolation(cache: cache, chunk: chunk, tag: tag, user: user, size: size, at: bad)
+            tag.redzoneWord = Pattern.redzone
+        }
+        if let destructor = cache.pointee.debugDestructor { destructor(user, cache.pointee.callbackArgument) }
+        let layout = DebugLayer.layout(for: flags)
+        if let entry = tag.auditEntry(1, layout: layout) { recordStack(entry, skip: 2) }
+        if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
+        TransactionLog.record(.free, cache: cache, buffer: user, size: size, tag: tag, layout: layout)
+        tag.state = .busy
+        if flags.contains(.deadbeef) { Pattern.fill(chunk, cache.pointee.tagOffset, Pattern.freed) }
+        tag.state = .free(offset: state.offset, size: size)
+        if flags.contains(.quarantine) {
+            Quarantine.hold(chunk, cache: cache, tag: tag)
+        } else {
+            CacheOps.free(cache, chunk)
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// A chunk carved for the first time: poison it and mark it free (slab lock held).
+    static func prepareFreshChunk(_ rawCache: UnsafeMutableRawPointer, _ chunk: UnsafeMutableRawPointer) {
+        let cache = rawCache.assumingMemoryBound(to: CacheCore.self)
+        let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
+        if DebugFlags(rawValue: cache.pointee.debugFlags).contains(.deadbeef) {
+            Pattern.fill(chunk, cache.pointee.tagOffset, Pattern.freed)
+        }
+        tag.redzoneWord = Pattern.redzone
+        tag.state = .free(offset: 0, size: 0)
+        let layout = DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags))
+        if layout.auditDepth > 0 { memset(tag.base + TagLayout.headerBytes, 0, layout.auditBytes) }
+    }
+
+    /// Fills an audit entry with the current thread, time and stack.
+    @inline(never) static func recordStack(_ entry: AuditEntry, skip: Int) {
+        let frames = StackUnwinder.capture(into: entry.stack, capacity: entry.depth, skip: skip)
+        entry.record(thread: DebugLayer.threadID(), time: DebugLayer.monotonicNanoseconds(), frames: frames)
+    }
+
+    /// verify=N: every N-th operation verifies the whole heap.
+    @inline(__always) static func countOperation() {
+        let state = DebugState.shared
+        let interval = state.pointee.options.verifyInterval
+        guard interval > 0, state.pointee.options.flags.contains(.verify) else { return }
+        let n = sg_atomic_add_u64(&state.pointee.operationCount, 1) &+ 1
+        if n % UInt64(interval) == 0 { _ = HeapVerifier.verifyAll() }
+    }
+}
+

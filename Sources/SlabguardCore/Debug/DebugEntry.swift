@@ -1,0 +1,154 @@
+// The malloc family in debug mode (default heap): routes requests to checked
+// cache buffers, and handles large spans with a leading tag page, a redzone to
+// the end of the last page, and retirement after free (pages made
+// inaccessible and kept out of reuse for a while, so a stale access faults and
+// a second free is recognised).
+
+import CSlabguardShim
+import Glibc
+
+extension DebugAllocator {
+    static func malloc(_ size: Int, zero: Bool) -> UnsafeMutableRawPointer? {
+        let heap = SizeClassHeap.defaultHeap
+        if size <= SizeClasses.maxSize {
+            return allocate(heap.pointee.caches![SizeClasses.index(size)]!, size: size, zero: zero)
+        }
+        return allocateLarge(size, alignment: pageSize, zero: zero)
+    }
+
+    static func aligned(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+        if alignment <= 16 { return malloc(size, zero: false) }
+        let (needed, overflow) = size.addingReportingOverflow(alignment - 16)
+        if alignment <= pageSize && !overflow && needed <= SizeClasses.maxSize {
+            return allocate(SizeClassHeap.defaultHeap.pointee.caches![SizeClasses.index(needed)]!,
+                            size: size, alignment: alignment, zero: false)
+        }
+        return allocateLarge(size, alignment: max(alignment, pageSize), zero: false)
+    }
+
+    /// free(3) / sized free of a default-heap or object-cache pointer in debug mode.
+    static func free(_ p: UnsafeMutableRawPointer, expectedSize: Int?) {
+        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        guard let owner = arena.pointee.owner(of: p) else { return DebugReport.invalidFree(p, expectedSize: expectedSize) }
+        if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
+            let slab = owner.assumingMemoryBound(to: Slab.self)
+            if slab.pointee.cache.pointee.debugFlags != 0 {
+                return free(p, slab: slab, expectedSize: expectedSize)
+            }
+            return CacheOps.free(slab.pointee.cache, p)
+        }
+        freeLarge(owner.assumingMemoryBound(to: LargeSpan.self), p, expectedSize: expectedSize)
+    }
+
+    static func realloc(_ p: UnsafeMutableRawPointer, _ size: Int) -> UnsafeMutableRawPointer? {
+        guard let oldSize = liveSize(p) else {
+            free(p, expectedSize: nil)   // reports the problem
+            return nil
+        }
+        // Always move: a stale pointer to the old buffer then hits freed, poisoned memory.
+        guard let q = malloc(size, zero: false) else { return nil }
+        memcpy(q, p, min(size, oldSize))
+        free(p, expectedSize: nil)
+        return q
+    }
+
+    /// The requested size of a live buffer at exactly `p`, or nil.
+    static func liveSize(_ p: UnsafeRawPointer) -> Int? {
+        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        guard let owner = arena.pointee.owner(of: p) else { return nil }
+        if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
+            let slab = owner.assumingMemoryBound(to: Slab.self)
+            let cache = slab.pointee.cache
+            guard let chunk = slab.pointee.chunk(containing: p) else { return nil }
+            if cache.pointee.debugFlags == 0 { return p == UnsafeRawPointer(chunk) ? cache.pointee.bufferSize : nil }
+            let state = BufferTag(base: chunk + cache.pointee.tagOffset).state
+            return state.isAllocated && p == UnsafeRawPointer(chunk + state.offset) ? state.size : nil
+        }
+        let span = owner.assumingMemoryBound(to: LargeSpan.self)
+        guard span.pointee.base + span.pointee.userOffset == p else { return nil }
+        let state = BufferTag(base: span.pointee.base).state
+        return state.isAllocated ? span.pointee.requestedSize : nil
+    }
+
+    // MARK: - Large spans
+
+    static func allocateLarge(_ size: Int, alignment: Int, zero: Bool) -> UnsafeMutableRawPointer? {
+        countOperation()
+        let heap = SizeClassHeap.defaultHeap
+        let flags = DebugFlags(rawValue: heap.pointee.debugFlags)
+        let layout = DebugLayer.layout(for: flags)
+        let userOffset = roundUp(layout.totalBytes, alignment)
+        guard size <= Int.max / 2 - userOffset else { return nil }
+        guard let user = heap.allocateLarge(userOffset + size, alignment: alignment, zero: zero, userOffset: userOffset) else { return nil }
+        let base = user - userOffset
+        let span = GlobalSlice.arena.bound(to: PageArena.self).pointee.owner(of: base)!.assumingMemoryBound(to: LargeSpan.self)
+        span.pointee.requestedSize = size
+        let tag = BufferTag(base: base)
+        tag.redzoneWord = Pattern.redzone
+        if let entry = tag.auditEntry(0, layout: layout) { recordStack(entry, skip: 2) }
+        if let entry = tag.auditEntry(1, layout: layout) { entry.record(thread: 0, time: 0, frames: 0) }
+        let end = base + (span.pointee.pages << pageShift)
+        Pattern.fill(user + size, end - (user + size), Pattern.redzone)
+        if !zero && flags.contains(.uninit) { Pattern.fill(user, size, Pattern.uninitialized) }
+        tag.state = .allocated(offset: 0, size: 0)
+        return user
+    }
+
+    static func freeLarge(_ span: UnsafeMutablePointer<LargeSpan>, _ p: UnsafeMutableRawPointer, expectedSize: Int?) {
+        countOperation()
+        let base = span.pointee.base
+        let tag = BufferTag(base: base)
+        let user = base + span.pointee.userOffset
+        let size = span.pointee.requestedSize
+        let layout = DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags))
+        let cache = SizeClassHeap.defaultHeap.pointee.caches![SizeClasses.count - 1]!   // names the large "cache" in reports
+        if tag.state.isFree {
+            if p == user { return DebugReport.duplicateFreeLarge(span: span, tag: tag, layout: layout) }
+            return DebugReport.invalidFree(p, expectedSize: expectedSize)
+        }
+        if p != user { return DebugReport.invalidFree(p, expectedSize: expectedSize) }
+        _ = cache
+        if let expected = expectedSize, expected != size { DebugReport.badFreeSizeLarge(span: span, tag: tag, layout: layout, given: expected) }
+        let end = base + (span.pointee.pages << pageShift)
+        if let bad = Pattern.firstMismatch(user + size, end - (user + size), Pattern.redzone) {
+            DebugReport.redzoneLarge(span: span, tag: tag, layout: layout, at: bad)
+        }
+        if let entry = tag.auditEntry(1, layout: layout) { recordStack(entry, skip: 2) }
+        if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
+        tag.state = .free(offset: 0, size: 0)
+        Retirement.retire(span)
+    }
+}
+
+/// Freed large spans in debug mode: pages released and made inaccessible, the
+/// span kept out of reuse until `capacity` younger spans have been retired.
+enum Retirement {
+    static let capacity = 64
+
+    static func retire(_ span: UnsafeMutablePointer<LargeSpan>) {
+        let userStart = span.pointee.base + pageSize * ((span.pointee.userOffset) >> pageShift)
+        let userBytes = (span.pointee.pages << pageShift) - (userStart - span.pointee.base)
+        Platform.release(userStart, userBytes)
+        _ = Platform.protect(userStart, userBytes, accessible: false)
+        let state = DebugState.shared
+        pthread_mutex_lock(&state.pointee.retiredMutex)
+        span.pointee.retiredNext = state.pointee.retiredLarge   // newest first; evict from the tail
+        state.pointee.retiredLarge = span
+        state.pointee.retiredCount += 1
+        var victim: UnsafeMutablePointer<LargeSpan>? = nil
+        if state.pointee.retiredCount > capacity {
+            var s = state.pointee.retiredLarge
+            while let x = s, let n = x.pointee.retiredNext, n.pointee.retiredNext != nil { s = n }
+            victim = s?.pointee.retiredNext
+            s?.pointee.retiredNext = nil
+            state.pointee.retiredCount -= 1
+        }
+        pthread_mutex_unlock(&state.pointee.retiredMutex)
+        if let v = victim {
+            let start = v.pointee.base + pageSize * (v.pointee.userOffset >> pageShift)
+            let bytes = (v.pointee.pages << pageShift) - (start - v.pointee.base)
+            _ = Platform.protect(start, bytes, accessible: true)
+            _ = SizeClassHeap.defaultHeap.freeLarge(v, v.pointee.base + v.pointee.userOffset)
+        }
+    }
+}

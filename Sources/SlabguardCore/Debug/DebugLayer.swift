@@ -1,0 +1,114 @@
+// Debug layer — kmem_flags for Linux.
+//
+// What it does: when debugging is on (SLABGUARD_DEBUG, `slabguard run
+// --debug`, the Swift/C configuration call, or per object cache), every
+// allocation and free of a debug cache goes through DebugAllocator, which
+// checks and maintains the buffer tag (BufferTag.swift): the free pattern is
+// verified when a buffer is handed out again, the redzone and the allocation
+// state when it is freed; audit entries record the last allocating and
+// freeing stacks; the transaction log records every operation; quarantine
+// delays reuse; heap verification walks every slab; leaks are found at exit
+// by a conservative reachability scan.  Problems become reports
+// (Reports.swift), then the configured action (abort unless `noabort`).
+//
+// Configuration is fixed before the heap's first allocation: the default
+// heap's caches are created with tags sized for the options (audit depth,
+// contents), and the fast path tests one word (`sg_debug_flags()`).  Object
+// caches may have their own flags.
+//
+// Invariants: see BufferTag.swift.  The debug paths never allocate through
+// the allocator they check (stacks go into the tag, reports are written with
+// write(2) from fixed buffers).
+//
+// Locking: the checks run lock-free on the calling thread's buffer (a buffer
+// belongs to one thread between allocation and free).  The quarantine FIFO,
+// the retired-large list and report output each have a mutex; heap walks take
+// each cache's slab lock.
+
+import CSlabguardShim
+import Glibc
+
+/// Process-wide debug state (static storage, debug slices).
+struct DebugState {
+    var options = DebugOptions()
+    var configured = false              // options fixed (by API or environment)
+    var reportFDPlusOne: Int32 = 0      // 0: standard error (the storage starts zeroed)
+    var reportCount: UInt64 = 0
+    var startNanoseconds: UInt64 = 0
+    var reportMutex = pthread_mutex_t()
+    var quarantineMutex = pthread_mutex_t()
+    var quarantineHead: UnsafeMutableRawPointer? = nil   // oldest chunk
+    var quarantineTail: UnsafeMutableRawPointer? = nil
+    var quarantineBytes = 0
+    var quarantineCount = 0
+    var operationCount: UInt64 = 0      // for verify=N
+    var retiredMutex = pthread_mutex_t()
+    var retiredLarge: UnsafeMutablePointer<LargeSpan>? = nil
+    var retiredCount = 0
+    var leakCheckRegistered = false
+
+    @inline(__always) static var shared: UnsafeMutablePointer<DebugState> { GlobalSlice.debug.bound(to: DebugState.self) }
+
+    var reportFD: Int32 {
+        get { reportFDPlusOne == 0 ? 2 : reportFDPlusOne - 1 }
+        set { reportFDPlusOne = newValue + 1 }
+    }
+}
+
+enum DebugLayer {
+    /// Installs the configuration hook; called from the front ends' start (cheap, idempotent).
+    static func install() {
+        let life = HeapLifecycle.shared
+        if life.pointee.configure == nil {
+            life.pointee.configure = { flags, tagBytes in DebugLayer.configureDefaultHeap(flags, tagBytes) }
+            life.pointee.ready = { DebugLayer.setUpExitWork() }
+            life.pointee.freshChunkHook = { cache, chunk in DebugAllocator.prepareFreshChunk(cache, chunk) }
+        }
+    }
+
+    /// Heap set-up hook: reads SLABGUARD_DEBUG unless options were set through the API,
+    /// and reports the default heap's flags and tag size.  A bad option string is fatal
+    /// (exit status 2) — running unchecked when checks were asked for would be worse.
+    static func configureDefaultHeap(_ flags: UnsafeMutablePointer<UInt32>, _ tagBytes: UnsafeMutablePointer<Int>) {
+        let state = DebugState.shared
+        state.pointee.startNanoseconds = monotonicNanoseconds()
+        if !state.pointee.configured, let text = getenv("SLABGUARD_DEBUG") {
+            // The message buffer is mapped, not malloc'd: we are inside the allocator's set-up.
+            let capacity = pageSize
+            guard let message = Platform.map(capacity)?.assumingMemoryBound(to: CChar.self) else { _exit(2) }
+            let ok = DebugOptions.parse(text, source: "SLABGUARD_DEBUG", into: &state.pointee.options,
+                                        error: message, errorCapacity: capacity)
+            if !ok {
+                Platform.writeAll(2, message, strlen(message))
+                Platform.writeAll(2, "\n", 1)
+                _exit(2)
+            }
+            Platform.unmap(UnsafeMutableRawPointer(message), capacity)
+            state.pointee.configured = true
+        }
+        let options = state.pointee.options
+        flags.pointee = options.flags.rawValue
+        tagBytes.pointee = options.flags.isEmpty ? 0 : layout(for: options.flags).totalBytes
+        sg_set_debug_flags(options.flags.rawValue)
+        if options.flags.contains(.audit) { StackUnwinder.warmUp() }
+    }
+
+    /// The tag layout of a cache with `flags`.
+    static func layout(for flags: DebugFlags) -> TagLayout {
+        let options = DebugState.shared.pointee.options
+        return TagLayout(auditDepth: flags.contains(.audit) ? options.auditDepth : 0,
+                         contentsBytes: flags.contains(.contents) ? options.contentsBytes : 0)
+    }
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
+    @inline(__always) static func threadID() -> UInt32 {
+        var tid = sg_thread_id()
+        if tid == 0 { tid = sg_gettid(); sg_set_thread_id(tid) }
+        return tid
+    }
+}

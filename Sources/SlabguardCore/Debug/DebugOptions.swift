@@ -1,0 +1,618 @@
+// DebugOptions.swift — the SLABGUARD_DEBUG / `slabguard run --debug` option string.
+//
+// What: `DebugOptions.parse` turns "default,quarantine=64M,log=/tmp/x" into a DebugOptions
+// value (or one error line naming the bad item and listing the valid words);
+// `render` writes the canonical string back, which parses to an equal value.
+//
+// Grammar (fixed words, case-sensitive; see `validOptionsList`):
+//   string := item { "," item }      items are trimmed of ASCII whitespace; empty items
+//                                    (",,", a trailing ",", an all-blank string) are ignored
+//   item   := word | word "=" value  whitespace around "=" is trimmed as well
+// `none` (or nothing at all) means fast mode and may only appear alone. Later items win:
+// `audit=8,audit=32` gives 32. A bare `audit` / `contents` (and `default`) only turns the
+// feature on; its value stays whatever was set before, else the default (16 frames, 256 B).
+// Numbers are decimal digits only (no sign, no 0x). SIZE is a number with an optional
+// suffix K, M or G (either case, binary: 1024, 1024², 1024³), optionally followed by B/b:
+// 64M = 64m = 64MB = 64mb = 67108864. Values that overflow Int are rejected.
+// `log=PATH` keeps the rest of the item after the first "=", trimmed, 1...4095 bytes;
+// a path cannot contain "," (the separator) nor begin or end with whitespace.
+//
+// Invariants:
+//  - The C-string path never allocates: bytes are walked through raw pointers, words are
+//    StaticStrings, messages go through a memory-mode ReportWriter. Only `parse(String)` and
+//    `description` (marked) allocate.
+//  - DebugOptions is BitwiseCopyable, holds no references; `DebugOptions()` is fast mode.
+//    A value field means something only while its flag is set; `==` compares it only then.
+//    Bytes of `logPath` after its NUL are always zero.
+//  - `parse` either succeeds and assigns `*options`, or leaves it untouched.
+
+import Glibc
+
+/// Which debugging features are on. An empty set is fast mode.
+public struct DebugFlags: OptionSet, Sendable, BitwiseCopyable, Hashable {
+    public let rawValue: UInt32
+    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    // Computed, not stored: no global initialisers to run inside malloc.
+    @inlinable public static var deadbeef: DebugFlags { DebugFlags(rawValue: 1 << 0) }
+    @inlinable public static var redzone: DebugFlags { DebugFlags(rawValue: 1 << 1) }
+    @inlinable public static var uninit: DebugFlags { DebugFlags(rawValue: 1 << 2) }
+    @inlinable public static var audit: DebugFlags { DebugFlags(rawValue: 1 << 3) }
+    @inlinable public static var contents: DebugFlags { DebugFlags(rawValue: 1 << 4) }
+    @inlinable public static var quarantine: DebugFlags { DebugFlags(rawValue: 1 << 5) }
+    @inlinable public static var guards: DebugFlags { DebugFlags(rawValue: 1 << 6) }
+    @inlinable public static var sample: DebugFlags { DebugFlags(rawValue: 1 << 7) }
+    @inlinable public static var verify: DebugFlags { DebugFlags(rawValue: 1 << 8) }
+    @inlinable public static var leaks: DebugFlags { DebugFlags(rawValue: 1 << 9) }
+    @inlinable public static var noabort: DebugFlags { DebugFlags(rawValue: 1 << 10) }
+    /// `report=json`; absent means text reports.
+    @inlinable public static var jsonReport: DebugFlags { DebugFlags(rawValue: 1 << 11) }
+    /// `log=PATH`; the path is in `DebugOptions.logPath`.
+    @inlinable public static var log: DebugFlags { DebugFlags(rawValue: 1 << 12) }
+
+    /// What the word `default` turns on: deadbeef, redzone, uninit, audit, leaks.
+    @inlinable public static var defaultSet: DebugFlags {
+        DebugFlags(rawValue: (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 9))
+    }
+}
+
+/// Parsed debug options. Plain data; keep one instance and pass it by pointer or borrow
+/// (it is about 4 KiB because of the inline log path).
+public struct DebugOptions: BitwiseCopyable, Sendable {
+    public var flags: DebugFlags
+    /// Frames per audit stack (`audit=N`), 1...64.
+    public var auditDepth: Int
+    /// Bytes of each buffer kept at free (`contents=N`), 1...4096.
+    public var contentsBytes: Int
+    /// Bytes of freed buffers held back (`quarantine=SIZE`), >= 1.
+    public var quarantineBytes: Int
+    /// Guard about 1 in `sampleRate` allocations (`sample=N`), >= 1.
+    public var sampleRate: Int
+    /// Verify the heap every `verifyInterval` allocator calls (`verify=N`), >= 1.
+    public var verifyInterval: Int
+    /// `log=PATH`, NUL-terminated, zero-filled after the NUL. Use `withLogPath`.
+    public var logPath: FixedBytes4K
+
+    public static var defaultAuditDepth: Int { 16 }
+    public static var maxAuditDepth: Int { 64 }
+    public static var defaultContentsBytes: Int { 256 }
+    public static var maxContentsBytes: Int { 4096 }
+    /// Longest accepted log path in bytes (the storage holds one more, for the NUL).
+    public static var maxLogPathLength: Int { 4095 }
+    /// An error buffer this large always holds the whole message.
+    public static var errorCapacity: Int { 1024 }
+    /// A render buffer this large always holds the whole canonical string.
+    public static var renderCapacity: Int { 4608 }
+
+    /// Fast mode: no flags; values at their defaults.
+    public init() {
+        flags = DebugFlags(rawValue: 0)
+        auditDepth = 16
+        contentsBytes = 256
+        quarantineBytes = 0
+        sampleRate = 0
+        verifyInterval = 0
+        logPath = FixedBytes4K()
+    }
+
+    /// Any checking at all? (False is fast mode.)
+    @inlinable public var isEnabled: Bool { flags.rawValue != 0 }
+
+    /// Calls `body` with the NUL-terminated log path ("" when none was given).
+    public func withLogPath<R>(_ body: (UnsafePointer<CChar>) -> R) -> R {
+        withUnsafePointer(to: logPath) { p in
+            body(UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self))
+        }
+    }
+
+    /// Length in bytes of the log path.
+    public var logPathLength: Int {
+        withLogPath { ReportWriter.length(of: UnsafeRawPointer($0), max: DebugOptions.maxLogPathLength) }
+    }
+
+    /// Sets the log path and the `.log` flag. Returns false (and changes nothing) when the
+    /// path could not round-trip through `parse`: empty, over 4095 bytes, containing ",",
+    /// or beginning or ending with whitespace.
+    public mutating func setLogPath(_ path: UnsafePointer<CChar>) -> Bool {
+        let raw = UnsafeRawPointer(path)
+        let n = ReportWriter.length(of: raw, max: DebugOptions.maxLogPathLength + 1)
+        guard n >= 1 && n <= DebugOptions.maxLogPathLength else { return false }
+        let text = OptionText(base: raw, count: n)
+        guard text.firstIndex(of: 0x2C) < 0, text.trimmed().count == n else { return false }
+        storeLogPath(raw, count: n)
+        flags.insert(.log)
+        return true
+    }
+
+    mutating func storeLogPath(_ source: UnsafeRawPointer, count n: Int) {
+        withUnsafeMutablePointer(to: &logPath) { p in
+            let dest = UnsafeMutableRawPointer(p)
+            dest.copyMemory(from: source, byteCount: n)
+            memset(dest + n, 0, 4096 - n)
+        }
+    }
+
+    // MARK: Parsing
+
+    /// Parses `text` (nil, "", all blank or "none": fast mode) into `*options` without
+    /// allocating. On error leaves `*options` untouched, writes one NUL-terminated line
+    /// (no newline) into `error` — truncated to `errorCapacity` bytes; 1024 always suffice —
+    /// and returns false. `source` names where the text came from ("SLABGUARD_DEBUG",
+    /// "--debug"); nil or "" leaves the " in SOURCE" part out.
+    public static func parse(_ text: UnsafePointer<CChar>?, source: UnsafePointer<CChar>?,
+                             into options: UnsafeMutablePointer<DebugOptions>,
+                             error: UnsafeMutablePointer<CChar>, errorCapacity: Int) -> Bool {
+        var result = DebugOptions()
+        let outcome = parseItems(UnsafeRawPointer(text), into: &result)
+        if outcome.kind == nil {
+            options.pointee = result
+            return true
+        }
+        var writer = ReportWriter(memory: UnsafeMutableRawPointer(error), capacity: errorCapacity)
+        writeMessage(outcome, source: source, to: &writer)
+        writer.finishCString()
+        return false
+    }
+
+    /// Convenience for Swift callers and tests (allocates): the same parse, throwing an
+    /// error whose `message` / `description` is the same line.
+    public static func parse(_ text: String, source: String = "SLABGUARD_DEBUG") throws(DebugOptionsError) -> DebugOptions {
+        var result = DebugOptions()
+        var line = [UInt8](repeating: 0, count: errorCapacity)
+        var length = 0
+        // The outcome points into the C string: write the message while it is alive.
+        let kind = text.withCString { cText -> DebugOptionsError.Kind? in
+            let outcome = parseItems(UnsafeRawPointer(cText), into: &result)
+            guard outcome.kind != nil else { return nil }
+            length = line.withUnsafeMutableBytes { buffer in
+                source.withCString { src in
+                    var writer = ReportWriter(memory: buffer.baseAddress!, capacity: buffer.count)
+                    writeMessage(outcome, source: src, to: &writer)
+                    return writer.count
+                }
+            }
+            return outcome.kind
+        }
+        guard let kind else { return result }
+        throw DebugOptionsError(kind: kind, message: String(decoding: line[0..<length], as: UTF8.self))
+    }
+
+    /// The list of valid words, as printed at the end of every error line.
+    public static var validOptionsList: StaticString {
+        "default, none, deadbeef, redzone, uninit, audit[=N], contents[=N], quarantine=SIZE, guards, sample=N, verify=N, leaks, noabort, log=PATH, report=text|json"
+    }
+
+    /// One outcome of `parseItems`: success when `kind` is nil, else what went wrong where.
+    struct Outcome {
+        var kind: DebugOptionsError.Kind?
+        var word: OptionWord = .none
+        var item = OptionText.empty          // the whole offending item
+        var value = OptionText.empty         // its value, for badValue
+        var other = OptionText.empty         // the item `none` clashed with
+
+        static var success: Outcome { Outcome(kind: nil) }
+    }
+
+    static func parseItems(_ text: UnsafeRawPointer?, into result: inout DebugOptions) -> Outcome {
+        guard let text else { return .success }
+        var sawNone = false
+        var noneItem = OptionText.empty
+        var firstOther = OptionText.empty
+        var p = 0
+        while true {
+            let start = p
+            var b = text.load(fromByteOffset: p, as: UInt8.self)
+            while b != 0 && b != 0x2C {
+                p += 1
+                b = text.load(fromByteOffset: p, as: UInt8.self)
+            }
+            let item = OptionText(base: text + start, count: p - start).trimmed()
+            if item.count > 0 {
+                let outcome = apply(item, to: &result)
+                if outcome.kind != nil { return outcome }
+                let isNone = item.equals("none")
+                if isNone && !sawNone {
+                    sawNone = true
+                    noneItem = item
+                }
+                if !isNone && firstOther.count == 0 { firstOther = item }
+                if sawNone && firstOther.count > 0 {
+                    return Outcome(kind: .noneCombined, word: .none, item: noneItem, other: firstOther)
+                }
+            }
+            if b == 0 { return .success }
+            p += 1
+        }
+    }
+
+    /// Applies one trimmed, non-empty item.
+    static func apply(_ item: OptionText, to options: inout DebugOptions) -> Outcome {
+        let eq = item.firstIndex(of: 0x3D)
+        let key = eq < 0 ? item : item.prefix(eq).trimmed()
+        let hasValue = eq >= 0
+        let value = hasValue ? item.dropFirst(eq + 1).trimmed() : OptionText.empty
+        guard let word = OptionWord.match(key) else {
+            return Outcome(kind: .unknownOption, item: item)
+        }
+        var failure = Outcome(kind: nil, word: word, item: item, value: value)
+        let kind = word.valueKind
+        if kind == .none {
+            if hasValue { failure.kind = .unexpectedValue; return failure }
+        } else if value.count == 0 && (hasValue || kind != .optionalNumber) {
+            failure.kind = .missingValue
+            return failure
+        }
+        var number = 0
+        if value.count > 0 && (kind == .optionalNumber || kind == .number || kind == .size) {
+            guard let n = parseNumber(value, sizeSuffix: kind == .size),
+                  n >= 1 && n <= word.maximum else {
+                failure.kind = .badValue
+                return failure
+            }
+            number = n
+        }
+        switch word {
+        case .none: break
+        case .default: options.flags.formUnion(.defaultSet)
+        case .deadbeef: options.flags.insert(.deadbeef)
+        case .redzone: options.flags.insert(.redzone)
+        case .uninit: options.flags.insert(.uninit)
+        case .guards: options.flags.insert(.guards)
+        case .leaks: options.flags.insert(.leaks)
+        case .noabort: options.flags.insert(.noabort)
+        case .audit:
+            options.flags.insert(.audit)
+            if number > 0 { options.auditDepth = number }
+        case .contents:
+            options.flags.insert(.contents)
+            if number > 0 { options.contentsBytes = number }
+        case .quarantine:
+            options.flags.insert(.quarantine)
+            options.quarantineBytes = number
+        case .sample:
+            options.flags.insert(.sample)
+            options.sampleRate = number
+        case .verify:
+            options.flags.insert(.verify)
+            options.verifyInterval = number
+        case .log:
+            guard value.count <= maxLogPathLength else {
+                failure.kind = .badValue
+                return failure
+            }
+            options.storeLogPath(value.base, count: value.count)
+            options.flags.insert(.log)
+        case .report:
+            if value.equals("json") {
+                options.flags.insert(.jsonReport)
+            } else if value.equals("text") {
+                options.flags.remove(.jsonReport)
+            } else {
+                failure.kind = .badValue
+                return failure
+            }
+        }
+        return .success
+    }
+
+    /// Decimal digits, then (if `sizeSuffix`) an optional K/M/G, either case, optionally
+    /// followed by B/b. Nil for anything else, including overflow of Int.
+    static func parseNumber(_ text: OptionText, sizeSuffix: Bool) -> Int? {
+        var value = 0
+        var i = 0
+        while i < text.count {
+            let b = text[i]
+            if b < 0x30 || b > 0x39 { break }
+            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times10.addingReportingOverflow(Int(b - 0x30))
+            if o1 || o2 { return nil }
+            value = sum
+            i += 1
+        }
+        if i == 0 { return nil }
+        if i < text.count && sizeSuffix {
+            var shift = 0
+            switch text[i] | 0x20 {                  // ASCII lowercase
+            case 0x6B: shift = 10                    // k
+            case 0x6D: shift = 20                    // m
+            case 0x67: shift = 30                    // g
+            default: return nil
+            }
+            i += 1
+            if i < text.count && text[i] | 0x20 == 0x62 { i += 1 }   // b
+            if value > (Int.max >> shift) { return nil }
+            value <<= shift
+        }
+        return i == text.count ? value : nil
+    }
+
+    // MARK: Messages
+
+    static func writeMessage(_ outcome: Outcome, source: UnsafePointer<CChar>?, to w: inout ReportWriter) {
+        w.append("slabguard: ")
+        switch outcome.kind {
+        case .unknownOption?:
+            w.append("unknown debug option '")
+            quote(outcome.item, to: &w)
+            w.append("'")
+        case .missingValue?:
+            w.append("missing value for debug option '")
+            w.append(outcome.word.name)
+            w.append("' (expected ")
+            w.append(outcome.word.usage)
+            w.append(": ")
+            w.append(outcome.word.expectation)
+            w.append(")")
+        case .badValue?:
+            w.append("bad value '")
+            quote(outcome.value, to: &w)
+            w.append("' for debug option '")
+            w.append(outcome.word.name)
+            w.append("' (expected ")
+            w.append(outcome.word.expectation)
+            w.append(")")
+        case .unexpectedValue?:
+            w.append("debug option '")
+            w.append(outcome.word.name)
+            w.append("' takes no value, got '")
+            quote(outcome.item, to: &w)
+            w.append("'")
+        case .noneCombined?:
+            w.append("debug option 'none' cannot be combined with other options, got '")
+            quote(outcome.other, to: &w)
+            w.append("'")
+        case nil:
+            w.append("no error")
+        }
+        if let source, source.pointee != 0 {
+            w.append(" in ")
+            w.appendPrintable(cString: source, maxLength: 64)
+        }
+        w.append("; valid options: ")
+        w.append(validOptionsList)
+    }
+
+    /// Echoes user text on one line: at most 80 bytes, non-printables escaped, "..." if cut.
+    static func quote(_ text: OptionText, to w: inout ReportWriter) {
+        if text.count <= 80 {
+            w.appendPrintable(bytes: text.base, count: text.count)
+        } else {
+            w.appendPrintable(bytes: text.base, count: 80)
+            w.append("...")
+        }
+    }
+
+    // MARK: Rendering
+
+    /// Writes the canonical string — words in table order, values explicit ("audit=16"),
+    /// sizes with the largest exact suffix ("quarantine=64M"), "none" for fast mode — NUL-
+    /// terminated into `buffer`. Returns its full length like snprintf: a result >= capacity
+    /// means it was cut (`renderCapacity` bytes always suffice). Never allocates.
+    @discardableResult
+    public func render(into buffer: UnsafeMutablePointer<CChar>, capacity: Int) -> Int {
+        var writer = ReportWriter(memory: UnsafeMutableRawPointer(buffer), capacity: capacity)
+        render(to: &writer)
+        return writer.finishCString()
+    }
+
+    /// Appends the canonical string to a report (e.g. in its header).
+    public func render(to w: inout ReportWriter) {
+        var first = true
+        if flags.contains(.deadbeef) { DebugOptions.word("deadbeef", &first, &w) }
+        if flags.contains(.redzone) { DebugOptions.word("redzone", &first, &w) }
+        if flags.contains(.uninit) { DebugOptions.word("uninit", &first, &w) }
+        if flags.contains(.audit) {
+            DebugOptions.word("audit=", &first, &w)
+            w.append(decimal: auditDepth)
+        }
+        if flags.contains(.contents) {
+            DebugOptions.word("contents=", &first, &w)
+            w.append(decimal: contentsBytes)
+        }
+        if flags.contains(.quarantine) {
+            DebugOptions.word("quarantine=", &first, &w)
+            let n = quarantineBytes
+            if n > 0 && n % (1 << 30) == 0 { w.append(decimal: n >> 30); w.append(byte: 0x47) }
+            else if n > 0 && n % (1 << 20) == 0 { w.append(decimal: n >> 20); w.append(byte: 0x4D) }
+            else if n > 0 && n % (1 << 10) == 0 { w.append(decimal: n >> 10); w.append(byte: 0x4B) }
+            else { w.append(decimal: n) }
+        }
+        if flags.contains(.guards) { DebugOptions.word("guards", &first, &w) }
+        if flags.contains(.sample) {
+            DebugOptions.word("sample=", &first, &w)
+            w.append(decimal: sampleRate)
+        }
+        if flags.contains(.verify) {
+            DebugOptions.word("verify=", &first, &w)
+            w.append(decimal: verifyInterval)
+        }
+        if flags.contains(.leaks) { DebugOptions.word("leaks", &first, &w) }
+        if flags.contains(.noabort) { DebugOptions.word("noabort", &first, &w) }
+        if flags.contains(.log) {
+            DebugOptions.word("log=", &first, &w)
+            withLogPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
+        }
+        if flags.contains(.jsonReport) { DebugOptions.word("report=json", &first, &w) }
+        if first { w.append("none") }
+    }
+
+    private static func word(_ name: StaticString, _ first: inout Bool, _ w: inout ReportWriter) {
+        if !first { w.append(byte: 0x2C) }
+        first = false
+        w.append(name)
+    }
+}
+
+extension DebugOptions: Equatable {
+    /// Same flags, and the same value for every feature that is on (values of features that
+    /// are off are ignored, so render→parse round trips compare equal).
+    public static func == (a: DebugOptions, b: DebugOptions) -> Bool {
+        let f = a.flags
+        guard f == b.flags else { return false }
+        if f.contains(.audit) && a.auditDepth != b.auditDepth { return false }
+        if f.contains(.contents) && a.contentsBytes != b.contentsBytes { return false }
+        if f.contains(.quarantine) && a.quarantineBytes != b.quarantineBytes { return false }
+        if f.contains(.sample) && a.sampleRate != b.sampleRate { return false }
+        if f.contains(.verify) && a.verifyInterval != b.verifyInterval { return false }
+        if f.contains(.log) {
+            let same = a.withLogPath { pa in b.withLogPath { pb in strcmp(pa, pb) == 0 } }
+            if !same { return false }
+        }
+        return true
+    }
+}
+
+extension DebugOptions: CustomStringConvertible {
+    /// The canonical string (allocates; for Swift callers, tests and diagnostics).
+    public var description: String {
+        var bytes = [UInt8](repeating: 0, count: DebugOptions.renderCapacity)
+        let n = bytes.withUnsafeMutableBytes { b in
+            render(into: b.baseAddress!.assumingMemoryBound(to: CChar.self), capacity: b.count)
+        }
+        return String(decoding: bytes[0..<min(n, bytes.count - 1)], as: UTF8.self)
+    }
+}
+
+/// A rejected option string (thrown by the String convenience `parse`).
+public struct DebugOptionsError: Error, CustomStringConvertible, Equatable, Sendable {
+    public enum Kind: UInt8, Sendable {
+        case unknownOption      // a word not in the table
+        case missingValue       // `sample`, `quarantine=`, `audit=`, `log=` ...
+        case badValue           // not a number, out of range, overflow, bad suffix, long path
+        case unexpectedValue    // `leaks=3`: the word takes no value
+        case noneCombined       // `none` together with other words
+    }
+    public var kind: Kind
+    /// The whole one-line message, starting "slabguard: ", without a newline.
+    public var message: String
+    public var description: String { message }
+}
+
+// MARK: - Internals
+
+/// A non-owning byte range of the option string.
+struct OptionText {
+    var base: UnsafeRawPointer
+    var count: Int
+
+    static var empty: OptionText { OptionText(base: UnsafeRawPointer(bitPattern: 1)!, count: 0) }
+
+    subscript(i: Int) -> UInt8 { base.load(fromByteOffset: i, as: UInt8.self) }
+
+    static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0D) }
+
+    func trimmed() -> OptionText {
+        var start = 0
+        var end = count
+        while start < end && OptionText.isSpace(self[start]) { start += 1 }
+        while end > start && OptionText.isSpace(self[end - 1]) { end -= 1 }
+        return OptionText(base: base + start, count: end - start)
+    }
+
+    /// Index of the first `byte`, or -1.
+    func firstIndex(of byte: UInt8) -> Int {
+        var i = 0
+        while i < count {
+            if self[i] == byte { return i }
+            i += 1
+        }
+        return -1
+    }
+
+    func prefix(_ n: Int) -> OptionText { OptionText(base: base, count: n) }
+    func dropFirst(_ n: Int) -> OptionText { OptionText(base: base + n, count: count - n) }
+
+    func equals(_ word: StaticString) -> Bool {
+        guard word.utf8CodeUnitCount == count else { return false }
+        let w = UnsafeRawPointer(word.utf8Start)
+        var i = 0
+        while i < count {
+            if w.load(fromByteOffset: i, as: UInt8.self) != self[i] { return false }
+            i += 1
+        }
+        return true
+    }
+}
+
+/// The option words, in table (and render) order.
+enum OptionWord: UInt8 {
+    case none, `default`, deadbeef, redzone, uninit, audit, contents, quarantine, guards,
+         sample, verify, leaks, noabort, log, report
+
+    enum ValueKind { case none, optionalNumber, number, size, path, format }
+
+    static func match(_ text: OptionText) -> OptionWord? {
+        var raw: UInt8 = 0
+        while let word = OptionWord(rawValue: raw) {
+            if text.equals(word.name) { return word }
+            raw += 1
+        }
+        return nil
+    }
+
+    var name: StaticString {
+        switch self {
+        case .none: "none"
+        case .default: "default"
+        case .deadbeef: "deadbeef"
+        case .redzone: "redzone"
+        case .uninit: "uninit"
+        case .audit: "audit"
+        case .contents: "contents"
+        case .quarantine: "quarantine"
+        case .guards: "guards"
+        case .sample: "sample"
+        case .verify: "verify"
+        case .leaks: "leaks"
+        case .noabort: "noabort"
+        case .log: "log"
+        case .report: "report"
+        }
+    }
+
+    var valueKind: ValueKind {
+        switch self {
+        case .audit, .contents: .optionalNumber
+        case .sample, .verify: .number
+        case .quarantine: .size
+        case .log: .path
+        case .report: .format
+        default: .none
+        }
+    }
+
+    /// Largest accepted number (the smallest is always 1).
+    var maximum: Int {
+        switch self {
+        case .audit: DebugOptions.maxAuditDepth
+        case .contents: DebugOptions.maxContentsBytes
+        default: Int.max
+        }
+    }
+
+    var usage: StaticString {
+        switch self {
+        case .audit: "audit=N"
+        case .contents: "contents=N"
+        case .quarantine: "quarantine=SIZE"
+        case .sample: "sample=N"
+        case .verify: "verify=N"
+        case .log: "log=PATH"
+        case .report: "report=text|json"
+        default: "no value"
+        }
+    }
+
+    var expectation: StaticString {
+        switch self {
+        case .audit: "a number of frames from 1 to 64"
+        case .contents: "a number of bytes from 1 to 4096"
+        case .quarantine: "a size in bytes of 1 or more, with an optional K, M or G suffix, e.g. 64M"
+        case .sample: "a whole number of 1 or more; about 1 in N allocations is guarded"
+        case .verify: "a whole number of 1 or more; the heap is verified every N allocator calls"
+        case .log: "a file path of 1 to 4095 bytes"
+        case .report: "text or json"
+        default: "no value"
+        }
+    }
+}

@@ -1,0 +1,271 @@
+// ReportBuilder — lays out one report as text or JSON (design.md §4) through a
+// ReportWriter over a mapped scratch buffer, holding the report lock from
+// `begin` to `finish`, then applies the configured action.
+
+import CSlabguardShim
+import Glibc
+
+struct ReportBuilder: ~Copyable {
+    let json: Bool
+    let noabort: Bool
+    var w: ReportWriter
+
+    /// Scratch memory, mapped at the first report: the writer's buffer, then a symbol-name
+    /// buffer and room for a captured stack.
+    private struct Scratch {
+        var memory: UnsafeMutableRawPointer? = nil
+    }
+    static let bufferBytes = 16 * 1024
+    static let nameBytes = 1024
+
+    private static var scratch: UnsafeMutablePointer<Scratch> {
+        (GlobalSlice.debug.address + 36864).assumingMemoryBound(to: Scratch.self)
+    }
+
+    /// Starts a report (takes the report lock).  `cacheFlags` are the flags of the cache
+    /// involved; `noabort` and `report=json` apply when set there or globally.
+    init(_ kind: DebugReport.Kind, cacheFlags: UInt32, leakBuffers: UInt = 0, leakBytes: UInt = 0) {
+        let state = DebugState.shared
+        pthread_mutex_lock(&state.pointee.reportMutex)
+        let s = ReportBuilder.scratch
+        if s.pointee.memory == nil { s.pointee.memory = Platform.map(ReportBuilder.bufferBytes + ReportBuilder.nameBytes + 1024) }
+        let flags = DebugFlags(rawValue: cacheFlags | state.pointee.options.flags.rawValue)
+        json = flags.contains(.jsonReport)
+        noabort = flags.contains(.noabort)
+        w = ReportWriter(fd: state.pointee.reportFD, buffer: s.pointee.memory!, capacity: ReportBuilder.bufferBytes)
+        if json {
+            w.beginObject()
+            w.jsonKey("report")
+            if kind == .leak { w.appendJSONString("leak") } else { w.appendJSONString(kind.headline) }
+        } else {
+            w.append("slabguard: ")
+            w.append(kind.headline)
+            if kind == .leak {
+                w.append(": ")
+                w.append(decimal: leakBuffers)
+                w.append(leakBuffers == 1 ? " buffer, " : " buffers, ")
+                w.append(decimal: leakBytes)
+                w.append(" bytes not freed")
+            }
+            w.newline()
+        }
+    }
+
+    /// One line of explanation (text) / the "message" field (JSON).
+    mutating func line(_ body: (inout ReportWriter) -> Void) {
+        if json {
+            w.jsonKey("message")
+            w.append("\"")
+            body(&w)
+            w.append("\"")
+        } else {
+            w.append("  ")
+            body(&w)
+            w.newline()
+        }
+    }
+
+    mutating func field(_ key: StaticString, _ value: UInt) {
+        if json { w.jsonField(key, decimal: UInt64(value)) }
+    }
+
+    mutating func fieldHex(_ key: StaticString, _ value: UInt) {
+        if json { w.jsonKey(key); w.append("\""); w.append(hex: value, width: 16); w.append("\"") }
+    }
+
+    mutating func buffer(cache: UnsafeMutablePointer<CacheCore>, user: UnsafeMutableRawPointer, size: Int, label: StaticString = "buffer") {
+        buffer(name: cache.namePointer, user: user, size: size, label: label)
+    }
+
+    mutating func buffer(name: UnsafePointer<CChar>, user: UnsafeMutableRawPointer, size: Int, label: StaticString = "buffer") {
+        if json {
+            w.jsonKey("buffer")
+            w.beginObject()
+            w.jsonKey("address"); w.append("\""); w.append(hex: UInt(bitPattern: user)); w.append("\"")
+            w.jsonField("cache", cString: name)
+            w.jsonField("size", decimal: size)
+            w.endObject()
+        } else {
+            w.append("  ")
+            w.append(label)
+            w.append(" ")
+            w.append(hex: UInt(bitPattern: user))
+            w.append(", cache ")
+            w.append(cString: name)
+            w.append(", size ")
+            w.append(decimal: size)
+            w.newline()
+        }
+    }
+
+    /// The last free and allocation stacks recorded in the buffer's tag (with `audit`).
+    mutating func auditStacks(cache: UnsafeMutablePointer<CacheCore>, tag: BufferTag, freeFirst: Bool,
+                     freeLabel: StaticString = "last freed by thread", allocationOnly: Bool = false) {
+        auditStacks(layout: DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags)), tag: tag,
+                    freeFirst: freeFirst, freeLabel: freeLabel, allocationOnly: allocationOnly)
+    }
+
+    mutating func auditStacks(layout: TagLayout, tag: BufferTag, freeFirst: Bool,
+                     freeLabel: StaticString = "last freed by thread", allocationOnly: Bool = false) {
+        guard let allocation = tag.auditEntry(0, layout: layout), let free = tag.auditEntry(1, layout: layout) else { return }
+        if allocationOnly {
+            stack(allocation, key: "allocation_stack", label: "allocated by thread")
+        } else if freeFirst {
+            stack(free, key: "free_stack", label: freeLabel)
+            stack(allocation, key: "allocation_stack", label: "allocated by thread")
+        } else {
+            stack(allocation, key: "allocation_stack", label: "allocated by thread")
+            stack(free, key: "free_stack", label: freeLabel)
+        }
+    }
+
+    /// The stack of the thread reporting (where the error was detected).
+    mutating func currentStack(_ label: StaticString) {
+        guard let memory = ReportBuilder.scratch.pointee.memory else { return }
+        let frames = (memory + ReportBuilder.bufferBytes + 512).assumingMemoryBound(to: UInt.self)
+        let count = StackUnwinder.capture(into: frames, capacity: 64, skip: 3)
+        emitStack(key: "current_stack", label: label, thread: DebugLayer.threadID(),
+                  time: DebugLayer.monotonicNanoseconds(), frames: frames, count: count)
+    }
+
+    private mutating func stack(_ entry: AuditEntry, key: StaticString, label: StaticString) {
+        guard entry.isRecorded else { return }
+        emitStack(key: key, label: label, thread: entry.thread, time: entry.time, frames: entry.stack, count: min(entry.frames, entry.depth))
+    }
+
+    private mutating func emitStack(key: StaticString, label: StaticString, thread: UInt32, time: UInt64,
+                           frames: UnsafeMutablePointer<UInt>, count: Int) {
+        let start = DebugState.shared.pointee.startNanoseconds
+        let elapsed = time >= start ? time - start : 0
+        let name = (ReportBuilder.scratch.pointee.memory! + ReportBuilder.bufferBytes).assumingMemoryBound(to: CChar.self)
+                if json {
+            w.jsonKey(key)
+            w.beginObject()
+            w.jsonField("thread", decimal: UInt64(thread))
+            w.jsonField("time_ns", decimal: elapsed)
+            w.jsonKey("frames")
+            w.beginArray()
+        } else {
+            w.append("  ")
+            w.append(label)
+            w.append(" ")
+            w.append(decimal: UInt64(thread))
+            w.append(" at ")
+            w.append(decimal: elapsed / 1_000_000_000)
+            w.append(".")
+            appendPadded(elapsed % 1_000_000_000 / 1000, digits: 6)
+            w.append("s:\n")
+        }
+        var shown = 0
+        var skipping = true
+        for i in 0..<count {
+            let pc = frames[i]
+            var offset: UInt = 0
+            let known = ElfSymbols.symbolize(pc &- 1, name: name, capacity: 256, offset: &offset)
+            // Leading frames inside slabguard itself say nothing about the program.
+            if skipping && known && i < count - 1 && ReportBuilder.isInternal(name) { continue }
+            skipping = false
+            var module = ModuleInfo()
+            let haveModule = ModuleMap.lookup(pc, into: &module)
+            if json {
+                w.jsonElement()
+                w.beginObject()
+                w.jsonKey("address"); w.append("\""); w.append(hex: pc); w.append("\"")
+                if known {
+                    w.jsonField("function", cString: name)
+                    w.jsonField("offset", decimal: UInt64(offset &+ 1))
+                }
+                if haveModule {
+                    withUnsafePointer(to: &module.path) { p in
+                        w.jsonField("module", cString: UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self))
+                    }
+                    w.jsonKey("module_offset"); w.append("\""); w.append(hex: pc &- module.base); w.append("\"")
+                }
+                w.endObject()
+            } else {
+                w.append("    #")
+                w.append(decimal: shown)
+                w.append(" ")
+                w.append(hex: pc, width: 12)
+                if known {
+                    w.append(" ")
+                    w.append(cString: name)
+                    w.append("+")
+                    w.append(hex: offset &+ 1)
+                }
+                if haveModule {
+                    w.append(" (")
+                    withUnsafePointer(to: &module.path) { p in
+                        w.append(cString: UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self))
+                    }
+                    w.append("+")
+                    w.append(hex: pc &- module.base)
+                    w.append(")")
+                }
+                w.newline()
+            }
+            shown += 1
+        }
+        if json { w.endArray(); w.endObject() }
+    }
+
+    /// Whether a symbol is part of the allocator: its Swift modules, the C API, the
+    /// interposed libc entry points.
+    static func isInternal(_ name: UnsafePointer<CChar>) -> Bool {
+        func hasPrefix(_ p: StaticString) -> Bool {
+            let bytes = p.utf8Start
+            for i in 0..<p.utf8CodeUnitCount where UInt8(bitPattern: name[i]) != bytes[i] { return false }
+            return true
+        }
+        func equals(_ p: StaticString) -> Bool { hasPrefix(p) && name[p.utf8CodeUnitCount] == 0 }
+        return hasPrefix("$s13SlabguardCore") || hasPrefix("$s9Slabguard") || hasPrefix("$s16SlabguardRuntime")
+            || hasPrefix("sg_") || equals("malloc") || equals("free") || equals("calloc") || equals("realloc")
+            || equals("reallocarray") || equals("posix_memalign") || equals("aligned_alloc") || equals("memalign")
+            || equals("valloc") || equals("pvalloc") || equals("malloc_usable_size")
+    }
+
+    private mutating func appendPadded(_ value: UInt64, digits: Int) {
+        var divisor: UInt64 = 1
+        for _ in 1..<digits { divisor *= 10 }
+        var v = value
+        while divisor > 0 { w.append(byte: UInt8(48 + v / divisor)); v %= divisor; divisor /= 10 }
+    }
+
+    /// The buffer's first bytes saved at its last free (with `contents`).
+    mutating func contents(cache: UnsafeMutablePointer<CacheCore>, tag: BufferTag) {
+        contents(layout: DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags)), tag: tag, size: tag.state.size)
+    }
+
+    mutating func contents(layout: TagLayout, tag: BufferTag, size: Int) {
+        guard let saved = tag.contents(layout: layout) else { return }
+        let count = min(layout.contentsBytes, size)
+        if json {
+            w.jsonKey("contents")
+            w.append("\"")
+            for i in 0..<count { w.appendHexDigits(UInt64(saved.load(fromByteOffset: i, as: UInt8.self)), width: 2) }
+            w.append("\"")
+        } else {
+            w.append("  contents at last free (first ")
+            w.append(decimal: count)
+            w.append(" bytes):\n")
+            w.appendHexDump(bytes: saved, count: count, baseOffset: 0, indent: 4)
+        }
+    }
+
+    /// Ends the report, writes it out, and aborts unless `noabort`.
+    consuming func finish(isLeak: Bool = false) {
+        let state = DebugState.shared
+        if json { w.endObject() }
+        w.newline()
+        w.flush()
+        state.pointee.reportCount &+= 1
+        let abortAfter = !noabort && !isLeak
+        pthread_mutex_unlock(&state.pointee.reportMutex)
+        if abortAfter {
+            DebugLayer.writeLogIfRequested()
+            abort()
+        }
+    }
+}
+
+

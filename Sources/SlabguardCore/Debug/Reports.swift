@@ -1,0 +1,255 @@
+// Reports — what the debug layer says when it finds a heap error, in the
+// words of design.md §4 (kmem/libumem users recognise them), as text or one
+// JSON object per report.  Every report names the buffer (address, cache,
+// size) and, with `audit`, the stacks of its last allocation and free; frames
+// are symbolized in-process from the ELF symbol tables as
+// `function+0xoff (module+0xoffset)`, which `slabguard run` turns into
+// `function+0xoff (file:line)`.
+//
+// Reports are written with write(2) from a mapped scratch area, never through
+// the heap (which may be damaged), one at a time under `reportMutex`.  Then the
+// configured action: abort, or continue with `noabort`.
+
+import CSlabguardShim
+import Glibc
+
+enum DebugReport {
+    enum Kind {
+        case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree
+        var headline: StaticString {
+            switch self {
+            case .modifiedAfterFree: return "buffer modified after being freed"
+            case .redzone: return "redzone violation: write past end of buffer"
+            case .duplicateFree: return "duplicate free: buffer freed twice"
+            case .invalidFree: return "invalid free: buffer not in cache"
+            case .badFreeSize: return "bad free: free size != alloc size"
+            case .badFreeAddress: return "bad free: free address != alloc address"
+            case .leak: return "leak"
+            case .useAfterFree: return "use-after-free"
+            }
+        }
+    }
+
+    // MARK: - Report kinds
+
+    static func modifiedAfterFree(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag, at address: UInt) {
+        var r = ReportBuilder(.modifiedAfterFree, cacheFlags: cache.pointee.debugFlags)
+        let offset = address - UInt(bitPattern: chunk)
+        let word = address & ~7
+        let found = UnsafePointer<UInt64>(bitPattern: word)!.pointee
+        r.line { w in
+            w.append("modification occurred at offset ")
+            w.append(hex: UInt(word) - UInt(bitPattern: chunk))
+            w.append(" (")
+            w.append(hex: UInt(Pattern.freed), width: 16)
+            w.append(" replaced by ")
+            w.append(hex: UInt(found), width: 16)
+            w.append(")")
+        }
+        r.field("offset", UInt(word) - UInt(bitPattern: chunk))
+        r.fieldHex("expected", UInt(Pattern.freed))
+        r.fieldHex("found", UInt(found))
+        _ = offset
+        r.buffer(cache: cache, user: chunk + tag.state.offset, size: tag.state.size)
+        r.auditStacks(cache: cache, tag: tag, freeFirst: true)
+        r.contents(cache: cache, tag: tag)
+        r.finish()
+    }
+
+    static func redzoneViolation(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag,
+                                 user: UnsafeMutableRawPointer, size: Int?, at address: UInt) {
+        var r = ReportBuilder(.redzone, cacheFlags: cache.pointee.debugFlags)
+        let offset = address - UInt(bitPattern: user)
+        r.line { w in
+            w.append("first damaged byte at offset ")
+            w.append(hex: offset)
+            w.append(" (")
+            if let size { w.append(decimal: UInt(Int(offset) - size)) } else { w.append("?") }
+            w.append(" bytes past the end): ")
+            w.append(hex: UInt(UnsafePointer<UInt8>(bitPattern: address)!.pointee), width: 2)
+            w.append(" where the redzone has ")
+            w.append(hex: UInt(Pattern.byte(Pattern.redzone, at: address)), width: 2)
+        }
+        r.field("offset", offset)
+        r.buffer(cache: cache, user: user, size: size ?? tag.state.size)
+        r.currentStack("detected at free by thread")
+        r.auditStacks(cache: cache, tag: tag, freeFirst: false)
+        r.finish()
+    }
+
+    static func duplicateFree(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag) {
+        var r = ReportBuilder(.duplicateFree, cacheFlags: cache.pointee.debugFlags)
+        r.buffer(cache: cache, user: chunk + tag.state.offset, size: tag.state.size)
+        r.currentStack("second free by thread")
+        r.auditStacks(cache: cache, tag: tag, freeFirst: true, freeLabel: "first free by thread")
+        r.finish()
+    }
+
+    static func invalidFree(_ p: UnsafeMutableRawPointer, expectedSize: Int?) {
+        var r = ReportBuilder(.invalidFree, cacheFlags: 0)
+        r.line { w in
+            w.append("address ")
+            w.append(hex: UInt(bitPattern: p))
+            w.append(" is not the start of a buffer allocated by slabguard")
+        }
+        r.fieldHex("address", UInt(bitPattern: p))
+        r.currentStack("freed by thread")
+        r.finish()
+    }
+
+    static func badFreeAddress(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag, given: UnsafeMutableRawPointer) {
+        var r = ReportBuilder(.badFreeAddress, cacheFlags: cache.pointee.debugFlags)
+        let user = chunk + tag.state.offset
+        r.line { w in
+            w.append("free address ")
+            w.append(hex: UInt(bitPattern: given))
+            w.append(" is ")
+            w.append(hex: UInt(bitPattern: given) &- UInt(bitPattern: user))
+            w.append(" bytes into the buffer")
+        }
+        r.fieldHex("address", UInt(bitPattern: given))
+        r.buffer(cache: cache, user: user, size: tag.state.size)
+        r.currentStack("freed by thread")
+        r.auditStacks(cache: cache, tag: tag, freeFirst: false)
+        r.finish()
+    }
+
+    static func badFreeSize(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag, given: Int) {
+        var r = ReportBuilder(.badFreeSize, cacheFlags: cache.pointee.debugFlags)
+        r.line { w in
+            w.append("free size ")
+            w.append(decimal: UInt(given))
+            w.append(" != alloc size ")
+            w.append(decimal: UInt(tag.state.size))
+        }
+        r.field("free_size", UInt(given))
+        r.buffer(cache: cache, user: chunk + tag.state.offset, size: tag.state.size)
+        r.currentStack("freed by thread")
+        r.auditStacks(cache: cache, tag: tag, freeFirst: false)
+        r.finish()
+    }
+
+    /// Groups unreached candidates by allocation stack and reports each group, largest first.
+    static func leaks(_ candidates: UnsafeMutablePointer<LeakFinder.Candidate>, _ count: Int) -> Int {
+        // Group: identical allocation stacks (or the same cache without audit).
+        var groups = 0
+        var leaked = 0
+        for i in 0..<count where !candidates[i].marked {
+            leaked += 1
+            if candidates[i].group >= 0 { continue }
+            candidates[i].group = Int32(groups)
+            for j in (i + 1)..<max(i + 1, count) where !candidates[j].marked && candidates[j].group < 0
+                && sameOrigin(candidates[i], candidates[j]) {
+                candidates[j].group = Int32(groups)
+            }
+            groups += 1
+        }
+        // Report groups by total bytes, largest first (selection: groups are few).
+        var reported = 0
+        var lastBytes = UInt.max
+        var lastGroup = -1
+        while reported < groups {
+            var best = -1
+            var bestBytes: UInt = 0
+            for g in 0..<groups {
+                let bytes = groupBytes(candidates, count, g)
+                let before = bytes < lastBytes || (bytes == lastBytes && g > lastGroup)
+                if before && (best < 0 || bytes > bestBytes) { best = g; bestBytes = bytes }
+            }
+            if best < 0 { break }
+            reportLeakGroup(candidates, count, best, bytes: bestBytes)
+            lastBytes = bestBytes
+            lastGroup = best
+            reported += 1
+        }
+        return leaked
+    }
+
+    private static func groupBytes(_ c: UnsafeMutablePointer<LeakFinder.Candidate>, _ n: Int, _ g: Int) -> UInt {
+        var bytes: UInt = 0
+        for i in 0..<n where !c[i].marked && c[i].group == Int32(g) { bytes += c[i].size }
+        return bytes
+    }
+
+    private static func sameOrigin(_ a: LeakFinder.Candidate, _ b: LeakFinder.Candidate) -> Bool {
+        guard let ta = a.tag, let tb = b.tag, let ca = a.cache, let cb = b.cache else { return a.tag == nil && b.tag == nil }
+        let la = DebugLayer.layout(for: DebugFlags(rawValue: ca.pointee.debugFlags))
+        let lb = DebugLayer.layout(for: DebugFlags(rawValue: cb.pointee.debugFlags))
+        guard let ea = BufferTag(base: ta).auditEntry(0, layout: la), let eb = BufferTag(base: tb).auditEntry(0, layout: lb) else {
+            return ca == cb
+        }
+        if ea.frames != eb.frames { return false }
+        for f in 0..<ea.frames where ea.stack[f] != eb.stack[f] { return false }
+        return true
+    }
+
+    static var largeName: UnsafePointer<CChar> {
+        let s: StaticString = "large (page arena)"
+        return UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+
+    // MARK: - Large spans (debug mode)
+
+    static func duplicateFreeLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout) {
+        var r = ReportBuilder(.duplicateFree, cacheFlags: 0)
+        r.buffer(name: largeName, user: span.pointee.base + span.pointee.userOffset, size: span.pointee.requestedSize)
+        r.currentStack("second free by thread")
+        r.auditStacks(layout: layout, tag: tag, freeFirst: true, freeLabel: "first free by thread")
+        r.finish()
+    }
+
+    static func badFreeSizeLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout, given: Int) {
+        var r = ReportBuilder(.badFreeSize, cacheFlags: 0)
+        r.line { w in
+            w.append("free size ")
+            w.append(decimal: UInt(given))
+            w.append(" != alloc size ")
+            w.append(decimal: UInt(span.pointee.requestedSize))
+        }
+        r.field("free_size", UInt(given))
+        r.buffer(name: largeName, user: span.pointee.base + span.pointee.userOffset, size: span.pointee.requestedSize)
+        r.currentStack("freed by thread")
+        r.auditStacks(layout: layout, tag: tag, freeFirst: false)
+        r.finish()
+    }
+
+    static func redzoneLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout, at address: UInt) {
+        var r = ReportBuilder(.redzone, cacheFlags: 0)
+        let user = span.pointee.base + span.pointee.userOffset
+        let offset = address - UInt(bitPattern: user)
+        r.line { w in
+            w.append("first damaged byte at offset ")
+            w.append(hex: offset)
+            w.append(" (")
+            w.append(decimal: offset - UInt(span.pointee.requestedSize))
+            w.append(" bytes past the end)")
+        }
+        r.field("offset", offset)
+        r.buffer(name: largeName, user: user, size: span.pointee.requestedSize)
+        r.currentStack("detected at free by thread")
+        r.auditStacks(layout: layout, tag: tag, freeFirst: false)
+        r.finish()
+    }
+
+    private static func reportLeakGroup(_ c: UnsafeMutablePointer<LeakFinder.Candidate>, _ n: Int, _ g: Int, bytes: UInt) {
+        var buffers: UInt = 0
+        var first = -1
+        for i in 0..<n where !c[i].marked && c[i].group == Int32(g) {
+            buffers += 1
+            if first < 0 { first = i }
+        }
+        let example = c[first]
+        var r = ReportBuilder(.leak, cacheFlags: example.cache?.pointee.debugFlags ?? 0, leakBuffers: buffers, leakBytes: bytes)
+        r.field("buffers", buffers)
+        r.field("bytes", bytes)
+        if let cache = example.cache, let tag = example.tag {
+            r.buffer(cache: cache, user: UnsafeMutableRawPointer(bitPattern: example.start)!, size: Int(example.size), label: "for example buffer")
+            r.auditStacks(cache: cache, tag: BufferTag(base: tag), freeFirst: false, allocationOnly: true)
+        } else if let tag = example.largeTag {
+            r.buffer(name: largeName, user: UnsafeMutableRawPointer(bitPattern: example.start)!, size: Int(example.size), label: "for example buffer")
+            r.auditStacks(layout: DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags)),
+                          tag: BufferTag(base: tag), freeFirst: false, allocationOnly: true)
+        }
+        r.finish(isLeak: true)
+    }
+}

@@ -1,0 +1,118 @@
+// Transaction log — a bounded ring of every allocation and free in debug
+// caches with `audit` (kmem's transaction log): thread, time, buffer, size,
+// cache and stack.  Written lock-free: a writer claims a slot with an atomic
+// increment and stamps the slot's sequence number last, so a reader skips
+// slots being rewritten.  `log=PATH` writes it to a file (at exit and before
+// an abort), with the module map so addresses can be symbolized later.
+
+import CSlabguardShim
+import Glibc
+
+enum TransactionKind: UInt64 { case allocation = 1, free = 2 }
+
+enum TransactionLog {
+    struct State {
+        var ring: UnsafeMutableRawPointer? = nil
+        var entryBytes = 0
+        var capacity = 0
+        var depth = 0
+        var next: UInt64 = 0
+    }
+
+    static let ringBytes = 4 << 20
+    static let headerBytes = 56   // sequence, kind|thread, time, buffer, size, cache, frames
+
+    @inline(__always) static var state: UnsafeMutablePointer<State> {
+        (GlobalSlice.debug.address + 40960).assumingMemoryBound(to: State.self)
+    }
+
+    /// Maps the ring (heap set-up, when `audit` is on).
+    static func setUp(depth: Int) {
+        let s = state
+        s.pointee.depth = depth
+        s.pointee.entryBytes = headerBytes + 8 * depth
+        s.pointee.capacity = ringBytes / s.pointee.entryBytes
+        s.pointee.ring = Platform.map(ringBytes)
+    }
+
+    static func record(_ kind: TransactionKind, cache: UnsafeMutablePointer<CacheCore>, buffer: UnsafeMutableRawPointer,
+                       size: Int, tag: BufferTag, layout: TagLayout) {
+        let s = state
+        guard let ring = s.pointee.ring, let audit = tag.auditEntry(kind == .allocation ? 0 : 1, layout: layout) else { return }
+        let index = sg_atomic_add_u64(&s.pointee.next, 1)
+        let entry = ring + Int(index % UInt64(s.pointee.capacity)) * s.pointee.entryBytes
+        entry.storeBytes(of: 0, as: UInt64.self)   // being written
+        entry.storeBytes(of: kind.rawValue << 32 | UInt64(audit.thread), toByteOffset: 8, as: UInt64.self)
+        entry.storeBytes(of: audit.time, toByteOffset: 16, as: UInt64.self)
+        entry.storeBytes(of: UInt64(UInt(bitPattern: buffer)), toByteOffset: 24, as: UInt64.self)
+        entry.storeBytes(of: UInt64(size), toByteOffset: 32, as: UInt64.self)
+        entry.storeBytes(of: UInt64(UInt(bitPattern: cache)), toByteOffset: 40, as: UInt64.self)
+        let frames = min(audit.frames, s.pointee.depth)
+        entry.storeBytes(of: UInt64(frames), toByteOffset: 48, as: UInt64.self)
+        memcpy(entry + headerBytes, audit.stack, frames * 8)
+        sg_atomic_store_u64(entry.assumingMemoryBound(to: UInt64.self), index &+ 1)
+    }
+
+    /// Writes the module map and the log, oldest entry first, as text lines to `path`.
+    static func write(toPath path: UnsafePointer<CChar>) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            let error = errno
+            ReportWriter.withStackBuffer(fd: 2) { w in
+                w.append("slabguard: cannot write the transaction log to '")
+                w.append(cString: path)
+                w.append("': ")
+                w.append(cString: strerror(error))
+                w.append("; check that the directory exists and is writable\n")
+            }
+            return
+        }
+        write(to: fd)
+        close(fd)
+    }
+
+    static func write(to fd: Int32) {
+        ReportWriter.withStackBuffer(fd: fd) { w in
+            w.append("# slabguard transaction log\n# modules\n")
+            w.flush()
+            ModuleMap.write(to: fd)
+            writeEntries(&w)
+        }
+    }
+
+    private static func writeEntries(_ w: inout ReportWriter) {
+        let s = state
+        guard let ring = s.pointee.ring else { return }
+        let end = sg_atomic_load_u64(&s.pointee.next)
+        let capacity = UInt64(s.pointee.capacity)
+        let start = end > capacity ? end - capacity : 0
+        w.append("# transactions (oldest first): seq kind thread time_ns buffer size cache stack\n")
+        var i = start
+        while i < end {
+            let entry = ring + Int(i % capacity) * s.pointee.entryBytes
+            if entry.load(as: UInt64.self) == i &+ 1 {
+                let kindThread = entry.load(fromByteOffset: 8, as: UInt64.self)
+                w.append("T ")
+                w.append(decimal: UInt(i))
+                w.append(kindThread >> 32 == TransactionKind.allocation.rawValue ? " alloc " : " free ")
+                w.append(decimal: UInt(kindThread & 0xFFFF_FFFF))
+                w.append(" ")
+                w.append(decimal: UInt(entry.load(fromByteOffset: 16, as: UInt64.self)))
+                w.append(" ")
+                w.append(hex: UInt(entry.load(fromByteOffset: 24, as: UInt64.self)))
+                w.append(" ")
+                w.append(decimal: UInt(entry.load(fromByteOffset: 32, as: UInt64.self)))
+                w.append(" ")
+                let cache = UnsafeMutablePointer<CacheCore>(bitPattern: UInt(entry.load(fromByteOffset: 40, as: UInt64.self)))
+                if let cache { w.append(cString: cache.namePointer) } else { w.append("?") }
+                let frames = Int(entry.load(fromByteOffset: 48, as: UInt64.self))
+                for f in 0..<min(frames, s.pointee.depth) {
+                    w.append(f == 0 ? " " : ",")
+                    w.append(hex: UInt(entry.load(fromByteOffset: headerBytes + 8 * f, as: UInt64.self)))
+                }
+                w.append("\n")
+            }
+            i += 1
+        }
+    }
+}
