@@ -44,7 +44,12 @@ let package = Package(
         .target(
             name: "CSlabguardPreload",
             dependencies: ["SlabguardRuntime"],
-            cSettings: [.unsafeFlags(["-fno-builtin"])]
+            cSettings: [.unsafeFlags(["-fno-builtin"])],
+            // The Swift runtime goes inside libslabguard_rt.so (symbols kept private):
+            // a preloaded process then loads no libswiftCore, gets no Swift crash
+            // handlers, starts faster, and a Swift program keeps its own runtime.
+            // Only the slabguard_rt product links this target, so nothing else is affected.
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
         ),
         .executableTarget(
             name: "slabguard",

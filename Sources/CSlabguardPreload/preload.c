@@ -1,2 +1,128 @@
-/* The malloc drop-in: exports the C library's allocation names (issue 4). */
-#include "slabguard.h"
+/*
+ * preload.c — the malloc drop-in: exports the C library's allocation names
+ * from libslabguard_rt.so, so that `LD_PRELOAD=libslabguard_rt.so prog` (or
+ * linking with -lslabguard_rt) runs every allocation of the program, of libc
+ * and of ld.so (once it has relocated itself) on slabguard.
+ *
+ * Each export is one tail call into a Swift `@_cdecl` entry point in
+ * SlabguardRuntime/MallocEntry.swift, where the semantics live.  The Swift
+ * names are our own (`sg_entry_*`): Swift 6.3 warns on `@_cdecl("malloc")`.
+ * They are declared hidden here: the linker merges visibilities to the most
+ * restrictive, so they stay local to the library, never clash with anything
+ * in the program, and the calls are direct (no PLT).
+ *
+ * Exports (default visibility; `nm -D --defined-only` lists them): malloc,
+ * free, calloc, realloc, reallocarray, posix_memalign, aligned_alloc,
+ * memalign, valloc, pvalloc, malloc_usable_size, and C23's free_sized and
+ * free_aligned_sized.  glibc 2.36 declares neither of the last two, so no
+ * program built here calls them; exporting them is harmless (they are not
+ * libc's names on this system) and makes programs built against a newer C
+ * library free through slabguard rather than through a libc that never
+ * allocated the buffer.
+ *
+ * Not exported: glibc's __libc_malloc family, mallopt, mallinfo,
+ * malloc_trim, malloc_stats and malloc_info — calls to those reach glibc's
+ * own (unused) heap and are harmless.
+ *
+ * Built with -fno-builtin (Package.swift): without it GCC may recognise
+ * allocation idioms here and call back into the exported names (design §6).
+ *
+ * The Swift runtime: Package.swift links it statically into this library
+ * (-static-stdlib, its symbols kept private), so a preloaded process loads no
+ * libswiftCore.so, and a Swift program keeps its own runtime.  The shared
+ * runtime, if the library is ever linked against it, installs its crash
+ * backtracer's handlers for SIGSEGV, SIGBUS, SIGILL, SIGABRT, SIGFPE, SIGTRAP
+ * and SIGQUIT in every process that loads it: in a C program a `kill -ABRT`
+ * then prints a Swift crash report and is ignored.  The constructor below
+ * guards against that: it puts those signals back to their default action
+ * when the handler lives in libswiftCore and the program itself is not a
+ * Swift program (one that needs libswiftCore keeps its backtracer).
+ *
+ * Nothing in this file allocates, and the only state is the constructor's.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SG_ENTRY __attribute__((visibility("hidden")))
+#define SG_EXPORT __attribute__((visibility("default")))
+
+/* The Swift entry points (SlabguardRuntime/MallocEntry.swift). */
+SG_ENTRY void *sg_entry_malloc(size_t size);
+SG_ENTRY void sg_entry_free(void *p);
+SG_ENTRY void *sg_entry_calloc(size_t count, size_t size);
+SG_ENTRY void *sg_entry_realloc(void *p, size_t size);
+SG_ENTRY void *sg_entry_reallocarray(void *p, size_t count, size_t size);
+SG_ENTRY int sg_entry_posix_memalign(void **out, size_t alignment, size_t size);
+SG_ENTRY void *sg_entry_aligned_alloc(size_t alignment, size_t size);
+SG_ENTRY void *sg_entry_valloc(size_t size);
+SG_ENTRY void *sg_entry_pvalloc(size_t size);
+SG_ENTRY size_t sg_entry_malloc_usable_size(void *p);
+
+SG_EXPORT void *malloc(size_t size) { return sg_entry_malloc(size); }
+SG_EXPORT void free(void *p) { sg_entry_free(p); }
+SG_EXPORT void *calloc(size_t count, size_t size) { return sg_entry_calloc(count, size); }
+SG_EXPORT void *realloc(void *p, size_t size) { return sg_entry_realloc(p, size); }
+SG_EXPORT void *reallocarray(void *p, size_t count, size_t size) { return sg_entry_reallocarray(p, count, size); }
+SG_EXPORT int posix_memalign(void **out, size_t alignment, size_t size) {
+    return sg_entry_posix_memalign(out, alignment, size);
+}
+SG_EXPORT void *aligned_alloc(size_t alignment, size_t size) { return sg_entry_aligned_alloc(alignment, size); }
+SG_EXPORT void *memalign(size_t alignment, size_t size) { return sg_entry_aligned_alloc(alignment, size); }
+SG_EXPORT void *valloc(size_t size) { return sg_entry_valloc(size); }
+SG_EXPORT void *pvalloc(size_t size) { return sg_entry_pvalloc(size); }
+SG_EXPORT size_t malloc_usable_size(void *p) { return sg_entry_malloc_usable_size(p); }
+
+/* C23 (not declared by glibc 2.36, so declared here).  The size and alignment
+ * are hints that fast mode does not need. */
+SG_EXPORT void free_sized(void *p, size_t size);
+SG_EXPORT void free_aligned_sized(void *p, size_t alignment, size_t size);
+SG_EXPORT void free_sized(void *p, size_t size) { (void)size; sg_entry_free(p); }
+SG_EXPORT void free_aligned_sized(void *p, size_t alignment, size_t size) {
+    (void)alignment;
+    (void)size;
+    sg_entry_free(p);
+}
+
+/* True when the main program lists the Swift runtime among its DT_NEEDED libraries. */
+static int sg_program_needs_swift(void) {
+    struct link_map *map = NULL;
+    void *self = dlopen(NULL, RTLD_NOW | RTLD_NOLOAD);
+    if (self == NULL) return 0;
+    int found = 0;
+    if (dlinfo(self, RTLD_DI_LINKMAP, &map) == 0 && map != NULL && map->l_ld != NULL) {
+        const char *strings = NULL;
+        for (const ElfW(Dyn) *d = map->l_ld; d->d_tag != DT_NULL; d++) {
+            if (d->d_tag == DT_STRTAB) strings = (const char *)d->d_un.d_ptr;
+        }
+        for (const ElfW(Dyn) *d = map->l_ld; strings != NULL && d->d_tag != DT_NULL; d++) {
+            if (d->d_tag == DT_NEEDED && strstr(strings + d->d_un.d_val, "libswiftCore") != NULL) found = 1;
+        }
+    }
+    dlclose(self);
+    return found;
+}
+
+__attribute__((constructor)) static void sg_restore_crash_signals(void) {
+    static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGABRT, SIGFPE, SIGTRAP, SIGQUIT};
+    if (sg_program_needs_swift()) return;
+    for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++) {
+        struct sigaction current;
+        if (sigaction(crash_signals[i], NULL, &current) != 0) continue;
+        void *handler = (current.sa_flags & SA_SIGINFO) ? (void *)current.sa_sigaction : (void *)current.sa_handler;
+        if (handler == (void *)SIG_DFL || handler == (void *)SIG_IGN) continue;
+        Dl_info info;
+        if (dladdr(handler, &info) == 0 || info.dli_fname == NULL) continue;
+        if (strstr(info.dli_fname, "libswiftCore") == NULL) continue;
+        struct sigaction restore;
+        memset(&restore, 0, sizeof restore);
+        restore.sa_handler = SIG_DFL;
+        sigemptyset(&restore.sa_mask);
+        sigaction(crash_signals[i], &restore, NULL);
+    }
+}

@@ -28,7 +28,12 @@ public func sg_cache_create(_ name: UnsafePointer<CChar>?, _ size: Int, _ alignm
     let cacheName = name ?? UnsafeRawPointer(defaultName.utf8Start).assumingMemoryBound(to: CChar.self)
     guard let handle = CacheHandle.create(name: cacheName, size: size, alignment: alignment,
                                           constructor: constructor, destructor: destructor, argument: argument)
-    else { Allocator.setErrno(size <= 0 ? EINVAL : ENOMEM); return nil }
+    else {
+        // Bad arguments (CacheOps.create's limits) are EINVAL; anything else is out of memory.
+        let badAlignment = alignment < 0 || alignment > 4096 || (alignment & (alignment &- 1)) != 0
+        Allocator.setErrno(size <= 0 || size > 1 << 30 || badAlignment ? EINVAL : ENOMEM)
+        return nil
+    }
     return OpaquePointer(handle.raw)
 }
 

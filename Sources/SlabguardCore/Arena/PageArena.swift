@@ -70,6 +70,12 @@ struct PageArena {
     /// Reserves the region (`maxBytes`, halving down to `minBytes` when the system
     /// refuses a big one).  Tests make small private arenas with smaller bounds.
     mutating func setUp(maxBytes: Int = 1 << 40, minBytes: Int = 1 << 30) -> Bool {
+        // The state lives in zeroed static storage, where property initializers never ran:
+        // without this the pool's record size is 0 and its bump allocator hands out one
+        // record over and over (two free spans sharing a record corrupt the bins), and
+        // the purge threshold is 0.
+        spanPool = FixedPool(recordSize: MemoryLayout<FreeSpan>.stride)
+        if purgeThresholdPages == 0 { purgeThresholdPages = 2048 }
         var bytes = maxBytes
         while bytes >= minBytes {
             if let region = Platform.reserve(bytes) {
@@ -349,8 +355,10 @@ struct PageArena {
 
 extension PageArena {
     /// Checks the arena's invariants under its lock; returns nil when they hold, or a
-    /// static description of the first one broken.
-    func verify() -> StaticString? {
+    /// static description of the first one broken.  `mutating` only so that it reads the
+    /// arena in place: a non-mutating method would get a copy of the struct taken before
+    /// the lock, with counters that other threads may have changed since.
+    mutating func verify() -> StaticString? {
         let lock = lockHandle
         lock.lock()
         defer { lock.unlock() }
@@ -388,8 +396,8 @@ extension PageArena {
     }
 
     /// The free span containing `p` as (start, pages, dirty), or nil when `p` is in use
-    /// (a linear walk of the bins, lock taken: tests only).
-    func freeSpan(containing p: UnsafeRawPointer) -> (start: UnsafeMutableRawPointer, pages: Int, dirty: Bool)? {
+    /// (a linear walk of the bins, lock taken: tests only; `mutating` as verify() is).
+    mutating func freeSpan(containing p: UnsafeRawPointer) -> (start: UnsafeMutableRawPointer, pages: Int, dirty: Bool)? {
         let lock = lockHandle
         lock.lock()
         defer { lock.unlock() }

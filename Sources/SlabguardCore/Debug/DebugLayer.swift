@@ -79,8 +79,8 @@ enum DebugLayer {
             let ok = DebugOptions.parse(text, source: "SLABGUARD_DEBUG", into: &state.pointee.options,
                                         error: message, errorCapacity: capacity)
             if !ok {
+                message[strlen(message)] = 10   // the newline (the buffer is a zeroed page)
                 Platform.writeAll(2, message, strlen(message))
-                Platform.writeAll(2, "\n", 1)
                 _exit(2)
             }
             Platform.unmap(UnsafeMutableRawPointer(message), capacity)

@@ -142,12 +142,31 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     public static func parse(_ text: UnsafePointer<CChar>?, source: UnsafePointer<CChar>?,
                              into options: UnsafeMutablePointer<DebugOptions>,
                              error: UnsafeMutablePointer<CChar>, errorCapacity: Int) -> Bool {
+        var src = OptionText.empty
+        if let source {
+            src = OptionText(base: UnsafeRawPointer(source), count: ReportWriter.length(of: UnsafeRawPointer(source), max: 64))
+        }
+        return parse(text, source: src, into: options, error: error, errorCapacity: errorCapacity)
+    }
+
+    /// The same with the source as a literal — chosen by the compiler for
+    /// `source: "SLABGUARD_DEBUG"`. Prefer it: converting a String literal to a C-string
+    /// argument allocates a temporary in -Onone builds.
+    public static func parse(_ text: UnsafePointer<CChar>?, source: StaticString,
+                             into options: UnsafeMutablePointer<DebugOptions>,
+                             error: UnsafeMutablePointer<CChar>, errorCapacity: Int) -> Bool {
+        var src = OptionText.empty
+        if source.hasPointerRepresentation {   // else a one-scalar literal: left out, no temporaries
+            src = OptionText(base: UnsafeRawPointer(source.utf8Start), count: source.utf8CodeUnitCount)
+        }
+        return parse(text, source: src, into: options, error: error, errorCapacity: errorCapacity)
+    }
+
+    static func parse(_ text: UnsafePointer<CChar>?, source: OptionText, into options: UnsafeMutablePointer<DebugOptions>,
+                      error: UnsafeMutablePointer<CChar>, errorCapacity: Int) -> Bool {
         var result = DebugOptions()
         let outcome = parseItems(UnsafeRawPointer(text), into: &result)
-        if outcome.kind == nil {
-            options.pointee = result
-            return true
-        }
+        if outcome.kind == nil { options.pointee = result; return true }
         var writer = ReportWriter(memory: UnsafeMutableRawPointer(error), capacity: errorCapacity)
         writeMessage(outcome, source: source, to: &writer)
         writer.finishCString()
@@ -165,9 +184,11 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             let outcome = parseItems(UnsafeRawPointer(cText), into: &result)
             guard outcome.kind != nil else { return nil }
             length = line.withUnsafeMutableBytes { buffer in
-                source.withCString { src in
+                var name = source
+                return name.withUTF8 { src in
                     var writer = ReportWriter(memory: buffer.baseAddress!, capacity: buffer.count)
-                    writeMessage(outcome, source: src, to: &writer)
+                    let count = src.count < 64 ? src.count : 64
+                    writeMessage(outcome, source: OptionText(base: UnsafeRawPointer(src.baseAddress!), count: count), to: &writer)
                     return writer.count
                 }
             }
@@ -211,10 +232,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
                 let outcome = apply(item, to: &result)
                 if outcome.kind != nil { return outcome }
                 let isNone = item.equals("none")
-                if isNone && !sawNone {
-                    sawNone = true
-                    noneItem = item
-                }
+                if isNone && !sawNone { sawNone = true; noneItem = item }
                 if !isNone && firstOther.count == 0 { firstOther = item }
                 if sawNone && firstOther.count > 0 {
                     return Outcome(kind: .noneCombined, word: .none, item: noneItem, other: firstOther)
@@ -260,21 +278,11 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         case .guards: options.flags.insert(.guards)
         case .leaks: options.flags.insert(.leaks)
         case .noabort: options.flags.insert(.noabort)
-        case .audit:
-            options.flags.insert(.audit)
-            if number > 0 { options.auditDepth = number }
-        case .contents:
-            options.flags.insert(.contents)
-            if number > 0 { options.contentsBytes = number }
-        case .quarantine:
-            options.flags.insert(.quarantine)
-            options.quarantineBytes = number
-        case .sample:
-            options.flags.insert(.sample)
-            options.sampleRate = number
-        case .verify:
-            options.flags.insert(.verify)
-            options.verifyInterval = number
+        case .audit: options.flags.insert(.audit); if number > 0 { options.auditDepth = number }
+        case .contents: options.flags.insert(.contents); if number > 0 { options.contentsBytes = number }
+        case .quarantine: options.flags.insert(.quarantine); options.quarantineBytes = number
+        case .sample: options.flags.insert(.sample); options.sampleRate = number
+        case .verify: options.flags.insert(.verify); options.verifyInterval = number
         case .log:
             guard value.count <= maxLogPathLength else {
                 failure.kind = .badValue
@@ -328,7 +336,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
 
     // MARK: Messages
 
-    static func writeMessage(_ outcome: Outcome, source: UnsafePointer<CChar>?, to w: inout ReportWriter) {
+    static func writeMessage(_ outcome: Outcome, source: OptionText, to w: inout ReportWriter) {
         w.append("slabguard: ")
         switch outcome.kind {
         case .unknownOption?:
@@ -339,7 +347,8 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             w.append("missing value for debug option '")
             w.append(outcome.word.name)
             w.append("' (expected ")
-            w.append(outcome.word.usage)
+            w.append(outcome.word.name)
+            w.append(outcome.word.valueUsage)
             w.append(": ")
             w.append(outcome.word.expectation)
             w.append(")")
@@ -364,9 +373,9 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         case nil:
             w.append("no error")
         }
-        if let source, source.pointee != 0 {
+        if source.count > 0 {
             w.append(" in ")
-            w.appendPrintable(cString: source, maxLength: 64)
+            w.appendPrintable(bytes: source.base, count: source.count)
         }
         w.append("; valid options: ")
         w.append(validOptionsList)
@@ -401,14 +410,8 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         if flags.contains(.deadbeef) { DebugOptions.word("deadbeef", &first, &w) }
         if flags.contains(.redzone) { DebugOptions.word("redzone", &first, &w) }
         if flags.contains(.uninit) { DebugOptions.word("uninit", &first, &w) }
-        if flags.contains(.audit) {
-            DebugOptions.word("audit=", &first, &w)
-            w.append(decimal: auditDepth)
-        }
-        if flags.contains(.contents) {
-            DebugOptions.word("contents=", &first, &w)
-            w.append(decimal: contentsBytes)
-        }
+        if flags.contains(.audit) { DebugOptions.word("audit=", &first, &w); w.append(decimal: auditDepth) }
+        if flags.contains(.contents) { DebugOptions.word("contents=", &first, &w); w.append(decimal: contentsBytes) }
         if flags.contains(.quarantine) {
             DebugOptions.word("quarantine=", &first, &w)
             let n = quarantineBytes
@@ -418,14 +421,8 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             else { w.append(decimal: n) }
         }
         if flags.contains(.guards) { DebugOptions.word("guards", &first, &w) }
-        if flags.contains(.sample) {
-            DebugOptions.word("sample=", &first, &w)
-            w.append(decimal: sampleRate)
-        }
-        if flags.contains(.verify) {
-            DebugOptions.word("verify=", &first, &w)
-            w.append(decimal: verifyInterval)
-        }
+        if flags.contains(.sample) { DebugOptions.word("sample=", &first, &w); w.append(decimal: sampleRate) }
+        if flags.contains(.verify) { DebugOptions.word("verify=", &first, &w); w.append(decimal: verifyInterval) }
         if flags.contains(.leaks) { DebugOptions.word("leaks", &first, &w) }
         if flags.contains(.noabort) { DebugOptions.word("noabort", &first, &w) }
         if flags.contains(.log) {
@@ -590,16 +587,14 @@ enum OptionWord: UInt8 {
         }
     }
 
-    var usage: StaticString {
-        switch self {
-        case .audit: "audit=N"
-        case .contents: "contents=N"
-        case .quarantine: "quarantine=SIZE"
-        case .sample: "sample=N"
-        case .verify: "verify=N"
-        case .log: "log=PATH"
-        case .report: "report=text|json"
-        default: "no value"
+    /// What follows "word" in the usage shown for a missing value ("=N" in "sample=N").
+    var valueUsage: StaticString {
+        switch valueKind {
+        case .optionalNumber, .number: "=N"
+        case .size: "=SIZE"
+        case .path: "=PATH"
+        case .format: "=text|json"
+        case .none: ""
         }
     }
 

@@ -12,7 +12,10 @@ import Glibc
 enum Quarantine {
     static func hold(_ chunk: UnsafeMutableRawPointer, cache: UnsafeMutablePointer<CacheCore>, tag: BufferTag) {
         let state = DebugState.shared
-        let limit = state.pointee.options.quarantineBytes
+        // A cache given `quarantine=SIZE` by its own debug string, with no process-wide
+        // quarantine set, uses a 4 MiB queue.
+        let configured = state.pointee.options.quarantineBytes
+        let limit = configured > 0 ? configured : 4 << 20
         tag.link = nil
         pthread_mutex_lock(&state.pointee.quarantineMutex)
         if let tail = state.pointee.quarantineTail {

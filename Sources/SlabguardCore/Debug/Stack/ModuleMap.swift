@@ -99,7 +99,6 @@ struct ModuleMapState {
     var adds: UInt64 = 0
     var subs: UInt64 = 0
     var scannedOnce = false
-    var removedSinceStart = 0
     var poolUsed = 0
     var exePathOffset = -1
     var iteratePhdr: UInt = 0
@@ -186,7 +185,6 @@ enum ModuleMap {
                 removed = true
             }
         }
-        if removed { st.pointee.removedSinceStart += 1 }
         return removed
     }
 
@@ -224,29 +222,12 @@ enum ModuleMap {
         }
         for i in 0..<st.pointee.count {
             let r = st.pointee.records + i
-            if r.pointee.alive && r.pointee.bias == bias && r.pointee.start == start && r.pointee.end == end
-                && r.pointee.pathLength == pathLen
-                && (pathLen == 0 || memcmp(st.pointee.pool + r.pointee.pathOffset, pathPtr!, pathLen) == 0) {
+            if r.pointee.alive && sameModule(st, r, bias, start, end, pathPtr, pathLen) {
                 r.pointee.seenEpoch = st.pointee.epoch
                 return
             }
         }
-        guard st.pointee.count < capacity else { return }
-        if pathOffset < 0 {
-            if st.pointee.poolUsed + pathLen + 1 > poolBytes { pathLen = 0 }
-            pathOffset = st.pointee.poolUsed
-            if pathLen > 0 { memcpy(st.pointee.pool + pathOffset, pathPtr!, pathLen) }
-            st.pointee.pool[pathOffset + pathLen] = 0
-            st.pointee.poolUsed += pathLen + 1
-        }
         var rec = ModuleRecord()
-        rec.start = start
-        rec.end = end
-        rec.bias = bias
-        rec.pathOffset = pathOffset
-        rec.pathLength = pathLen
-        rec.alive = true
-        rec.seenEpoch = st.pointee.epoch
         // GNU build id from the PT_NOTE segments (mapped, since they lie inside a PT_LOAD).
         for i in 0..<phnum {
             let ph = phdr + UInt(i * 56)
@@ -256,8 +237,42 @@ enum ModuleMap {
             guard s >= start, s < end, n <= end - s else { continue }
             if readBuildId(from: s, size: n, into: &rec) { break }
         }
+        // The same file loaded again at the same place (dlopen/dlclose cycles): revive its record.
+        for i in 0..<st.pointee.count {
+            let r = st.pointee.records + i
+            if !r.pointee.alive && sameModule(st, r, bias, start, end, pathPtr, pathLen)
+                && r.pointee.buildIdLength == rec.buildIdLength
+                && r.pointee.buildId == rec.buildId {
+                r.pointee.alive = true
+                r.pointee.seenEpoch = st.pointee.epoch
+                return
+            }
+        }
+        guard st.pointee.count < capacity else { return }
+        if pathOffset < 0 {
+            guard st.pointee.poolUsed + pathLen + 1 <= poolBytes else { return }   // pool full: not recorded
+            pathOffset = st.pointee.poolUsed
+            if pathLen > 0 { memcpy(st.pointee.pool + pathOffset, pathPtr!, pathLen) }
+            st.pointee.pool[pathOffset + pathLen] = 0
+            st.pointee.poolUsed += pathLen + 1
+        }
+        rec.start = start
+        rec.end = end
+        rec.bias = bias
+        rec.pathOffset = pathOffset
+        rec.pathLength = pathLen
+        rec.alive = true
+        rec.seenEpoch = st.pointee.epoch
         (st.pointee.records + st.pointee.count).initialize(to: rec)
         st.pointee.count += 1
+    }
+
+    @inline(__always)
+    private static func sameModule(_ st: UnsafeMutablePointer<ModuleMapState>, _ r: UnsafeMutablePointer<ModuleRecord>,
+                                   _ bias: UInt, _ start: UInt, _ end: UInt,
+                                   _ path: UnsafePointer<CChar>?, _ pathLength: Int) -> Bool {
+        r.pointee.bias == bias && r.pointee.start == start && r.pointee.end == end && r.pointee.pathLength == pathLength
+            && (pathLength == 0 || memcmp(st.pointee.pool + r.pointee.pathOffset, path!, pathLength) == 0)
     }
 
     /// Parses ELF notes in [address, address+size) for NT_GNU_BUILD_ID; memory must be readable.

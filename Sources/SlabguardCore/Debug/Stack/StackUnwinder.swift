@@ -199,17 +199,28 @@ enum StackUnwinder {
         return count
     }
 
+    /// The cached packed rule for `key`, or 0.
+    @inline(__always)
+    private static func probe(_ st: UnsafeMutablePointer<StackUnwinderState>, _ key: UInt) -> UInt32 {
+        guard key >= 0x10000 && key < 1 << 47 else { return 0 }
+        let slot = Int((key ^ (key >> 15)) & 0x7FFF) << 1
+        let tag = UInt64(key >> 15)
+        let w0 = st.pointee.table[slot].load(ordering: .relaxed)
+        if w0 >> 32 == tag { return UInt32(truncatingIfNeeded: w0) }
+        let w1 = st.pointee.table[slot + 1].load(ordering: .relaxed)
+        return w1 >> 32 == tag ? UInt32(truncatingIfNeeded: w1) : 0
+    }
+
     @inline(__always)
     private static func cachedRule(_ st: UnsafeMutablePointer<StackUnwinderState>, _ key: UInt) -> UnwindRule {
-        if key >= 0x10000 && key < 1 << 47 {
-            let slot = Int((key ^ (key >> 15)) & 0x7FFF) << 1
-            let tag = UInt64(key >> 15)
-            let w0 = st.pointee.table[slot].load(ordering: .relaxed)
-            if w0 >> 32 == tag { return UnwindRule(word: UInt32(truncatingIfNeeded: w0)) }
-            let w1 = st.pointee.table[slot + 1].load(ordering: .relaxed)
-            if w1 >> 32 == tag { return UnwindRule(word: UInt32(truncatingIfNeeded: w1)) }
-        }
-        return missRule(st, key)
+        let w = probe(st, key)
+        return w != 0 ? UnwindRule(word: w) : missRule(st, key)
+    }
+
+    /// Whether the rule for lookup address `key` (return address - 1) is in the cache; for tests.
+    static func isCached(_ key: UInt) -> Bool {
+        guard let st = state() else { return false }
+        return probe(st, key) != 0
     }
 
     @inline(never)

@@ -1,0 +1,105 @@
+// Starts the program (posix_spawnp: PATH search like a shell), waits for it,
+// and turns its wait status into ours: its exit code, or 128+N for death by
+// signal N, as shells report it.
+//
+// While the program runs, SIGINT and SIGQUIT are ignored here (the terminal
+// sends them to the whole foreground process group, so the program gets them
+// and decides), and SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 sent to slabguard
+// are passed on to the program.  The program starts with default signal
+// dispositions and an empty signal mask.
+
+import Glibc
+
+/// The running child's pid, read by the forwarding signal handler.
+nonisolated(unsafe) private var forwardTo: pid_t = 0
+
+enum ProgramRunner {
+    static let forwardedSignals: [Int32] = [SIGTERM, SIGHUP, SIGUSR1, SIGUSR2]
+
+    /// This process's environment as a dictionary (first definition of a name wins, as getenv does).
+    static func currentEnvironment() -> [String: String] {
+        var result: [String: String] = [:]
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let eq = text.firstIndex(of: "=") {
+                let name = String(text[..<eq])
+                if result[name] == nil { result[name] = String(text[text.index(after: eq)...]) }
+            }
+            entry += 1
+        }
+        return result
+    }
+
+    /// Runs `command` and returns the status slabguard should exit with.
+    static func run(_ command: [String], environment: [String: String]) -> Int32 {
+        let argv = command.map { strdup($0) } + [nil]
+        let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGINT, SIGQUIT, SIGPIPE] + forwardedSignals { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        // Ignore the terminal's interrupt and quit while the program runs; block the
+        // forwarded signals until the pid is known, so none is lost or misdirected.
+        var previousInt = sigaction(), previousQuit = sigaction()
+        var ignore = sigaction()
+        ignore.__sigaction_handler.sa_handler = SIG_IGN
+        sigaction(SIGINT, &ignore, &previousInt)
+        sigaction(SIGQUIT, &ignore, &previousQuit)
+        var forwardSet = sigset_t(), savedMask = sigset_t()
+        sigemptyset(&forwardSet)
+        for s in forwardedSignals { sigaddset(&forwardSet, s) }
+        sigprocmask(SIG_BLOCK, &forwardSet, &savedMask)
+
+        var pid: pid_t = 0
+        let error = posix_spawnp(&pid, command[0], nil, &attributes, argv, envp)
+        if error == 0 {
+            forwardTo = pid
+            var forward = sigaction()
+            forward.__sigaction_handler.sa_handler = { signal in
+                if forwardTo > 0 { kill(forwardTo, signal) }
+            }
+            forward.sa_flags = SA_RESTART
+            for s in forwardedSignals { sigaction(s, &forward, nil) }
+        }
+        sigprocmask(SIG_SETMASK, &savedMask, nil)
+
+        guard error == 0 else {
+            sigaction(SIGINT, &previousInt, nil)
+            sigaction(SIGQUIT, &previousQuit, nil)
+            printError("cannot run '\(command[0])': \(String(cString: strerror(error)))")
+            return error == ENOENT ? 127 : 126
+        }
+
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR {
+                printError("lost track of '\(command[0])' (pid \(pid)): \(String(cString: strerror(errno)))")
+                return 1
+            }
+        }
+        sigaction(SIGINT, &previousInt, nil)
+        sigaction(SIGQUIT, &previousQuit, nil)
+        return exitStatus(fromWaitStatus: status)
+    }
+
+    /// A wait status as a shell's `$?`: the exit code, or 128 + the signal number.
+    static func exitStatus(fromWaitStatus status: Int32) -> Int32 {
+        let signal = status & 0x7f
+        if signal == 0 { return (status >> 8) & 0xff }
+        return 128 + signal
+    }
+}

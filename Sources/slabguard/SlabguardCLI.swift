@@ -1,0 +1,87 @@
+// slabguard — the command-line front end.
+//
+//   slabguard run [--debug S] [--log PATH] [--json] -- PROGRAM [ARGS...]
+//   slabguard libpath
+//   slabguard demo
+//
+// `run` starts PROGRAM with libslabguard_rt.so preloaded (so every malloc of
+// the program, its libraries and its children runs on slabguard) and
+// SLABGUARD_DEBUG set from the options; it exits with the program's own
+// status, or 128+N when signal N killed it.  `libpath` prints where that
+// library is: next to this executable (a build folder) or in ../lib of an
+// install prefix (LibraryLocator.swift).
+//
+// Exit statuses of the CLI itself: 64 for a usage error (ArgumentParser's
+// EX_USAGE: unknown flag, missing program), 127 when the program cannot be
+// found, 126 when it cannot be executed, 1 when the library cannot be found.
+// Every error is one line on stderr beginning with "slabguard:".
+
+import ArgumentParser
+import Glibc
+
+@main
+struct SlabguardCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slabguard",
+        abstract: "A debugging slab memory allocator: run any program on it, no recompiling.",
+        discussion: """
+            Run a program on slabguard's allocator with `slabguard run -- PROGRAM ARGS...`; \
+            add `--debug default` to check for use-after-free, overruns, double and invalid \
+            frees, and leaks.  Or preload the library yourself: \
+            LD_PRELOAD=$(slabguard libpath) PROGRAM.
+            """,
+        subcommands: [Run.self, LibPath.self, Demo.self]
+    )
+}
+
+/// Prints `slabguard: MESSAGE` on standard error.
+func printError(_ message: String) {
+    var stderr = StandardError()
+    print("slabguard: \(message)", to: &stderr)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        var s = string
+        s.withUTF8 { bytes in
+            var done = 0
+            while done < bytes.count {
+                let n = Glibc.write(2, bytes.baseAddress! + done, bytes.count - done)
+                if n <= 0 { break }
+                done += n
+            }
+        }
+    }
+}
+
+struct LibPath: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "libpath",
+        abstract: "Print the absolute path of libslabguard_rt.so (for LD_PRELOAD).",
+        discussion: """
+            The library is looked for next to the slabguard executable (its build folder) \
+            and in ../lib of the prefix it is installed in.  Exit status 1 if it is in neither.
+            """
+    )
+
+    func run() throws {
+        switch LibraryLocator.find() {
+        case .success(let path):
+            print(path)
+        case .failure(let error):
+            printError(error.description)
+            throw ExitCode.failure
+        }
+    }
+}
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show slabguard catching memory bugs in a small example (coming soon)."
+    )
+
+    func run() throws {
+        print("slabguard demo: not available yet; it is coming in a later version.")
+        print("Meanwhile try: slabguard run --debug default -- PROGRAM ARGS...")
+    }
+}

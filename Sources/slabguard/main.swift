@@ -1,1 +1,0 @@
-print("slabguard: CLI not built yet")

@@ -1,0 +1,180 @@
+// CLI tests: the release-built `slabguard` executable, run as a user would.
+//
+// - libpath prints the library's absolute path, from the build folder and from
+//   an install layout (PREFIX/bin + PREFIX/lib, reached through a symlink), and
+//   fails clearly when the library is in neither place.
+// - run: passes output and input through, sets LD_PRELOAD (in front of an
+//   existing one) and SLABGUARD_DEBUG, exits with the program's status or
+//   128+signal, and reports a missing program (127), a program it cannot
+//   execute (126), no program and unknown options (usage errors, 64).
+// - --help works for every command.
+//
+// ReleaseBuild and Subprocess are in PreloadTests.swift.
+
+import Foundation
+import Testing
+
+@Suite("slabguard CLI")
+struct CLITests {
+    static func slabguard(_ arguments: [String], environment: [String: String]? = nil,
+                          input: String? = nil) throws -> Subprocess.Outcome {
+        try Subprocess.run(try ReleaseBuild.cli(), arguments, environment: environment, input: input)
+    }
+
+    // MARK: libpath
+
+    @Test func libpathPrintsTheLibraryBesideTheExecutable() throws {
+        let result = try Self.slabguard(["libpath"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let path = result.stdout.trimmingCharacters(in: .newlines)
+        #expect(result.stdout == path + "\n")
+        #expect(path.hasPrefix("/") && path.hasSuffix("/libslabguard_rt.so"))
+        #expect(FileManager.default.fileExists(atPath: path))
+        let expected = URL(fileURLWithPath: try ReleaseBuild.library()).resolvingSymlinksInPath().path
+        #expect(URL(fileURLWithPath: path).resolvingSymlinksInPath().path == expected)
+    }
+
+    @Test func libpathFindsTheLibraryInAnInstallPrefix() throws {
+        let root = try Subprocess.temporaryFolder("prefix")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let fm = FileManager.default
+        let prefix = root.appendingPathComponent("prefix")
+        try fm.createDirectory(at: prefix.appendingPathComponent("bin"), withIntermediateDirectories: true)
+        try fm.createDirectory(at: prefix.appendingPathComponent("lib"), withIntermediateDirectories: true)
+        let installed = prefix.appendingPathComponent("bin/slabguard")
+        try fm.copyItem(atPath: try ReleaseBuild.cli(), toPath: installed.path)
+        try fm.copyItem(atPath: try ReleaseBuild.library(), toPath: prefix.appendingPathComponent("lib/libslabguard_rt.so").path)
+        // Called through a symlink in another folder, as from /usr/local/bin.
+        let link = root.appendingPathComponent("slabguard-link")
+        try fm.createSymbolicLink(atPath: link.path, withDestinationPath: installed.path)
+
+        let result = try Subprocess.run(link.path, ["libpath"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let expected = prefix.appendingPathComponent("lib/libslabguard_rt.so").resolvingSymlinksInPath().path
+        #expect(result.stdout == expected + "\n")
+
+        // And `run` from the install preloads that copy.
+        let run = try Subprocess.run(link.path, ["run", "--", "/bin/sh", "-c", "printf %s \"$LD_PRELOAD\""])
+        #expect(run.status == 0)
+        #expect(run.stdout == expected)
+    }
+
+    @Test func libpathFailsClearlyWithoutTheLibrary() throws {
+        let root = try Subprocess.temporaryFolder("nolib")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let lonely = root.appendingPathComponent("slabguard")
+        try FileManager.default.copyItem(atPath: try ReleaseBuild.cli(), toPath: lonely.path)
+        let result = try Subprocess.run(lonely.path, ["libpath"])
+        #expect(result.status == 1)
+        #expect(result.stdout.isEmpty)
+        #expect(result.stderr.hasPrefix("slabguard: cannot find libslabguard_rt.so"), "stderr: \(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1)
+        let run = try Subprocess.run(lonely.path, ["run", "--", "/bin/true"])
+        #expect(run.status == 1)
+        #expect(run.stderr.hasPrefix("slabguard: cannot find libslabguard_rt.so"))
+    }
+
+    // MARK: run
+
+    @Test func runPassesOutputThrough() throws {
+        let result = try Self.slabguard(["run", "--", "/bin/echo", "hi"])
+        #expect(result.status == 0)
+        #expect(result.stdout == "hi\n")
+        #expect(result.stderr.isEmpty)
+        // `--` may be left out when the program does not look like an option.
+        let bare = try Self.slabguard(["run", "/bin/echo", "hi", "--there"])
+        #expect(bare.status == 0)
+        #expect(bare.stdout == "hi --there\n")
+    }
+
+    @Test func runPassesInputThrough() throws {
+        let result = try Self.slabguard(["run", "--", "/bin/cat"], input: "line one\nline two\n")
+        #expect(result.status == 0)
+        #expect(result.stdout == "line one\nline two\n")
+    }
+
+    @Test func runPreloadsTheLibraryAndSetsTheDebugOptions() throws {
+        let library = URL(fileURLWithPath: try ReleaseBuild.library()).resolvingSymlinksInPath().path
+        let show = ["/bin/sh", "-c", "printf '%s|%s' \"$LD_PRELOAD\" \"${SLABGUARD_DEBUG-unset}\""]
+
+        let plain = try Self.slabguard(["run", "--"] + show)
+        #expect(plain.status == 0, "stderr: \(plain.stderr)")
+        #expect(plain.stdout == "\(library)|unset")
+
+        let none = try Self.slabguard(["run", "--debug", "none", "--"] + show)
+        #expect(none.stdout == "\(library)|none")
+
+        // An existing LD_PRELOAD stays, after slabguard's library.
+        var environment = Subprocess.cleanEnvironment()
+        environment["LD_PRELOAD"] = "/lib/x86_64-linux-gnu/libm.so.6"
+        let chained = try Self.slabguard(["run", "--"] + show, environment: environment)
+        #expect(chained.stdout == "\(library):/lib/x86_64-linux-gnu/libm.so.6|unset")
+
+        let folder = try Subprocess.temporaryFolder("log")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let log = folder.appendingPathComponent("transactions.log").path
+        let composed = try Self.slabguard(["run", "--debug", "redzone", "--log", log, "--json", "--"] + show)
+        #expect(composed.status == 0, "stderr: \(composed.stderr)")
+        #expect(composed.stdout == "\(library)|redzone,log=\(log),report=json")
+    }
+
+    @Test func runExitsWithTheProgramsStatus() throws {
+        let result = try Self.slabguard(["run", "--", "/bin/sh", "-c", "exit 3"])
+        #expect(!result.signaled)
+        #expect(result.status == 3)
+        let zero = try Self.slabguard(["run", "--", "/bin/true"])
+        #expect(zero.status == 0)
+    }
+
+    @Test(arguments: [("KILL", Int32(137)), ("ABRT", 134), ("SEGV", 139), ("TERM", 143)])
+    func runExitsWith128PlusTheSignal(_ signal: String, _ expected: Int32) throws {
+        let result = try Self.slabguard(["run", "--", "/bin/sh", "-c", "kill -\(signal) $$"])
+        #expect(!result.signaled, "slabguard itself was killed")
+        #expect(result.status == expected, "SIG\(signal): exit \(result.status), stderr: \(result.stderr)")
+    }
+
+    @Test func runReportsAMissingProgram() throws {
+        let result = try Self.slabguard(["run", "--", "slabguard-no-such-program", "arg"])
+        #expect(result.status == 127)
+        #expect(result.stderr == "slabguard: cannot run 'slabguard-no-such-program': No such file or directory\n")
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func runReportsAProgramItCannotExecute() throws {
+        let folder = try Subprocess.temporaryFolder("noexec")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("not-executable").path
+        _ = FileManager.default.createFile(atPath: file, contents: Data("#!/bin/sh\necho no\n".utf8))
+        let result = try Self.slabguard(["run", "--", file])
+        #expect(result.status == 126)
+        #expect(result.stderr == "slabguard: cannot run '\(file)': Permission denied\n")
+    }
+
+    @Test func runWithoutAProgramIsAUsageError() throws {
+        for arguments in [["run"], ["run", "--"], ["run", "--debug", "default"]] {
+            let result = try Self.slabguard(arguments)
+            #expect(result.status == 64, "\(arguments): exit \(result.status)")
+            #expect(result.stderr.hasPrefix("Error: no program given"), "\(arguments): \(result.stderr)")
+        }
+    }
+
+    @Test func unknownOptionsAreUsageErrors() throws {
+        let run = try Self.slabguard(["run", "--bogus", "--", "/bin/true"])
+        #expect(run.status == 64)
+        #expect(run.stderr.hasPrefix("Error: unknown option '--bogus'"), "stderr: \(run.stderr)")
+        let top = try Self.slabguard(["--bogus"])
+        #expect(top.status == 64)
+        let command = try Self.slabguard(["frobnicate"])
+        #expect(command.status == 64)
+        #expect(command.stderr.contains("frobnicate"))
+    }
+
+    @Test(arguments: [[], ["run"], ["libpath"], ["demo"]])
+    func helpIsAvailableEverywhere(_ command: [String]) throws {
+        for flag in ["--help", "-h"] {
+            let result = try Self.slabguard(command + [flag])
+            #expect(result.status == 0, "\(command) \(flag): exit \(result.status)")
+            #expect(result.stdout.contains("OVERVIEW:") && result.stdout.contains("USAGE:"), "\(result.stdout)")
+        }
+    }
+}

@@ -1,0 +1,313 @@
+// The debug layer's reports, one test per report kind, through the public Swift API
+// in a child process (exit tests): the default action is to abort, and the default
+// heap's options can only be set before its first allocation, which a fresh process
+// gives.  Each test checks the headline, the offsets and values, and that the audit
+// stacks name the functions that allocated and freed the buffer.
+
+import Foundation
+import Glibc
+import Slabguard
+import Testing
+
+// Distinctive, never-inlined functions so the stacks can be checked by name.
+@inline(never) func sgTestAllocate(_ size: Int) -> UnsafeMutableRawPointer { Slabguard.alloc(size)! }
+@inline(never) func sgTestRelease(_ p: UnsafeMutableRawPointer, _ size: Int) { Slabguard.free(p, size: size) }
+@inline(never) func sgTestReleaseAgain(_ p: UnsafeMutableRawPointer, _ size: Int) { Slabguard.free(p, size: size) }
+
+func stderrText(_ result: ExitTest.Result?) -> String {
+    String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+}
+
+@Suite("Debug reports (exit tests)")
+struct DebugReportTests {
+    @Test func writeAfterFreeIsReportedAtReuse() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("default")
+            let p = sgTestAllocate(64)
+            sgTestRelease(p, 64)
+            p.storeBytes(of: 0x41, toByteOffset: 17, as: UInt8.self)
+            _ = Slabguard.alloc(64)
+        }
+        let text = stderrText(result)
+        #expect(text.contains("slabguard: buffer modified after being freed"))
+        #expect(text.contains("modification occurred at offset 0x10 (0xdeadbeefdeadbeef replaced by 0xdeadbeefdead41ef)"))
+        #expect(text.contains("cache sg_alloc_64, size 64"))
+        #expect(text.contains("last freed by thread"))
+        #expect(text.contains("sgTestRelease"))
+        #expect(text.contains("allocated by thread"))
+        #expect(text.contains("sgTestAllocate"))
+        // The free stack comes before the allocation stack in this report.
+        let free = text.range(of: "last freed by thread")!, alloc = text.range(of: "allocated by thread")!
+        #expect(free.lowerBound < alloc.lowerBound)
+    }
+
+    @Test func overrunByOneByteIsAReportedRedzoneViolation() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("default")
+            let p = sgTestAllocate(50)                       // class 64: 14 bytes of slack
+            p.storeBytes(of: 0, toByteOffset: 50, as: UInt8.self)
+            sgTestRelease(p, 50)
+        }
+        let text = stderrText(result)
+        #expect(text.contains("slabguard: redzone violation: write past end of buffer"))
+        #expect(text.contains("first damaged byte at offset 0x32 (0 bytes past the end)"))
+        #expect(text.contains("size 50"))
+        #expect(text.contains("sgTestAllocate"))
+    }
+
+    @Test func overrunPastTheClassSizeHitsTheRedzoneWord() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("redzone")
+            let p = sgTestAllocate(64)
+            p.storeBytes(of: 0x1122_3344, toByteOffset: 64, as: UInt32.self)
+            sgTestRelease(p, 64)
+        }
+        #expect(stderrText(result).contains("redzone violation: write past end of buffer"))
+        #expect(stderrText(result).contains("offset 0x40"))
+    }
+
+    @Test func doubleFreeNamesBothFrees() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("default")
+            let p = sgTestAllocate(40)
+            sgTestRelease(p, 40)
+            sgTestReleaseAgain(p, 40)
+        }
+        let text = stderrText(result)
+        #expect(text.contains("slabguard: duplicate free: buffer freed twice"))
+        #expect(text.contains("second free by thread"))
+        #expect(text.contains("first free by thread"))
+        #expect(text.contains("sgTestReleaseAgain"))
+        #expect(text.contains("sgTestRelease"))
+    }
+
+    @Test func doubleFreeAfterTheBufferSatInAMagazine() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("deadbeef,redzone")
+            let p = sgTestAllocate(40)
+            sgTestRelease(p, 40)
+            // Churn other buffers of the same class so p moves between magazines and the depot.
+            var others: [UnsafeMutableRawPointer] = []
+            for _ in 0..<1000 { others.append(Slabguard.alloc(200)!) }
+            for o in others { Slabguard.free(o, size: 200) }
+            sgTestReleaseAgain(p, 40)
+        }
+        #expect(stderrText(result).contains("duplicate free: buffer freed twice"))
+    }
+
+    @Test func freeingAForeignPointerIsInvalid() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("default")
+            _ = Slabguard.alloc(16)
+            let foreign = Glibc.malloc(32)!
+            Slabguard.free(foreign, size: 32)
+        }
+        #expect(stderrText(result).contains("slabguard: invalid free: buffer not in cache"))
+        #expect(stderrText(result).contains("is not the start of a buffer allocated by slabguard"))
+    }
+
+    @Test func freeingAnInteriorPointerIsABadFreeAddress() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("default")
+            let p = sgTestAllocate(100)
+            Slabguard.free(p + 24, size: 100)
+        }
+        #expect(stderrText(result).contains("slabguard: bad free: free address != alloc address"))
+        #expect(stderrText(result).contains("is 0x18 bytes into the buffer"))
+        #expect(stderrText(result).contains("sgTestAllocate"))
+    }
+
+    @Test func freeWithTheWrongSizeIsABadFreeSize() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("default")
+            let p = sgTestAllocate(100)
+            Slabguard.free(p, size: 96)
+        }
+        #expect(stderrText(result).contains("slabguard: bad free: free size != alloc size"))
+        #expect(stderrText(result).contains("free size 96 != alloc size 100"))
+    }
+
+    @Test func largeBuffersAreCheckedToo() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("default")
+            let p = sgTestAllocate(100_000)
+            p.storeBytes(of: 7, toByteOffset: 100_000, as: UInt8.self)
+            sgTestRelease(p, 100_000)
+        }
+        #expect(stderrText(result).contains("redzone violation: write past end of buffer"))
+        #expect(stderrText(result).contains("large"))
+    }
+
+    @Test func largeDoubleFree() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("default")
+            let p = sgTestAllocate(200_000)
+            sgTestRelease(p, 200_000)
+            sgTestReleaseAgain(p, 200_000)
+        }
+        #expect(stderrText(result).contains("duplicate free: buffer freed twice"))
+    }
+
+    @Test func jsonReportsAreOneObjectWithTheSameFields() async throws {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("default,report=json")
+            let p = sgTestAllocate(40)
+            sgTestRelease(p, 40)
+            sgTestReleaseAgain(p, 40)
+        }
+        let line = try #require(stderrText(result).split(separator: "\n").first { $0.hasPrefix("{") })
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["report"] as? String == "duplicate free: buffer freed twice")
+        let buffer = try #require(object["buffer"] as? [String: Any])
+        #expect(buffer["size"] as? Int == 40)
+        #expect(buffer["cache"] as? String == "sg_alloc_48")
+        let free = try #require(object["free_stack"] as? [String: Any])
+        let frames = try #require(free["frames"] as? [[String: Any]])
+        #expect(frames.contains { ($0["function"] as? String)?.contains("sgTestRelease") == true })
+    }
+
+    @Test func leaksAreGroupedByStackAndReachableBuffersAreNot() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            try Debug.configure("default")
+            sgTestLeakThree()
+            sgTestScrubStack()
+            sgTestKeep = sgTestAllocate(70)   // reachable from a global: not a leak
+            let found = Debug.findLeaks()
+            if found < 2 || found > 3 { exit(7) }
+        }
+        let text = stderrText(result)
+        #expect(text.contains("slabguard: leak: 3 buffers, 300 bytes not freed") || text.contains("slabguard: leak: 2 buffers, 200 bytes not freed"))
+        #expect(text.contains("sgTestLeakThree"))
+        #expect(!text.contains("70 bytes not freed"))
+    }
+
+    @Test func leaksAreReportedAtExit() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            try Debug.configure("default")
+            sgTestLeakThree()
+            sgTestScrubStack()
+            exit(0)                         // leaks are checked by the exit handler
+        }
+        #expect(stderrText(result).contains("bytes not freed"))
+    }
+
+    @Test func badOptionsExitWithStatus2AndSayWhy() async {
+        let result = await #expect(processExitsWith: .exitCode(2), observing: [\.standardErrorContent]) {
+            setenv("SLABGUARD_DEBUG", "deadbeef,dedbeef", 1)
+            _ = Slabguard.alloc(10)
+        }
+        let text = stderrText(result)
+        #expect(text.contains("'dedbeef'"))
+        #expect(text.contains("SLABGUARD_DEBUG"))
+        #expect(text.contains("valid options"))
+        #expect(text.split(separator: "\n").count == 1)
+    }
+
+    @Test func environmentTurnsChecksOn() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            setenv("SLABGUARD_DEBUG", "deadbeef", 1)
+            let p = sgTestAllocate(64)
+            sgTestRelease(p, 64)
+            p.storeBytes(of: 1, as: UInt8.self)
+            _ = Slabguard.alloc(64)
+        }
+        #expect(stderrText(result).contains("buffer modified after being freed"))
+    }
+
+    @Test func withoutDebugTheSameBugIsNotCaught() async {
+        await #expect(processExitsWith: .success) {
+            let p = sgTestAllocate(64)
+            sgTestRelease(p, 64)
+            p.storeBytes(of: 1, as: UInt8.self)
+            _ = Slabguard.alloc(64)
+        }
+    }
+
+    @Test func verifyEveryNCallsFindsCorruptionOfAnUnusedBuffer() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("deadbeef,verify=1")
+            let p = sgTestAllocate(64)
+            sgTestRelease(p, 64)
+            p.storeBytes(of: 1, toByteOffset: 8, as: UInt8.self)
+            _ = Slabguard.alloc(300)   // another class: only verification can see the damage
+        }
+        #expect(stderrText(result).contains("buffer modified after being freed"))
+        #expect(stderrText(result).contains("offset 0x8"))
+    }
+
+    @Test func contentsShowTheBufferAtItsLastFree() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            try Debug.configure("deadbeef,audit,contents=32")
+            let p = sgTestAllocate(32)
+            "hello, slabguard".withCString { memcpy(p, $0, 16) }
+            sgTestRelease(p, 32)
+            p.storeBytes(of: 1, as: UInt8.self)
+            _ = Slabguard.alloc(32)
+        }
+        let text = stderrText(result)
+        #expect(text.contains("contents at last free (first 32 bytes)"))
+        #expect(text.contains("|hello, slabguard"))
+    }
+
+    @Test func transactionLogIsWrittenToTheLogPath() async throws {
+        let path = "/tmp/slabguard-test-transaction.log"
+        unlink(path)
+        await #expect(processExitsWith: .success) {
+            try Debug.configure("audit,log=/tmp/slabguard-test-transaction.log")
+            let p = sgTestAllocate(24)
+            sgTestRelease(p, 24)
+            exit(0)                         // the log is written by the exit handler
+        }
+        let log = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(log.contains("# modules"))
+        #expect(log.split(separator: "\n").contains { $0.hasPrefix("T ") && $0.contains(" alloc ") && $0.contains(" 24 sg_alloc_32 ") })
+        #expect(log.split(separator: "\n").contains { $0.hasPrefix("T ") && $0.contains(" free ") })
+    }
+
+    @Test func unwritableLogPathSaysSo() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            try Debug.configure("audit,log=/nonexistent-dir/x.log")
+            _ = sgTestAllocate(24)
+            exit(0)
+        }
+        #expect(stderrText(result).contains("cannot write the transaction log to '/nonexistent-dir/x.log'"))
+    }
+
+    @Test func noabortReportsAndContinues() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            try Debug.configure("default,noabort")
+            let p = sgTestAllocate(40)
+            sgTestRelease(p, 40)
+            sgTestReleaseAgain(p, 40)
+            let q = sgTestAllocate(40)
+            sgTestRelease(q, 40)
+            if Debug.reportCount != 1 { exit(3) }
+        }
+        #expect(stderrText(result).contains("duplicate free: buffer freed twice"))
+    }
+
+    @Test func configuringAfterTheFirstAllocationIsRefused() async {
+        await #expect(processExitsWith: .success) {
+            _ = Slabguard.alloc(8)
+            do { try Debug.configure("default"); exit(4) } catch let error as Debug.ConfigurationError {
+                if error != .heapAlreadyInUse { exit(5) }
+            } catch { exit(6) }
+        }
+    }
+}
+
+nonisolated(unsafe) var sgTestKeep: UnsafeMutableRawPointer? = nil
+
+/// Allocates three 100-byte buffers and keeps only their addresses XOR a mask, so no word
+/// in memory points at them.
+@inline(never) func sgTestLeakThree() {
+    let hidden = UnsafeMutablePointer<UInt>.allocate(capacity: 3)
+    for i in 0..<3 { hidden[i] = UInt(bitPattern: sgTestAllocate(100)) ^ 0x5555_5555_5555_5555 }
+}
+
+/// Overwrites dead stack below the caller, where stale copies of pointers linger.
+@inline(never) func sgTestScrubStack() {
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 512) { memset($0.baseAddress!, 0, 512) }
+    var zeros = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+    withUnsafeMutableBytes(of: &zeros) { memset($0.baseAddress!, 0, $0.count) }
+}

@@ -1,0 +1,333 @@
+// Drop-in tests (fast mode): real processes run with
+// LD_PRELOAD=<release bin>/libslabguard_rt.so.
+//
+// - The library exports the libc allocation names (checked with nm -D).
+// - Small C programs from Tests/Integration, compiled here with cc, prove that
+//   malloc is slabguard's and check its semantics: threads with cross-thread
+//   frees, fork while other threads allocate, every aligned allocation
+//   function, calloc/overflow/zeroing, realloc patterns, frees in thread-exit
+//   destructors.  Each prints "ok NAME" and exits 0, or names the failed check.
+// - Real programs (python3, git, perl, sqlite3, gcc) give the same output with
+//   and without slabguard, and write nothing to stderr.
+//
+// The release build is found through SLABGUARD_BIN_DIR (scripts/test sets it);
+// without it the tests build it themselves in their own scratch folder
+// (.build-tests) — they never skip.  `ReleaseBuild` and `Subprocess` below are
+// shared with CLITests.swift.
+
+import Foundation
+import Testing
+
+// MARK: - Shared support (also used by CLITests)
+
+enum ReleaseBuild {
+    struct Failure: Error, CustomStringConvertible { var description: String }
+
+    /// The package root, from this file's path (Tests/SlabguardTests/PreloadTests.swift).
+    static let packageRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static let integrationSources: URL = packageRoot.appendingPathComponent("Tests/Integration")
+
+    /// The release bin folder, located or built once per test run.
+    private static let located: Result<String, Failure> = locate()
+
+    /// The release bin folder holding libslabguard_rt.so and slabguard; throws (so the
+    /// test fails with the reason) when it cannot be found or built.
+    static func binDirectory() throws -> String { try located.get() }
+
+    static func library() throws -> String { try binDirectory() + "/libslabguard_rt.so" }
+    static func cli() throws -> String { try binDirectory() + "/slabguard" }
+
+    private static func locate() -> Result<String, Failure> {
+        var directory = ProcessInfo.processInfo.environment["SLABGUARD_BIN_DIR"] ?? ""
+        if directory.isEmpty {
+            switch build() {
+            case .success(let built): directory = built
+            case .failure(let failure): return .failure(failure)
+            }
+        }
+        for product in ["libslabguard_rt.so", "slabguard"] {
+            if !FileManager.default.isExecutableFile(atPath: directory + "/" + product)
+                && !FileManager.default.fileExists(atPath: directory + "/" + product) {
+                return .failure(Failure(description: "\(product) is missing from the release folder \(directory)"))
+            }
+        }
+        return .success(directory)
+    }
+
+    /// `swift build -c release` in a scratch folder of its own (the one `swift test` uses
+    /// is locked while the tests run).
+    private static func build() -> Result<String, Failure> {
+        let scratch = packageRoot.appendingPathComponent(".build-tests").path
+        let arguments = ["build", "-c", "release", "--scratch-path", scratch, "--package-path", packageRoot.path]
+        guard let swift = Subprocess.findExecutable("swift") else {
+            return .failure(Failure(description: "SLABGUARD_BIN_DIR is not set and no swift is on PATH to build the release products"))
+        }
+        do {
+            let built = try Subprocess.run(swift, arguments + ["--product", "slabguard_rt"])
+            guard built.status == 0 else {
+                return .failure(Failure(description: "swift build of slabguard_rt failed:\n\(built.stderr)\(built.stdout)"))
+            }
+            let cli = try Subprocess.run(swift, arguments + ["--product", "slabguard"])
+            guard cli.status == 0 else {
+                return .failure(Failure(description: "swift build of slabguard failed:\n\(cli.stderr)\(cli.stdout)"))
+            }
+            let path = try Subprocess.run(swift, arguments + ["--show-bin-path"])
+            let directory = path.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard path.status == 0, !directory.isEmpty else {
+                return .failure(Failure(description: "swift build --show-bin-path failed: \(path.stderr)"))
+            }
+            return .success(directory)
+        } catch {
+            return .failure(Failure(description: "cannot run swift build: \(error)"))
+        }
+    }
+}
+
+/// Runs a process to completion with output captured in files (no pipe can fill up).
+enum Subprocess {
+    struct Outcome {
+        var status: Int32            // exit status, or the signal number when `signaled`
+        var signaled: Bool
+        var stdout: String
+        var stderr: String
+        var stdoutData: Data
+    }
+
+    /// The environment programs run in: this process's, without any preload or
+    /// slabguard options inherited from the caller, in the C locale.
+    static func cleanEnvironment() -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["LD_PRELOAD"] = nil
+        environment["SLABGUARD_DEBUG"] = nil
+        environment["LC_ALL"] = "C"
+        return environment
+    }
+
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                    directory: String? = nil, input: String? = nil) throws -> Outcome {
+        let scratch = FileManager.default.temporaryDirectory
+            .appendingPathComponent("slabguard-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let outURL = scratch.appendingPathComponent("out"), errURL = scratch.appendingPathComponent("err")
+        let inURL = scratch.appendingPathComponent("in")
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: inURL.path, contents: Data((input ?? "").utf8))
+        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
+        let inHandle = try FileHandle(forReadingFrom: inURL)
+        defer { try? out.close(); try? err.close(); try? inHandle.close() }
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = environment ?? cleanEnvironment()
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = inHandle
+        try process.run()
+        process.waitUntilExit()
+        let outData = try Data(contentsOf: outURL)
+        let errData = try Data(contentsOf: errURL)
+        return Outcome(status: process.terminationStatus,
+                       signaled: process.terminationReason == .uncaughtSignal,
+                       stdout: String(decoding: outData, as: UTF8.self),
+                       stderr: String(decoding: errData, as: UTF8.self),
+                       stdoutData: outData)
+    }
+
+    /// `name` looked up on PATH (or nil).
+    static func findExecutable(_ name: String) -> String? {
+        if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for folder in path.split(separator: ":") {
+            let candidate = "\(folder)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// A tool the tests need: a missing one is a test failure naming the package to install.
+    static func requireTool(_ name: String, preferring preferred: String? = nil) throws -> String {
+        if let preferred, FileManager.default.isExecutableFile(atPath: preferred) { return preferred }
+        guard let found = findExecutable(name) else {
+            throw ReleaseBuild.Failure(description: "\(name) is not installed (scripts/setup installs it)")
+        }
+        return found
+    }
+
+    /// A fresh temporary folder, removed by the caller.
+    static func temporaryFolder(_ label: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("slabguard-\(label)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
+
+// MARK: - Drop-in tests
+
+@Suite("Drop-in (LD_PRELOAD, fast mode)")
+struct PreloadTests {
+    static let integrationPrograms = ["threads", "fork", "aligned", "zeroing", "realloc", "tlsdtor"]
+
+    /// The environment with slabguard preloaded (fast mode).
+    static func preloaded() throws -> [String: String] {
+        var environment = Subprocess.cleanEnvironment()
+        environment["LD_PRELOAD"] = try ReleaseBuild.library()
+        return environment
+    }
+
+    /// Compiles Tests/Integration/NAME.c into `folder` and returns the executable's path.
+    static func compile(_ name: String, into folder: URL) throws -> String {
+        let cc = try Subprocess.requireTool("cc")
+        let source = ReleaseBuild.integrationSources.appendingPathComponent("\(name).c").path
+        let output = folder.appendingPathComponent(name).path
+        let result = try Subprocess.run(cc, ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", output, source])
+        guard result.status == 0 else {
+            throw ReleaseBuild.Failure(description: "cc \(name).c failed:\n\(result.stderr)")
+        }
+        return output
+    }
+
+    @Test func libraryExportsTheAllocationFunctions() throws {
+        let nm = try Subprocess.requireTool("nm")
+        let result = try Subprocess.run(nm, ["-D", "--defined-only", try ReleaseBuild.library()])
+        try #require(result.status == 0, "nm failed: \(result.stderr)")
+        var exported: [String: String] = [:]
+        for line in result.stdout.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count == 3 { exported[String(fields[2])] = String(fields[1]) }
+        }
+        let names = ["malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc",
+                     "memalign", "valloc", "pvalloc", "malloc_usable_size", "free_sized", "free_aligned_sized"]
+        for name in names {
+            #expect(exported[name] == "T", "\(name) is not exported as a function (nm -D says \(exported[name] ?? "nothing"))")
+        }
+        // The Swift entry points stay private to the library, and so does the Swift runtime.
+        #expect(!exported.keys.contains { $0.hasPrefix("sg_entry_") })
+        #expect(!exported.keys.contains { $0.hasPrefix("swift_") })
+    }
+
+    @Test func programRunsOnSlabguardWhenPreloaded() throws {
+        let folder = try Subprocess.temporaryFolder("usable")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("usable", into: folder)
+
+        let plain = try Subprocess.run(program, [])
+        #expect(plain.status == 0)
+        #expect(plain.stdout.contains("malloc=other sg_stats_print=no"), "without preload: \(plain.stdout)")
+
+        let preloaded = try Subprocess.run(program, ["stats"], environment: try Self.preloaded())
+        #expect(preloaded.status == 0 && !preloaded.signaled, "stderr: \(preloaded.stderr)")
+        // 100 bytes come from the 112-byte size class (glibc would say 104).
+        #expect(preloaded.stdout.hasPrefix("usable=112 malloc=libslabguard_rt sg_stats_print=yes\n"), "\(preloaded.stdout)")
+        // sg_stats_print, found with dlsym, shows the 1000 buffers the program holds.
+        let line = preloaded.stdout.split(separator: "\n").first { $0.hasPrefix("sg_alloc_112 ") }
+        let columns = line?.split(separator: " ") ?? []
+        #expect(columns.count >= 3 && Int(columns[2]) ?? 0 >= 1000, "statistics: \(preloaded.stdout)")
+        #expect(preloaded.stderr.isEmpty)
+    }
+
+    @Test(arguments: integrationPrograms)
+    func integrationProgram(_ name: String) throws {
+        let folder = try Subprocess.temporaryFolder(name)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile(name, into: folder)
+        let result = try Subprocess.run(program, [], environment: try Self.preloaded(), directory: folder.path)
+        #expect(!result.signaled, "\(name) killed by signal \(result.status); stderr: \(result.stderr)")
+        #expect(result.status == 0, "\(name) exited \(result.status); stderr: \(result.stderr)")
+        #expect(result.stdout == "ok \(name)\n")
+        #expect(result.stderr.isEmpty, "stderr: \(result.stderr)")
+    }
+
+    // MARK: Real programs: same output with and without slabguard
+
+    /// Runs `executable` twice, in two fresh folders, without and with slabguard; both
+    /// must exit 0 with the same output and nothing on stderr.
+    private func sameOutput(_ label: String, _ executable: String, _ arguments: [String],
+                            extraEnvironment: [String: String] = [:],
+                            prepare: (URL) throws -> Void = { _ in }) throws -> String {
+        var outputs: [String] = []
+        for preload in [false, true] {
+            let folder = try Subprocess.temporaryFolder(label)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            try prepare(folder)
+            var environment = preload ? try Self.preloaded() : Subprocess.cleanEnvironment()
+            environment["HOME"] = folder.path
+            for (key, value) in extraEnvironment { environment[key] = value }
+            let result = try Subprocess.run(executable, arguments, environment: environment, directory: folder.path)
+            let mode = preload ? "with slabguard" : "without slabguard"
+            #expect(!result.signaled && result.status == 0, "\(label) \(mode): status \(result.status), stderr: \(result.stderr)")
+            #expect(result.stderr.isEmpty, "\(label) \(mode) wrote to stderr: \(result.stderr)")
+            outputs.append(result.stdout)
+        }
+        #expect(outputs[0] == outputs[1], "\(label): output differs with slabguard")
+        return outputs[1]
+    }
+
+    @Test func python3() throws {
+        let python = try Subprocess.requireTool("python3", preferring: "/usr/bin/python3")
+        let script = ReleaseBuild.integrationSources.appendingPathComponent("workload.py").path
+        let output = try sameOutput("python3", python, [script], extraEnvironment: ["PYTHONHASHSEED": "0"])
+        #expect(output.contains("regex 37\n") && output.contains("tree 4999950000\n"), "python3 printed: \(output)")
+    }
+
+    @Test func git() throws {
+        _ = try Subprocess.requireTool("git")
+        let sh = try Subprocess.requireTool("sh", preferring: "/bin/sh")
+        let script = ReleaseBuild.integrationSources.appendingPathComponent("git-workload.sh").path
+        let output = try sameOutput("git", sh, [script])
+        #expect(output.contains("Merge branch 'topic'") && output.contains("30 files changed"), "git printed: \(output)")
+    }
+
+    @Test func perl() throws {
+        let perl = try Subprocess.requireTool("perl", preferring: "/usr/bin/perl")
+        let program = """
+            my %h; $h{"k$_"} = [$_ * 2, "v" x ($_ % 40)] for 1 .. 150000;
+            my @k = grep { /^k(\\d)\\1+$/ } sort keys %h;
+            my %words; $words{$_}++ for map { split /(?<=\\d)(?=\\D)|[,;]/ } map { "$_,$h{$_}[1];x" } @k;
+            my $joined = join "|", map { "$_=$words{$_}" } sort keys %words;
+            delete @h{grep { /7$/ } keys %h};
+            printf "%d %s %s %d %d\\n", scalar(@k), $k[0], $k[-1], length($joined), scalar(keys %h);
+            """
+        let output = try sameOutput("perl", perl, ["-e", program])
+        #expect(output == "37 k11 k99999 640 135000\n", "perl printed: \(output)")
+    }
+
+    @Test func sqlite3() throws {
+        let sqlite = try Subprocess.requireTool("sqlite3")
+        let script = ReleaseBuild.integrationSources.appendingPathComponent("workload.sql").path
+        let output = try sameOutput("sqlite3", sqlite, ["test.db", ".read \(script)"])
+        #expect(output.hasPrefix("10000|50005000|row10000|"), "sqlite3 printed: \(output)")
+    }
+
+    @Test func gccCompilesTheSameObject() throws {
+        let gcc = try Subprocess.requireTool("gcc")
+        let source = ReleaseBuild.integrationSources.appendingPathComponent("compileme.c").path
+        let folder = try Subprocess.temporaryFolder("gcc")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var objects: [Data] = []
+        for preload in [false, true] {
+            let object = folder.appendingPathComponent(preload ? "slabguard.o" : "glibc.o").path
+            // Same working folder and source path, so the objects can be compared byte for byte.
+            let result = try Subprocess.run(gcc, ["-O2", "-g", "-Wall", "-c", source, "-o", object],
+                                            environment: preload ? try Self.preloaded() : Subprocess.cleanEnvironment(),
+                                            directory: folder.path)
+            #expect(result.status == 0 && !result.signaled, "gcc -c \(preload ? "with" : "without") slabguard: \(result.stderr)")
+            #expect(result.stderr.isEmpty, "gcc wrote to stderr: \(result.stderr)")
+            objects.append(try Data(contentsOf: URL(fileURLWithPath: object)))
+        }
+        #expect(objects[0] == objects[1], "gcc produced a different object file under slabguard")
+        // The object gcc built under slabguard links and runs.
+        let program = folder.appendingPathComponent("program").path
+        let link = try Subprocess.run(gcc, [folder.appendingPathComponent("slabguard.o").path, "-o", program],
+                                      environment: try Self.preloaded())
+        #expect(link.status == 0, "link failed: \(link.stderr)")
+        let run = try Subprocess.run(program, [])
+        #expect(run.status == 0)
+        #expect(run.stdout == "k0000 k0999 16247198\n", "program printed: \(run.stdout)")
+    }
+}
