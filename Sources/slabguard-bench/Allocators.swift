@@ -164,8 +164,24 @@ struct AllocatorConfig: Sendable {
                                                   environment: [("SLABGUARD_DEBUG", "default")],
                                                   objectCacheDebug: "default")
 
+    /// One debug word alone, on the heap and the object caches (`slabguard-WORD`).
+    static func slabguardDebug(_ words: String, name: String) -> AllocatorConfig {
+        AllocatorConfig(name: "slabguard-\(name)", kind: .slabguard,
+                        environment: [("SLABGUARD_DEBUG", words)], objectCacheDebug: words)
+    }
+
+    /// Each debug flag alone, to show where the time of `default` goes.
+    static let perFlag: [AllocatorConfig] = [
+        slabguardDebug("deadbeef", name: "deadbeef"),
+        slabguardDebug("redzone", name: "redzone"),
+        slabguardDebug("uninit", name: "uninit"),
+        slabguardDebug("audit", name: "audit"),
+        slabguardDebug("audit=4", name: "audit4"),
+        slabguardDebug("deadbeef,quarantine=16M", name: "quarantine"),
+    ]
+
     /// Every configuration --allocator accepts.
-    static let all: [AllocatorConfig] = [.glibc, .slabguard, .slabguardDefault]
+    static let all: [AllocatorConfig] = [.glibc, .slabguard, .slabguardDefault] + perFlag
     /// What runs without --allocator, the baseline first.
     static let defaultSelection: [AllocatorConfig] = [.glibc, .slabguard]
 

@@ -16,7 +16,7 @@ struct Options {
 
         Runs each workload on every allocator configuration, interleaved, each run in
         its own forked child; prints the median throughput, the time ratio to the first
-        configuration (glibc malloc) and the peak RSS growth.
+        configuration (glibc malloc) and the peak RSS.
 
           --quick            a tenth of the operations and 3 repetitions (smoke run)
           --workload NAME    only this workload (repeatable, or comma-separated)

@@ -32,7 +32,10 @@ enum ProgramRunner {
     }
 
     /// Runs `command` and returns the status slabguard should exit with.
-    static func run(_ command: [String], environment: [String: String]) -> Int32 {
+    /// With `filterStderr`, the program's stderr goes through a pipe to StderrFilter
+    /// (report frames symbolized unless `rewrite` is false).
+    static func run(_ command: [String], environment: [String: String],
+                    filterStderr: Bool = false, rewrite: Bool = true) -> Int32 {
         let argv = command.map { strdup($0) } + [nil]
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -64,8 +67,22 @@ enum ProgramRunner {
         for s in forwardedSignals { sigaddset(&forwardSet, s) }
         sigprocmask(SIG_BLOCK, &forwardSet, &savedMask)
 
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var errPipe: [Int32] = [-1, -1]
+        if filterStderr {
+            if makePipe(&errPipe) {
+                posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+            } else {
+                errPipe = [-1, -1]
+            }
+        }
+
         var pid: pid_t = 0
-        let error = posix_spawnp(&pid, command[0], nil, &attributes, argv, envp)
+        let error = posix_spawnp(&pid, command[0], &actions, &attributes, argv, envp)
+        if errPipe[1] >= 0 { close(errPipe[1]) }
+        if error != 0, errPipe[0] >= 0 { close(errPipe[0]) }
         if error == 0 {
             forwardTo = pid
             var forward = sigaction()
@@ -85,12 +102,17 @@ enum ProgramRunner {
         }
 
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
+        var reaped: Int32?
+        if errPipe[0] >= 0 {
+            var filter = StderrFilter(fd: errPipe[0], pid: pid, rewrite: rewrite)
+            reaped = filter.pump()
+        }
+        if let reaped { status = reaped } else { while waitpid(pid, &status, 0) < 0 {
             if errno != EINTR {
                 printError("lost track of '\(command[0])' (pid \(pid)): \(String(cString: strerror(errno)))")
                 return 1
             }
-        }
+        } }
         sigaction(SIGINT, &previousInt, nil)
         sigaction(SIGQUIT, &previousQuit, nil)
         return exitStatus(fromWaitStatus: status)

@@ -8,8 +8,11 @@
 // checked by the library when the program starts: a bad word there is one
 // line on stderr and exit status 2 (design §3).
 //
-// Standard input, output and error are the program's own (inherited file
-// descriptors, nothing copied through pipes).
+// Standard input and output are the program's own (inherited file
+// descriptors).  Standard error goes through a pipe read line by line
+// (StderrFilter.swift): ordinary lines are passed on unchanged and at once;
+// slabguard's text reports get their stack frames symbolized — demangled
+// names and file:line (ReportSymbolizer.swift).  JSON reports pass unchanged.
 
 import ArgumentParser
 import Glibc
@@ -68,7 +71,8 @@ struct Run: ParsableCommand {
         if let options = debugOptions(inherited: environment["SLABGUARD_DEBUG"]) {
             environment["SLABGUARD_DEBUG"] = options
         }
-        let status = ProgramRunner.run(command, environment: environment)
+        let json = json || (environment["SLABGUARD_DEBUG"] ?? "").contains("report=json")
+        let status = ProgramRunner.run(command, environment: environment, filterStderr: true, rewrite: !json)
         throw ExitCode(status)
     }
 

@@ -2,7 +2,7 @@
 //
 //   slabguard run [--debug S] [--log PATH] [--json] -- PROGRAM [ARGS...]
 //   slabguard libpath
-//   slabguard demo
+//   slabguard demo     (Demo.swift: classic bugs caught, no compiler needed)
 //
 // `run` starts PROGRAM with libslabguard_rt.so preloaded (so every malloc of
 // the program, its libraries and its children runs on slabguard) and
@@ -30,7 +30,7 @@ struct SlabguardCLI: ParsableCommand {
             frees, and leaks.  Or preload the library yourself: \
             LD_PRELOAD=$(slabguard libpath) PROGRAM.
             """,
-        subcommands: [Run.self, LibPath.self, Demo.self]
+        subcommands: [Run.self, LibPath.self, Demo.self, DemoVictim.self]
     )
 }
 
@@ -72,16 +72,5 @@ struct LibPath: ParsableCommand {
             printError(error.description)
             throw ExitCode.failure
         }
-    }
-}
-
-struct Demo: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show slabguard catching memory bugs in a small example (coming soon)."
-    )
-
-    func run() throws {
-        print("slabguard demo: not available yet; it is coming in a later version.")
-        print("Meanwhile try: slabguard run --debug default -- PROGRAM ARGS...")
     }
 }

@@ -144,6 +144,15 @@ private func fillAndCheck(size: Int, count: Int, sourceLocation: SourceLocation 
         let moved = try #require(realloc(p, oldSize: 97, newSize: 113))
         #expect(moved != p)
         free(moved, size: 113)
+        // A big shrink moves to a smaller class (at most about half of a buffer is kept idle).
+        for (from, to) in [(SizeClasses.maxSize, 4), (SizeClasses.maxSize, 100), (4096, 8), (1024, 300), (300, 100)] {
+            let big = try #require(alloc(from))
+            stamp(big, from, seed: 0x31)
+            let small = try #require(realloc(big, oldSize: from, newSize: to))
+            #expect(usableSize(small) <= max(2 * to, 16), "realloc \(from) → \(to) kept \(usableSize(small)) bytes")
+            #expect(isStamped(small, to, seed: 0x31))
+            free(small, size: to)
+        }
         // A large span shrinks in place by trimming its tail.
         let big = try #require(alloc(100 * 4096))
         stamp(big, 100 * 4096, seed: 9)

@@ -381,11 +381,15 @@ final class CallCounter: Sendable {
     }
 }
 
-/// Reaches an ObjectCache's core record (tests only): the handle is the cache's first stored property.
+/// Reaches an ObjectCache's core record (tests only): looked up in the cache registry by
+/// name (every test cache has a name of its own), so ObjectCache's internals stay private.
 enum CacheHandleProbe {
     static func core(of cache: ObjectCache) -> UnsafeMutablePointer<CacheCore> {
-        let m = Mirror(reflecting: cache)
-        let handle = m.children.first { $0.label == "handle" }!.value as! CacheHandle
-        return handle.raw.assumingMemoryBound(to: CacheCore.self)
+        var found: UnsafeMutablePointer<CacheCore>? = nil
+        CacheOps.forEachCache { c in
+            if String(cString: c.namePointer) == cache.name { found = c }
+        }
+        guard let found else { fatalError("no cache named \(cache.name)") }
+        return found
     }
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <wchar.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -67,6 +68,11 @@ static inline __attribute__((always_inline)) void sg_set_reentry(uint32_t v) { s
 /* The kernel thread id, cached (0 until first asked for). */
 static inline __attribute__((always_inline)) uint32_t sg_thread_id(void) { return sg_tls_thread_id; }
 static inline __attribute__((always_inline)) void sg_set_thread_id(uint32_t t) { sg_tls_thread_id = t; }
+
+/* Fills `words` 4-byte words at p (4-aligned) with `value`: glibc's vectorized wmemset. */
+static inline void sg_fill_words32(void *p, uint32_t value, size_t words) {
+    wmemset((wchar_t *)p, (wchar_t)value, words);
+}
 
 /* The kernel thread id (uncached). */
 static inline uint32_t sg_gettid(void) { return (uint32_t)syscall(SYS_gettid); }

@@ -24,6 +24,7 @@
 // with the user has an allocated state word and an intact redzone from the
 // end of the requested size to the end of the redzone word.
 
+import CSlabguardShim
 import Glibc
 
 enum Pattern {
@@ -36,17 +37,23 @@ enum Pattern {
         UInt8(truncatingIfNeeded: pattern >> ((UInt64(a) & 7) << 3))
     }
 
-    /// Fills [p, p+count) with `pattern` laid down by address.
+    /// Fills [p, p+count) with `pattern` laid down by address.  Every pattern repeats
+    /// every 4 bytes, so the aligned middle is one vectorized wmemset.
     static func fill(_ p: UnsafeMutableRawPointer, _ count: Int, _ pattern: UInt64) {
         guard count > 0 else { return }
         var a = UInt(bitPattern: p)
         let end = a + UInt(count)
-        while a < end && a & 7 != 0 { UnsafeMutablePointer<UInt8>(bitPattern: a)!.pointee = byte(pattern, at: a); a += 1 }
-        while a + 8 <= end { UnsafeMutablePointer<UInt64>(bitPattern: a)!.pointee = pattern; a += 8 }
+        while a < end && a & 3 != 0 { UnsafeMutablePointer<UInt8>(bitPattern: a)!.pointee = byte(pattern, at: a); a += 1 }
+        let words = Int((end - a) / 4)
+        if words > 0 {
+            sg_fill_words32(UnsafeMutableRawPointer(bitPattern: a)!, UInt32(truncatingIfNeeded: pattern), words)
+            a += UInt(words * 4)
+        }
         while a < end { UnsafeMutablePointer<UInt8>(bitPattern: a)!.pointee = byte(pattern, at: a); a += 1 }
     }
 
     /// The address of the first byte of [p, p+count) that differs from `pattern`, or nil.
+    /// The aligned middle is compared with memcmp against a page of the pattern.
     static func firstMismatch(_ p: UnsafeRawPointer, _ count: Int, _ pattern: UInt64) -> UInt? {
         guard count > 0 else { return nil }
         var a = UInt(bitPattern: p)
@@ -55,9 +62,15 @@ enum Pattern {
             if UnsafePointer<UInt8>(bitPattern: a)!.pointee != byte(pattern, at: a) { return a }
             a += 1
         }
+        if let page = patternPage(pattern) {
+            while end - a >= 8 {
+                let n = min(Int(end - a) & ~7, pageSize)
+                if memcmp(UnsafeRawPointer(bitPattern: a)!, page, n) != 0 { break }   // locate below
+                a += UInt(n)
+            }
+        }
         while a + 8 <= end {
-            let w = UnsafePointer<UInt64>(bitPattern: a)!.pointee
-            if w != pattern {
+            if UnsafePointer<UInt64>(bitPattern: a)!.pointee != pattern {
                 var b = a
                 while UnsafePointer<UInt8>(bitPattern: b)!.pointee == byte(pattern, at: b) { b += 1 }
                 return b
@@ -69,6 +82,25 @@ enum Pattern {
             a += 1
         }
         return nil
+    }
+
+    /// A page filled with `pattern` (mapped once per pattern; nil if mapping fails).
+    private static func patternPage(_ pattern: UInt64) -> UnsafeRawPointer? {
+        let slot: Int
+        switch pattern {
+        case freed: slot = 0
+        case redzone: slot = 1
+        default: slot = 2
+        }
+        let pages = (GlobalSlice.debug.address + 36864 + 64).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        if let page = pages[slot] { return UnsafeRawPointer(page) }
+        guard let page = Platform.map(pageSize) else { return nil }
+        fill(page, pageSize, pattern)
+        if sg_atomic_cas_u64(UnsafeMutableRawPointer(pages + slot).assumingMemoryBound(to: UInt64.self), 0,
+                              UInt64(UInt(bitPattern: page))) == 0 {
+            Platform.unmap(page, pageSize)
+        }
+        return UnsafeRawPointer(pages[slot]!)
     }
 }
 

@@ -58,6 +58,9 @@ struct DebugState {
 enum DebugLayer {
     /// Installs the configuration hook; called from the front ends' start (cheap, idempotent).
     static func install() {
+        // DebugState, the report scratch (+36864) and the transaction log state (+40960)
+        // share the debug slices.
+        precondition(MemoryLayout<DebugState>.size <= 36864, "DebugState outgrew its static slices")
         let life = HeapLifecycle.shared
         if life.pointee.configure == nil {
             life.pointee.configure = { flags, tagBytes in DebugLayer.configureDefaultHeap(flags, tagBytes) }

@@ -215,8 +215,10 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
         if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
             let cache = owner.assumingMemoryBound(to: Slab.self).pointee.cache
             oldUsable = cache.pointee.bufferSize
-            if size <= oldUsable && (size > SizeClasses.maxSize / 2 || size <= 8 || SizeClasses.index(size) >= SizeClasses.index(oldUsable) - 8) {
-                return p   // fits and wastes at most about half: keep it
+            // Fits and wastes at most about half (8 classes = one doubling): keep it.  A
+            // tiny request is no exception — realloc(p32k, 4) must not keep 32 KiB.
+            if size <= oldUsable && (size > SizeClasses.maxSize / 2 || SizeClasses.index(size) >= SizeClasses.index(oldUsable) - 8) {
+                return p
             }
         } else {
             let span = owner.assumingMemoryBound(to: LargeSpan.self)

@@ -1,0 +1,169 @@
+// `slabguard demo` — shows slabguard catching the classic heap bugs, with no
+// compiler needed: for each bug it runs this very executable again
+// (/proc/self/exe) as `slabguard demo-victim BUG`, with libslabguard_rt.so
+// preloaded and SLABGUARD_DEBUG=default, so the victim's malloc/free (Glibc's
+// names, hence slabguard's under the preload) are checked.  The victim's
+// stderr goes through the same report rewriting as `slabguard run`.
+//
+// Each case prints a short explanation, then the report.  The demo exits 0
+// when every bug was caught (its report headline seen, or for the
+// uninitialized read the victim saw the 0xbaddcafe pattern), 1 otherwise.
+
+import ArgumentParser
+import Glibc
+
+/// Headlines of the reports seen by the last StderrFilter run (demo bookkeeping).
+nonisolated(unsafe) var reportHeadlinesSeen: [String] = []
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show slabguard catching classic memory bugs (no compiler needed).",
+        discussion: """
+            Runs five small buggy programs on slabguard with --debug default: a write after \
+            free, an overrun by one byte, a double free, an uninitialized counter and a leak. \
+            Exit status 0 when every bug was caught.
+            """
+    )
+
+    struct Case {
+        var bug: String
+        var title: String
+        var explanation: String
+        var expected: String   // headline, or "" when the victim's own exit status tells
+    }
+
+    static let cases: [Case] = [
+        Case(bug: "write-after-free", title: "Write after free",
+             explanation: "The program frees a 64-byte buffer, then writes into it and allocates again. Freed buffers are filled with 0xdeadbeef; the pattern is checked when the buffer is reused.",
+             expected: "slabguard: buffer modified after being freed"),
+        Case(bug: "overrun", title: "Overrun by one byte",
+             explanation: "The program asks for 13 bytes and writes 14. A 0xfeedface redzone follows the exact requested size and is checked at free.",
+             expected: "slabguard: redzone violation: write past end of buffer"),
+        Case(bug: "double-free", title: "Double free",
+             explanation: "The program frees the same buffer twice. The buffer tag records its state, so the second free is caught.",
+             expected: "slabguard: duplicate free: buffer freed twice"),
+        Case(bug: "uninitialized", title: "Uninitialized counter",
+             explanation: "The program mallocs a counter, forgets to set it to zero, and increments it. New buffers are filled with 0xbaddcafe, so the bug shows as a wild value instead of a lucky 0 or 1.",
+             expected: ""),
+        Case(bug: "leak", title: "Leak at exit",
+             explanation: "The program allocates 3 buffers, drops every pointer to them and exits. At exit, buffers no longer reachable from anywhere are reported with their allocating stacks.",
+             expected: "slabguard: leak: "),
+    ]
+
+    func run() throws {
+        let library: String
+        switch LibraryLocator.find() {
+        case .success(let path): library = path
+        case .failure(let error):
+            printError(error.description)
+            throw ExitCode.failure
+        }
+        guard let exe = LibraryLocator.executablePath() else {
+            printError("cannot read /proc/self/exe")
+            throw ExitCode.failure
+        }
+        var environment = ProgramRunner.currentEnvironment()
+        environment["LD_PRELOAD"] = Run.preloadValue(library: library, existing: environment["LD_PRELOAD"])
+        environment["SLABGUARD_DEBUG"] = "default"
+        environment["SWIFT_BACKTRACE"] = "enable=no"   // the victim is a Swift program: no crash dump after the report
+
+        var missed: [String] = []
+        for (index, demo) in Demo.cases.enumerated() {
+            say("\n=== \(index + 1). \(demo.title) ===\n\(demo.explanation)\n$ slabguard run --debug default -- victim \(demo.bug)\n")
+            reportHeadlinesSeen = []
+            let status = ProgramRunner.run([exe, "demo-victim", demo.bug], environment: environment, filterStderr: true)
+            let caught: Bool
+            if demo.expected.isEmpty {
+                caught = status == 0 && reportHeadlinesSeen.isEmpty
+            } else {
+                caught = reportHeadlinesSeen.contains { $0.hasPrefix(demo.expected) }
+            }
+            let how = status > 128 ? "killed by signal \(status - 128)" : "exit status \(status)"
+            say(caught ? "--> caught (\(how))\n" : "--> NOT caught (\(how))\n")
+            if !caught { missed.append(demo.title) }
+        }
+        if missed.isEmpty {
+            say("\nAll \(Demo.cases.count) bugs caught. Try it on your own program: slabguard run --debug default -- PROGRAM ARGS...\n")
+        } else {
+            say("\nMissed: \(missed.joined(separator: ", "))\n")
+            throw ExitCode.failure
+        }
+    }
+
+    /// Writes to stdout at once (the victims write to the same terminal).
+    func say(_ text: String) {
+        print(text, terminator: "")
+        fflush(nil)
+    }
+}
+
+/// The buggy side of the demo; hidden.  Uses Glibc's malloc/free, which are
+/// slabguard's when the demo runs it under the preload.
+struct DemoVictim: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "demo-victim", shouldDisplay: false)
+
+    @Argument var bug: String
+
+    // Called through pointers from dlsym so the optimizer cannot see (and fold away)
+    // the undefined behaviour these bugs are made of.
+    typealias MallocFunction = @convention(c) (Int) -> UnsafeMutableRawPointer?
+    typealias FreeFunction = @convention(c) (UnsafeMutableRawPointer?) -> Void
+
+    func function<T>(_ name: String, as type: T.Type) -> T {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), name) else { fatalError("no \(name)") }
+        return unsafeBitCast(symbol, to: type)
+    }
+
+    func run() throws {
+        let malloc = function("malloc", as: MallocFunction.self)
+        let free = function("free", as: FreeFunction.self)
+        switch bug {
+        case "write-after-free":
+            let p = malloc(64)!.assumingMemoryBound(to: UInt8.self)
+            memset(p, 0x41, 64)
+            free(p)
+            p[8] = 0x42                        // BUG: the buffer was freed
+            for _ in 0..<4 { keep(malloc(64)) } // reuse checks the 0xdeadbeef fill
+        case "overrun":
+            let p = malloc(13)!.assumingMemoryBound(to: UInt8.self)
+            memset(p, 0x61, 14)                // BUG: one byte past the end
+            free(p)
+        case "double-free":
+            let p = malloc(48)
+            memset(p!, 0, 48)
+            free(p)
+            free(p)                            // BUG: second free
+        case "uninitialized":
+            let counter = malloc(4)!.assumingMemoryBound(to: UInt32.self)
+            counter.pointee &+= 1              // BUG: never set to zero
+            let value = counter.pointee
+            print("counter = 0x\(String(value, radix: 16)) (expected 1)")
+            free(counter)
+            // 0xbaddcafe + 1: the fill shows through; exit 1 if it did not.
+            throw ExitCode(value == 0xbaddcaff ? 0 : 1)
+        case "leak":
+            leakThree(malloc)
+            scrubStack()
+        default:
+            throw ValidationError("unknown bug '\(bug)'")
+        }
+    }
+
+    @inline(never) func keep(_ p: UnsafeMutableRawPointer?) {
+        if let p { memset(p, 0, 1) }
+    }
+
+    @inline(never) func leakThree(_ malloc: MallocFunction) {
+        for size in [100, 200, 300] {
+            let p = malloc(size)!
+            memset(p, 0x5a, size)             // BUG: the pointer is dropped, never freed
+        }
+    }
+
+    /// Overwrites the dead stack below us, so stale copies of the pointers do not keep them reachable.
+    @inline(never) func scrubStack() {
+        var junk = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &junk) { _ = memset($0.baseAddress!, 0, $0.count) }
+        withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 16) { _ = memset($0.baseAddress!, 0, $0.count) }
+    }
+}
