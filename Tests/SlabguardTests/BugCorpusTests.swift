@@ -76,10 +76,12 @@ struct BugCorpusTests {
         let frameLines = report.split(separator: "\n").filter { $0.hasPrefix("    #") }
         #expect(!frameLines.isEmpty)
         for line in frameLines {
-            #expect(line.range(of: #"^    #\d+ 0x[0-9a-f]+ \S.*\(.+(:\d+|\+0x[0-9a-f]+)\)( \[inlined\])?$"#,
+            #expect(line.range(of: #"^    #\d+ 0x[0-9a-f]+( \S.*)? \(.+(:\d+|\+0x[0-9a-f]+)\)( \[inlined\])?$"#,
                                options: .regularExpression) != nil, "frame line form: \(line)")
         }
-        #expect(report.contains(" \(bug.function)+0x"), "\(bug.function) not in: \(report)")
+        // (GCC may clone it: leak_buffer.constprop.0+0xe.)
+        #expect(report.contains(" \(bug.function)+0x") || report.contains(" \(bug.function)."),
+                "\(bug.function) not in: \(report)")
         if let function = bug.reportTimeFunction {
             // The stack captured at report time drops the program's innermost frame
             // (the caller of free): a core bug in ReportBuilder.currentStack.

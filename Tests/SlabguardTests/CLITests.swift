@@ -118,6 +118,71 @@ struct CLITests {
         #expect(composed.stdout == "\(library)|redzone,log=\(log),report=json")
     }
 
+    @Test func runPassesStderrThroughUnchanged() throws {
+        // Ordinary lines (and a last line without a newline) come out as written,
+        // interleaved with nothing; indented lines that follow no report stay too.
+        let script = "printf 'one\\n  indented #0 0x1 (x+0x1)\\n\\n'; printf 'two\\n' >&2; printf '    #0 0x10 f+0x1 (/bin/sh+0x1)\\n' >&2; printf 'partial' >&2"
+        let result = try Self.slabguard(["run", "--", "/bin/sh", "-c", script])
+        #expect(result.status == 0)
+        #expect(result.stdout == "one\n  indented #0 0x1 (x+0x1)\n\n")
+        #expect(result.stderr == "two\n    #0 0x10 f+0x1 (/bin/sh+0x1)\npartial", "stderr: \(result.stderr)")
+    }
+
+    @Test func runRewritesReportFrames() throws {
+        // A report as the library prints it: names raw, (module+offset).  The module
+        // does not exist, so offsets stay; the Swift and C++ names are demangled when
+        // the tools are there (they are on this machine: the Swift toolchain, binutils).
+        let report = [
+            "slabguard: duplicate free: buffer freed twice",
+            "  buffer 0x7e0000001000, cache sg_alloc_48, size 48",
+            "    #0 0x55a9b8eef163 $s4main3fooyyF+0x6c3 (/nonexistent/module+0x9f163)",
+            "    #1 0x55a9b8eef200 _ZN2ns3barEv+0x10 (/nonexistent/module+0x9f200)",
+            "    #2 0x55a9b8eef300 (/nonexistent/module+0x9f300)",
+            "after the report",
+        ].joined(separator: "\n") + "\n"
+        let result = try Self.slabguard(["run", "--", "/bin/sh", "-c", "printf '%s' \"$1\" >&2", "sh", report])
+        #expect(result.status == 0)
+        let lines = result.stderr.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        try #require(lines.count == 7, "stderr: \(result.stderr)")
+        #expect(lines[0] == "slabguard: duplicate free: buffer freed twice")
+        #expect(lines[1] == "  buffer 0x7e0000001000, cache sg_alloc_48, size 48")
+        if Subprocess.findExecutable("swift-demangle") != nil || FileManager.default.fileExists(atPath: "/opt/swift/usr/bin/swift-demangle") {
+            #expect(lines[2] == "    #0 0x55a9b8eef163 foo()+0x6c3 (/nonexistent/module+0x9f163)")
+        }
+        if Subprocess.findExecutable("c++filt") != nil {
+            #expect(lines[3] == "    #1 0x55a9b8eef200 ns::bar()+0x10 (/nonexistent/module+0x9f200)")
+        }
+        #expect(lines[4] == "    #2 0x55a9b8eef300 (/nonexistent/module+0x9f300)")
+        #expect(lines[5] == "after the report")
+        #expect(lines[6] == "")
+
+        // JSON reports (--json) pass through untouched.
+        let json = #"{"report":"duplicate free","frames":[{"address":"0x1","function":"$s4main3fooyyF"}]}"#
+        let passed = try Self.slabguard(["run", "--json", "--", "/bin/sh", "-c", "printf '%s\\n' \"$1\" >&2", "sh", json])
+        #expect(passed.stderr == json + "\n")
+    }
+
+    @Test func runSymbolizesFramesOfAProgramBuiltWithDebugInfo() throws {
+        // A stack frame pointing into a real -g program gets its file:line.
+        let folder = try Subprocess.temporaryFolder("sym")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cc = try Subprocess.requireTool("cc")
+        let source = folder.appendingPathComponent("sym.c").path
+        try "#include <stdio.h>\n__attribute__((noinline)) int marker_function(int x) {\n  return printf(\"%d\\n\", x) + 1;\n}\nint main(void) { return marker_function(41) - 4; }\n"
+            .write(toFile: source, atomically: true, encoding: .utf8)
+        let program = folder.appendingPathComponent("sym").path
+        let built = try Subprocess.run(cc, ["-g", "-O2", "-o", program, source])
+        try #require(built.status == 0, "cc: \(built.stderr)")
+        let nm = try Subprocess.run(try Subprocess.requireTool("nm"), [program])
+        let line = nm.stdout.split(separator: "\n").first { $0.hasSuffix(" marker_function") }
+        let address = try #require(line.flatMap { UInt($0.split(separator: " ")[0], radix: 16) })
+        // A return address a few bytes into the function, as the library would print it.
+        let frame = "    #0 0x7f0000001000 marker_function+0x5 (\(program)+0x\(String(address + 5, radix: 16)))"
+        let result = try Self.slabguard(["run", "--", "/bin/sh", "-c", "printf 'slabguard: leak: 1 buffer, 8 bytes not freed\\n%s\\n' \"$1\" >&2", "sh", frame])
+        #expect(result.stderr.contains("    #0 0x7f0000001000 marker_function+0x5 (\(source):"), "stderr: \(result.stderr)")
+        #expect(!result.stderr.contains("+0x\(String(address + 5, radix: 16)))"))
+    }
+
     @Test func runExitsWithTheProgramsStatus() throws {
         let result = try Self.slabguard(["run", "--", "/bin/sh", "-c", "exit 3"])
         #expect(!result.signaled)
