@@ -65,3 +65,9 @@ public func sg_cache_reap(_ cache: OpaquePointer?) {
 
 @_cdecl("sg_stats_print")
 public func sg_stats_print(_ fd: Int32) { StatisticsTable.print(to: fd) }
+
+@_cdecl("sg_verify")
+public func sg_verify() -> Int { DebugControl.verifyHeap() }
+
+@_cdecl("sg_find_leaks")
+public func sg_find_leaks() -> Int { DebugControl.findLeaks() }

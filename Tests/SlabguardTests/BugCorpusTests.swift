@@ -83,11 +83,8 @@ struct BugCorpusTests {
         #expect(report.contains(" \(bug.function)+0x") || report.contains(" \(bug.function)."),
                 "\(bug.function) not in: \(report)")
         if let function = bug.reportTimeFunction {
-            // The stack captured at report time drops the program's innermost frame
-            // (the caller of free): a core bug in ReportBuilder.currentStack.
-            withKnownIssue("report-time stacks lose the caller of free", isIntermittent: true) {
-                #expect(report.contains(" \(function)+0x"), "\(function) not in: \(report)")
-            }
+            // The stack captured when the error is detected names the caller of free.
+            #expect(report.contains(" \(function)+0x"), "\(function) not in: \(report)")
         }
     }
 

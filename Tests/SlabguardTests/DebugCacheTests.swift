@@ -4,6 +4,7 @@
 
 import Glibc
 @testable import Slabguard
+import SlabguardRuntime
 import Testing
 
 final class ReportCapture {
@@ -146,6 +147,19 @@ struct DebugCacheTests {
         #expect(Debug.reportCount == before)
         #expect(capture.text().isEmpty)
         #expect(cache.destroy() == 0)
+    }
+
+    @Test func cAPIVerifyCountsDamagedFreeBuffers() throws {
+        let capture = ReportCapture()
+        let cache = try #require(ObjectCache(name: "c-verify", size: 64, debug: "deadbeef,noabort"))
+        #expect(sg_verify() == 0)
+        let p = try #require(cache.allocate())
+        cache.free(p)
+        p.storeBytes(of: 0x77, toByteOffset: 9, as: UInt8.self)
+        #expect(sg_verify() == 1)
+        #expect(capture.text().contains("cache c-verify"))
+        #expect(sg_verify() == 0)        // the report repaired the pattern
+        cache.destroy()
     }
 
     @Test func badDebugWordsRejectTheCache() {

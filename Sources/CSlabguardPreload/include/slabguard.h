@@ -42,6 +42,12 @@ void *sg_zalloc(size_t size);
 void sg_free(void *buffer, size_t size);
 void *sg_realloc(void *buffer, size_t old_size, size_t new_size);
 
+/* Debug layer (SLABGUARD_DEBUG): verifies every debug buffer now (::umem_verify) and
+ * returns the number of problems reported; reports unreachable unfreed buffers now and
+ * returns how many.  Both return 0 in fast mode. */
+size_t sg_verify(void);
+size_t sg_find_leaks(void);
+
 /* Prints ::kmastat-style statistics of every cache to a file descriptor. */
 void sg_stats_print(int fd);
 

@@ -17,7 +17,11 @@ extension DebugAllocator {
     }
 
     static func aligned(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
-        if alignment <= 16 { return malloc(size, zero: false) }
+        // The 8-byte class is only 8-aligned; every larger class is 16-aligned.
+        if alignment <= 8 { return malloc(size, zero: false) }
+        if alignment == 16 && size <= SizeClasses.maxSize {
+            return allocate(SizeClassHeap.defaultHeap.pointee.caches![SizeClasses.index(max(size, 9))]!, size: size, zero: false)
+        }
         let (needed, overflow) = size.addingReportingOverflow(alignment - 16)
         if alignment <= pageSize && !overflow && needed <= SizeClasses.maxSize {
             return allocate(SizeClassHeap.defaultHeap.pointee.caches![SizeClasses.index(needed)]!,
@@ -79,7 +83,7 @@ extension DebugAllocator {
         let layout = DebugLayer.layout(for: flags)
         let userOffset = roundUp(layout.totalBytes, alignment)
         guard size <= Int.max / 2 - userOffset else { return nil }
-        guard let user = heap.allocateLarge(userOffset + size, alignment: alignment, zero: zero, userOffset: userOffset) else { return nil }
+        guard let user = heap.allocateLarge(userOffset + max(size, 1), alignment: alignment, zero: zero, userOffset: userOffset) else { return nil }
         let base = user - userOffset
         let span = GlobalSlice.arena.bound(to: PageArena.self).pointee.owner(of: base)!.assumingMemoryBound(to: LargeSpan.self)
         span.pointee.requestedSize = size

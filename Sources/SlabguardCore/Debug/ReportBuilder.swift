@@ -43,7 +43,7 @@ struct ReportBuilder: ~Copyable {
             if kind == .leak {
                 w.append(": ")
                 w.append(decimal: leakBuffers)
-                w.append(leakBuffers == 1 ? " buffer, " : " buffers, ")
+                w.append(" buffers, ")   // the fixed phrase of design.md §4, even for one
                 w.append(decimal: leakBytes)
                 w.append(" bytes not freed")
             }
@@ -123,7 +123,7 @@ struct ReportBuilder: ~Copyable {
     mutating func currentStack(_ label: StaticString) {
         guard let memory = ReportBuilder.scratch.pointee.memory else { return }
         let frames = (memory + ReportBuilder.bufferBytes + 512).assumingMemoryBound(to: UInt.self)
-        let count = StackUnwinder.capture(into: frames, capacity: 64, skip: 3)
+        let count = StackUnwinder.capture(into: frames, capacity: 64, skip: 0)   // slabguard's own frames are dropped by name in emitStack
         emitStack(key: "current_stack", label: label, thread: DebugLayer.threadID(),
                   time: DebugLayer.monotonicNanoseconds(), frames: frames, count: count)
     }
