@@ -43,7 +43,7 @@ let package = Package(
         ),
         .target(
             name: "CSlabguardPreload",
-            dependencies: ["SlabguardRuntime"],
+            dependencies: ["SlabguardRuntime", "CSlabguardShim"],
             cSettings: [.unsafeFlags(["-fno-builtin"])],
             // The Swift runtime goes inside libslabguard_rt.so (symbols kept private):
             // a preloaded process then loads no libswiftCore, gets no Swift crash

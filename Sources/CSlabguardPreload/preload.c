@@ -20,6 +20,10 @@
  * library free through slabguard rather than through a libc that never
  * allocated the buffer.
  *
+ * Also exported: sigaction and signal, so that a program installing its own
+ * SIGSEGV/SIGBUS handler while slabguard's crash explainer is installed gets
+ * chained behind it rather than silently replacing it (see sg_fault.c).
+ *
  * Not exported: glibc's __libc_malloc family, mallopt, mallinfo,
  * malloc_trim, malloc_stats and malloc_info — calls to those reach glibc's
  * own (unused) heap and are harmless.
@@ -48,6 +52,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sg_shim.h"
 
 #define SG_ENTRY __attribute__((visibility("hidden")))
 #define SG_EXPORT __attribute__((visibility("default")))
@@ -87,6 +92,30 @@ SG_EXPORT void free_aligned_sized(void *p, size_t alignment, size_t size) {
     (void)alignment;
     (void)size;
     sg_entry_free(p);
+}
+
+/* sigaction(2) and signal(2): while slabguard's crash handler is installed
+ * (debug mode), a program's handler for SIGSEGV/SIGBUS is recorded and chained
+ * behind ours (CSlabguardShim/sg_fault.c) instead of replacing it.  Everything
+ * else goes to the C library. */
+extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+extern sighandler_t bsd_signal(int sig, sighandler_t handler);
+
+SG_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    if (sg_fault_owns(sig)) return sg_fault_program_action(sig, act, old);
+    return __sigaction(sig, act, old);
+}
+
+SG_EXPORT sighandler_t signal(int sig, sighandler_t handler) {
+    if (!sg_fault_owns(sig)) return bsd_signal(sig, handler);
+    struct sigaction act, old;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    act.sa_flags = SA_RESTART;   /* BSD semantics, as glibc's signal() */
+    sigemptyset(&act.sa_mask);
+    sigaddset(&act.sa_mask, sig);
+    if (sg_fault_program_action(sig, &act, &old) != 0) return SIG_ERR;
+    return (old.sa_flags & SA_SIGINFO) ? (sighandler_t)(void *)old.sa_sigaction : old.sa_handler;
 }
 
 /* True when the main program lists the Swift runtime among its DT_NEEDED libraries. */

@@ -342,42 +342,50 @@ struct PreloadTests {
 /// calls unreachable; such a line is counted, never a corruption headline.
 @Suite("Real programs with --debug default")
 struct DebugRealProgramTests {
+    /// Runs the program without slabguard, then under `slabguard run --debug MODE` for each
+    /// mode: same output, no report but exit-time leaks (true unreachable allocations of
+    /// these programs).  `sample=20` is production mode (fast paths, 1 in 20 guarded).
     private func sameOutputUnderDebug(_ label: String, _ executable: String, _ arguments: [String],
-                                      extraEnvironment: [String: String] = [:]) throws -> String {
+                                      extraEnvironment: [String: String] = [:],
+                                      modes: [String] = ["default", "sample=20"]) throws -> String {
         var outputs: [String] = []
-        for debug in [false, true] {
+        for debug in [nil] + modes {
             let folder = try Subprocess.temporaryFolder(label)
             defer { try? FileManager.default.removeItem(at: folder) }
             var environment = Subprocess.cleanEnvironment()
             environment["HOME"] = folder.path
             for (key, value) in extraEnvironment { environment[key] = value }
-            let result = debug
-                ? try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", "default", "--", executable] + arguments,
-                                     environment: environment, directory: folder.path)
-                : try Subprocess.run(executable, arguments, environment: environment, directory: folder.path)
-            let mode = debug ? "with --debug default" : "without slabguard"
+            let result = if let debug {
+                try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", debug, "--", executable] + arguments,
+                                   environment: environment, directory: folder.path)
+            } else {
+                try Subprocess.run(executable, arguments, environment: environment, directory: folder.path)
+            }
+            let mode = debug.map { "with --debug \($0)" } ?? "without slabguard"
             #expect(!result.signaled && result.status == 0, "\(label) \(mode): status \(result.status), stderr: \(result.stderr.prefix(4000))")
             let headlines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("slabguard:") }
             #expect(headlines.allSatisfy { $0.hasPrefix("slabguard: leak: ") },
                     "\(label) \(mode) reported: \(result.stderr.prefix(4000))")
-            if !debug { #expect(result.stderr.isEmpty, "\(label) \(mode) wrote to stderr: \(result.stderr.prefix(4000))") }
+            if debug == nil { #expect(result.stderr.isEmpty, "\(label) \(mode) wrote to stderr: \(result.stderr.prefix(4000))") }
+            if let first = outputs.first { #expect(result.stdout == first, "\(label): output differs \(mode)") }
             outputs.append(result.stdout)
         }
-        #expect(outputs[0] == outputs[1], "\(label): output differs with --debug default")
-        return outputs[1]
+        return outputs[0]
     }
 
     @Test func python3() throws {
         let python = try Subprocess.requireTool("python3", preferring: "/usr/bin/python3")
         let script = ReleaseBuild.integrationSources.appendingPathComponent("workload.py").path
-        let output = try sameOutputUnderDebug("python3", python, [script], extraEnvironment: ["PYTHONHASHSEED": "0"])
+        let output = try sameOutputUnderDebug("python3", python, [script], extraEnvironment: ["PYTHONHASHSEED": "0"],
+                                              modes: ["default", "sample=20", "default,guards"])
         #expect(output.contains("regex 37\n"), "python3 printed: \(output)")
     }
 
     @Test func sqlite3() throws {
         let sqlite = try Subprocess.requireTool("sqlite3")
         let script = ReleaseBuild.integrationSources.appendingPathComponent("workload.sql").path
-        let output = try sameOutputUnderDebug("sqlite3", sqlite, ["test.db", ".read \(script)"])
+        let output = try sameOutputUnderDebug("sqlite3", sqlite, ["test.db", ".read \(script)"],
+                                              modes: ["default", "sample=20", "default,guards"])
         #expect(output.hasPrefix("10000|50005000|row10000|"), "sqlite3 printed: \(output)")
     }
 

@@ -55,6 +55,7 @@ extern __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-e
 extern __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t sg_tls_thread_id __attribute__((tls_model("initial-exec")));
+extern __thread int64_t sg_tls_sample_countdown __attribute__((tls_model("initial-exec")));
 
 static inline __attribute__((always_inline)) sg_magazine_slot *sg_thread_slots(void) { return sg_tls_slots; }
 static inline __attribute__((always_inline)) uint32_t sg_thread_state(void) { return sg_tls_thread_state; }
@@ -68,6 +69,12 @@ static inline __attribute__((always_inline)) void sg_set_reentry(uint32_t v) { s
 /* The kernel thread id, cached (0 until first asked for). */
 static inline __attribute__((always_inline)) uint32_t sg_thread_id(void) { return sg_tls_thread_id; }
 static inline __attribute__((always_inline)) void sg_set_thread_id(uint32_t t) { sg_tls_thread_id = t; }
+
+/* sample=N: allocations this thread serves before the next guarded one.  Zero at
+ * thread start, so the first small malloc of every thread reaches the slow path,
+ * which sets it (to a huge value outside sample mode). */
+static inline __attribute__((always_inline)) int64_t sg_sample_countdown(void) { return sg_tls_sample_countdown; }
+static inline __attribute__((always_inline)) void sg_set_sample_countdown(int64_t v) { sg_tls_sample_countdown = v; }
 
 /* Fills `words` 4-byte words at p (4-aligned) with `value`: glibc's vectorized wmemset. */
 static inline void sg_fill_words32(void *p, uint32_t value, size_t words) {
@@ -107,6 +114,28 @@ static inline __attribute__((always_inline)) void sg_current_frame(uintptr_t *pc
     *fp = (uintptr_t)__builtin_frame_address(0);
 #endif
 }
+
+/* Crash explanations (sg_fault.c).  The handler for SIGSEGV and SIGBUS calls
+ * `explain` (Swift) with the signal, its siginfo_t and ucontext_t; a return of
+ * 0 means "not a heap error": the program's own handler for the signal, if it
+ * installed one, runs next, else the default action (the process dies of the
+ * signal).  While installed, the program's sigaction/signal calls for these
+ * two signals (through the drop-in's exports) record its handler here instead
+ * of replacing ours: see sg_fault_program_action. */
+typedef int (*sg_fault_explainer)(int sig, void *info, void *ucontext);
+int sg_fault_install(sg_fault_explainer explain);
+void sg_fault_uninstall(void);
+int sg_fault_owns(int sig);
+int sg_fault_program_has_handler(int sig);
+struct sigaction;
+int sg_fault_program_action(int sig, const struct sigaction *act, struct sigaction *old);
+/* Registers at the faulting instruction (x86_64; zero elsewhere). */
+void sg_fault_registers(void *ucontext, uintptr_t *pc, uintptr_t *sp, uintptr_t *fp, int *is_write);
+/* General-purpose register `i` (0..15, in the order rax rbx rcx rdx rsi rdi rbp rsp
+ * r8..r15) and its name; 0 / NULL past the end. */
+uintptr_t sg_fault_register(void *ucontext, int i, const char **name);
+void *sg_fault_address(void *info);
+int sg_fault_code(void *info);
 
 #ifdef __cplusplus
 }

@@ -47,6 +47,7 @@ extension DebugLayer {
         let state = DebugState.shared
         let flags = state.pointee.options.flags
         if flags.contains(.audit) { TransactionLog.setUp(depth: state.pointee.options.auditDepth) }
+        if !flags.isEmpty { FaultExplainer.install() }
         if (flags.contains(.leaks) || flags.contains(.log)) && !state.pointee.leakCheckRegistered {
             state.pointee.leakCheckRegistered = true
             atexit { DebugLayer.atExit() }

@@ -1,5 +1,6 @@
-// The malloc family in debug mode (default heap): routes requests to checked
-// cache buffers, and handles large spans with a leading tag page, a redzone to
+// The malloc family in debug mode (default heap): routes requests to guarded
+// spans (`guards`, `sample=N`: GuardedAllocator.swift) or to checked cache
+// buffers, and handles large spans with a leading tag page, a redzone to
 // the end of the last page, and retirement after free (pages made
 // inaccessible and kept out of reuse for a while, so a stale access faults and
 // a second free is recognised).
@@ -9,6 +10,10 @@ import Glibc
 
 extension DebugAllocator {
     static func malloc(_ size: Int, zero: Bool) -> UnsafeMutableRawPointer? {
+        if GuardedAllocator.wanted(),
+           let p = GuardedAllocator.allocate(size, alignment: GuardedAllocator.naturalAlignment(size), zero: zero) {
+            return p
+        }
         let heap = SizeClassHeap.defaultHeap
         if size <= SizeClasses.maxSize {
             return allocate(heap.pointee.caches![SizeClasses.index(size)]!, size: size, zero: zero)
@@ -17,6 +22,10 @@ extension DebugAllocator {
     }
 
     static func aligned(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+        if alignment <= pageSize && GuardedAllocator.wanted(),
+           let p = GuardedAllocator.allocate(size, alignment: max(alignment, GuardedAllocator.naturalAlignment(size)), zero: false) {
+            return p
+        }
         // The 8-byte class is only 8-aligned; every larger class is 16-aligned.
         if alignment <= 8 { return malloc(size, zero: false) }
         if alignment == 16 && size <= SizeClasses.maxSize {
@@ -99,6 +108,7 @@ extension DebugAllocator {
     }
 
     static func freeLarge(_ span: UnsafeMutablePointer<LargeSpan>, _ p: UnsafeMutableRawPointer, expectedSize: Int?) {
+        if span.pointee.guarded { return GuardedAllocator.free(span, p, expectedSize: expectedSize) }
         countOperation()
         let base = span.pointee.base
         let tag = BufferTag(base: base)
@@ -121,38 +131,5 @@ extension DebugAllocator {
         if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
         tag.state = .free(offset: 0, size: 0)
         Retirement.retire(span)
-    }
-}
-
-/// Freed large spans in debug mode: pages released and made inaccessible, the
-/// span kept out of reuse until `capacity` younger spans have been retired.
-enum Retirement {
-    static let capacity = 64
-
-    static func retire(_ span: UnsafeMutablePointer<LargeSpan>) {
-        let userStart = span.pointee.base + pageSize * ((span.pointee.userOffset) >> pageShift)
-        let userBytes = (span.pointee.pages << pageShift) - (userStart - span.pointee.base)
-        Platform.release(userStart, userBytes)
-        _ = Platform.protect(userStart, userBytes, accessible: false)
-        let state = DebugState.shared
-        pthread_mutex_lock(&state.pointee.retiredMutex)
-        span.pointee.retiredNext = state.pointee.retiredLarge   // newest first; evict from the tail
-        state.pointee.retiredLarge = span
-        state.pointee.retiredCount += 1
-        var victim: UnsafeMutablePointer<LargeSpan>? = nil
-        if state.pointee.retiredCount > capacity {
-            var s = state.pointee.retiredLarge
-            while let x = s, let n = x.pointee.retiredNext, n.pointee.retiredNext != nil { s = n }
-            victim = s?.pointee.retiredNext
-            s?.pointee.retiredNext = nil
-            state.pointee.retiredCount -= 1
-        }
-        pthread_mutex_unlock(&state.pointee.retiredMutex)
-        if let v = victim {
-            let start = v.pointee.base + pageSize * (v.pointee.userOffset >> pageShift)
-            let bytes = (v.pointee.pages << pageShift) - (start - v.pointee.base)
-            _ = Platform.protect(start, bytes, accessible: true)
-            _ = SizeClassHeap.defaultHeap.freeLarge(v, v.pointee.base + v.pointee.userOffset)
-        }
     }
 }

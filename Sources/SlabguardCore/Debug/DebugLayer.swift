@@ -22,8 +22,8 @@
 //
 // Locking: the checks run lock-free on the calling thread's buffer (a buffer
 // belongs to one thread between allocation and free).  The quarantine FIFO,
-// the retired-large list and report output each have a mutex; heap walks take
-// each cache's slab lock.
+// the retired-span lists and report output each have a mutex (taken around
+// fork, before the heap's locks); heap walks take each cache's slab lock.
 
 import CSlabguardShim
 import Glibc
@@ -43,8 +43,9 @@ struct DebugState {
     var quarantineCount = 0
     var operationCount: UInt64 = 0      // for verify=N
     var retiredMutex = pthread_mutex_t()
-    var retiredLarge: UnsafeMutablePointer<LargeSpan>? = nil
-    var retiredCount = 0
+    var retiredLarge = RetiredList()      // freed large spans, pages inaccessible
+    var retiredGuarded = RetiredList()    // freed guarded spans
+    var guardedLive: UInt64 = 0           // guarded spans allocated and not freed
     var leakCheckRegistered = false
 
     @inline(__always) static var shared: UnsafeMutablePointer<DebugState> { GlobalSlice.debug.bound(to: DebugState.self) }
@@ -66,7 +67,34 @@ enum DebugLayer {
             life.pointee.configure = { flags, tagBytes in DebugLayer.configureDefaultHeap(flags, tagBytes) }
             life.pointee.ready = { DebugLayer.setUpExitWork() }
             life.pointee.freshChunkHook = { cache, chunk in DebugAllocator.prepareFreshChunk(cache, chunk) }
+            life.pointee.forkPrepare = { DebugLayer.lockForFork() }
+            life.pointee.forkParent = { DebugLayer.unlockAfterFork() }
+            life.pointee.forkChild = { DebugLayer.reinitializeAfterFork() }
         }
+    }
+
+    // Fork: the debug layer's mutexes are taken before the heap's (the quarantine
+    // frees into caches while holding its own), released in the parent and
+    // re-initialized in the child, where their holders do not exist.
+    static func lockForFork() {
+        let s = DebugState.shared
+        pthread_mutex_lock(&s.pointee.reportMutex)
+        pthread_mutex_lock(&s.pointee.quarantineMutex)
+        pthread_mutex_lock(&s.pointee.retiredMutex)
+    }
+
+    static func unlockAfterFork() {
+        let s = DebugState.shared
+        pthread_mutex_unlock(&s.pointee.retiredMutex)
+        pthread_mutex_unlock(&s.pointee.quarantineMutex)
+        pthread_mutex_unlock(&s.pointee.reportMutex)
+    }
+
+    static func reinitializeAfterFork() {
+        let s = DebugState.shared
+        pthread_mutex_init(&s.pointee.retiredMutex, nil)
+        pthread_mutex_init(&s.pointee.quarantineMutex, nil)
+        pthread_mutex_init(&s.pointee.reportMutex, nil)
     }
 
     /// Heap set-up hook: reads SLABGUARD_DEBUG unless options were set through the API,
@@ -90,10 +118,21 @@ enum DebugLayer {
             state.pointee.configured = true
         }
         let options = state.pointee.options
-        flags.pointee = options.flags.rawValue
-        tagBytes.pointee = options.flags.isEmpty ? 0 : layout(for: options.flags).totalBytes
-        sg_set_debug_flags(options.flags.rawValue)
-        if options.flags.contains(.audit) { StackUnwinder.warmUp() }
+        let heapFlags = checkingFlags(options.flags)
+        flags.pointee = heapFlags.rawValue
+        tagBytes.pointee = heapFlags.isEmpty ? 0 : layout(for: heapFlags).totalBytes
+        sg_set_debug_flags(heapFlags.rawValue)
+        if options.flags.contains(.audit) || options.flags.contains(.guards) || options.flags.contains(.sample) {
+            StackUnwinder.warmUp()
+        }
+    }
+
+    /// The flags the default heap's caches run with.  `sample=N` alone (with at most
+    /// noabort, report=) keeps the fast paths: only the sampled buffers are checked.
+    static func checkingFlags(_ flags: DebugFlags) -> DebugFlags {
+        let rest = flags.subtracting([.sample, .noabort, .jsonReport])
+        if flags.contains(.sample) && rest.isEmpty { return DebugFlags(rawValue: 0) }
+        return flags
     }
 
     /// The tag layout of a cache with `flags`.

@@ -9,23 +9,25 @@ import CSlabguardShim
 import Glibc
 
 enum HeapVerifier {
-    /// Verifies every debug cache; returns the number of problems reported.
-    static func verifyAll() -> Int {
+    /// Verifies every debug cache; returns the number of problems reported.  From a
+    /// crash handler (`skipBusy`), a lock that is held is skipped rather than waited for:
+    /// the crashed thread may be the one holding it.
+    static func verifyAll(skipBusy: Bool = false) -> Int {
         var problems = 0
-        CacheRegistry.lock.lock()
+        if skipBusy { guard CacheRegistry.lock.tryLock() else { return 0 } } else { CacheRegistry.lock.lock() }
         var c = CacheRegistry.shared.pointee.first
         while let cache = c {
-            if cache.pointee.debugFlags != 0 { problems += verify(cache) }
+            if cache.pointee.debugFlags != 0 { problems += verify(cache, skipBusy: skipBusy) }
             c = cache.pointee.nextCache
         }
         CacheRegistry.lock.unlock()
         return problems
     }
 
-    static func verify(_ cache: UnsafeMutablePointer<CacheCore>) -> Int {
+    static func verify(_ cache: UnsafeMutablePointer<CacheCore>, skipBusy: Bool = false) -> Int {
         var problems = 0
         let lock = cache.slabLock
-        lock.lock()
+        if skipBusy { guard lock.tryLock() else { return 0 } } else { lock.lock() }
         for list in Int32(0)...Int32(2) {   // partial, full, empty (no array: this may run inside malloc)
             var slab = cache.listHead(SlabList(rawValue: list)!).pointee
             while let s = slab {

@@ -5,10 +5,19 @@
 import CSlabguardShim
 import Glibc
 
+/// The access that faulted (crash explanations).
+struct FaultAccess {
+    var isWrite: Bool
+    var address: UInt
+    var offset: Int       // from the buffer's start (negative: before it)
+    var size: Int
+}
+
 struct ReportBuilder: ~Copyable {
     let json: Bool
     let noabort: Bool
     var w: ReportWriter
+    var notesOpen = false
 
     /// Scratch memory, mapped at the first report: the writer's buffer, then a symbol-name
     /// buffer and room for a captured stack.
@@ -24,7 +33,8 @@ struct ReportBuilder: ~Copyable {
 
     /// Starts a report (takes the report lock).  `cacheFlags` are the flags of the cache
     /// involved; `noabort` and `report=json` apply when set there or globally.
-    init(_ kind: DebugReport.Kind, cacheFlags: UInt32, leakBuffers: UInt = 0, leakBytes: UInt = 0) {
+    init(_ kind: DebugReport.Kind, cacheFlags: UInt32, leakBuffers: UInt = 0, leakBytes: UInt = 0,
+         fault: FaultAccess? = nil) {
         let state = DebugState.shared
         pthread_mutex_lock(&state.pointee.reportMutex)
         let s = ReportBuilder.scratch
@@ -37,6 +47,13 @@ struct ReportBuilder: ~Copyable {
             w.beginObject()
             w.jsonKey("report")
             if kind == .leak { w.appendJSONString("leak") } else { w.appendJSONString(kind.headline) }
+            if let f = fault {
+                w.jsonKey("access"); w.appendJSONString(f.isWrite ? "write" : "read")
+                w.jsonKey("address"); w.append("\""); w.append(hex: f.address); w.append("\"")
+                if kind == .useAfterFree {
+                    w.jsonKey("offset"); w.append(f.offset < 0 ? "-" : ""); w.append(decimal: UInt64(f.offset.magnitude))
+                }
+            }
         } else {
             w.append("slabguard: ")
             w.append(kind.headline)
@@ -46,6 +63,17 @@ struct ReportBuilder: ~Copyable {
                 w.append(" buffers, ")   // the fixed phrase of design.md §4, even for one
                 w.append(decimal: leakBytes)
                 w.append(" bytes not freed")
+            }
+            if kind == .useAfterFree, let f = fault {
+                // use-after-free: read|write at ADDR, offset 0xOFF into buffer of SIZE bytes
+                w.append(f.isWrite ? ": write at " : ": read at ")
+                w.append(hex: f.address)
+                w.append(", offset ")
+                if f.offset < 0 { w.append("-") }
+                w.append(hex: UInt(f.offset.magnitude))
+                w.append(" into buffer of ")
+                w.append(decimal: UInt64(f.size))
+                w.append(" bytes")
             }
             w.newline()
         }
@@ -63,6 +91,26 @@ struct ReportBuilder: ~Copyable {
             body(&w)
             w.newline()
         }
+    }
+
+    /// One note line (text: "  note: ...") / an element of the "notes" array (JSON).
+    /// Notes come together; `endNotes` closes them.
+    mutating func note(_ body: (inout ReportWriter) -> Void) {
+        if json {
+            if !notesOpen { w.jsonKey("notes"); w.beginArray(); notesOpen = true }
+            w.jsonElement()
+            w.append("\"")
+            body(&w)
+            w.append("\"")
+        } else {
+            w.append("  note: ")
+            body(&w)
+            w.newline()
+        }
+    }
+
+    mutating func endNotes() {
+        if notesOpen { w.endArray(); notesOpen = false }
     }
 
     mutating func field(_ key: StaticString, _ value: UInt) {
@@ -128,13 +176,25 @@ struct ReportBuilder: ~Copyable {
                   time: DebugLayer.monotonicNanoseconds(), frames: frames, count: count)
     }
 
+    /// The stack of an interrupted context: the faulting instruction, then its callers.
+    mutating func faultStack(pc: UInt, sp: UInt, fp: UInt, label: StaticString) {
+        guard let memory = ReportBuilder.scratch.pointee.memory else { return }
+        let frames = (memory + ReportBuilder.bufferBytes + 512).assumingMemoryBound(to: UInt.self)
+        let count = StackUnwinder.capture(fromPC: pc, sp: sp, fp: fp, into: frames, capacity: 64)
+        // Entry 0 is an instruction address, not a return address: +1 so that the
+        // symbolizer's "return address - 1" lands on it.
+        if count > 0 { frames[0] &+= 1 }
+        emitStack(key: "fault_stack", label: label, thread: DebugLayer.threadID(),
+                  time: DebugLayer.monotonicNanoseconds(), frames: frames, count: count, keepInternal: true)
+    }
+
     private mutating func stack(_ entry: AuditEntry, key: StaticString, label: StaticString) {
         guard entry.isRecorded else { return }
         emitStack(key: key, label: label, thread: entry.thread, time: entry.time, frames: entry.stack, count: min(entry.frames, entry.depth))
     }
 
     private mutating func emitStack(key: StaticString, label: StaticString, thread: UInt32, time: UInt64,
-                           frames: UnsafeMutablePointer<UInt>, count: Int) {
+                           frames: UnsafeMutablePointer<UInt>, count: Int, keepInternal: Bool = false) {
         let start = DebugState.shared.pointee.startNanoseconds
         let elapsed = time >= start ? time - start : 0
         let name = (ReportBuilder.scratch.pointee.memory! + ReportBuilder.bufferBytes).assumingMemoryBound(to: CChar.self)
@@ -157,7 +217,7 @@ struct ReportBuilder: ~Copyable {
             w.append("s:\n")
         }
         var shown = 0
-        var skipping = true
+        var skipping = !keepInternal
         for i in 0..<count {
             let pc = frames[i]
             var offset: UInt = 0
@@ -253,13 +313,13 @@ struct ReportBuilder: ~Copyable {
     }
 
     /// Ends the report, writes it out, and aborts unless `noabort`.
-    consuming func finish(isLeak: Bool = false) {
+    consuming func finish(isLeak: Bool = false, informational: Bool = false) {
         let state = DebugState.shared
         if json { w.endObject() }
         w.newline()
         w.flush()
         state.pointee.reportCount &+= 1
-        let abortAfter = !noabort && !isLeak
+        let abortAfter = !noabort && !isLeak && !informational
         pthread_mutex_unlock(&state.pointee.reportMutex)
         if abortAfter {
             DebugLayer.writeLogIfRequested()

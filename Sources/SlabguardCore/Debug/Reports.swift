@@ -15,7 +15,7 @@ import Glibc
 
 enum DebugReport {
     enum Kind {
-        case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree
+        case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree, crash
         var headline: StaticString {
             switch self {
             case .modifiedAfterFree: return "buffer modified after being freed"
@@ -26,6 +26,7 @@ enum DebugReport {
             case .badFreeAddress: return "bad free: free address != alloc address"
             case .leak: return "leak"
             case .useAfterFree: return "use-after-free"
+            case .crash: return "fatal signal"
             }
         }
     }
@@ -71,9 +72,17 @@ enum DebugReport {
             w.append(hex: UInt(Pattern.byte(Pattern.redzone, at: address)), width: 2)
         }
         r.field("offset", offset)
-        r.buffer(cache: cache, user: user, size: size ?? tag.state.size)
-        r.currentStack("detected at free by thread")
-        r.auditStacks(cache: cache, tag: tag, freeFirst: false)
+        if let size {
+            r.buffer(cache: cache, user: user, size: size)
+            r.currentStack("detected at free by thread")
+            r.auditStacks(cache: cache, tag: tag, freeFirst: false)
+        } else {
+            // The overrun went on through the tag: its size and stacks are gone.
+            r.note { w in w.append("the overrun went on through the buffer's tag: its requested size and stacks are lost") }
+            r.endNotes()
+            r.buffer(cache: cache, user: user, size: cache.pointee.tagOffset - (user - chunk))
+            r.currentStack("detected at free by thread")
+        }
         r.finish()
     }
 
@@ -188,11 +197,20 @@ enum DebugReport {
         return UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
     }
 
+    static var guardedName: UnsafePointer<CChar> {
+        let s: StaticString = "guarded (page arena)"
+        return UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+
+    static func name(of span: UnsafeMutablePointer<LargeSpan>) -> UnsafePointer<CChar> {
+        span.pointee.guarded ? guardedName : largeName
+    }
+
     // MARK: - Large spans (debug mode)
 
     static func duplicateFreeLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout) {
         var r = ReportBuilder(.duplicateFree, cacheFlags: 0)
-        r.buffer(name: largeName, user: span.pointee.base + span.pointee.userOffset, size: span.pointee.requestedSize)
+        r.buffer(name: name(of: span), user: span.pointee.base + span.pointee.userOffset, size: span.pointee.requestedSize)
         r.currentStack("second free by thread")
         r.auditStacks(layout: layout, tag: tag, freeFirst: true, freeLabel: "first free by thread")
         r.finish()
@@ -207,7 +225,7 @@ enum DebugReport {
             w.append(decimal: UInt(span.pointee.requestedSize))
         }
         r.field("free_size", UInt(given))
-        r.buffer(name: largeName, user: span.pointee.base + span.pointee.userOffset, size: span.pointee.requestedSize)
+        r.buffer(name: name(of: span), user: span.pointee.base + span.pointee.userOffset, size: span.pointee.requestedSize)
         r.currentStack("freed by thread")
         r.auditStacks(layout: layout, tag: tag, freeFirst: false)
         r.finish()
@@ -216,16 +234,27 @@ enum DebugReport {
     static func redzoneLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout, at address: UInt) {
         var r = ReportBuilder(.redzone, cacheFlags: 0)
         let user = span.pointee.base + span.pointee.userOffset
-        let offset = address - UInt(bitPattern: user)
-        r.line { w in
-            w.append("first damaged byte at offset ")
-            w.append(hex: offset)
-            w.append(" (")
-            w.append(decimal: offset - UInt(span.pointee.requestedSize))
-            w.append(" bytes past the end)")
+        if address < UInt(bitPattern: user) {
+            // A guarded buffer's pad: written before the start (underflow).
+            let before = UInt(bitPattern: user) - address
+            r.line { w in
+                w.append("first damaged byte ")
+                w.append(decimal: before)
+                w.append(" bytes before the start of the buffer (underflow)")
+            }
+            r.field("bytes_before", before)
+        } else {
+            let offset = address - UInt(bitPattern: user)
+            r.line { w in
+                w.append("first damaged byte at offset ")
+                w.append(hex: offset)
+                w.append(" (")
+                w.append(decimal: offset - UInt(span.pointee.requestedSize))
+                w.append(" bytes past the end)")
+            }
+            r.field("offset", offset)
         }
-        r.field("offset", offset)
-        r.buffer(name: largeName, user: user, size: span.pointee.requestedSize)
+        r.buffer(name: name(of: span), user: user, size: span.pointee.requestedSize)
         r.currentStack("detected at free by thread")
         r.auditStacks(layout: layout, tag: tag, freeFirst: false)
         r.finish()

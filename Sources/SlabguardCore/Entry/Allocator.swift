@@ -17,10 +17,13 @@ package enum Allocator {
     @inline(__always) package static func malloc(_ size: Int) -> UnsafeMutableRawPointer? {
         // Unsigned compare: a negative size (a huge C size_t) must reach mallocSlow's check.
         if sg_debug_flags() == 0 && UInt(bitPattern: size) <= UInt(SizeClasses.maxSize) {
+            // sample=N: the countdown to the next guarded buffer (GuardedAllocator.swift).
+            let budget = sg_sample_countdown() &- 1
+            sg_set_sample_countdown(budget)
             let c = SizeClasses.index(size)
             let slot = sg_thread_slots() + c
             let n = slot.pointee.count
-            if n > 0 {
+            if n > 0 && budget >= 0 {
                 slot.pointee.count = n &- 1
                 slot.pointee.allocations &+= 1
                 return slot.pointee.rounds[Int(n &- 1)]
@@ -32,6 +35,9 @@ package enum Allocator {
     @inline(never) static func mallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
         guard size >= 0, ensureReady() else { return outOfMemory() }
         if sg_debug_flags() != 0 { return DebugAllocator.malloc(size, zero: false) ?? outOfMemory() }
+        if sg_sample_countdown() < 0 && size <= SizeClasses.maxSize, let p = GuardedAllocator.sampled(size, zero: false) {
+            return p
+        }
         let heap = SizeClassHeap.defaultHeap
         let p = heap.allocate(size)
         return p ?? outOfMemory()
@@ -60,8 +66,13 @@ package enum Allocator {
     }
 
     @inline(never) static func freeSlow(_ p: UnsafeMutableRawPointer) {
-        if sg_debug_flags() != 0 { return DebugAllocator.free(p, expectedSize: nil) }
+        if sg_debug_flags() != 0 || isSampled(p) { return DebugAllocator.free(p, expectedSize: nil) }
         if !SizeClassHeap.defaultHeap.free(p) { InvalidFree.report(p) }
+    }
+
+    /// In sample mode (fast paths, debug word 0): whether `p` is one of the guarded buffers.
+    @inline(__always) static func isSampled(_ p: UnsafeRawPointer) -> Bool {
+        DebugState.shared.pointee.options.flags.contains(.sample) && GuardedAllocator.isGuarded(p)
     }
 
     /// Sets the heap up on first use, with the debug layer's configuration hook in place.
@@ -75,6 +86,11 @@ package enum Allocator {
         let (total, overflow) = count.multipliedReportingOverflow(by: size)
         guard !overflow, count >= 0, size >= 0, ensureReady() else { return outOfMemory() }
         if sg_debug_flags() != 0 { return DebugAllocator.malloc(total, zero: true) ?? outOfMemory() }
+        if total <= SizeClasses.maxSize {
+            let budget = sg_sample_countdown() &- 1
+            sg_set_sample_countdown(budget)
+            if budget < 0, let p = GuardedAllocator.sampled(total, zero: true) { return p }
+        }
         return SizeClassHeap.defaultHeap.zeroAllocate(total) ?? outOfMemory()
     }
 
@@ -82,6 +98,14 @@ package enum Allocator {
         guard let p = pointer else { return malloc(size) }
         guard size >= 0, ensureReady() else { return outOfMemory() }
         if sg_debug_flags() != 0 { return DebugAllocator.realloc(p, size) ?? outOfMemory() }
+        if isSampled(p) {
+            // Always moves (like debug realloc): a stale pointer then faults.
+            guard let old = DebugAllocator.liveSize(p) else { DebugAllocator.free(p, expectedSize: nil); return nil }
+            guard let q = malloc(size) else { return nil }
+            memcpy(q, p, min(size, old))
+            DebugAllocator.free(p, expectedSize: nil)
+            return q
+        }
         var invalid = false
         let q = SizeClassHeap.defaultHeap.reallocate(p, to: size, invalid: &invalid)
         if invalid { InvalidFree.report(p); return nil }
@@ -98,7 +122,7 @@ package enum Allocator {
     /// malloc_usable_size: 0 for nil or a pointer that is not ours.
     package static func usableSize(_ pointer: UnsafeRawPointer?) -> Int {
         guard let p = pointer else { return 0 }
-        if sg_debug_flags() != 0 { return DebugAllocator.liveSize(p) ?? 0 }
+        if sg_debug_flags() != 0 || isSampled(p) { return DebugAllocator.liveSize(p) ?? 0 }
         return SizeClassHeap.defaultHeap.usableSize(p) ?? 0
     }
 

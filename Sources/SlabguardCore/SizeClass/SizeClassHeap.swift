@@ -29,6 +29,7 @@ struct LargeSpan {
     var requestedSize: Int
     var userOffset = 0                      // debug spans: the buffer starts after a tag page
     var retiredNext: UnsafeMutablePointer<LargeSpan>? = nil   // debug: retired-span FIFO link
+    var guarded = false                     // debug: a guard-page span (tag page, data, guard page)
     var next: UnsafeMutablePointer<LargeSpan>? = nil
     var previous: UnsafeMutablePointer<LargeSpan>? = nil
 }

@@ -140,6 +140,18 @@ enum StackUnwinder {
         #endif
     }
 
+    /// The stack of an interrupted context (a signal handler's ucontext): entry 0 is `pc`
+    /// itself, then the return addresses above it.
+    static func capture(fromPC pc: UInt, sp: UInt, fp: UInt, into buffer: UnsafeMutablePointer<UInt>, capacity: Int) -> Int {
+        #if arch(x86_64)
+        guard capacity > 1, let st = state() else { return 0 }
+        buffer[0] = pc
+        return 1 + walk(st, pc, sp, fp, 0, buffer + 1, capacity - 1, 0)
+        #else
+        return 0
+        #endif
+    }
+
     @inline(never)
     private static func address(of pointer: UnsafeMutablePointer<UInt>) -> UInt {
         UInt(bitPattern: pointer)

@@ -1,0 +1,136 @@
+/*
+ * sg_fault.c — the signal-handler entry of slabguard's crash explanations.
+ *
+ * The handler itself is C because it must run on whatever state the crash left
+ * behind; the explaining is Swift (Debug/FaultExplainer.swift), called through
+ * one function pointer.  After it: the program's own handler for the signal if
+ * it installed one (chained), else the default action — our handler removes
+ * itself and returns, the faulting instruction runs again and the process dies
+ * of the signal as it would have without us (a signal sent with kill(2) is
+ * raised again instead).
+ *
+ * The program's handler: the one in place when we installed ours, replaced by
+ * whatever the program later sets through sigaction(2)/signal(2) — the drop-in
+ * exports those two names and sends SIGSEGV/SIGBUS requests here while we are
+ * installed (sg_fault_program_action), so a program that installs its own crash
+ * handler keeps it and still gets our explanation first.  sg_fault_uninstall
+ * (at exit) puts the program's handlers back in place.
+ *
+ * Nothing here allocates.
+ */
+#define _GNU_SOURCE
+#include "sg_shim.h"
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <ucontext.h>
+
+/* glibc's own name for sigaction: never interposed, so it reaches the kernel. */
+extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+
+static sg_fault_explainer sg_explain;
+static struct sigaction sg_program_actions[2];   /* SIGSEGV, SIGBUS */
+static volatile int sg_installed;
+
+static int sg_slot(int sig) { return sig == SIGSEGV ? 0 : sig == SIGBUS ? 1 : -1; }
+
+static void sg_fault_entry(int sig, siginfo_t *info, void *uc) {
+    int saved_errno = errno;
+    int slot = sg_slot(sig);
+    if (sg_explain != NULL) (void)sg_explain(sig, info, uc);
+    const struct sigaction *next = &sg_program_actions[slot];
+    if ((next->sa_flags & SA_SIGINFO) && next->sa_sigaction != NULL) {
+        next->sa_sigaction(sig, info, uc);
+        errno = saved_errno;
+        return;
+    }
+    if (!(next->sa_flags & SA_SIGINFO) && next->sa_handler != SIG_DFL && next->sa_handler != SIG_IGN) {
+        next->sa_handler(sig);
+        errno = saved_errno;
+        return;
+    }
+    /* Default action (a synchronous fault cannot be ignored either). */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    __sigaction(sig, &dfl, NULL);
+    if (info->si_code <= 0) raise(sig);   /* sent, not a fault: delivered when we return */
+    errno = saved_errno;
+}
+
+int sg_fault_install(sg_fault_explainer explain) {
+    if (sg_installed) return 0;
+    sg_explain = explain;
+    struct sigaction act;
+    memset(&act, 0, sizeof act);
+    act.sa_sigaction = sg_fault_entry;
+    act.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&act.sa_mask);
+    if (__sigaction(SIGSEGV, &act, &sg_program_actions[0]) != 0) return -1;
+    if (__sigaction(SIGBUS, &act, &sg_program_actions[1]) != 0) {
+        __sigaction(SIGSEGV, &sg_program_actions[0], NULL);
+        return -1;
+    }
+    sg_installed = 1;
+    return 0;
+}
+
+void sg_fault_uninstall(void) {
+    if (!sg_installed) return;
+    sg_installed = 0;
+    __sigaction(SIGSEGV, &sg_program_actions[0], NULL);
+    __sigaction(SIGBUS, &sg_program_actions[1], NULL);
+}
+
+int sg_fault_owns(int sig) { return sg_installed && sg_slot(sig) >= 0; }
+
+int sg_fault_program_has_handler(int sig) {
+    int slot = sg_slot(sig);
+    if (slot < 0) return 0;
+    const struct sigaction *a = &sg_program_actions[slot];
+    if (a->sa_flags & SA_SIGINFO) return a->sa_sigaction != NULL;
+    return a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN;
+}
+
+int sg_fault_program_action(int sig, const struct sigaction *act, struct sigaction *old) {
+    int slot = sg_slot(sig);
+    if (slot < 0) { errno = EINVAL; return -1; }
+    struct sigaction previous = sg_program_actions[slot];
+    if (act != NULL) sg_program_actions[slot] = *act;
+    if (old != NULL) *old = previous;
+    return 0;
+}
+
+void sg_fault_registers(void *ucontext, uintptr_t *pc, uintptr_t *sp, uintptr_t *fp, int *is_write) {
+#if defined(__x86_64__)
+    const ucontext_t *uc = ucontext;
+    *pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    *sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    *fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
+    *is_write = (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;   /* page-fault error code: W bit */
+#else
+    (void)ucontext;
+    *pc = *sp = *fp = 0;
+    *is_write = 0;
+#endif
+}
+
+uintptr_t sg_fault_register(void *ucontext, int i, const char **name) {
+#if defined(__x86_64__)
+    static const int regs[16] = {REG_RAX, REG_RBX, REG_RCX, REG_RDX, REG_RSI, REG_RDI, REG_RBP, REG_RSP,
+                                 REG_R8, REG_R9, REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15};
+    static const char *const names[16] = {"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+                                          "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
+    if (i < 0 || i >= 16) { *name = NULL; return 0; }
+    *name = names[i];
+    return (uintptr_t)((const ucontext_t *)ucontext)->uc_mcontext.gregs[regs[i]];
+#else
+    (void)ucontext; (void)i;
+    *name = NULL;
+    return 0;
+#endif
+}
+
+void *sg_fault_address(void *info) { return ((siginfo_t *)info)->si_addr; }
+int sg_fault_code(void *info) { return ((siginfo_t *)info)->si_code; }

@@ -1,0 +1,142 @@
+// Crash explanations — what slabguard says when the program dies of SIGSEGV or
+// SIGBUS in debug mode, before the signal's usual course (the C entry and the
+// chaining to the program's own handler are in CSlabguardShim/sg_fault.c).
+//
+// - A fault in a guarded buffer's guard page is an overrun: `redzone
+//   violation: write past end of buffer`, with the access, how far past the
+//   end, the faulting stack and the allocation stack.
+// - A fault in the pages of a freed guarded or large buffer (inaccessible
+//   while retired) is `use-after-free: read|write at ADDR, offset 0xOFF into
+//   buffer of SIZE bytes`, with the faulting stack and the buffer's free and
+//   allocation stacks.
+// - Any other crash (unless the program handles the signal itself): one note
+//   naming the signal, the fault address and every register that holds a fill
+//   pattern (0xdeadbeef… is a pointer read from freed memory, 0xbaddcafe… from
+//   uninitialized memory, 0xfeedface… from a redzone), the faulting stack; then
+//   the heap is verified and each damaged buffer reported.
+// After a heap report the configured action applies (abort, or with noabort
+// the signal's own action: the process dies of it).
+//
+// Runs in a signal handler: no allocation; reports go through ReportBuilder's
+// mapped scratch and write(2); heap verification skips locks that are held.
+
+import CSlabguardShim
+import Glibc
+
+enum FaultExplainer {
+    /// Installs the SIGSEGV/SIGBUS handler (debug mode) and puts the program's handlers
+    /// back at exit.
+    static func install() {
+        guard sg_fault_install({ sig, info, context in
+            guard let info, let context else { return 0 }
+            return FaultExplainer.explain(sig, info, context)
+        }) == 0 else { return }
+        atexit { sg_fault_uninstall() }
+    }
+
+    /// Returns 1 when a heap error was reported, 0 otherwise.
+    static func explain(_ signal: Int32, _ info: UnsafeMutableRawPointer, _ context: UnsafeMutableRawPointer) -> Int32 {
+        if sg_fault_code(info) <= 0 { return 0 }   // sent with kill(2): not a fault
+        let address = UInt(bitPattern: sg_fault_address(info))
+        var pc: UInt = 0, sp: UInt = 0, fp: UInt = 0
+        var write: Int32 = 0
+        sg_fault_registers(context, &pc, &sp, &fp, &write)
+        if address != 0, let span = GuardedAllocator.span(containing: address),
+           reportBufferFault(span, address: address, isWrite: write != 0, pc: pc, sp: sp, fp: fp) {
+            return 1
+        }
+        if sg_fault_program_has_handler(signal) != 0 { return 0 }   // the program's business
+        explainCrash(signal, address: address, context: context, pc: pc, sp: sp, fp: fp)
+        return 0
+    }
+
+    /// A fault inside a slabguard span: an overrun into a guard page or an access to a
+    /// freed buffer.  False if the address is neither.
+    private static func reportBufferFault(_ span: UnsafeMutablePointer<LargeSpan>, address: UInt, isWrite: Bool,
+                                          pc: UInt, sp: UInt, fp: UInt) -> Bool {
+        let base = span.pointee.base
+        let tag = BufferTag(base: base)
+        let user = UInt(bitPattern: base + span.pointee.userOffset)
+        let size = span.pointee.requestedSize
+        let layout = span.pointee.guarded ? GuardedAllocator.layout()
+                                          : DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags))
+        let access = FaultAccess(isWrite: isWrite, address: address,
+                                 offset: address >= user ? Int(address - user) : -Int(user - address), size: size)
+        if tag.state.isFree {
+            var r = ReportBuilder(.useAfterFree, cacheFlags: 0, fault: access)
+            r.buffer(name: DebugReport.name(of: span), user: UnsafeMutableRawPointer(bitPattern: user)!, size: size)
+            r.faultStack(pc: pc, sp: sp, fp: fp, label: "faulting access by thread")
+            r.auditStacks(layout: layout, tag: tag, freeFirst: true, freeLabel: "freed by thread")
+            r.contents(layout: layout, tag: tag, size: size)
+            r.finish()
+            return true
+        }
+        let guardStart = UInt(bitPattern: base) + UInt((span.pointee.pages - 1) << pageShift)
+        guard span.pointee.guarded, tag.state.isAllocated, address >= guardStart else { return false }
+        var r = ReportBuilder(.redzone, cacheFlags: 0, fault: access)
+        r.line { w in
+            w.append(isWrite ? "write at " : "read at ")
+            w.append(hex: address)
+            w.append(", ")
+            w.append(decimal: address - user - UInt(size))
+            w.append(" bytes past the end of the buffer (its guard page)")
+        }
+        r.field("offset", address - user)
+        r.buffer(name: DebugReport.name(of: span), user: UnsafeMutableRawPointer(bitPattern: user)!, size: size)
+        r.faultStack(pc: pc, sp: sp, fp: fp, label: "faulting access by thread")
+        r.auditStacks(layout: layout, tag: tag, freeFirst: false, allocationOnly: true)
+        r.finish()
+        return true
+    }
+
+    /// A crash slabguard cannot attribute to a buffer: the fill patterns in sight, the
+    /// stack, then a heap verification.
+    private static func explainCrash(_ signal: Int32, address: UInt, context: UnsafeMutableRawPointer,
+                                     pc: UInt, sp: UInt, fp: UInt) {
+        var r = ReportBuilder(.crash, cacheFlags: 0)
+        r.line { w in
+            w.append(signal == SIGBUS ? "SIGBUS" : "SIGSEGV")
+            w.append(" at address ")
+            w.append(hex: address)
+            if address == 0 { w.append(" (NULL, or a non-canonical address such as a fill pattern)") }
+        }
+        r.fieldHex("fault_address", address)
+        var seen = false
+        if let meaning = patternMeaning(address) {
+            r.note { w in
+                w.append("the fault address holds ")
+                w.append(meaning)
+            }
+            seen = true
+        }
+        for i in Int32(0)..<16 {
+            var name: UnsafePointer<CChar>? = nil
+            let value = UInt(sg_fault_register(context, i, &name))
+            guard let name, let meaning = patternMeaning(value) else { continue }
+            r.note { w in
+                w.append("register ")
+                w.append(cString: name)
+                w.append(" = ")
+                w.append(hex: value, width: 16)
+                w.append(": ")
+                w.append(meaning)
+            }
+            seen = true
+        }
+        if !seen { r.note { w in w.append("no fill pattern in the fault address or the registers") } }
+        r.endNotes()
+        r.faultStack(pc: pc, sp: sp, fp: fp, label: "crashed in thread")
+        r.finish(informational: true)
+        _ = HeapVerifier.verifyAll(skipBusy: true)
+    }
+
+    /// What a fill pattern in the upper half of `value` means, or nil.
+    private static func patternMeaning(_ value: UInt) -> StaticString? {
+        switch UInt32(truncatingIfNeeded: value >> 32) {
+        case 0xdead_beef: return "0xdeadbeef...: a pointer read from freed memory"
+        case 0xbadd_cafe: return "0xbaddcafe...: a pointer read from uninitialized memory"
+        case 0xfeed_face: return "0xfeedface...: a pointer read from a redzone (past the end of a buffer)"
+        default: return nil
+        }
+    }
+}

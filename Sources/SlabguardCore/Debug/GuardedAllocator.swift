@@ -1,0 +1,257 @@
+// Guard pages (`guards`: every buffer; `sample=N`: about 1 in N) — the
+// electric-fence half of the debug layer: a bad access faults at the
+// instruction instead of being found later by a pattern check.
+//
+// A guarded buffer is a span of its own from the page arena:
+//
+//     [ tag page(s) | pad ... buffer | guard page ]
+//                                  ^ the buffer ends where the guard page starts
+//
+// The buffer is end-aligned: placed at the highest address its alignment
+// allows below the guard page.  malloc owes a request of n bytes the alignment
+// of any type that fits in it; slabguard gives 16 from 16 bytes up and 8 below,
+// so the end is exact when n is a multiple of that alignment, and otherwise up to 15
+// bytes of slack lie between the end and the guard page: the slack and the pad
+// before the buffer hold the redzone pattern and are checked at free, so an
+// overrun by one byte is caught either at the instruction or at free.  The tag page holds the usual buffer tag
+// (state, audit stacks always — a guarded buffer is rare or asked for —, and
+// contents when asked); the span's LargeSpan record keeps the requested size
+// and is the owner of every page, so a fault address finds its buffer.
+//
+// At free the data pages are released and made inaccessible and the span is
+// retired: kept out of reuse in a FIFO (`retiredGuarded`, 4096 spans) so a
+// stale pointer faults for a while; the oldest span is then unprotected and
+// returned to the arena.  Freed plain large spans in debug mode go through the
+// same machinery (`retiredLarge`, 64 spans: they can be huge).
+//
+// Limits: each guarded span costs the kernel two mappings, and Linux allows
+// 65530 per process by default; beyond `liveLimit` live guarded spans, or when
+// mprotect fails, buffers are served unguarded (still checked by the other
+// flags).  Alignments above a page are never guarded.
+//
+// Sampling: a per-thread countdown (sg_sample_countdown, C shim TLS) counts
+// the allocations left before the next guarded one.  The fast path decrements
+// it and takes the slow path when it goes negative, so sample mode costs fast
+// mode one thread-local decrement; outside sample mode the slow path sets it to
+// a value that never runs out.
+//
+// Locking: the arena and the heap's large-span lock for the span; the retired
+// lists under `retiredMutex`; nothing on the fault path (it only reads).
+
+import CSlabguardShim
+import Glibc
+
+/// A FIFO of retired spans, linked through LargeSpan.retiredNext, oldest first.
+struct RetiredList {
+    var oldest: UnsafeMutablePointer<LargeSpan>? = nil
+    var newest: UnsafeMutablePointer<LargeSpan>? = nil
+    var count = 0
+}
+
+enum GuardedAllocator {
+    /// Live guarded spans beyond this are served unguarded (two kernel mappings each).
+    static let liveLimit: UInt64 = 20_000
+
+    /// The tag layout of guarded spans.
+    static func layout() -> TagLayout {
+        let options = DebugState.shared.pointee.options
+        return TagLayout(auditDepth: options.auditDepth,
+                         contentsBytes: options.flags.contains(.contents) ? options.contentsBytes : 0)
+    }
+
+    /// The alignment a guarded malloc buffer gets: 16 from 16 bytes up, 8 below — what
+    /// fast mode gives (its 8-byte class), and at least what C17 7.22.3 asks (the
+    /// alignment of any type that fits; CPython, for one, relies on it).
+    @inline(__always) static func naturalAlignment(_ size: Int) -> Int {
+        size >= 16 || size == 0 ? 16 : 8
+    }
+
+    // MARK: - Sampling
+
+    /// In debug mode: whether the next buffer should be guarded.
+    @inline(__always) static func wanted() -> Bool {
+        let flags = DebugState.shared.pointee.options.flags
+        if flags.contains(.guards) { return true }
+        guard flags.contains(.sample) else { return false }
+        let budget = sg_sample_countdown() &- 1
+        sg_set_sample_countdown(budget)
+        if budget >= 0 { return false }
+        resetCountdown()
+        return true
+    }
+
+    /// The fast path's countdown ran out (it is negative): in sample mode, a guarded
+    /// buffer (nil if that fails: the caller serves it unguarded); otherwise the
+    /// countdown is set so that it never runs out again.
+    @inline(never) static func sampled(_ size: Int, zero: Bool) -> UnsafeMutableRawPointer? {
+        guard DebugState.shared.pointee.options.flags.contains(.sample) else {
+            sg_set_sample_countdown(Int64.max)
+            return nil
+        }
+        resetCountdown()
+        return allocate(size, alignment: naturalAlignment(size), zero: zero)
+    }
+
+    /// Next countdown: uniform in 0...2(N-1), so about 1 allocation in N is guarded.
+    private static func resetCountdown() {
+        let rate = DebugState.shared.pointee.options.sampleRate
+        guard rate > 1 else { return sg_set_sample_countdown(0) }
+        var x = DebugLayer.monotonicNanoseconds() ^ (UInt64(DebugLayer.threadID()) &* 0x9E37_79B9_7F4A_7C15)
+        x ^= x >> 33; x &*= 0xFF51_AFD7_ED55_8CCD; x ^= x >> 33
+        sg_set_sample_countdown(Int64(x % UInt64(2 * rate - 1)))
+    }
+
+    // MARK: - Allocation and free
+
+    /// A guarded buffer of `size` bytes aligned to `alignment` (≤ a page), or nil when
+    /// it cannot be guarded (the caller then serves the request another way).
+    static func allocate(_ size: Int, alignment: Int, zero: Bool) -> UnsafeMutableRawPointer? {
+        let state = DebugState.shared
+        guard alignment <= pageSize, size <= Int.max / 4,
+              sg_atomic_load_u64(&state.pointee.guardedLive) < liveLimit else { return nil }
+        let layout = layout()
+        let tagPages = (layout.totalBytes + pageSize - 1) >> pageShift
+        let dataPages = max(1, (size + alignment - 1 + pageSize - 1) >> pageShift)
+        let pages = tagPages + dataPages + 1
+        let guardOffset = (tagPages + dataPages) << pageShift
+        let userOffset = (guardOffset - size) & ~(alignment - 1)
+        let heap = SizeClassHeap.defaultHeap
+        guard let user = heap.allocateLarge(pages << pageShift, alignment: pageSize, zero: false, userOffset: userOffset) else {
+            return nil
+        }
+        let base = user - userOffset
+        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let span = arena.pointee.owner(of: base)!.assumingMemoryBound(to: LargeSpan.self)
+        guard Platform.protect(base + guardOffset, pageSize, accessible: false) else {
+            _ = heap.freeLarge(span, user)
+            return nil
+        }
+        span.pointee.guarded = true
+        span.pointee.requestedSize = size
+        arena.pointee.setOwner(base, pages: pages, UnsafeMutableRawPointer(span))   // faults find the span
+        _ = sg_atomic_add_u64(&state.pointee.guardedLive, 1)
+        let tag = BufferTag(base: base)
+        tag.redzoneWord = Pattern.redzone
+        if let entry = tag.auditEntry(0, layout: layout) { DebugAllocator.recordStack(entry, skip: 1) }
+        if let entry = tag.auditEntry(1, layout: layout) { entry.record(thread: 0, time: 0, frames: 0) }
+        let dataStart = base + (tagPages << pageShift)
+        Pattern.fill(dataStart, user - dataStart, Pattern.redzone)
+        Pattern.fill(user + size, base + guardOffset - (user + size), Pattern.redzone)
+        if zero {
+            memset(user, 0, size)
+        } else if DebugState.shared.pointee.options.flags.contains(.uninit) {
+            Pattern.fill(user, size, Pattern.uninitialized)
+        }
+        tag.state = .allocated(offset: 0, size: 0)
+        return user
+    }
+
+    /// Checks and frees the guarded buffer at `p` (`span` is its page owner).
+    static func free(_ span: UnsafeMutablePointer<LargeSpan>, _ p: UnsafeMutableRawPointer, expectedSize: Int?) {
+        let base = span.pointee.base
+        let tag = BufferTag(base: base)
+        let user = base + span.pointee.userOffset
+        let size = span.pointee.requestedSize
+        let layout = layout()
+        if tag.state.isFree {
+            if p == user { return DebugReport.duplicateFreeLarge(span: span, tag: tag, layout: layout) }
+            return DebugReport.invalidFree(p, expectedSize: expectedSize)
+        }
+        if p != user { return DebugReport.invalidFree(p, expectedSize: expectedSize) }
+        if let expected = expectedSize, expected != size {
+            DebugReport.badFreeSizeLarge(span: span, tag: tag, layout: layout, given: expected)
+        }
+        let dataStart = base + (((layout.totalBytes + pageSize - 1) >> pageShift) << pageShift)
+        let guardStart = base + ((span.pointee.pages - 1) << pageShift)
+        if let bad = Pattern.firstMismatch(dataStart, user - dataStart, Pattern.redzone) ??
+                     Pattern.firstMismatch(user + size, guardStart - (user + size), Pattern.redzone) {
+            DebugReport.redzoneLarge(span: span, tag: tag, layout: layout, at: bad)
+        }
+        if let entry = tag.auditEntry(1, layout: layout) { DebugAllocator.recordStack(entry, skip: 1) }
+        if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
+        tag.state = .free(offset: 0, size: 0)
+        _ = sg_atomic_add_u64(&DebugState.shared.pointee.guardedLive, UInt64.max)   // - 1
+        Retirement.retire(span)
+    }
+
+    /// Whether `p` is inside a guarded span (live or retired).
+    static func isGuarded(_ p: UnsafeRawPointer) -> Bool {
+        guard let owner = GlobalSlice.arena.bound(to: PageArena.self).pointee.owner(of: p),
+              owner.load(as: UInt32.self) == OwnerKind.large.rawValue else { return false }
+        return owner.assumingMemoryBound(to: LargeSpan.self).pointee.guarded
+    }
+
+    /// The guarded or retired large span whose pages contain `address`, or nil.  Runs in
+    /// a signal handler: reads only, no locks (a list being changed may be missed).
+    static func span(containing address: UInt) -> UnsafeMutablePointer<LargeSpan>? {
+        guard let p = UnsafeRawPointer(bitPattern: address) else { return nil }
+        if let owner = GlobalSlice.arena.bound(to: PageArena.self).pointee.owner(of: p),
+           owner.load(as: UInt32.self) == OwnerKind.large.rawValue {
+            let span = owner.assumingMemoryBound(to: LargeSpan.self)
+            if span.pointee.guarded || BufferTag(base: span.pointee.base).state.isFree { return span }
+        }
+        // A retired plain large span: only its boundary pages have an owner.
+        var s = DebugState.shared.pointee.retiredLarge.oldest
+        var steps = 0
+        while let x = s, steps < 1024 {
+            let start = UInt(bitPattern: x.pointee.base)
+            if address >= start && address < start + UInt(x.pointee.pages << pageShift) { return x }
+            s = x.pointee.retiredNext
+            steps += 1
+        }
+        return nil
+    }
+}
+
+/// Freed spans in debug mode: data pages released and made inaccessible, the span kept
+/// out of reuse until `capacity` younger spans of its kind have been retired.
+enum Retirement {
+    static let largeCapacity = 64
+    static let guardedCapacity = 4096
+
+    static func retire(_ span: UnsafeMutablePointer<LargeSpan>) {
+        let (start, bytes) = protectedRange(span)
+        Platform.release(start, bytes)
+        _ = Platform.protect(start, bytes, accessible: false)
+        let state = DebugState.shared
+        let guarded = span.pointee.guarded
+        span.pointee.retiredNext = nil
+        pthread_mutex_lock(&state.pointee.retiredMutex)
+        let victim = guarded ? push(span, &state.pointee.retiredGuarded, capacity: guardedCapacity)
+                             : push(span, &state.pointee.retiredLarge, capacity: largeCapacity)
+        pthread_mutex_unlock(&state.pointee.retiredMutex)
+        if let v = victim { release(v) }
+    }
+
+    /// Appends `span`; returns the oldest span when the list is over `capacity`.
+    private static func push(_ span: UnsafeMutablePointer<LargeSpan>, _ list: inout RetiredList,
+                             capacity: Int) -> UnsafeMutablePointer<LargeSpan>? {
+        if let n = list.newest { n.pointee.retiredNext = span } else { list.oldest = span }
+        list.newest = span
+        list.count += 1
+        guard list.count > capacity, let victim = list.oldest else { return nil }
+        list.oldest = victim.pointee.retiredNext
+        if list.oldest == nil { list.newest = nil }
+        list.count -= 1
+        return victim
+    }
+
+    /// The pages made inaccessible at retirement: from the buffer's first page to the end.
+    private static func protectedRange(_ span: UnsafeMutablePointer<LargeSpan>) -> (UnsafeMutableRawPointer, Int) {
+        let start = span.pointee.base + pageSize * (span.pointee.userOffset >> pageShift)
+        return (start, (span.pointee.pages << pageShift) - (start - span.pointee.base))
+    }
+
+    /// Returns a span that has served its time to the arena.
+    private static func release(_ span: UnsafeMutablePointer<LargeSpan>) {
+        let (start, bytes) = protectedRange(span)
+        _ = Platform.protect(start, bytes, accessible: true)
+        let base = span.pointee.base
+        if span.pointee.guarded {
+            // Every page had an owner; the heap clears only the ones it set.
+            GlobalSlice.arena.bound(to: PageArena.self).pointee.setOwner(base, pages: span.pointee.pages, nil)
+            span.pointee.guarded = false
+        }
+        _ = SizeClassHeap.defaultHeap.freeLarge(span, base + span.pointee.userOffset)
+    }
+}

@@ -1,0 +1,115 @@
+// Guard pages (`guards`, `sample=N`) and crash explanations, through
+// `slabguard run` on small C programs (Tests/Integration/bugs, compiled here).
+// The bug corpus (BugCorpusTests) checks headlines and stack functions for the
+// guard-page bug shapes; this suite checks the details: the exact fault
+// address and offset, the chaining to a program's own SIGSEGV handler, the
+// fill-pattern note on a crash elsewhere, and the sampling rate.
+
+import Foundation
+import Testing
+
+@Suite("Guard pages and crash explanations")
+struct GuardTests {
+    private func run(_ name: String, debug: String?, arguments: [String] = [],
+                     sources: URL = BugCorpusTests.bugSources) throws -> Subprocess.Outcome {
+        let folder = try Subprocess.temporaryFolder(name)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try BugCorpusTests.compile(name, into: folder, from: sources)
+        let options = debug.map { ["--debug", $0] } ?? []
+        return try Subprocess.run(try ReleaseBuild.cli(), ["run"] + options + ["--", program] + arguments,
+                                  directory: folder.path)
+    }
+
+    /// The first match of `pattern`'s capture group 1 in `text`, as an address.
+    private func address(_ pattern: String, in text: String) -> UInt? {
+        guard let regex = try? NSRegularExpression(pattern: pattern),
+              let m = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)),
+              let r = Range(m.range(at: 1), in: text) else { return nil }
+        return UInt(text[r], radix: 16)
+    }
+
+    @Test func useAfterFreeNamesTheAddressTheOffsetAndTheSize() throws {
+        let result = try run("read_after_free", debug: "guards")
+        #expect(result.status == 134, "stderr: \(result.stderr)")
+        #expect(!result.stdout.contains("not reached"))
+        let faulted = address(#"^slabguard: use-after-free: read at 0x([0-9a-f]+), offset 0x18 into buffer of 120 bytes\n"#,
+                              in: result.stderr)
+        let buffer = address(#"\n  buffer 0x([0-9a-f]+), cache guarded \(page arena\), size 120\n"#, in: result.stderr)
+        #expect(faulted != nil && buffer != nil, "stderr: \(result.stderr)")
+        if let faulted, let buffer { #expect(faulted == buffer + 0x18) }   // acct->balance
+        // The faulting access, then where it was freed and allocated.
+        let stderr = result.stderr
+        let order = ["faulting access by thread", " peek_balance+0x", "freed by thread", " close_account+0x", "allocated by thread"]
+            .map { stderr.range(of: $0)?.lowerBound }
+        #expect(order.allSatisfy { $0 != nil }, "stderr: \(stderr)")
+        let positions = order.compactMap { $0 }
+        #expect(positions == positions.sorted(), "sections out of order: \(stderr)")
+    }
+
+    @Test func readingPastTheEndFaultsAtTheGuardPage() throws {
+        let result = try run("read_overrun", debug: "guards")
+        #expect(result.status == 134, "stderr: \(result.stderr)")
+        // 32 longs end exactly at the guard page: the 33rd read faults.
+        let faulted = address(#"\n  read at 0x([0-9a-f]+), 0 bytes past the end of the buffer \(its guard page\)\n"#, in: result.stderr)
+        let buffer = address(#"\n  buffer 0x([0-9a-f]+), cache guarded \(page arena\), size 256\n"#, in: result.stderr)
+        #expect(faulted != nil && buffer != nil, "stderr: \(result.stderr)")
+        if let faulted, let buffer {
+            #expect(faulted == buffer + 256)
+            #expect(faulted % 4096 == 0, "the buffer does not end at a page boundary")
+        }
+        #expect(result.stdout.isEmpty, "the sum was printed: \(result.stdout)")
+    }
+
+    @Test func withoutGuardsTheSameReadGoesUnnoticed() throws {
+        // The control for the test above: under `default` a read past the end is not an
+        // error slabguard can see (the redzone is only checked for writes, at free).
+        let result = try run("read_overrun", debug: "default")
+        #expect(!result.stderr.contains("redzone violation"), "stderr: \(result.stderr)")
+        #expect(result.stdout.contains("not reached"))
+    }
+
+    @Test func aFreedPointerFollowedIntoACrashIsExplained() throws {
+        let result = try run("stale_pointer_crash", debug: "default")
+        #expect(result.status == 128 + 11, "stderr: \(result.stderr)")   // it still dies of SIGSEGV
+        #expect(result.stderr.hasPrefix("slabguard: fatal signal\n  SIGSEGV at address 0x"), "stderr: \(result.stderr)")
+        #expect(result.stderr.range(of: #"note: register r[a-z0-9]+ = 0xdeadbeefdeadbe[0-9a-f]{2}: 0xdeadbeef\.\.\.: a pointer read from freed memory"#,
+                                    options: .regularExpression) != nil, "stderr: \(result.stderr)")
+        #expect(result.stderr.contains(" count_nodes"), "stderr: \(result.stderr)")   // (GCC may clone it: count_nodes.constprop.0)
+        #expect(!result.stdout.contains("not reached"))
+    }
+
+    @Test func fastModeInstallsNoHandler() throws {
+        // No debugging asked for: a crash is the program's own, with no slabguard output.
+        let result = try run("own_segv_handler", debug: nil, arguments: ["null"])
+        #expect(result.status == 3 && result.stdout == "own handler ran\n", "stderr: \(result.stderr)")
+        #expect(!result.stderr.contains("slabguard:"), "stderr: \(result.stderr)")
+    }
+
+    @Test func theProgramsHandlerRunsAfterTheReport() throws {
+        // The program installs its SIGSEGV handler in main, after slabguard's: it is chained.
+        let result = try run("own_segv_handler", debug: "guards,noabort", arguments: ["uaf"])
+        #expect(result.status == 3, "stderr: \(result.stderr)")
+        #expect(result.stdout == "own handler ran\n")
+        #expect(result.stderr.hasPrefix("slabguard: use-after-free: read at 0x"), "stderr: \(result.stderr)")
+    }
+
+    @Test func aFaultThatIsNotAHeapErrorIsLeftToTheProgram() throws {
+        let result = try run("own_segv_handler", debug: "guards", arguments: ["null"])
+        #expect(result.status == 3 && result.stdout == "own handler ran\n", "stderr: \(result.stderr)")
+        #expect(!result.stderr.contains("slabguard:"), "stderr: \(result.stderr)")
+    }
+
+    @Test(arguments: [("sample=1", 19_000...20_000), ("sample=10", 1_600...2_400), ("sample=100", 120...300)])
+    func sampleGuardsAboutOneInN(debug: String, expected: ClosedRange<Int>) throws {
+        let result = try run("sample_rate", debug: debug, sources: ReleaseBuild.integrationSources)
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        #expect(result.stderr.isEmpty, "stderr: \(result.stderr)")
+        let count = result.stdout.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+        #expect(count.map { expected.contains($0) } == true, "\(debug): \(result.stdout)")
+    }
+
+    @Test func fastModeGuardsNothing() throws {
+        let result = try run("sample_rate", debug: nil, sources: ReleaseBuild.integrationSources)
+        #expect(result.status == 0 && result.stdout == "guarded 0 of 20000\n", "stdout: \(result.stdout) stderr: \(result.stderr)")
+    }
+}
