@@ -180,8 +180,13 @@ struct AllocatorConfig: Sendable {
         slabguardDebug("deadbeef,quarantine=16M", name: "quarantine"),
     ]
 
+    /// Production sampling: 1 in 1000 malloc-family allocations guarded, the rest (and the
+    /// object caches) on the fast paths.  Target (design §5): within 5% of fast mode.
+    static let slabguardSample = AllocatorConfig(name: "slabguard-sample", kind: .slabguard,
+                                                 environment: [("SLABGUARD_DEBUG", "sample=1000")])
+
     /// Every configuration --allocator accepts.
-    static let all: [AllocatorConfig] = [.glibc, .slabguard, .slabguardDefault] + perFlag
+    static let all: [AllocatorConfig] = [.glibc, .slabguard, .slabguardDefault, .slabguardSample] + perFlag
     /// What runs without --allocator, the baseline first.
     static let defaultSelection: [AllocatorConfig] = [.glibc, .slabguard]
 

@@ -22,7 +22,8 @@ struct Options {
           --workload NAME    only this workload (repeatable, or comma-separated)
           --allocator NAME   run these configurations (repeatable or comma-separated; ratios
                              are to the first): glibc, slabguard (fast mode), slabguard-default
-                             (SLABGUARD_DEBUG=default); without it: glibc, slabguard
+                             (SLABGUARD_DEBUG=default), slabguard-sample (sample=1000), one
+                             debug word alone (see --list); without it: glibc, slabguard
           --repetitions N    runs per workload and configuration (default 5; median reported)
           --scale X          multiply every operation count by X
           --no-lines         omit the machine-readable `result` lines after the table

@@ -96,16 +96,7 @@ enum Larson {
             let n = slots.count
             for op in 0..<operationsPerRound {
                 let r = rng.next()
-                let i = below(n, r >> 32)
-                let s = size(r)
-                let old = slots.buffers[i].unsafelyUnwrapped
-                let oldSize = slots.sizes[i]
-                sum &+= readBack(old, oldSize)
-                A.deallocate(old, size: oldSize)
-                let p = A.allocate(s)
-                touch(p, s, UInt64(truncatingIfNeeded: op))
-                slots.buffers[i] = p
-                slots.sizes[i] = s
+                sum &+= slots.replace(below(n, r >> 32), size: size(r), stamp: UInt64(truncatingIfNeeded: op), A.self)
             }
             roundEnd.wait()
         }

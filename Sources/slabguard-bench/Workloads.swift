@@ -118,6 +118,20 @@ struct SlotArray {
     }
 
     func release() { buffers.release(); sizes.release() }
+
+    /// The churn step: reads back and frees slot `i`'s buffer, puts a new touched buffer
+    /// of `size` bytes there; returns what was read back.
+    @inline(__always) func replace<A: BenchAllocator>(_ i: Int, size s: Int, stamp: UInt64, _ allocator: A.Type) -> UInt64 {
+        let old = buffers[i].unsafelyUnwrapped
+        let oldSize = sizes[i]
+        let sum = readBack(old, oldSize)
+        A.deallocate(old, size: oldSize)
+        let p = A.allocate(s)
+        touch(p, s, stamp)
+        buffers[i] = p
+        sizes[i] = s
+        return sum
+    }
 }
 
 // MARK: - (a) random sizes, random slots
@@ -152,16 +166,7 @@ enum RandomChurn {
         }
         for op in 0..<operations {
             let r = rng.next()
-            let i = below(n, r >> 32)
-            let s = size(r)
-            let old = slots.buffers[i].unsafelyUnwrapped
-            let oldSize = slots.sizes[i]
-            sum &+= readBack(old, oldSize)
-            A.deallocate(old, size: oldSize)
-            let p = A.allocate(s)
-            touch(p, s, UInt64(truncatingIfNeeded: op))
-            slots.buffers[i] = p
-            slots.sizes[i] = s
+            sum &+= slots.replace(below(n, r >> 32), size: size(r), stamp: UInt64(truncatingIfNeeded: op), A.self)
         }
         for i in 0..<n {
             let p = slots.buffers[i].unsafelyUnwrapped

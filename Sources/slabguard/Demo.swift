@@ -51,13 +51,7 @@ struct Demo: ParsableCommand {
     ]
 
     func run() throws {
-        let library: String
-        switch LibraryLocator.find() {
-        case .success(let path): library = path
-        case .failure(let error):
-            printError(error.description)
-            throw ExitCode.failure
-        }
+        let library = try LibraryLocator.require()
         guard let exe = LibraryLocator.executablePath() else {
             printError("cannot read /proc/self/exe")
             throw ExitCode.failure

@@ -4,6 +4,7 @@
 // holds both) or in ../lib (an install prefix: PREFIX/bin/slabguard and
 // PREFIX/lib/libslabguard_rt.so, as scripts/install lays them out).
 
+import ArgumentParser
 import Glibc
 
 enum LibraryLocator {
@@ -15,6 +16,17 @@ enum LibraryLocator {
         var description: String {
             if let reason { return "cannot find \(LibraryLocator.libraryName): \(reason)" }
             return "cannot find \(LibraryLocator.libraryName) (looked in \(searched.joined(separator: " and ")))"
+        }
+    }
+
+    /// The library's path for a command that needs it: on failure, one line on stderr
+    /// saying what was searched, and a failing exit.
+    static func require() throws -> String {
+        switch find() {
+        case .success(let path): return path
+        case .failure(let error):
+            printError(error.description)
+            throw ExitCode.failure
         }
     }
 

@@ -59,13 +59,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        let library: String
-        switch LibraryLocator.find() {
-        case .success(let path): library = path
-        case .failure(let error):
-            printError(error.description)
-            throw ExitCode.failure
-        }
+        let library = try LibraryLocator.require()
         var environment = ProgramRunner.currentEnvironment()
         environment["LD_PRELOAD"] = Run.preloadValue(library: library, existing: environment["LD_PRELOAD"])
         if let options = debugOptions(inherited: environment["SLABGUARD_DEBUG"]) {

@@ -65,12 +65,6 @@ struct LibPath: ParsableCommand {
     )
 
     func run() throws {
-        switch LibraryLocator.find() {
-        case .success(let path):
-            print(path)
-        case .failure(let error):
-            printError(error.description)
-            throw ExitCode.failure
-        }
+        print(try LibraryLocator.require())
     }
 }
