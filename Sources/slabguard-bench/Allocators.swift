@@ -180,13 +180,16 @@ struct AllocatorConfig: Sendable {
         slabguardDebug("deadbeef,quarantine=16M", name: "quarantine"),
     ]
 
-    /// Production sampling: 1 in 1000 malloc-family allocations guarded, the rest (and the
+    /// Production sampling: 1 in N malloc-family allocations guarded, the rest (and the
     /// object caches) on the fast paths.  Target (design §5): within 5% of fast mode.
-    static let slabguardSample = AllocatorConfig(name: "slabguard-sample", kind: .slabguard,
-                                                 environment: [("SLABGUARD_DEBUG", "sample=1000")])
+    static func slabguardSample(_ n: Int, name: String) -> AllocatorConfig {
+        AllocatorConfig(name: "slabguard-\(name)", kind: .slabguard, environment: [("SLABGUARD_DEBUG", "sample=\(n)")])
+    }
+    static let sampling: [AllocatorConfig] = [slabguardSample(1000, name: "sample1k"), slabguardSample(10_000, name: "sample10k"),
+                                              slabguardSample(100_000, name: "sample100k")]
 
     /// Every configuration --allocator accepts.
-    static let all: [AllocatorConfig] = [.glibc, .slabguard, .slabguardDefault, .slabguardSample] + perFlag
+    static let all: [AllocatorConfig] = [.glibc, .slabguard, .slabguardDefault] + sampling + perFlag
     /// What runs without --allocator, the baseline first.
     static let defaultSelection: [AllocatorConfig] = [.glibc, .slabguard]
 

@@ -22,7 +22,7 @@ struct Options {
           --workload NAME    only this workload (repeatable, or comma-separated)
           --allocator NAME   run these configurations (repeatable or comma-separated; ratios
                              are to the first): glibc, slabguard (fast mode), slabguard-default
-                             (SLABGUARD_DEBUG=default), slabguard-sample (sample=1000), one
+                             (SLABGUARD_DEBUG=default), slabguard-sample1k/-sample10k/-sample100k (sample=N), one
                              debug word alone (see --list); without it: glibc, slabguard
           --repetitions N    runs per workload and configuration (default 5; median reported)
           --scale X          multiply every operation count by X

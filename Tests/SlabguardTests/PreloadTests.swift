@@ -396,6 +396,30 @@ struct DebugRealProgramTests {
         #expect(output == "37 k99999\n", "perl printed: \(output)")
     }
 
+    @Test func gcc() throws {
+        // gcc, cc1 and as all run under slabguard (LD_PRELOAD is inherited).
+        let gcc = try Subprocess.requireTool("gcc")
+        let source = ReleaseBuild.integrationSources.appendingPathComponent("compileme.c").path
+        let folder = try Subprocess.temporaryFolder("gcc-debug")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var objects: [Data] = []
+        for debug in [nil, "default", "sample=20"] {
+            let object = folder.appendingPathComponent("out-\(objects.count).o").path
+            let compile = [gcc, "-O2", "-g", "-Wall", "-c", source, "-o", object]
+            let result = if let debug {
+                try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", debug, "--"] + compile, directory: folder.path)
+            } else {
+                try Subprocess.run(gcc, Array(compile.dropFirst()), environment: Subprocess.cleanEnvironment(), directory: folder.path)
+            }
+            let mode = debug.map { "with --debug \($0)" } ?? "without slabguard"
+            #expect(result.status == 0 && !result.signaled, "gcc \(mode): \(result.stderr.prefix(4000))")
+            let headlines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("slabguard:") }
+            #expect(headlines.allSatisfy { $0.hasPrefix("slabguard: leak: ") }, "gcc \(mode) reported: \(result.stderr.prefix(4000))")
+            objects.append(try Data(contentsOf: URL(fileURLWithPath: object)))
+        }
+        #expect(objects.allSatisfy { $0 == objects[0] }, "gcc produced a different object file under slabguard")
+    }
+
     @Test func git() throws {
         _ = try Subprocess.requireTool("git")
         let sh = try Subprocess.requireTool("sh", preferring: "/bin/sh")

@@ -45,6 +45,7 @@ struct DebugState {
     var retiredMutex = pthread_mutex_t()
     var retiredLarge = RetiredList()      // freed large spans, pages inaccessible
     var retiredGuarded = RetiredList()    // freed guarded spans
+    var warmGuarded = RetiredList()       // guarded spans past retirement, kept for reuse
     var guardedLive: UInt64 = 0           // guarded spans allocated and not freed
     var leakCheckRegistered = false
 

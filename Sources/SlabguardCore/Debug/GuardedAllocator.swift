@@ -18,11 +18,18 @@
 // contents when asked); the span's LargeSpan record keeps the requested size
 // and is the owner of every page, so a fault address finds its buffer.
 //
-// At free the data pages are released and made inaccessible and the span is
-// retired: kept out of reuse in a FIFO (`retiredGuarded`, 4096 spans) so a
-// stale pointer faults for a while; the oldest span is then unprotected and
-// returned to the arena.  Freed plain large spans in debug mode go through the
-// same machinery (`retiredLarge`, 64 spans: they can be huge).
+// At free the data pages are made inaccessible and the span is retired: kept
+// out of reuse in a FIFO (`retiredGuarded`: the last 4096 with `guards`, 512
+// sampled ones) so a stale pointer faults for a while.  The oldest span then becomes "warm" (`warmGuarded`, up to 256): its
+// pages stay as they are — guard page and data inaccessible, still resident —
+// so the next guarded buffer of the same page count costs one mprotect, and its
+// free one more: no arena work, no page faults, no madvise.  (Each mprotect
+// splits or merges kernel mappings and costs microseconds; this is what makes
+// sampling cheap.)  Past the warm list's capacity a span is unprotected and
+// returned to the arena.  Small guarded spans keep their pages resident while
+// retired; spans of more than `residentPages` pages release them (madvise).
+// Freed plain large spans in debug mode go through the same retirement
+// (`retiredLarge`, 64 spans, pages released: they can be huge).
 //
 // Limits: each guarded span costs the kernel two mappings, and Linux allows
 // 65530 per process by default; beyond `liveLimit` live guarded spans, or when
@@ -115,20 +122,33 @@ enum GuardedAllocator {
         let pages = tagPages + dataPages + 1
         let guardOffset = (tagPages + dataPages) << pageShift
         let userOffset = (guardOffset - size) & ~(alignment - 1)
-        let heap = SizeClassHeap.defaultHeap
-        guard let user = heap.allocateLarge(pages << pageShift, alignment: pageSize, zero: false, userOffset: userOffset) else {
-            return nil
+        let span: UnsafeMutablePointer<LargeSpan>
+        if let warm = Retirement.takeWarm(pages: pages) {
+            // Guard page still inaccessible; the data pages were made so at retirement.
+            let dataStart = warm.pointee.base + (tagPages << pageShift)
+            guard Platform.protect(dataStart, dataPages << pageShift, accessible: true) else {
+                Retirement.release(warm)
+                return nil
+            }
+            span = warm
+        } else {
+            let heap = SizeClassHeap.defaultHeap
+            guard let user = heap.allocateLarge(pages << pageShift, alignment: pageSize, zero: false, userOffset: userOffset) else {
+                return nil
+            }
+            let arena = GlobalSlice.arena.bound(to: PageArena.self)
+            span = arena.pointee.owner(of: user - userOffset)!.assumingMemoryBound(to: LargeSpan.self)
+            guard Platform.protect(user - userOffset + guardOffset, pageSize, accessible: false) else {
+                _ = heap.freeLarge(span, user)
+                return nil
+            }
+            span.pointee.guarded = true
+            arena.pointee.setOwner(user - userOffset, pages: pages, UnsafeMutableRawPointer(span))   // faults find the span
         }
-        let base = user - userOffset
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
-        let span = arena.pointee.owner(of: base)!.assumingMemoryBound(to: LargeSpan.self)
-        guard Platform.protect(base + guardOffset, pageSize, accessible: false) else {
-            _ = heap.freeLarge(span, user)
-            return nil
-        }
-        span.pointee.guarded = true
+        span.pointee.userOffset = userOffset
         span.pointee.requestedSize = size
-        arena.pointee.setOwner(base, pages: pages, UnsafeMutableRawPointer(span))   // faults find the span
+        let base = span.pointee.base
+        let user = base + userOffset
         _ = sg_atomic_add_u64(&state.pointee.guardedLive, 1)
         let tag = BufferTag(base: base)
         tag.redzoneWord = Pattern.redzone
@@ -207,20 +227,55 @@ enum GuardedAllocator {
 /// out of reuse until `capacity` younger spans of its kind have been retired.
 enum Retirement {
     static let largeCapacity = 64
-    static let guardedCapacity = 4096
+    /// Retired guarded spans kept: with `guards` every buffer is one, so more; for sampled
+    /// buffers fewer (their pages stay resident: about 8 KiB each).
+    static var guardedCapacity: Int { DebugState.shared.pointee.options.flags.contains(.guards) ? 4096 : 512 }
+    static let warmCapacity = 256
+    /// Guarded spans up to this many pages keep their pages resident while retired.
+    static let residentPages = 8
 
     static func retire(_ span: UnsafeMutablePointer<LargeSpan>) {
         let (start, bytes) = protectedRange(span)
-        Platform.release(start, bytes)
+        let guarded = span.pointee.guarded
+        if !guarded || span.pointee.pages > residentPages { Platform.release(start, bytes) }
         _ = Platform.protect(start, bytes, accessible: false)
         let state = DebugState.shared
-        let guarded = span.pointee.guarded
         span.pointee.retiredNext = nil
         pthread_mutex_lock(&state.pointee.retiredMutex)
-        let victim = guarded ? push(span, &state.pointee.retiredGuarded, capacity: guardedCapacity)
+        var victim = guarded ? push(span, &state.pointee.retiredGuarded, capacity: guardedCapacity)
                              : push(span, &state.pointee.retiredLarge, capacity: largeCapacity)
+        if let v = victim, guarded, v.pointee.pages <= residentPages, state.pointee.warmGuarded.count < warmCapacity {
+            // Served its time: kept, protections and pages as they are, for the next guarded buffer.
+            v.pointee.retiredNext = state.pointee.warmGuarded.oldest
+            state.pointee.warmGuarded.oldest = v
+            state.pointee.warmGuarded.count += 1
+            victim = nil
+        }
         pthread_mutex_unlock(&state.pointee.retiredMutex)
         if let v = victim { release(v) }
+    }
+
+    /// A warm guarded span of exactly `pages` pages (among the most recent few), or nil.
+    static func takeWarm(pages: Int) -> UnsafeMutablePointer<LargeSpan>? {
+        let state = DebugState.shared
+        guard state.pointee.warmGuarded.count > 0 else { return nil }   // racy peek: only a hint
+        pthread_mutex_lock(&state.pointee.retiredMutex)
+        defer { pthread_mutex_unlock(&state.pointee.retiredMutex) }
+        var previous: UnsafeMutablePointer<LargeSpan>? = nil
+        var s = state.pointee.warmGuarded.oldest
+        var looked = 0
+        while let x = s, looked < 16 {
+            if x.pointee.pages == pages {
+                if let p = previous { p.pointee.retiredNext = x.pointee.retiredNext } else { state.pointee.warmGuarded.oldest = x.pointee.retiredNext }
+                state.pointee.warmGuarded.count -= 1
+                x.pointee.retiredNext = nil
+                return x
+            }
+            previous = x
+            s = x.pointee.retiredNext
+            looked += 1
+        }
+        return nil
     }
 
     /// Appends `span`; returns the oldest span when the list is over `capacity`.
@@ -243,7 +298,7 @@ enum Retirement {
     }
 
     /// Returns a span that has served its time to the arena.
-    private static func release(_ span: UnsafeMutablePointer<LargeSpan>) {
+    static func release(_ span: UnsafeMutablePointer<LargeSpan>) {
         let (start, bytes) = protectedRange(span)
         _ = Platform.protect(start, bytes, accessible: true)
         let base = span.pointee.base
