@@ -124,17 +124,23 @@ enum DebugReport {
     }
 
     static func badFreeSize(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag, given: Int) {
-        var r = ReportBuilder(.badFreeSize, cacheFlags: cache.pointee.debugFlags)
+        badFreeSize(flags: cache.pointee.debugFlags, name: cache.namePointer, user: chunk + tag.state.offset, size: tag.state.size,
+                    tag: tag, layout: DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags)), given: given)
+    }
+
+    private static func badFreeSize(flags: UInt32, name: UnsafePointer<CChar>, user: UnsafeMutableRawPointer, size: Int,
+                                    tag: BufferTag, layout: TagLayout, given: Int) {
+        var r = ReportBuilder(.badFreeSize, cacheFlags: flags)
         r.line { w in
             w.append("free size ")
             w.append(decimal: UInt(given))
             w.append(" != alloc size ")
-            w.append(decimal: UInt(tag.state.size))
+            w.append(decimal: UInt(size))
         }
         r.field("free_size", UInt(given))
-        r.buffer(cache: cache, user: chunk + tag.state.offset, size: tag.state.size)
+        r.buffer(name: name, user: user, size: size)
         r.currentStack("freed by thread")
-        r.auditStacks(cache: cache, tag: tag, freeFirst: false)
+        r.auditStacks(layout: layout, tag: tag, freeFirst: false)
         r.finish()
     }
 
@@ -217,18 +223,8 @@ enum DebugReport {
     }
 
     static func badFreeSizeLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout, given: Int) {
-        var r = ReportBuilder(.badFreeSize, cacheFlags: 0)
-        r.line { w in
-            w.append("free size ")
-            w.append(decimal: UInt(given))
-            w.append(" != alloc size ")
-            w.append(decimal: UInt(span.pointee.requestedSize))
-        }
-        r.field("free_size", UInt(given))
-        r.buffer(name: name(of: span), user: span.pointee.base + span.pointee.userOffset, size: span.pointee.requestedSize)
-        r.currentStack("freed by thread")
-        r.auditStacks(layout: layout, tag: tag, freeFirst: false)
-        r.finish()
+        badFreeSize(flags: 0, name: name(of: span), user: span.pointee.base + span.pointee.userOffset,
+                    size: span.pointee.requestedSize, tag: tag, layout: layout, given: given)
     }
 
     static func redzoneLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout, at address: UInt) {
