@@ -80,10 +80,12 @@ struct BugCorpusTests {
         return output
     }
 
-    static func runDebug(_ program: String, in folder: URL, debug: String = "default", extra: [String] = [],
+    /// `slabguard run [--debug DEBUG] EXTRA -- PROGRAM ARGUMENTS` (no --debug: fast mode).
+    static func runDebug(_ program: String, in folder: URL, debug: String? = "default", extra: [String] = [],
                          arguments: [String] = []) throws -> Subprocess.Outcome {
-        try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", debug] + extra + ["--", program] + arguments,
-                           directory: folder.path)
+        let options = debug.map { ["--debug", $0] } ?? []
+        return try Subprocess.run(try ReleaseBuild.cli(), ["run"] + options + extra + ["--", program] + arguments,
+                                  directory: folder.path)
     }
 
     @Test(arguments: bugs)

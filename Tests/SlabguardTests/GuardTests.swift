@@ -15,9 +15,7 @@ struct GuardTests {
         let folder = try Subprocess.temporaryFolder(name)
         defer { try? FileManager.default.removeItem(at: folder) }
         let program = try BugCorpusTests.compile(name, into: folder, from: sources)
-        let options = debug.map { ["--debug", $0] } ?? []
-        return try Subprocess.run(try ReleaseBuild.cli(), ["run"] + options + ["--", program] + arguments,
-                                  directory: folder.path)
+        return try BugCorpusTests.runDebug(program, in: folder, debug: debug, arguments: arguments)
     }
 
     /// The first match of `pattern`'s capture group 1 in `text`, as an address.

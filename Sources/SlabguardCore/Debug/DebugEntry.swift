@@ -107,29 +107,40 @@ extension DebugAllocator {
         return user
     }
 
+    /// Checks and frees a large or guarded span's buffer at `p`.
     static func freeLarge(_ span: UnsafeMutablePointer<LargeSpan>, _ p: UnsafeMutableRawPointer, expectedSize: Int?) {
-        if span.pointee.guarded { return GuardedAllocator.free(span, p, expectedSize: expectedSize) }
-        countOperation()
+        let guarded = span.pointee.guarded
+        if !guarded { countOperation() }
         let base = span.pointee.base
         let tag = BufferTag(base: base)
         let user = base + span.pointee.userOffset
         let size = span.pointee.requestedSize
-        let layout = DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags))
-        let cache = SizeClassHeap.defaultHeap.pointee.caches![SizeClasses.count - 1]!   // names the large "cache" in reports
+        let layout = tagLayout(of: span)
         if tag.state.isFree {
             if p == user { return DebugReport.duplicateFreeLarge(span: span, tag: tag, layout: layout) }
             return DebugReport.invalidFree(p, expectedSize: expectedSize)
         }
         if p != user { return DebugReport.invalidFree(p, expectedSize: expectedSize) }
-        _ = cache
         if let expected = expectedSize, expected != size { DebugReport.badFreeSizeLarge(span: span, tag: tag, layout: layout, given: expected) }
-        let end = base + (span.pointee.pages << pageShift)
-        if let bad = Pattern.firstMismatch(user + size, end - (user + size), Pattern.redzone) {
+        // The redzone runs to the end of the span — for a guarded span, to its guard page,
+        // and the pad between its tag page(s) and the buffer holds the pattern too.
+        let end = base + ((span.pointee.pages - (guarded ? 1 : 0)) << pageShift)
+        let padStart = guarded ? base + (((layout.totalBytes + pageSize - 1) >> pageShift) << pageShift) : user
+        if let bad = Pattern.firstMismatch(padStart, user - padStart, Pattern.redzone) ??
+                     Pattern.firstMismatch(user + size, end - (user + size), Pattern.redzone) {
             DebugReport.redzoneLarge(span: span, tag: tag, layout: layout, at: bad)
         }
         if let entry = tag.auditEntry(1, layout: layout) { recordStack(entry, skip: 2) }
         if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
         tag.state = .free(offset: 0, size: 0)
+        if guarded { _ = sg_atomic_add_u64(&DebugState.shared.pointee.guardedLive, UInt64.max) }   // - 1
         Retirement.retire(span)
+    }
+
+    /// The tag layout of a large span: a guarded one's (GuardedAllocator.layout), else the
+    /// default heap's.
+    static func tagLayout(of span: UnsafeMutablePointer<LargeSpan>) -> TagLayout {
+        span.pointee.guarded ? GuardedAllocator.layout()
+                             : DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags))
     }
 }

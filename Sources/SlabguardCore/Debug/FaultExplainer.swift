@@ -58,8 +58,7 @@ enum FaultExplainer {
         let tag = BufferTag(base: base)
         let user = UInt(bitPattern: base + span.pointee.userOffset)
         let size = span.pointee.requestedSize
-        let layout = span.pointee.guarded ? GuardedAllocator.layout()
-                                          : DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags))
+        let layout = DebugAllocator.tagLayout(of: span)
         let access = FaultAccess(isWrite: isWrite, address: address,
                                  offset: address >= user ? Int(address - user) : -Int(user - address), size: size)
         if tag.state.isFree {

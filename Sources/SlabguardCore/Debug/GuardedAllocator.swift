@@ -18,7 +18,9 @@
 // contents when asked); the span's LargeSpan record keeps the requested size
 // and is the owner of every page, so a fault address finds its buffer.
 //
-// At free the data pages are made inaccessible and the span is retired: kept
+// Free goes through DebugAllocator.freeLarge (DebugEntry.swift), as for any
+// large span: the same state, size and redzone checks.  The data pages are
+// then made inaccessible and the span is retired: kept
 // out of reuse in a FIFO (`retiredGuarded`: the last 4096 with `guards`, 512
 // sampled ones) so a stale pointer faults for a while.  The oldest span then becomes "warm" (`warmGuarded`, up to 256): its
 // pages stay as they are — guard page and data inaccessible, still resident —
@@ -75,14 +77,18 @@ enum GuardedAllocator {
 
     // MARK: - Sampling
 
+    /// Counts one allocation down on this thread's sampling countdown; true when it ran out.
+    @inline(__always) static func countdownExpired() -> Bool {
+        let budget = sg_sample_countdown() &- 1
+        sg_set_sample_countdown(budget)
+        return budget < 0
+    }
+
     /// In debug mode: whether the next buffer should be guarded.
     @inline(__always) static func wanted() -> Bool {
         let flags = DebugState.shared.pointee.options.flags
         if flags.contains(.guards) { return true }
-        guard flags.contains(.sample) else { return false }
-        let budget = sg_sample_countdown() &- 1
-        sg_set_sample_countdown(budget)
-        if budget >= 0 { return false }
+        guard flags.contains(.sample), countdownExpired() else { return false }
         resetCountdown()
         return true
     }
@@ -164,34 +170,6 @@ enum GuardedAllocator {
         }
         tag.state = .allocated(offset: 0, size: 0)
         return user
-    }
-
-    /// Checks and frees the guarded buffer at `p` (`span` is its page owner).
-    static func free(_ span: UnsafeMutablePointer<LargeSpan>, _ p: UnsafeMutableRawPointer, expectedSize: Int?) {
-        let base = span.pointee.base
-        let tag = BufferTag(base: base)
-        let user = base + span.pointee.userOffset
-        let size = span.pointee.requestedSize
-        let layout = layout()
-        if tag.state.isFree {
-            if p == user { return DebugReport.duplicateFreeLarge(span: span, tag: tag, layout: layout) }
-            return DebugReport.invalidFree(p, expectedSize: expectedSize)
-        }
-        if p != user { return DebugReport.invalidFree(p, expectedSize: expectedSize) }
-        if let expected = expectedSize, expected != size {
-            DebugReport.badFreeSizeLarge(span: span, tag: tag, layout: layout, given: expected)
-        }
-        let dataStart = base + (((layout.totalBytes + pageSize - 1) >> pageShift) << pageShift)
-        let guardStart = base + ((span.pointee.pages - 1) << pageShift)
-        if let bad = Pattern.firstMismatch(dataStart, user - dataStart, Pattern.redzone) ??
-                     Pattern.firstMismatch(user + size, guardStart - (user + size), Pattern.redzone) {
-            DebugReport.redzoneLarge(span: span, tag: tag, layout: layout, at: bad)
-        }
-        if let entry = tag.auditEntry(1, layout: layout) { DebugAllocator.recordStack(entry, skip: 1) }
-        if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
-        tag.state = .free(offset: 0, size: 0)
-        _ = sg_atomic_add_u64(&DebugState.shared.pointee.guardedLive, UInt64.max)   // - 1
-        Retirement.retire(span)
     }
 
     /// Whether `p` is inside a guarded span (live or retired).

@@ -18,12 +18,11 @@ package enum Allocator {
         // Unsigned compare: a negative size (a huge C size_t) must reach mallocSlow's check.
         if sg_debug_flags() == 0 && UInt(bitPattern: size) <= UInt(SizeClasses.maxSize) {
             // sample=N: the countdown to the next guarded buffer (GuardedAllocator.swift).
-            let budget = sg_sample_countdown() &- 1
-            sg_set_sample_countdown(budget)
+            let sampleDue = GuardedAllocator.countdownExpired()
             let c = SizeClasses.index(size)
             let slot = sg_thread_slots() + c
             let n = slot.pointee.count
-            if n > 0 && budget >= 0 {
+            if n > 0 && !sampleDue {
                 slot.pointee.count = n &- 1
                 slot.pointee.allocations &+= 1
                 return slot.pointee.rounds[Int(n &- 1)]
@@ -86,10 +85,9 @@ package enum Allocator {
         let (total, overflow) = count.multipliedReportingOverflow(by: size)
         guard !overflow, count >= 0, size >= 0, ensureReady() else { return outOfMemory() }
         if sg_debug_flags() != 0 { return DebugAllocator.malloc(total, zero: true) ?? outOfMemory() }
-        if total <= SizeClasses.maxSize {
-            let budget = sg_sample_countdown() &- 1
-            sg_set_sample_countdown(budget)
-            if budget < 0, let p = GuardedAllocator.sampled(total, zero: true) { return p }
+        if total <= SizeClasses.maxSize && GuardedAllocator.countdownExpired(),
+           let p = GuardedAllocator.sampled(total, zero: true) {
+            return p
         }
         return SizeClassHeap.defaultHeap.zeroAllocate(total) ?? outOfMemory()
     }
