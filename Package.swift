@@ -49,7 +49,11 @@ let package = Package(
             // a preloaded process then loads no libswiftCore, gets no Swift crash
             // handlers, starts faster, and a Swift program keeps its own runtime.
             // Only the slabguard_rt product links this target, so nothing else is affected.
-            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+            // exports.map keeps every other symbol local (the exported list is tested).
+            linkerSettings: [.unsafeFlags([
+                "-static-stdlib",
+                "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/CSlabguardPreload/exports.map",
+            ])]
         ),
         .executableTarget(
             name: "slabguard",

@@ -9,8 +9,9 @@
 //   before they reach the core: the core's Int sizes must never be negative;
 // - libc semantics are decided here, in one place: errno values, realloc(p, 0)
 //   frees and returns NULL (as glibc does), malloc(0) is a unique pointer,
-//   posix_memalign returns its error instead of setting errno, aligned_alloc
-//   and memalign reject an alignment that is not a power of two (EINVAL);
+//   posix_memalign returns its error instead of setting errno (EINVAL for an
+//   alignment that is not a power of two), aligned_alloc and memalign round
+//   such an alignment up, as glibc 2.36 does;
 // - nothing here allocates or touches the Swift runtime: these run before the
 //   Swift runtime's own start-up when the library is preloaded, and may be
 //   re-entered while the heap sets itself up (Heap.swift serves such calls).
@@ -81,13 +82,16 @@ public func sg_entry_posix_memalign(_ out: UnsafeMutablePointer<UnsafeMutableRaw
     return 0
 }
 
-/// aligned_alloc and memalign: NULL with EINVAL unless the alignment is a power of
-/// two (any size is accepted, as glibc does).
+/// aligned_alloc and memalign, as glibc 2.36 does them (both one function there): an
+/// alignment that is not a power of two is rounded up to the next one (0 and 1 mean
+/// none); above SIZE_MAX/2+1 it is EINVAL; any size is accepted.
 @_cdecl("sg_entry_aligned_alloc")
 public func sg_entry_aligned_alloc(_ alignment: UInt, _ size: UInt) -> UnsafeMutableRawPointer? {
-    if alignment == 0 || alignment & (alignment &- 1) != 0 || alignment > maxRequest { return failWithErrno(EINVAL) }
-    if size > maxRequest { return failWithErrno(ENOMEM) }
-    return Allocator.alignedAlloc(Int(bitPattern: alignment), Int(bitPattern: size))
+    if alignment > UInt.max / 2 + 1 { return failWithErrno(EINVAL) }
+    var rounded = max(alignment, 1)
+    if rounded & (rounded &- 1) != 0 { rounded = 1 << UInt(UInt.bitWidth - rounded.leadingZeroBitCount) }
+    if rounded > maxRequest || size > maxRequest { return failWithErrno(ENOMEM) }
+    return Allocator.alignedAlloc(Int(bitPattern: rounded), Int(bitPattern: size))
 }
 
 /// valloc: page-aligned.

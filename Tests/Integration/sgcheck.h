@@ -22,7 +22,10 @@ static inline size_t opaque(size_t v) {
     return hidden;
 }
 
+/* SGCHECK_ON_LIBC=1 runs a libc-contract program on the C library itself, so the
+ * test shows its expectations are glibc's behaviour, not slabguard's idea of it. */
 static inline void require_slabguard(void) {
+    if (getenv("SGCHECK_ON_LIBC") != NULL) return;
     Dl_info info;
     void *(*volatile m)(size_t) = malloc;
     CHECK(dladdr((void *)m, &info) != 0 && info.dli_fname != NULL);

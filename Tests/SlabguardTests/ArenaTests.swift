@@ -53,7 +53,7 @@ final class TestArena {
 
 private let page = 4096
 
-@Suite struct ArenaTests {
+@Suite(.timeLimit(.minutes(5))) struct ArenaTests {
     @Test func spansAreCarvedAdjacentAndCounted() throws {
         let t = TestArena()
         defer { t.close() }

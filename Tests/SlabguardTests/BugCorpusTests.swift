@@ -14,7 +14,7 @@
 import Foundation
 import Testing
 
-@Suite("Bug corpus (slabguard run --debug default)")
+@Suite("Bug corpus (slabguard run --debug default)", .timeLimit(.minutes(5)))
 struct BugCorpusTests {
     static let bugSources = ReleaseBuild.integrationSources.appendingPathComponent("bugs")
 

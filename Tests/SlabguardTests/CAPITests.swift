@@ -57,7 +57,7 @@ private func captureOutput(_ write: (Int32) -> Void) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
-@Suite struct CAPITests {
+@Suite(.timeLimit(.minutes(5))) struct CAPITests {
     @Test func objectCacheLifecycle() throws {
         let counts = UnsafeMutablePointer<CCounts>.allocate(capacity: 1)
         counts.initialize(to: CCounts())

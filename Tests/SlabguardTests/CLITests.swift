@@ -14,7 +14,7 @@
 import Foundation
 import Testing
 
-@Suite("slabguard CLI")
+@Suite("slabguard CLI", .timeLimit(.minutes(5)))
 struct CLITests {
     static func slabguard(_ arguments: [String], environment: [String: String]? = nil,
                           input: String? = nil) throws -> Subprocess.Outcome {

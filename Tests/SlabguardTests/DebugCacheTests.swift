@@ -29,7 +29,7 @@ final class ReportCapture {
     deinit { Debug.setReportFileDescriptor(2); close(read); close(write) }
 }
 
-@Suite("Debug object caches", .serialized)
+@Suite("Debug object caches", .serialized, .timeLimit(.minutes(5)))
 struct DebugCacheTests {
     @Test func uninitializedBuffersHoldBaddcafe() throws {
         let cache = try #require(ObjectCache(name: "uninit-test", size: 40, debug: "uninit,noabort"))

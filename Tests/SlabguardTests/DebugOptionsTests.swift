@@ -41,7 +41,7 @@ private func cParse(_ s: String?, into options: inout DebugOptions, errorCapacit
     return (ok, ok || errorCapacity == 0 ? "" : String(cString: error))
 }
 
-@Suite("DebugOptions")
+@Suite("DebugOptions", .timeLimit(.minutes(5)))
 struct DebugOptionsTests {
     // MARK: Words
 

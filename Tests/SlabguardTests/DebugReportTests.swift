@@ -18,7 +18,7 @@ func stderrText(_ result: ExitTest.Result?) -> String {
     String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
 }
 
-@Suite("Debug reports (exit tests)")
+@Suite("Debug reports (exit tests)", .timeLimit(.minutes(5)))
 struct DebugReportTests {
     @Test func writeAfterFreeIsReportedAtReuse() async {
         let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {

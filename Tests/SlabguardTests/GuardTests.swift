@@ -8,7 +8,7 @@
 import Foundation
 import Testing
 
-@Suite("Guard pages and crash explanations")
+@Suite("Guard pages and crash explanations", .timeLimit(.minutes(5)))
 struct GuardTests {
     private func run(_ name: String, debug: String?, arguments: [String] = [],
                      sources: URL = BugCorpusTests.bugSources) throws -> Subprocess.Outcome {

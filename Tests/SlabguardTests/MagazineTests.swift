@@ -30,7 +30,7 @@ func depotFullMagazines(_ cache: UnsafeMutablePointer<CacheCore>) -> [[UnsafeMut
     return result
 }
 
-@Suite struct MagazineTests {
+@Suite(.timeLimit(.minutes(5))) struct MagazineTests {
     @Test func fastPathIsLIFOAndCounted() throws {
         let cache = try #require(makeCoreCache("test.mag.fast", size: 32))
         try #require(cache.pointee.id >= 0, "all magazine ids are taken")

@@ -93,6 +93,7 @@ enum Subprocess {
         var stdout: String
         var stderr: String
         var stdoutData: Data
+        var timedOut = false         // killed (SIGKILL) after the run's time limit
     }
 
     /// The environment programs run in: this process's, without any preload or
@@ -106,7 +107,7 @@ enum Subprocess {
     }
 
     static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-                    directory: String? = nil, input: String? = nil) throws -> Outcome {
+                    directory: String? = nil, input: String? = nil, timeout: Double = 300) throws -> Outcome {
         let scratch = FileManager.default.temporaryDirectory
             .appendingPathComponent("slabguard-run-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -128,15 +129,24 @@ enum Subprocess {
         process.standardOutput = out
         process.standardError = err
         process.standardInput = inHandle
+        // A hung program (a deadlock is a bug these tests look for) is killed at the time
+        // limit and reported as such, instead of hanging the test run.
+        let finished = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in finished.signal() }
         try process.run()
-        process.waitUntilExit()
+        var timedOut = false
+        if finished.wait(timeout: .now() + timeout) == .timedOut {
+            timedOut = true
+            kill(process.processIdentifier, SIGKILL)
+            finished.wait()
+        }
         let outData = try Data(contentsOf: outURL)
         let errData = try Data(contentsOf: errURL)
         return Outcome(status: process.terminationStatus,
                        signaled: process.terminationReason == .uncaughtSignal,
                        stdout: String(decoding: outData, as: UTF8.self),
                        stderr: String(decoding: errData, as: UTF8.self),
-                       stdoutData: outData)
+                       stdoutData: outData, timedOut: timedOut)
     }
 
     /// `name` looked up on PATH (or nil).
@@ -169,9 +179,11 @@ enum Subprocess {
 
 // MARK: - Drop-in tests
 
-@Suite("Drop-in (LD_PRELOAD, fast mode)")
+@Suite("Drop-in (LD_PRELOAD, fast mode)", .timeLimit(.minutes(5)))
 struct PreloadTests {
     static let integrationPrograms = ["threads", "fork", "aligned", "zeroing", "realloc", "tlsdtor"]
+    /// Programs whose checks are the C library's contract, run on glibc too.
+    static let libcContractPrograms: Set<String> = ["aligned", "zeroing", "realloc"]
 
     /// The environment with slabguard preloaded (fast mode).
     static func preloaded() throws -> [String: String] {
@@ -192,23 +204,37 @@ struct PreloadTests {
         return output
     }
 
-    @Test func libraryExportsTheAllocationFunctions() throws {
-        let nm = try Subprocess.requireTool("nm")
-        let result = try Subprocess.run(nm, ["-D", "--defined-only", try ReleaseBuild.library()])
-        try #require(result.status == 0, "nm failed: \(result.stderr)")
-        var exported: [String: String] = [:]
+    /// The library's dynamic symbols are exactly the libc allocation names, the two
+    /// signal calls it chains and the slabguard.h API (exports.map): nothing of the Swift
+    /// core, the Swift runtime or the shim's state can be interposed by a program.
+    @Test(.timeLimit(.minutes(1)))
+    func libraryExportsExactlyTheAllocationFunctionsAndTheAPI() throws {
+        let readelf = try Subprocess.requireTool("readelf")
+        let result = try Subprocess.run(readelf, ["-W", "--dyn-syms", try ReleaseBuild.library()])
+        try #require(result.status == 0, "readelf failed: \(result.stderr)")
+        var exported: [String: String] = [:]   // name → type
         for line in result.stdout.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            if fields.count == 3 { exported[String(fields[2])] = String(fields[1]) }
+            // Num: Value Size Type Bind Vis Ndx Name
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 8, fields[6] != "UND", fields[4] == "GLOBAL" || fields[4] == "WEAK" else { continue }
+            exported[String(fields[7])] = String(fields[3])
         }
-        let names = ["malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc",
-                     "memalign", "valloc", "pvalloc", "malloc_usable_size", "free_sized", "free_aligned_sized"]
-        for name in names {
-            #expect(exported[name] == "T", "\(name) is not exported as a function (nm -D says \(exported[name] ?? "nothing"))")
+        let libc = ["malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc",
+                    "memalign", "valloc", "pvalloc", "malloc_usable_size", "free_sized", "free_aligned_sized",
+                    "sigaction", "signal"]
+        let api = ["sg_alloc", "sg_zalloc", "sg_free", "sg_realloc", "sg_cache_create", "sg_cache_destroy",
+                   "sg_cache_alloc", "sg_cache_free", "sg_cache_reap", "sg_stats_print", "sg_verify", "sg_find_leaks"]
+        let expected = Set(libc + api)
+        for name in expected.sorted() {
+            #expect(exported[name] == "FUNC", "\(name) is not exported as a function (readelf says \(exported[name] ?? "nothing"))")
         }
-        // The Swift entry points stay private to the library, and so does the Swift runtime.
-        #expect(!exported.keys.contains { $0.hasPrefix("sg_entry_") })
-        #expect(!exported.keys.contains { $0.hasPrefix("swift_") })
+        let unexpected = Set(exported.keys).subtracting(expected).sorted()
+        #expect(unexpected.isEmpty, "exported beyond the allocation functions and slabguard.h: \(unexpected)")
+        // Every slabguard.h function is in the list (a new API function must be added to exports.map).
+        let header = try String(contentsOf: ReleaseBuild.packageRoot
+            .appendingPathComponent("Sources/CSlabguardPreload/include/slabguard.h"), encoding: .utf8)
+        let declared = Set(header.matches(of: /\b(sg_[a-z_]+)\s*\(/).map { String($0.output.1) })
+        #expect(declared == Set(api), "slabguard.h declares \(declared.sorted()), the test expects \(api.sorted())")
     }
 
     @Test func programRunsOnSlabguardWhenPreloaded() throws {
@@ -241,6 +267,13 @@ struct PreloadTests {
         #expect(result.status == 0, "\(name) exited \(result.status); stderr: \(result.stderr)")
         #expect(result.stdout == "ok \(name)\n")
         #expect(result.stderr.isEmpty, "stderr: \(result.stderr)")
+        if Self.libcContractPrograms.contains(name) {
+            // The same checks hold on glibc itself: slabguard does what the C library does.
+            var environment = Subprocess.cleanEnvironment()
+            environment["SGCHECK_ON_LIBC"] = "1"
+            let plain = try Subprocess.run(program, [], environment: environment, directory: folder.path)
+            #expect(plain.status == 0 && plain.stdout == "ok \(name)\n", "\(name) on glibc: \(plain.stderr)")
+        }
     }
 
     // MARK: Real programs: same output with and without slabguard
@@ -340,7 +373,7 @@ struct PreloadTests {
 /// exception allowed: perl, git and python free their interpreters at exit without freeing
 /// what hangs off them, which a conservative reachability scan (like LeakSanitizer's) rightly
 /// calls unreachable; such a line is counted, never a corruption headline.
-@Suite("Real programs with --debug default")
+@Suite("Real programs with --debug default", .timeLimit(.minutes(5)))
 struct DebugRealProgramTests {
     /// Runs the program without slabguard, then under `slabguard run --debug MODE` for each
     /// mode: same output, no report but exit-time leaks (true unreachable allocations of

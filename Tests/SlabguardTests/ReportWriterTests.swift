@@ -85,7 +85,7 @@ private func memoryText(capacity: Int, _ body: (inout ReportWriter) -> Void) -> 
     return (capacity > 0 ? String(cString: buffer) : "", total)
 }
 
-@Suite("ReportWriter")
+@Suite("ReportWriter", .timeLimit(.minutes(5)))
 struct ReportWriterTests {
     @Test func decimalNumbers() {
         let out = capture { w in

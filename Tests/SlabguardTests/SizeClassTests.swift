@@ -35,7 +35,7 @@ private func fillAndCheck(size: Int, count: Int, sourceLocation: SourceLocation 
     for (p, _) in buffers { free(p, size: size) }
 }
 
-@Suite struct SizeClassTests {
+@Suite(.timeLimit(.minutes(5))) struct SizeClassTests {
     @Test func classTable() {
         #expect(SizeClasses.count == 73)
         #expect(SizeClasses.size(ofClass: 0) == 8)

@@ -62,7 +62,7 @@ final class CallCounter: Sendable {
     var badDestructionCount: Int { badDestructions.load(ordering: .relaxed) }
 }
 
-@Suite struct SlabTests {
+@Suite(.timeLimit(.minutes(5))) struct SlabTests {
     @Test(arguments: [1, 8, 24, 64, 100, 192, 256, 1000, 1024, 3000, 4096, 5000, 9000, 32768, 100_000])
     func geometryBoundsWaste(size: Int) {
         for alignment in [8, 16, 64, 4096] {

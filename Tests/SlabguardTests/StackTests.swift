@@ -172,7 +172,7 @@ struct StackTestThreadJob {
     }
 }
 
-@Suite("Stack capture and symbolization", .serialized)
+@Suite("Stack capture and symbolization", .serialized, .timeLimit(.minutes(5)))
 struct StackTests {
     init() { StackUnwinder.warmUp() }
 

@@ -128,7 +128,7 @@ private final class StressCounters: Sendable {
     let reallocations = Atomic<Int>(0)
 }
 
-@Suite struct StressTests {
+@Suite(.timeLimit(.minutes(5))) struct StressTests {
     @Test func multiThreadedStress() throws {
         let threads = 4, operations = 200_000, slots = 1000
         let cache = try #require(ObjectCache(name: "test.stress.objects", size: 56))

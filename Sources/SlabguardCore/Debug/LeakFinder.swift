@@ -3,9 +3,10 @@
 // (like ::findleaks and LeakSanitizer).
 //
 // Reachability is conservative: every aligned word of every writable mapping
-// of the process outside the heap region and slabguard's own metadata
-// (globals, stacks, TLS, other allocators' memory — read from
-// /proc/self/maps) is a root; any word pointing into a live buffer (interior
+// of the process (globals, stacks, TLS, other allocators' memory — read from
+// /proc/self/maps), minus the ranges slabguard mapped for itself (heap region,
+// metadata: subtracted from each line, since the kernel merges neighbouring
+// mappings into one line), is a root; any word pointing into a live buffer (interior
 // pointers count) marks it, and marked buffers are scanned in turn.  Buffers
 // never marked are leaks.  Being conservative means a leak can be missed (a
 // stale word that looks like a pointer) but a reachable buffer is never
@@ -176,8 +177,15 @@ enum LeakFinder {
             if r <= 0 { break }
             length += r
         }
-        let arena = GlobalSlice.arena.bound(to: PageArena.self).pointee
-        let heapLow = UInt(bitPattern: arena.base), heapHigh = heapLow + UInt(arena.limit)
+        // slabguard's own ranges (heap region, metadata, stack tables, ELF views, this
+        // scan's arrays), sorted.  Linux merges neighbouring anonymous mappings into one
+        // maps line, so a line may hold the program's memory next to ours: each line is
+        // scanned minus these ranges, never kept or dropped whole.
+        let rangeBytes = roundUp(MetadataMappings.capacity * 16, pageSize)
+        guard let rangesRaw = Platform.map(rangeBytes) else { return }
+        defer { Platform.unmap(rangesRaw, rangeBytes) }
+        let own = rangesRaw.bindMemory(to: UInt.self, capacity: 2 * MetadataMappings.capacity)
+        let ownCount = MetadataMappings.snapshot(into: own, capacity: MetadataMappings.capacity)
         var line = 0
         while line < length {
             var end = line
@@ -186,12 +194,26 @@ enum LeakFinder {
             let from = parseHex(buffer, &i); i += 1
             let to = parseHex(buffer, &i); i += 1
             let readable = buffer[i] == UInt8(ascii: "r"), writable = buffer[i + 1] == UInt8(ascii: "w")
-            if readable && writable && (to <= heapLow || from >= heapHigh) && !MetadataMappings.contains(from)
-                && !isSpecial(buffer, line, end) {
-                scanRange(from, to, a, n, work, &workCount)
+            if readable && writable && !isSpecial(buffer, line, end) {
+                scanExcluding(from, to, own, ownCount, a, n, work, &workCount)
             }
             line = end + 1
         }
+    }
+
+    /// Scans [from, to) except the parts inside the sorted ranges `own[0..<count]`.
+    static func scanExcluding(_ from: UInt, _ to: UInt, _ own: UnsafeMutablePointer<UInt>, _ count: Int,
+                              _ a: UnsafeMutablePointer<Candidate>, _ n: Int,
+                              _ work: UnsafeMutablePointer<Int>, _ workCount: inout Int) {
+        var cursor = from
+        for r in 0..<count where cursor < to {
+            let start = own[2 * r], end = own[2 * r + 1]
+            if end <= cursor { continue }
+            if start >= to { break }
+            if start > cursor { scanRange(cursor, start, a, n, work, &workCount) }
+            cursor = max(cursor, end)
+        }
+        if cursor < to { scanRange(cursor, to, a, n, work, &workCount) }
     }
 
     /// [vvar], [vsyscall] and similar cannot be read safely.

@@ -25,15 +25,24 @@ enum Platform {
 
     /// Maps fresh zeroed memory (used for metadata that must not live in the heap region).
     static func map(_ bytes: Int) -> UnsafeMutableRawPointer? {
-        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        let size = roundUp(bytes, pageSize)
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         if p == MAP_FAILED { return nil }
-        MetadataMappings.add(p!, bytes)
+        MetadataMappings.add(p!, size)
         return p
+    }
+
+    /// Maps `bytes` of an open file read-only (the ELF reader's view of a module).
+    static func mapFile(_ fd: Int32, _ bytes: Int) -> UnsafeRawPointer? {
+        let p = mmap(nil, bytes, PROT_READ, MAP_PRIVATE, fd, 0)
+        if p == MAP_FAILED { return nil }
+        MetadataMappings.add(p!, roundUp(bytes, pageSize))
+        return UnsafeRawPointer(p!)
     }
 
     static func unmap(_ p: UnsafeMutableRawPointer, _ bytes: Int) {
         MetadataMappings.remove(p)
-        _ = munmap(p, bytes)
+        _ = munmap(p, roundUp(bytes, pageSize))
     }
 
     /// Gives the physical pages back to the OS; the range stays mapped and reads as zero.
@@ -131,6 +140,28 @@ enum MetadataMappings {
             break
         }
         pthread_mutex_unlock(&t.pointee.mutex)
+    }
+
+    /// Copies the ranges (start, end pairs) into `out`, sorted by start; returns how many.
+    static func snapshot(into out: UnsafeMutablePointer<UInt>, capacity: Int) -> Int {
+        let t = table
+        pthread_mutex_lock(&t.pointee.mutex)
+        let n = min(t.pointee.count, capacity)
+        for i in 0..<(2 * n) { out[i] = ranges[i] }
+        pthread_mutex_unlock(&t.pointee.mutex)
+        // Insertion sort: a few hundred ranges at most.
+        var i = 1
+        while i < n {
+            let start = out[2 * i], end = out[2 * i + 1]
+            var j = i - 1
+            while j >= 0 && out[2 * j] > start {
+                out[2 * j + 2] = out[2 * j]; out[2 * j + 3] = out[2 * j + 1]
+                j -= 1
+            }
+            out[2 * j + 2] = start; out[2 * j + 3] = end
+            i += 1
+        }
+        return n
     }
 
     /// Whether `address` is inside a range slabguard mapped.

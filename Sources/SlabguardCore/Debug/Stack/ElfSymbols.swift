@@ -208,7 +208,7 @@ enum ElfSymbols {
 
     private static func unmap(_ elf: UnsafeMutablePointer<MappedElf>) {
         if elf.pointee.base != 0 {
-            munmap(UnsafeMutableRawPointer(bitPattern: elf.pointee.base), elf.pointee.size)
+            Platform.unmap(UnsafeMutableRawPointer(bitPattern: elf.pointee.base)!, elf.pointee.size)
         }
         elf.pointee.base = 0
     }
@@ -223,9 +223,9 @@ enum ElfSymbols {
             return false
         }
         let size = Int(sb.st_size)
-        let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        let p = Platform.mapFile(fd, size)
         close(fd)
-        guard let p = p, UInt(bitPattern: p) != UInt.max else { return false }
+        guard let p else { return false }
         elf.pointee.base = UInt(bitPattern: p)
         elf.pointee.size = size
         let b = elf.pointee.base

@@ -50,11 +50,9 @@ struct ModuleRecord {
 /// Small allocation-free helpers shared by the stack files.
 enum StackDebugSupport {
     /// Anonymous zero-filled read/write mapping, or nil.
+    /// Through Platform, so the leak finder knows the range is slabguard's.
     static func mapMemory(_ bytes: Int) -> UnsafeMutableRawPointer? {
-        let size = (bytes + 4095) & ~4095
-        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              UInt(bitPattern: p) != UInt.max else { return nil }
-        return p
+        Platform.map(bytes)
     }
 
     @inline(__always)
