@@ -58,4 +58,59 @@ struct TrustTests {
     @Test func threadEndingWithPthreadExitLeavesNoLeak() throws {
         Self.expectClean("thread_exit", try Self.run("thread_exit"))
     }
+
+    // MARK: 2. The exit scan with threads still running
+
+    /// main returns while four threads churn 1–5000 B and 0.2–3 MB buffers: the scan
+    /// stops them, so it neither faults on a buffer freed under it (a false
+    /// `use-after-free` inside LeakFinder and SIGABRT before) nor calls their buffers
+    /// leaks.  Races are probabilistic: several runs in each mode.
+    @Test(arguments: ["default", "default,guards"])
+    func exitScanWithThreadsRunningIsSilent(_ debug: String) throws {
+        let folder = try Subprocess.temporaryFolder("exit_with_threads")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("exit_with_threads", into: folder)
+        for _ in 0..<6 {
+            let result = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", debug, "--", program],
+                                            directory: folder.path, timeout: 60)
+            Self.expectClean("exit_with_threads", debug: debug, result)
+        }
+    }
+
+    // MARK: 4. Address-space limits
+
+    /// Runs `command` in sh under `ulimit -v KIB`.
+    static func underLimit(_ kib: Int, _ command: String, environment: [String: String]) throws -> Subprocess.Outcome {
+        try Subprocess.run("/bin/sh", ["-c", "ulimit -v \(kib) && exec \(command)"], environment: environment, timeout: 120)
+    }
+
+    /// Under `ulimit -v` a preloaded program starts (no SIGILL before main at 1 GB),
+    /// malloc fails with NULL and ENOMEM at the limit, and the heap reaches about what
+    /// glibc's does (it stopped at 1 GiB of a 2 GB limit before), in fast and debug mode.
+    @Test(arguments: [1_000_000, 2_000_000])
+    func heapGrowsToTheAddressSpaceLimit(_ kib: Int) throws {
+        let folder = try Subprocess.temporaryFolder("ulimit")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("ulimit_heap", into: folder)
+        func reached(_ result: Subprocess.Outcome, _ label: String) -> Int {
+            #expect(!result.signaled && result.status == 0, "\(label): exit \(result.status), stderr: \(result.stderr)")
+            #expect(!result.stderr.contains("slabguard:"), "\(label): \(result.stderr)")
+            let fields = result.stdout.split(separator: " ")
+            #expect(fields.count == 3 && fields[0] == "ok", "\(label) stdout: \(result.stdout)")
+            return fields.count == 3 ? Int(fields[2].trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 : 0
+        }
+        let glibc = reached(try Self.underLimit(kib, program, environment: Subprocess.cleanEnvironment()), "glibc")
+        var preloaded = Subprocess.cleanEnvironment()
+        preloaded["LD_PRELOAD"] = try ReleaseBuild.library()
+        for debug in ["", "default"] {
+            var environment = preloaded
+            if !debug.isEmpty { environment["SLABGUARD_DEBUG"] = debug }
+            let label = debug.isEmpty ? "slabguard" : "slabguard \(debug)"
+            let mib = reached(try Self.underLimit(kib, program, environment: environment), label)
+            #expect(mib * 100 >= glibc * 90, "\(label) reached \(mib) MiB, glibc \(glibc) MiB under ulimit -v \(kib)")
+        }
+        // A real program starts and runs under the limit.
+        let python = try Self.underLimit(kib, "/usr/bin/python3 -c 'print(sum(range(10**6)))'", environment: preloaded)
+        #expect(python.status == 0 && python.stdout == "499999500000\n", "python3: \(python.status) \(python.stderr)")
+    }
 }

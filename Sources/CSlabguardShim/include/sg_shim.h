@@ -81,6 +81,9 @@ static inline void sg_fill_words32(void *p, uint32_t value, size_t words) {
     wmemset((wchar_t *)p, (wchar_t)value, words);
 }
 
+/* Random bytes from the kernel (getrandom(2)); returns how many, or -1. */
+static inline long sg_random_bytes(void *buffer, size_t count) { return syscall(SYS_getrandom, buffer, count, 0); }
+
 /* The kernel thread id (uncached). */
 static inline uint32_t sg_gettid(void) { return (uint32_t)syscall(SYS_gettid); }
 
@@ -136,6 +139,13 @@ void sg_fault_registers(void *ucontext, uintptr_t *pc, uintptr_t *sp, uintptr_t 
 uintptr_t sg_fault_register(void *ucontext, int i, const char **name);
 void *sg_fault_address(void *info);
 int sg_fault_code(void *info);
+
+/* Stopping the other threads for the leak scan (sg_world.c): returns how many
+ * threads were stopped, or -1 when one did not stop within `timeout_ms` (the
+ * world is then running again; sg_world_unstopped_thread names it). */
+int sg_world_stop(int timeout_ms);
+void sg_world_resume(void);
+int sg_world_unstopped_thread(void);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,11 @@
 // Page arena — the vmem-like bottom of the heap.
 //
-// What it does: reserves one large range of address space at start-up (the
-// heap region, MAP_NORESERVE so untouched pages cost nothing) and hands out
+// What it does: claims one large range of address space at start-up (the
+// heap region, 1 TiB, MAP_NORESERVE so untouched pages cost nothing), mapping
+// only its first 64 MiB and the rest in steps as the heap grows — under an
+// address-space limit (`ulimit -v`) set-up still succeeds and the heap grows to
+// the limit; the claim is placed far below the kernel's mmap area so nothing
+// else lands where it grows — and hands out
 // page-aligned spans of any page count from it; freed spans are coalesced with
 // free neighbours and kept for reuse; dirty free pages beyond a threshold are
 // given back to the OS with madvise(DONTNEED).  Large allocations (above the
@@ -52,9 +56,11 @@ struct PageArena {
 
     var mutex: UnsafeMutablePointer<pthread_mutex_t>? = nil
     var base: UnsafeMutableRawPointer? = nil
-    var limit = 0                   // bytes reserved
+    var limit = 0                   // bytes of address space claimed for the region
+    var mapped = 0                  // bytes of the claim mapped so far (top <= mapped <= limit)
     var top = 0                     // bytes carved from the region so far
     var pageMap: UnsafeMutablePointer<UnsafeMutableRawPointer?>? = nil
+    var pageMapMapped = 0           // bytes of the page map mapped (covers `mapped`)
     var bins: UnsafeMutablePointer<UnsafeMutablePointer<FreeSpan>?>? = nil
     var nonEmpty: UnsafeMutablePointer<UInt64>? = nil   // binCount bits
     var spanPool = FixedPool(recordSize: MemoryLayout<FreeSpan>.stride)
@@ -67,8 +73,18 @@ struct PageArena {
 
     var lockHandle: RawLock { RawLock(mutex!) }
 
-    /// Reserves the region (`maxBytes`, halving down to `minBytes` when the system
-    /// refuses a big one).  Tests make small private arenas with smaller bounds.
+    /// The first part of the claim mapped at set-up; the rest is mapped as the heap grows.
+    static let initialMappedBytes = 64 << 20
+    /// The most one growth step maps ahead of need.
+    static let growthStepBytes = 1 << 30
+
+    /// Claims `maxBytes` of address space for the region and its page map, mapping only
+    /// a first part of each: the rest is mapped in steps as the heap grows (`extend`), so
+    /// that under an address-space limit (`ulimit -v`) set-up never fails and the heap
+    /// can grow up to the limit, as glibc's does.  The claim is placed at a random
+    /// address far below the kernel's mmap area (which grows down from near the top of
+    /// the address space), so nothing else is mapped where the region grows.  `minBytes`
+    /// is the smallest claim accepted when no far placement is possible.
     mutating func setUp(maxBytes: Int = 1 << 40, minBytes: Int = 1 << 30) -> Bool {
         // The state lives in zeroed static storage, where property initializers never ran:
         // without this the pool's record size is 0 and its bump allocator hands out one
@@ -76,24 +92,73 @@ struct PageArena {
         // the purge threshold is 0.
         spanPool = FixedPool(recordSize: MemoryLayout<FreeSpan>.stride)
         if purgeThresholdPages == 0 { purgeThresholdPages = 2048 }
-        var bytes = maxBytes
-        while bytes >= minBytes {
-            if let region = Platform.reserve(bytes) {
-                let mapBytes = (bytes >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride
-                if let map = Platform.reserve(mapBytes) {
-                    base = region
-                    limit = bytes
-                    pageMap = map.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: bytes >> pageShift)
-                    break
-                }
-                Platform.unmap(region, bytes)
+        let claim = roundUp(maxBytes, pageSize)
+        let mapClaim = roundUp((claim >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride, pageSize)
+        let first = min(claim, PageArena.initialMappedBytes)
+        let firstMap = roundUp((first >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride, pageSize)
+        // Region and page map side by side in one claim: [region | page map].
+        for attempt in 0..<16 {
+            guard let hint = attempt < 15 ? Platform.farAddress(claim + mapClaim) : nil else { break }
+            guard let region = Platform.reserve(at: hint, first) else { continue }
+            guard let map = Platform.reserve(at: hint + claim, firstMap) else {
+                Platform.unmap(region, first)
+                continue
             }
-            bytes >>= 1
+            base = region
+            limit = claim
+            mapped = first
+            pageMap = map.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: claim >> pageShift)
+            pageMapMapped = firstMap
+            break
+        }
+        if base == nil {
+            // No far placement: a plain reservation wherever the kernel puts it, all mapped.
+            var bytes = claim
+            while bytes >= min(minBytes, claim) && base == nil {
+                let mapBytes = roundUp((bytes >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride, pageSize)
+                if let region = Platform.reserve(bytes) {
+                    if let map = Platform.reserve(mapBytes) {
+                        base = region
+                        limit = bytes
+                        mapped = bytes
+                        pageMap = map.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: bytes >> pageShift)
+                        pageMapMapped = mapBytes
+                    } else {
+                        Platform.unmap(region, bytes)
+                    }
+                }
+                bytes >>= 1
+            }
         }
         guard base != nil, let meta = Platform.map(pageSize) else { return false }
         bins = meta.bindMemory(to: UnsafeMutablePointer<FreeSpan>?.self, capacity: PageArena.binCount)
         nonEmpty = (meta + PageArena.binCount * 8).bindMemory(to: UInt64.self, capacity: 4)
         mutex = (meta + 2048).bindMemory(to: pthread_mutex_t.self, capacity: 1)
+        return true
+    }
+
+    /// Maps more of the claim so that `needed` bytes of it are mapped (lock held): a step
+    /// ahead of need when the system allows it, else exactly what is needed.  False when
+    /// even that cannot be mapped (the address-space limit is reached).
+    private mutating func extend(to needed: Int) -> Bool {
+        if needed <= mapped { return true }
+        guard needed <= limit else { return false }
+        let exact = roundUp(needed, pageSize)
+        let ahead = min(limit, roundUp(max(needed, mapped + min(mapped, PageArena.growthStepBytes)), 2 << 20))
+        if ahead > exact && mapClaim(upTo: ahead) { return true }
+        return mapClaim(upTo: exact)
+    }
+
+    /// Maps the claim (region and its page map) up to `target` bytes of region.
+    private mutating func mapClaim(upTo target: Int) -> Bool {
+        guard let region = base, let map = pageMap else { return false }
+        let mapTarget = roundUp((target >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride, pageSize)
+        if mapTarget > pageMapMapped {
+            guard Platform.extend(UnsafeMutableRawPointer(map) + pageMapMapped, mapTarget - pageMapMapped) else { return false }
+            pageMapMapped = mapTarget
+        }
+        guard Platform.extend(region + mapped, target - mapped) else { return false }
+        mapped = target
         return true
     }
 
@@ -194,7 +259,7 @@ struct PageArena {
             return false
         }
         // The span ends at the top of the carved region: carve more.
-        if nextPage == base! + top, top + (needed << pageShift) <= limit {
+        if nextPage == base! + top, top + (needed << pageShift) <= limit, extend(to: top + (needed << pageShift)) {
             top += needed << pageShift
             return true
         }
@@ -217,11 +282,13 @@ struct PageArena {
     /// pool is not returned).  The arena must not be used afterwards.
     mutating func tearDown() {
         guard let region = base else { return }
-        Platform.unmap(region, limit)
-        Platform.unmap(UnsafeMutableRawPointer(pageMap!), (limit >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride)
+        Platform.unmap(region, mapped)
+        Platform.unmap(UnsafeMutableRawPointer(pageMap!), pageMapMapped)
         Platform.unmap(UnsafeMutableRawPointer(bins!), pageSize)
         base = nil
         limit = 0
+        mapped = 0
+        pageMapMapped = 0
         top = 0
     }
 
@@ -247,7 +314,7 @@ struct PageArena {
             return start
         }
         let bytes = pages << pageShift
-        guard pages <= limit >> pageShift, top <= limit - bytes else { return nil }
+        guard pages <= limit >> pageShift, top <= limit - bytes, extend(to: top + bytes) else { return nil }
         let start = base! + top
         top += bytes
         zeroed = true

@@ -12,9 +12,15 @@
 // stale word that looks like a pointer) but a reachable buffer is never
 // reported, so real programs that keep memory until exit get no false report.
 //
-// Memory: candidate and work arrays are mapped for the scan and unmapped after;
-// nothing is allocated through the heap.  Other threads keep running (at exit
-// there usually are none); the scan takes no allocator lock while reading.
+// Memory: candidate and work arrays are mapped for the scan and unmapped after
+// (from the page arena's free spans when the system has no more: at exit under
+// `ulimit -v`); nothing is allocated through the heap.  A scan that cannot be
+// done right is skipped with one line, never turned into reports.
+//
+// Threads: at exit other threads may still be running, allocating, freeing and
+// moving pointers.  The scan stops them (sg_world.c: a signal whose handler
+// waits, its registers saved on the thread's stack, which is a root), with none
+// of them inside a lock the scan takes, and lets them go before reporting.
 
 import CSlabguardShim
 import Glibc
@@ -34,26 +40,124 @@ enum LeakFinder {
     /// Finds and reports leaks; returns the number of leaked buffers.
     @discardableResult
     static func run() -> Int {
-        let maxCandidates = countLive() + 1024
-        let bytes = roundUp(maxCandidates * MemoryLayout<Candidate>.stride, pageSize)
-        guard let raw = Platform.map(bytes) else { return 0 }
-        defer { Platform.unmap(raw, bytes) }
-        let candidates = raw.bindMemory(to: Candidate.self, capacity: maxCandidates)
-        let count = collect(into: candidates, capacity: maxCandidates)
-        guard count > 0 else { return 0 }
+        // Everything the scan needs is mapped first: nothing may be mapped (Platform
+        // takes a lock a stopped thread may hold) while the world is stopped.
+        let estimate = countLive()
+        let capacity = estimate + estimate / 2 + 4096
+        let candidateBytes = roundUp(capacity * MemoryLayout<Candidate>.stride, pageSize)
+        let workBytes = roundUp(capacity * 8, pageSize)
+        let rangeBytes = roundUp(MetadataMappings.capacity * 16, pageSize)
+        guard let scratch = ScratchMemory(bytes: candidateBytes + workBytes + rangeBytes + mapsBytes) else {
+            return skipped("no memory for the scan")
+        }
+        defer { scratch.release() }
+        let candidates = scratch.base.bindMemory(to: Candidate.self, capacity: capacity)
+        let work = (scratch.base + candidateBytes).bindMemory(to: Int.self, capacity: capacity)
+        let own = (scratch.base + candidateBytes + workBytes).bindMemory(to: UInt.self, capacity: 2 * MetadataMappings.capacity)
+        let maps = (scratch.base + candidateBytes + workBytes + rangeBytes).assumingMemoryBound(to: UInt8.self)
+
+        guard stopTheWorld() else {
+            return skipped("a thread did not stop (it blocks SIGPWR and SIGXCPU?)", thread: sg_world_unstopped_thread())
+        }
+        let count = collect(into: candidates, capacity: capacity)
+        guard count < capacity else {
+            sg_world_resume()
+            return skipped("more live buffers than the scan has room for")
+        }
+        guard count > 0 else { sg_world_resume(); return 0 }
         sort(candidates, count)
-        let workBytes = roundUp(count * 8, pageSize)
-        guard let workRaw = Platform.map(workBytes) else { return 0 }
-        defer { Platform.unmap(workRaw, workBytes) }
-        let work = workRaw.bindMemory(to: Int.self, capacity: count)
         var workCount = 0
-        scanRoots(candidates, count, work, &workCount)
+        let ownCount = MetadataMappings.snapshot(into: own, capacity: MetadataMappings.capacity)
+        guard scanRoots(candidates, count, work, &workCount, maps: maps, own: own, ownCount: ownCount) else {
+            sg_world_resume()
+            return skipped("/proc/self/maps cannot be read")
+        }
         while workCount > 0 {
             workCount -= 1
             let c = candidates[work[workCount]]
             scanRange(c.start, c.start + c.size, candidates, count, work, &workCount)
         }
+        sg_world_resume()
+        // Reporting symbolizes and takes locks: the other threads run again by now.
+        // What they do with reachable buffers no longer matters; unreachable ones
+        // cannot be touched by a correct program.
         return DebugReport.leaks(candidates, count)
+    }
+
+    private static let mapsBytes = 1 << 20
+
+    /// Stops the other threads with none of them inside a lock the scan takes; a
+    /// thread stopped holding one is let go and the stop retried.
+    private static func stopTheWorld() -> Bool {
+        for attempt in 0..<100 {
+            guard sg_world_stop(2000) >= 0 else { return false }
+            if scanLocksAreFree() { return true }
+            sg_world_resume()
+            usleep(attempt < 10 ? 1000 : 10_000)
+        }
+        return false
+    }
+
+    /// Whether the locks the scan takes (registry, each debug cache's slab lock, the
+    /// large-span lock, the mapping table) are free; with the world stopped they stay so.
+    private static func scanLocksAreFree() -> Bool {
+        guard CacheRegistry.lock.tryLock() else { return false }
+        var free = true
+        var c = CacheRegistry.shared.pointee.first
+        while let cache = c, free {
+            if cache.slabLock.tryLock() { cache.slabLock.unlock() } else { free = false }
+            c = cache.pointee.nextCache
+        }
+        CacheRegistry.lock.unlock()
+        let large = SizeClassHeap.defaultHeap.largeLock
+        if free { if large.tryLock() { large.unlock() } else { free = false } }
+        return free && MetadataMappings.isUnlocked()
+    }
+
+    /// One line saying why there is no leak check (never a report of everything).
+    private static func skipped(_ why: StaticString, thread: Int32 = 0) -> Int {
+        ReportWriter.withStackBuffer(fd: DebugState.shared.pointee.reportFD) { w in
+            w.append("slabguard: leak check skipped: ")
+            w.append(why)
+            if thread != 0 {
+                w.append(" (thread ")
+                w.append(decimal: UInt(thread))
+                w.append(")")
+            }
+            w.append("\n")
+        }
+        return 0
+    }
+
+    /// The scan's working memory: mapped, or when the system has no more address space
+    /// (at exit under `ulimit -v`), free pages of the arena's own region.
+    struct ScratchMemory {
+        let base: UnsafeMutableRawPointer
+        let bytes: Int
+        let fromArena: Bool
+
+        init?(bytes: Int) {
+            self.bytes = bytes
+            if let p = Platform.map(bytes) {
+                base = p
+                fromArena = false
+                return
+            }
+            var zeroed = false
+            guard let p = GlobalSlice.arena.bound(to: PageArena.self).pointee.allocate(pages: bytes >> pageShift, zeroed: &zeroed) else {
+                return nil
+            }
+            base = p
+            fromArena = true
+        }
+
+        func release() {
+            if fromArena {
+                GlobalSlice.arena.bound(to: PageArena.self).pointee.free(base, pages: bytes >> pageShift)
+            } else {
+                Platform.unmap(base, bytes)
+            }
+        }
     }
 
     // MARK: - Candidates
@@ -161,31 +265,24 @@ enum LeakFinder {
 
     // MARK: - Roots
 
-    /// Every writable, readable mapping outside the heap region and slabguard's metadata.
+    /// Every readable, writable mapping, minus slabguard's own ranges `own` (sorted).
+    /// False when the maps cannot be read.
     private static func scanRoots(_ a: UnsafeMutablePointer<Candidate>, _ n: Int,
-                                  _ work: UnsafeMutablePointer<Int>, _ workCount: inout Int) {
+                                  _ work: UnsafeMutablePointer<Int>, _ workCount: inout Int,
+                                  maps buffer: UnsafeMutablePointer<UInt8>, own: UnsafeMutablePointer<UInt>, ownCount: Int) -> Bool {
         let fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
-        let bufferBytes = 1 << 20
-        guard let buffer = Platform.map(bufferBytes)?.assumingMemoryBound(to: UInt8.self) else { return }
-        defer { Platform.unmap(UnsafeMutableRawPointer(buffer), bufferBytes) }
         // Read the whole file first: scanning while reading would see maps change.
         var length = 0
-        while length < bufferBytes - 1 {
-            let r = read(fd, buffer + length, bufferBytes - 1 - length)
+        while length < mapsBytes - 1 {
+            let r = read(fd, buffer + length, mapsBytes - 1 - length)
             if r <= 0 { break }
             length += r
         }
-        // slabguard's own ranges (heap region, metadata, stack tables, ELF views, this
-        // scan's arrays), sorted.  Linux merges neighbouring anonymous mappings into one
-        // maps line, so a line may hold the program's memory next to ours: each line is
-        // scanned minus these ranges, never kept or dropped whole.
-        let rangeBytes = roundUp(MetadataMappings.capacity * 16, pageSize)
-        guard let rangesRaw = Platform.map(rangeBytes) else { return }
-        defer { Platform.unmap(rangesRaw, rangeBytes) }
-        let own = rangesRaw.bindMemory(to: UInt.self, capacity: 2 * MetadataMappings.capacity)
-        let ownCount = MetadataMappings.snapshot(into: own, capacity: MetadataMappings.capacity)
+        // Linux merges neighbouring anonymous mappings into one maps line, so a line
+        // may hold the program's memory next to slabguard's: each line is scanned minus
+        // slabguard's ranges, never kept or dropped whole.
         var line = 0
         while line < length {
             var end = line
@@ -199,6 +296,7 @@ enum LeakFinder {
             }
             line = end + 1
         }
+        return true
     }
 
     /// Scans [from, to) except the parts inside the sorted ranges `own[0..<count]`.

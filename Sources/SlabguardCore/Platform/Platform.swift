@@ -23,6 +23,46 @@ enum Platform {
         return p
     }
 
+    /// Maps `bytes` (NORESERVE) at exactly `address`, failing rather than replacing
+    /// anything there or placing it elsewhere.
+    static func reserve(at address: UnsafeMutableRawPointer, _ bytes: Int) -> UnsafeMutableRawPointer? {
+        guard let p = mapExactly(address, bytes) else { return nil }
+        MetadataMappings.add(p, bytes)
+        return p
+    }
+
+    /// Maps `bytes` right after a range mapped with `reserve(at:)` that ends at `end`,
+    /// growing that range (it stays one range for the leak finder).
+    static func extend(_ end: UnsafeMutableRawPointer, _ bytes: Int) -> Bool {
+        guard mapExactly(end, bytes) != nil else { return false }
+        MetadataMappings.extend(end: end, by: bytes)
+        return true
+    }
+
+    private static func mapExactly(_ address: UnsafeMutableRawPointer, _ bytes: Int) -> UnsafeMutableRawPointer? {
+        let fixedNoReplace: Int32 = 0x100000   // MAP_FIXED_NOREPLACE (Linux 4.17)
+        let p = mmap(address, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | fixedNoReplace, -1, 0)
+        if p == MAP_FAILED { return nil }
+        if p != address {   // an older kernel took the flag as a hint
+            _ = munmap(p, bytes)
+            return nil
+        }
+        return p
+    }
+
+    /// A random GiB-aligned address where a claim of `bytes` fits between 32 and 64 TiB:
+    /// below PIE executables and their brk heaps (0x55…, about 85 TiB) and far below the
+    /// kernel's mmap area (near 128 TiB, growing down).  nil without random bytes.
+    static func farAddress(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        let low = 32 << 40, window = 32 << 40
+        guard bytes < window else { return nil }
+        var random: UInt64 = 0
+        guard sg_random_bytes(&random, 8) == 8 else { return nil }
+        let slots = UInt64((window - bytes) >> 30)
+        return UnsafeMutableRawPointer(bitPattern: low + Int(random % max(slots, 1)) << 30)
+    }
+
     /// Maps fresh zeroed memory (used for metadata that must not live in the heap region).
     static func map(_ bytes: Int) -> UnsafeMutableRawPointer? {
         let size = roundUp(bytes, pageSize)
@@ -130,6 +170,17 @@ enum MetadataMappings {
         pthread_mutex_unlock(&t.pointee.mutex)
     }
 
+    /// Grows the range ending at `end` by `bytes`.
+    static func extend(end: UnsafeMutableRawPointer, by bytes: Int) {
+        let t = table
+        pthread_mutex_lock(&t.pointee.mutex)
+        for i in 0..<t.pointee.count where ranges[2 * i + 1] == UInt(bitPattern: end) {
+            ranges[2 * i + 1] += UInt(bytes)
+            break
+        }
+        pthread_mutex_unlock(&t.pointee.mutex)
+    }
+
     static func remove(_ p: UnsafeMutableRawPointer) {
         let t = table
         pthread_mutex_lock(&t.pointee.mutex)
@@ -162,6 +213,13 @@ enum MetadataMappings {
             i += 1
         }
         return n
+    }
+
+    /// Whether no thread holds the table's lock right now (the leak scan, world stopped).
+    static func isUnlocked() -> Bool {
+        guard pthread_mutex_trylock(&table.pointee.mutex) == 0 else { return false }
+        pthread_mutex_unlock(&table.pointee.mutex)
+        return true
     }
 
     /// Whether `address` is inside a range slabguard mapped.
