@@ -113,4 +113,69 @@ struct TrustTests {
         let python = try Self.underLimit(kib, "/usr/bin/python3 -c 'print(sum(range(10**6)))'", environment: preloaded)
         #expect(python.status == 0 && python.stdout == "499999500000\n", "python3: \(python.status) \(python.stderr)")
     }
+
+    // MARK: 3 and 9. Files: secure execution, creation rules, unwritable paths
+
+    /// A setuid-root program linked with -lslabguard_rt, run by `nobody` with
+    /// SLABGUARD_DEBUG=default,log=FILE: the root-owned FILE stays untouched (it was
+    /// truncated and overwritten as root before), one line says so, the program runs.
+    @Test func secureExecutionIgnoresFileOptions() throws {
+        let folder = try Subprocess.temporaryFolder("setuid")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder.path)
+        let bin = try ReleaseBuild.binDirectory()
+        let program = try Self.compile("setuid_log", into: folder, extra: ["-L", bin, "-lslabguard_rt", "-Wl,-rpath,\(bin)"])
+        try FileManager.default.setAttributes([.posixPermissions: 0o4755, .ownerAccountID: 0], ofItemAtPath: program)
+        let target = folder.appendingPathComponent("target").path
+        try "precious\n".write(toFile: target, atomically: false, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644, .ownerAccountID: 0], ofItemAtPath: target)
+        let setpriv = try Subprocess.requireTool("setpriv")
+        let result = try Subprocess.run(setpriv, ["--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                                  "/usr/bin/env", "SLABGUARD_DEBUG=default,log=\(target)", program])
+        #expect(result.status == 0 && result.stdout == "ok setuid_log 0\n", "exit \(result.status): \(result.stdout) \(result.stderr)")
+        #expect(result.stderr == "slabguard: secure execution (setuid/setgid): ignoring log= from SLABGUARD_DEBUG\n")
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "precious\n")
+    }
+
+    /// log=PATH is created 0600 at start-up; a symbolic link is not followed, another
+    /// user's file is not replaced, and a path that cannot be written (missing folder,
+    /// /proc) is one line at start-up instead of silence.
+    @Test func logFileRulesAndUnwritablePathsAreSaid() throws {
+        let folder = try Subprocess.temporaryFolder("logfile")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("setuid_log", into: folder)
+        var environment = Subprocess.cleanEnvironment()
+        environment["LD_PRELOAD"] = try ReleaseBuild.library()
+        func run(log path: String) throws -> Subprocess.Outcome {
+            environment["SLABGUARD_DEBUG"] = "default,log=\(path)"
+            return try Subprocess.run(program, [], environment: environment)
+        }
+        // Created, mode 0600, holding the log.
+        let fresh = folder.appendingPathComponent("fresh.log").path
+        let created = try run(log: fresh)
+        #expect(created.status == 0 && created.stderr.isEmpty, "\(created.stderr)")
+        let attributes = try FileManager.default.attributesOfItem(atPath: fresh)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(try String(contentsOfFile: fresh, encoding: .utf8).hasPrefix("# slabguard transaction log"))
+        // A link to a file: neither followed nor replaced.
+        let victim = folder.appendingPathComponent("victim").path
+        try "precious\n".write(toFile: victim, atomically: false, encoding: .utf8)
+        let link = folder.appendingPathComponent("link.log").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: victim)
+        let linked = try run(log: link)
+        #expect(linked.stderr == "slabguard: cannot write the log file '\(link)': a symbolic link (slabguard does not follow links) (log= gives a writable path; no log is kept)\n")
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        // Another user's file: not replaced.
+        try FileManager.default.setAttributes([.ownerAccountID: 65534], ofItemAtPath: victim)
+        let foreign = try run(log: victim)
+        #expect(foreign.stderr.contains("slabguard: cannot write the log file '\(victim)': the file belongs to another user"), "\(foreign.stderr)")
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        // Unwritable paths: one line each, and the program still runs (checks on).
+        for (path, reason) in [("/nonexistent/dir/x", "No such file or directory"), ("/proc/version", "not a file that can hold data")] {
+            let result = try run(log: path)
+            #expect(result.status == 0 && result.stdout.hasPrefix("ok setuid_log"))
+            #expect(result.stderr == "slabguard: cannot write the log file '\(path)': \(reason) (log= gives a writable path; no log is kept)\n",
+                    "\(path): \(result.stderr)")
+        }
+    }
 }

@@ -81,6 +81,11 @@ static inline void sg_fill_words32(void *p, uint32_t value, size_t words) {
     wmemset((wchar_t *)p, (wchar_t)value, words);
 }
 
+/* Secure execution (AT_SECURE: setuid/setgid, file capabilities), and glibc's
+ * secure_getenv (NULL there), which need _GNU_SOURCE: defined in shim.c. */
+int sg_secure_execution(void);
+const char *sg_secure_getenv(const char *name);
+
 /* Random bytes from the kernel (getrandom(2)); returns how many, or -1. */
 static inline long sg_random_bytes(void *buffer, size_t count) { return syscall(SYS_getrandom, buffer, count, 0); }
 

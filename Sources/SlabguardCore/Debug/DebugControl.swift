@@ -46,6 +46,7 @@ extension DebugLayer {
     static func setUpExitWork() {
         let state = DebugState.shared
         let flags = state.pointee.options.flags
+        openLogFile()
         if flags.contains(.audit) { TransactionLog.setUp(depth: state.pointee.options.auditDepth) }
         if !flags.isEmpty { FaultExplainer.install() }
         if (flags.contains(.leaks) || flags.contains(.log)) && !state.pointee.leakCheckRegistered {
@@ -63,9 +64,9 @@ extension DebugLayer {
     /// log=PATH: writes the transaction log (at exit, and before an abort).
     static func writeLogIfRequested() {
         let state = DebugState.shared
-        guard state.pointee.options.flags.contains(.log) else { return }
-        withUnsafePointer(to: &state.pointee.options.logPath) { p in
-            TransactionLog.write(toPath: UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self))
-        }
+        guard let fd = state.pointee.logFD else { return }
+        _ = ftruncate(fd, 0)
+        _ = lseek(fd, 0, SEEK_SET)
+        TransactionLog.write(to: fd)
     }
 }

@@ -48,6 +48,12 @@ struct DebugState {
     var warmGuarded = RetiredList()       // guarded spans past retirement, kept for reuse
     var guardedLive: UInt64 = 0           // guarded spans allocated and not freed
     var leakCheckRegistered = false
+    var logFDPlusOne: Int32 = 0         // log=PATH, opened at start-up (0: none)
+
+    var logFD: Int32? {
+        get { logFDPlusOne == 0 ? nil : logFDPlusOne - 1 }
+        set { logFDPlusOne = newValue.map { $0 + 1 } ?? 0 }
+    }
 
     @inline(__always) static var shared: UnsafeMutablePointer<DebugState> { GlobalSlice.debug.bound(to: DebugState.self) }
 
@@ -105,6 +111,9 @@ enum DebugLayer {
         let state = DebugState.shared
         state.pointee.startNanoseconds = monotonicNanoseconds()
         if !state.pointee.configured, let text = getenv("SLABGUARD_DEBUG") {
+            // In secure execution (where secure_getenv sees nothing) the checks still
+            // apply, but no option from the environment may make slabguard write a file.
+            let secure = sg_secure_getenv("SLABGUARD_DEBUG") == nil || Platform.isSecureExecution
             // The message buffer is mapped, not malloc'd: we are inside the allocator's set-up.
             let capacity = pageSize
             guard let message = Platform.map(capacity)?.assumingMemoryBound(to: CChar.self) else { _exit(2) }
@@ -116,6 +125,7 @@ enum DebugLayer {
                 _exit(2)
             }
             Platform.unmap(UnsafeMutableRawPointer(message), capacity)
+            if secure { dropFileOptions(&state.pointee.options) }
             state.pointee.configured = true
         }
         let options = state.pointee.options
@@ -125,6 +135,35 @@ enum DebugLayer {
         sg_set_debug_flags(heapFlags.rawValue)
         if options.flags.contains(.audit) || options.flags.contains(.guards) || options.flags.contains(.sample) {
             StackUnwinder.warmUp()
+        }
+    }
+
+    /// Secure execution: the options that write files (`log=`) are ignored, with one line.
+    static func dropFileOptions(_ options: inout DebugOptions) {
+        guard options.flags.contains(.log) else { return }
+        options.flags.remove(.log)
+        options.clearLogPath()
+        Platform.writeError("slabguard: secure execution (setuid/setgid): ignoring log= from SLABGUARD_DEBUG\n")
+    }
+
+    /// log=PATH: the log file is created at start-up (design §11's rules), so a path
+    /// that cannot be written is said at once, in one line, not discovered at exit.
+    static func openLogFile() {
+        let state = DebugState.shared
+        guard state.pointee.options.flags.contains(.log) else { return }
+        var error: Int32 = 0
+        let fd = state.pointee.options.withLogPath { Platform.createFile($0, error: &error) }
+        if let fd {
+            state.pointee.logFD = fd
+            return
+        }
+        state.pointee.options.flags.remove(.log)
+        ReportWriter.withStackBuffer(fd: 2) { w in
+            w.append("slabguard: cannot write the log file '")
+            state.pointee.options.withLogPath { w.append(cString: $0) }
+            w.append("': ")
+            w.append(cString: Platform.fileErrorText(error))
+            w.append(" (log= gives a writable path; no log is kept)\n")
         }
     }
 

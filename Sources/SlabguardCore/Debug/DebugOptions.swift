@@ -124,6 +124,11 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         return true
     }
 
+    /// Removes the log path (the `.log` flag is the caller's).
+    mutating func clearLogPath() {
+        withUnsafeMutablePointer(to: &logPath) { p in memset(UnsafeMutableRawPointer(p), 0, 4096) }
+    }
+
     mutating func storeLogPath(_ source: UnsafeRawPointer, count n: Int) {
         withUnsafeMutablePointer(to: &logPath) { p in
             let dest = UnsafeMutableRawPointer(p)

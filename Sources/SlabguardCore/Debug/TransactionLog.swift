@@ -53,24 +53,8 @@ enum TransactionLog {
         sg_atomic_store_u64(entry.assumingMemoryBound(to: UInt64.self), index &+ 1)
     }
 
-    /// Writes the module map and the log, oldest entry first, as text lines to `path`.
-    static func write(toPath path: UnsafePointer<CChar>) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            let error = errno
-            ReportWriter.withStackBuffer(fd: 2) { w in
-                w.append("slabguard: cannot write the transaction log to '")
-                w.append(cString: path)
-                w.append("': ")
-                w.append(cString: strerror(error))
-                w.append("; check that the directory exists and is writable\n")
-            }
-            return
-        }
-        write(to: fd)
-        close(fd)
-    }
-
+    /// Writes the module map and the log, oldest entry first, as text lines to `fd`
+    /// (the log file opened at start-up).
     static func write(to fd: Int32) {
         ReportWriter.withStackBuffer(fd: fd) { w in
             w.append("# slabguard transaction log\n# modules\n")

@@ -1,4 +1,4 @@
-// Platform — the only layer that talks to the kernel for memory and raw output.
+// Platform — the only layer that talks to the kernel for memory, files and raw output.
 //
 // Everything above it gets typed results and never calls mmap/munmap/madvise/
 // mprotect/write directly.  Nothing here allocates: results are plain values
@@ -120,6 +120,56 @@ enum Platform {
     }
 
     static func setErrno(_ value: Int32) { errno = value }
+
+    /// Why `createFile` refused a path: an errno value, or one of these.
+    static let notRegularFile: Int32 = -1
+    static let ownedByAnotherUser: Int32 = -2
+    static let cannotHoldData: Int32 = -3
+
+    /// Opens `path` for writing under design §11's rules: never through a symbolic link
+    /// (O_NOFOLLOW), created with mode 0600, an existing file replaced (truncated) only
+    /// when it is a regular file owned by this user and able to hold data (not /proc).
+    /// Returns the descriptor, or a negative errno / one of the reasons above in `error`.
+    static func createFile(_ path: UnsafePointer<CChar>, error: inout Int32) -> Int32? {
+        let fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
+        guard fd >= 0 else { error = errno; return nil }
+        var info = stat()
+        var reason: Int32 = 0
+        if fstat(fd, &info) != 0 {
+            reason = errno
+        } else if info.st_mode & S_IFMT != S_IFREG {
+            reason = notRegularFile
+        } else if info.st_uid != geteuid() {
+            reason = ownedByAnotherUser
+        } else if ftruncate(fd, off_t(pageSize)) != 0 {
+            reason = errno
+        } else if fstat(fd, &info) != 0 || info.st_size != off_t(pageSize) || ftruncate(fd, 0) != 0 {
+            reason = cannotHoldData   // procfs and the like accept a truncate and ignore it
+        }
+        if reason != 0 {
+            close(fd)
+            error = reason
+            return nil
+        }
+        return fd
+    }
+
+    /// The text for a `createFile` error.
+    static func fileErrorText(_ error: Int32) -> UnsafePointer<CChar> {
+        let text: StaticString
+        switch error {
+        case notRegularFile: text = "not a regular file"
+        case ownedByAnotherUser: text = "the file belongs to another user (slabguard replaces only its user's files)"
+        case cannotHoldData: text = "not a file that can hold data"
+        case ELOOP: text = "a symbolic link (slabguard does not follow links)"
+        default: return UnsafePointer(strerror(error))
+        }
+        return UnsafeRawPointer(text.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+
+    /// Whether the process runs in secure execution (setuid/setgid, capabilities:
+    /// AT_SECURE), where the environment must not make slabguard write files.
+    static var isSecureExecution: Bool { sg_secure_execution() != 0 }
 }
 
 /// A pthread mutex living in raw memory (zeroed memory is an unlocked mutex on glibc).
