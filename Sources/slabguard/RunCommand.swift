@@ -60,6 +60,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let library = try LibraryLocator.require()
+        if let log { OutputFiles.require(log, flag: "--log") }
         var environment = ProgramRunner.currentEnvironment()
         environment["LD_PRELOAD"] = Run.preloadValue(library: library, existing: environment["LD_PRELOAD"])
         if let options = debugOptions(inherited: environment["SLABGUARD_DEBUG"]) {

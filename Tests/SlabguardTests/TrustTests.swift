@@ -178,4 +178,17 @@ struct TrustTests {
                     "\(path): \(result.stderr)")
         }
     }
+
+    /// `slabguard run --log PATH` checks PATH before the program starts: one line
+    /// naming the flag, exit status 2, and the program never runs.
+    @Test(arguments: [("/nonexistent/dir/x", "No such file or directory"), ("/proc/version", "not a file that can hold data")])
+    func cliChecksTheLogPathBeforeRunning(_ path: String, _ reason: String) throws {
+        let folder = try Subprocess.temporaryFolder("clilog")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let marker = folder.appendingPathComponent("started").path
+        let result = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", path, "--", "/bin/sh", "-c", "touch \(marker)"])
+        #expect(result.status == 2)
+        #expect(result.stderr == "slabguard: --log \(path): cannot write it: \(reason)\n", "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: marker), "the program ran")
+    }
 }
