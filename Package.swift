@@ -29,6 +29,7 @@ let package = Package(
         .target(
             name: "SlabguardCore",
             dependencies: ["CSlabguardShim"],
+            exclude: ["DESIGN.md"],
             swiftSettings: optimized
         ),
         .target(

@@ -191,4 +191,82 @@ struct TrustTests {
         #expect(result.stderr == "slabguard: --log \(path): cannot write it: \(reason)\n", "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: marker), "the program ran")
     }
+
+    // MARK: 5. Re-entry from signal handlers
+
+    /// A SIGALRM handler calling malloc while the thread is inside malloc (200 µs timer),
+    /// and one that siglongjmps out of it, in each mode: never a hang (they hung under
+    /// guards, sample=N and quarantine=, and the next report hung after a siglongjmp in
+    /// default).  The outcome is a clean run or a report and SIGABRT; after the jumps the
+    /// checking modes must report (the program frees a buffer twice).
+    @Test(arguments: ["none", "default", "guards", "sample=50", "quarantine=1M"])
+    func signalHandlersCallingMallocNeverHang(_ debug: String) throws {
+        let folder = try Subprocess.temporaryFolder("signals")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for name in ["signal_malloc", "siglongjmp_malloc"] {
+            let program = try Self.compile(name, into: folder)
+            let result = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", debug, "--", program],
+                                            directory: folder.path, timeout: 60)
+            #expect(!result.timedOut, "\(name) (\(debug)) hung")
+            let clean = result.status == 0 && result.stdout.hasPrefix("ok \(name)") && !result.stderr.contains("slabguard:")
+            let reported = result.status == 134 && result.stderr.hasPrefix("slabguard: ")
+            #expect(clean || reported, "\(name) (\(debug)): exit \(result.status), stderr: \(result.stderr.prefix(2000))")
+            if name == "siglongjmp_malloc" && (debug == "default" || debug == "guards" || debug == "quarantine=1M") {
+                #expect(result.stderr.hasPrefix("slabguard: duplicate free: buffer freed twice")
+                        || result.stderr.hasPrefix("slabguard: malloc re-entered from a signal handler"),
+                        "\(debug): \(result.stderr.prefix(2000))")
+            }
+        }
+    }
+
+    // MARK: 6. Fork and locks
+
+    /// Fork 60 times while other threads churn, quarantine, verify the heap and scan for
+    /// leaks (symbolizing their reports): every child finishes (none inherits a lock held
+    /// by a thread it does not have), and the parent's only report is its one leak.
+    @Test func forkWhileEverySubsystemIsBusy() throws {
+        let folder = try Subprocess.temporaryFolder("fork_busy")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("fork_busy", into: folder)
+        var environment = Subprocess.cleanEnvironment()
+        environment["LD_PRELOAD"] = try ReleaseBuild.library()
+        environment["SLABGUARD_DEBUG"] = "default,quarantine=1M,noabort"
+        for _ in 0..<3 {
+            let result = try Subprocess.run(program, [], environment: environment, directory: folder.path, timeout: 120)
+            #expect(!result.timedOut && result.status == 0 && result.stdout == "ok fork_busy\n",
+                    "exit \(result.status), stderr: \(result.stderr.prefix(3000))")
+            let headlines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("slabguard:") }
+            #expect(headlines.allSatisfy { $0 == "slabguard: leak: 1 buffers, 40 bytes not freed" }, "\(headlines)")
+        }
+    }
+
+    /// DESIGN.md's lock table lists every mutex in the sources (file and field), so the
+    /// order the fork handlers and the leak scan follow is the whole truth.
+    @Test func lockOrderListsEveryMutex() throws {
+        let core = ReleaseBuild.packageRoot.appendingPathComponent("Sources/SlabguardCore")
+        let design = try String(contentsOf: core.appendingPathComponent("DESIGN.md"), encoding: .utf8)
+        let rows = design.split(separator: "\n").filter { $0.hasPrefix("| ") }
+        var found = 0
+        let files = FileManager.default.enumerator(at: core, includingPropertiesForKeys: nil)!
+        for case let url as URL in files where url.pathExtension == "swift" {
+            let text = try String(contentsOf: url, encoding: .utf8)
+            for match in text.matches(of: /var (\w+)(?: = pthread_mutex_t\(\)|: UnsafeMutablePointer<pthread_mutex_t>\? = nil)/) {
+                found += 1
+                let field = String(match.output.1), file = url.lastPathComponent
+                #expect(rows.contains { $0.contains("`\(field)`") && $0.contains(" \(file) ") },
+                        "\(file): mutex `\(field)` is not in DESIGN.md's lock order")
+            }
+        }
+        #expect(found >= 15, "found only \(found) mutex declarations")
+        #expect(!text(of: core).contains("pthread_mutex_lock("), "a lock taken without sg_mutex_lock")
+    }
+
+    private func text(of folder: URL) -> String {
+        var all = ""
+        let files = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: nil)!
+        for case let url as URL in files where url.pathExtension == "swift" {
+            all += (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+        }
+        return all
+    }
 }

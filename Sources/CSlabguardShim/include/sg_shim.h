@@ -18,6 +18,7 @@
 #ifndef SG_SHIM_H
 #define SG_SHIM_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -80,6 +81,20 @@ static inline __attribute__((always_inline)) void sg_set_sample_countdown(int64_
 static inline void sg_fill_words32(void *p, uint32_t value, size_t words) {
     wmemset((wchar_t *)p, (wchar_t)value, words);
 }
+
+/* Every allocator lock is taken with sg_mutex_lock: a lock the calling thread
+ * already holds (a signal handler re-entered the allocator, or siglongjmp'd out
+ * of it) is reported — "malloc re-entered from a signal handler" — and the
+ * process aborts, instead of hanging forever.  Locks taken with these are released
+ * with sg_mutex_unlock (the thread's list of held locks stays right).
+ * sg_mutex_lock_unless_held
+ * returns 0 without locking in that case (the report path, which must go on). */
+void sg_mutex_lock(pthread_mutex_t *m);
+int sg_mutex_lock_unless_held(pthread_mutex_t *m);
+int sg_mutex_trylock(pthread_mutex_t *m);       /* 1: taken */
+void sg_mutex_unlock(pthread_mutex_t *m);
+/* Re-initializes a mutex in a forked child (its holder is gone). */
+void sg_mutex_reinit(pthread_mutex_t *m);
 
 /* Secure execution (AT_SECURE: setuid/setgid, file capabilities), and glibc's
  * secure_getenv (NULL there), which need _GNU_SOURCE: defined in shim.c. */

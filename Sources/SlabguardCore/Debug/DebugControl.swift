@@ -18,8 +18,8 @@ package enum DebugControl {
         let options: DebugOptions
         do { options = try DebugOptions.parse(text, source: "configure") } catch { throw .invalidOptions("\(error)") }
         let life = HeapLifecycle.shared
-        pthread_mutex_lock(&life.pointee.initMutex)
-        defer { pthread_mutex_unlock(&life.pointee.initMutex) }
+        sg_mutex_lock(&life.pointee.initMutex)
+        defer { sg_mutex_unlock(&life.pointee.initMutex) }
         guard sg_atomic_load_u64(&life.pointee.state) == 0 else { throw .heapAlreadyInUse }
         DebugState.shared.pointee.options = options
         DebugState.shared.pointee.configured = true

@@ -80,28 +80,35 @@ enum DebugLayer {
         }
     }
 
-    // Fork: the debug layer's mutexes are taken before the heap's (the quarantine
-    // frees into caches while holding its own), released in the parent and
-    // re-initialized in the child, where their holders do not exist.
+    // Fork: the debug layer's mutexes are taken before the heap's, in the global
+    // order of DESIGN.md (report, quarantine, retired spans, module map, ELF
+    // symbols: each may take the ones after it, and heap locks), released in the
+    // parent and re-initialized in the child, where their holders do not exist.
     static func lockForFork() {
         let s = DebugState.shared
-        pthread_mutex_lock(&s.pointee.reportMutex)
-        pthread_mutex_lock(&s.pointee.quarantineMutex)
-        pthread_mutex_lock(&s.pointee.retiredMutex)
+        sg_mutex_lock(&s.pointee.reportMutex)
+        sg_mutex_lock(&s.pointee.quarantineMutex)
+        sg_mutex_lock(&s.pointee.retiredMutex)
+        if let m = ModuleMap.mutexIfCreated { sg_mutex_lock(m) }
+        if let m = ElfSymbols.mutexIfCreated { sg_mutex_lock(m) }
     }
 
     static func unlockAfterFork() {
         let s = DebugState.shared
-        pthread_mutex_unlock(&s.pointee.retiredMutex)
-        pthread_mutex_unlock(&s.pointee.quarantineMutex)
-        pthread_mutex_unlock(&s.pointee.reportMutex)
+        if let m = ElfSymbols.mutexIfCreated { sg_mutex_unlock(m) }
+        if let m = ModuleMap.mutexIfCreated { sg_mutex_unlock(m) }
+        sg_mutex_unlock(&s.pointee.retiredMutex)
+        sg_mutex_unlock(&s.pointee.quarantineMutex)
+        sg_mutex_unlock(&s.pointee.reportMutex)
     }
 
     static func reinitializeAfterFork() {
         let s = DebugState.shared
-        pthread_mutex_init(&s.pointee.retiredMutex, nil)
-        pthread_mutex_init(&s.pointee.quarantineMutex, nil)
-        pthread_mutex_init(&s.pointee.reportMutex, nil)
+        if let m = ElfSymbols.mutexIfCreated { sg_mutex_reinit(m) }
+        if let m = ModuleMap.mutexIfCreated { sg_mutex_reinit(m) }
+        sg_mutex_reinit(&s.pointee.retiredMutex)
+        sg_mutex_reinit(&s.pointee.quarantineMutex)
+        sg_mutex_reinit(&s.pointee.reportMutex)
     }
 
     /// Heap set-up hook: reads SLABGUARD_DEBUG unless options were set through the API,

@@ -219,7 +219,7 @@ enum Retirement {
         _ = Platform.protect(start, bytes, accessible: false)
         let state = DebugState.shared
         span.pointee.retiredNext = nil
-        pthread_mutex_lock(&state.pointee.retiredMutex)
+        sg_mutex_lock(&state.pointee.retiredMutex)
         var victim = guarded ? push(span, &state.pointee.retiredGuarded, capacity: guardedCapacity)
                              : push(span, &state.pointee.retiredLarge, capacity: largeCapacity)
         if let v = victim, guarded, v.pointee.pages <= residentPages, state.pointee.warmGuarded.count < warmCapacity {
@@ -229,7 +229,7 @@ enum Retirement {
             state.pointee.warmGuarded.count += 1
             victim = nil
         }
-        pthread_mutex_unlock(&state.pointee.retiredMutex)
+        sg_mutex_unlock(&state.pointee.retiredMutex)
         if let v = victim { release(v) }
     }
 
@@ -237,8 +237,8 @@ enum Retirement {
     static func takeWarm(pages: Int) -> UnsafeMutablePointer<LargeSpan>? {
         let state = DebugState.shared
         guard state.pointee.warmGuarded.count > 0 else { return nil }   // racy peek: only a hint
-        pthread_mutex_lock(&state.pointee.retiredMutex)
-        defer { pthread_mutex_unlock(&state.pointee.retiredMutex) }
+        sg_mutex_lock(&state.pointee.retiredMutex)
+        defer { sg_mutex_unlock(&state.pointee.retiredMutex) }
         var previous: UnsafeMutablePointer<LargeSpan>? = nil
         var s = state.pointee.warmGuarded.oldest
         var looked = 0

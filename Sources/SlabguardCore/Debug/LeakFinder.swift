@@ -56,28 +56,34 @@ enum LeakFinder {
         let own = (scratch.base + candidateBytes + workBytes).bindMemory(to: UInt.self, capacity: 2 * MetadataMappings.capacity)
         let maps = (scratch.base + candidateBytes + workBytes + rangeBytes).assumingMemoryBound(to: UInt8.self)
 
-        guard stopTheWorld() else {
+        // The locks the scan needs are taken first, in the global order, then the other
+        // threads stopped: none of them can be stopped inside one of these, and one
+        // waiting for one of them stops while it waits.
+        lockForScan()
+        guard sg_world_stop(2000) >= 0 else {
+            unlockAfterScan()
             return skipped("a thread did not stop (it blocks SIGPWR and SIGXCPU?)", thread: sg_world_unstopped_thread())
         }
         let count = collect(into: candidates, capacity: capacity)
         guard count < capacity else {
-            sg_world_resume()
+            resume()
             return skipped("more live buffers than the scan has room for")
         }
-        guard count > 0 else { sg_world_resume(); return 0 }
+        guard count > 0 else { resume(); return 0 }
         sort(candidates, count)
         var workCount = 0
-        let ownCount = MetadataMappings.snapshot(into: own, capacity: MetadataMappings.capacity)
+        let ownCount = MetadataMappings.snapshotLocked(into: own, capacity: MetadataMappings.capacity)
         guard scanRoots(candidates, count, work, &workCount, maps: maps, own: own, ownCount: ownCount) else {
-            sg_world_resume()
+            resume()
             return skipped("/proc/self/maps cannot be read")
         }
+        scanCachesWithoutTags(candidates, count, work, &workCount)
         while workCount > 0 {
             workCount -= 1
             let c = candidates[work[workCount]]
             scanRange(c.start, c.start + c.size, candidates, count, work, &workCount)
         }
-        sg_world_resume()
+        resume()
         // Reporting symbolizes and takes locks: the other threads run again by now.
         // What they do with reachable buffers no longer matters; unreachable ones
         // cannot be touched by a correct program.
@@ -86,32 +92,36 @@ enum LeakFinder {
 
     private static let mapsBytes = 1 << 20
 
-    /// Stops the other threads with none of them inside a lock the scan takes; a
-    /// thread stopped holding one is let go and the stop retried.
-    private static func stopTheWorld() -> Bool {
-        for attempt in 0..<100 {
-            guard sg_world_stop(2000) >= 0 else { return false }
-            if scanLocksAreFree() { return true }
-            sg_world_resume()
-            usleep(attempt < 10 ? 1000 : 10_000)
+    /// Takes, in the global lock order (DESIGN.md), the locks the scan reads under: the
+    /// cache registry, each cache's slab lock, the large-span lock, and last the
+    /// mapping table (a leaf lock).  The scan itself then takes none.
+    private static func lockForScan() {
+        CacheRegistry.lock.lock()
+        var c = CacheRegistry.shared.pointee.first
+        while let cache = c {
+            cache.slabLock.lock()
+            c = cache.pointee.nextCache
         }
-        return false
+        SizeClassHeap.defaultHeap.largeLock.lock()
+        MetadataMappings.lock()
     }
 
-    /// Whether the locks the scan takes (registry, each debug cache's slab lock, the
-    /// large-span lock, the mapping table) are free; with the world stopped they stay so.
-    private static func scanLocksAreFree() -> Bool {
-        guard CacheRegistry.lock.tryLock() else { return false }
-        var free = true
+    /// Lets the other threads go, then gives the scan's locks back (before any report:
+    /// reporting takes locks that come before these in the order).
+    private static func resume() {
+        sg_world_resume()
+        unlockAfterScan()
+    }
+
+    private static func unlockAfterScan() {
+        MetadataMappings.unlock()
+        SizeClassHeap.defaultHeap.largeLock.unlock()
         var c = CacheRegistry.shared.pointee.first
-        while let cache = c, free {
-            if cache.slabLock.tryLock() { cache.slabLock.unlock() } else { free = false }
+        while let cache = c {
+            cache.slabLock.unlock()
             c = cache.pointee.nextCache
         }
         CacheRegistry.lock.unlock()
-        let large = SizeClassHeap.defaultHeap.largeLock
-        if free { if large.tryLock() { large.unlock() } else { free = false } }
-        return free && MetadataMappings.isUnlocked()
     }
 
     /// One line saying why there is no leak check (never a report of everything).
@@ -173,10 +183,11 @@ enum LeakFinder {
 
     private static func collect(into out: UnsafeMutablePointer<Candidate>, capacity: Int) -> Int {
         var n = 0
-        CacheOps.forEachCache { cache in
-            guard cache.pointee.debugFlags != 0 else { return }
-            let lock = cache.slabLock
-            lock.lock()
+        // Every lock is held by the caller (lockForScan).
+        var c = CacheRegistry.shared.pointee.first
+        while let cache = c {
+            c = cache.pointee.nextCache
+            guard cache.pointee.debugFlags != 0 else { continue }
             for list in Int32(0)...Int32(1) {   // partial and full slabs hold live buffers
                 var slab = cache.listHead(SlabList(rawValue: list)!).pointee
                 while let s = slab {
@@ -193,11 +204,8 @@ enum LeakFinder {
                     slab = s.pointee.next
                 }
             }
-            lock.unlock()
         }
         let heap = SizeClassHeap.defaultHeap
-        let lock = heap.largeLock
-        lock.lock()
         let debugLarge = heap.pointee.debugFlags != 0
         var span = heap.pointee.largeSpans
         while let s = span, n < capacity {
@@ -210,8 +218,26 @@ enum LeakFinder {
             }
             span = s.pointee.next
         }
-        lock.unlock()
         return n
+    }
+
+    /// Object caches without debug flags keep no allocation state, so every chunk of
+    /// their slabs is a root (their buffers may hold the only pointer to a tagged one).
+    private static func scanCachesWithoutTags(_ a: UnsafeMutablePointer<Candidate>, _ n: Int,
+                                              _ work: UnsafeMutablePointer<Int>, _ workCount: inout Int) {
+        var c = CacheRegistry.shared.pointee.first
+        while let cache = c {
+            c = cache.pointee.nextCache
+            guard cache.pointee.debugFlags == 0 else { continue }
+            for list in Int32(0)...Int32(1) {
+                var slab = cache.listHead(SlabList(rawValue: list)!).pointee
+                while let s = slab {
+                    let start = UInt(bitPattern: s.pointee.base)
+                    scanRange(start, start + UInt(s.pointee.carved * cache.pointee.chunkSize), a, n, work, &workCount)
+                    slab = s.pointee.next
+                }
+            }
+        }
     }
 
     /// Heap sort by start address (no allocation, O(n log n)).

@@ -17,7 +17,7 @@ enum Quarantine {
         let configured = state.pointee.options.quarantineBytes
         let limit = configured > 0 ? configured : 4 << 20
         tag.link = nil
-        pthread_mutex_lock(&state.pointee.quarantineMutex)
+        sg_mutex_lock(&state.pointee.quarantineMutex)
         if let tail = state.pointee.quarantineTail {
             BufferTag(base: tail + tagOffset(of: tail)).link = chunk
         } else {
@@ -35,12 +35,12 @@ enum Quarantine {
             if state.pointee.quarantineHead == nil { state.pointee.quarantineTail = nil }
             state.pointee.quarantineBytes -= oldestCache.pointee.chunkSize
             state.pointee.quarantineCount -= 1
-            pthread_mutex_unlock(&state.pointee.quarantineMutex)
+            sg_mutex_unlock(&state.pointee.quarantineMutex)
             release(oldest, cache: oldestCache, tag: oldestTag)
-            pthread_mutex_lock(&state.pointee.quarantineMutex)
+            sg_mutex_lock(&state.pointee.quarantineMutex)
             released += 1
         }
-        pthread_mutex_unlock(&state.pointee.quarantineMutex)
+        sg_mutex_unlock(&state.pointee.quarantineMutex)
     }
 
     /// Verifies a buffer leaving quarantine and returns it to its cache.
@@ -56,8 +56,8 @@ enum Quarantine {
     /// Whether `chunk` is waiting in quarantine (reports say so).
     static func contains(_ chunk: UnsafeRawPointer) -> Bool {
         let state = DebugState.shared
-        pthread_mutex_lock(&state.pointee.quarantineMutex)
-        defer { pthread_mutex_unlock(&state.pointee.quarantineMutex) }
+        sg_mutex_lock(&state.pointee.quarantineMutex)
+        defer { sg_mutex_unlock(&state.pointee.quarantineMutex) }
         var c = state.pointee.quarantineHead
         while let x = c {
             if UnsafeRawPointer(x) == chunk { return true }

@@ -16,6 +16,7 @@ struct FaultAccess {
 struct ReportBuilder: ~Copyable {
     let json: Bool
     let noabort: Bool
+    let ownsLock: Bool      // false: this thread held the report lock already (see init)
     var w: ReportWriter
     var notesOpen = false
 
@@ -36,7 +37,10 @@ struct ReportBuilder: ~Copyable {
     init(_ kind: DebugReport.Kind, cacheFlags: UInt32, leakBuffers: UInt = 0, leakBytes: UInt = 0,
          fault: FaultAccess? = nil) {
         let state = DebugState.shared
-        pthread_mutex_lock(&state.pointee.reportMutex)
+        // A report never waits on itself: when this thread holds the report lock already
+        // (a signal handler interrupted a report, or left one with siglongjmp) the
+        // report is written without it rather than never.
+        ownsLock = sg_mutex_lock_unless_held(&state.pointee.reportMutex) != 0
         let s = ReportBuilder.scratch
         if s.pointee.memory == nil { s.pointee.memory = Platform.map(ReportBuilder.bufferBytes + ReportBuilder.nameBytes + 1024) }
         let flags = DebugFlags(rawValue: cacheFlags | state.pointee.options.flags.rawValue)
@@ -320,7 +324,7 @@ struct ReportBuilder: ~Copyable {
         w.flush()
         state.pointee.reportCount &+= 1
         let abortAfter = !noabort && !isLeak && !informational
-        pthread_mutex_unlock(&state.pointee.reportMutex)
+        if ownsLock { sg_mutex_unlock(&state.pointee.reportMutex) }
         if abortAfter {
             DebugLayer.writeLogIfRequested()
             abort()

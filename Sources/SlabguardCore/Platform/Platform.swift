@@ -179,11 +179,12 @@ struct RawLock {
 
     init(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) { self.mutex = mutex }
 
-    @inline(__always) func lock() { pthread_mutex_lock(mutex) }
-    @inline(__always) func unlock() { pthread_mutex_unlock(mutex) }
-    @inline(__always) func tryLock() -> Bool { pthread_mutex_trylock(mutex) == 0 }
+    /// Never waits on a lock this thread holds (see sg_mutex_lock).
+    @inline(__always) func lock() { sg_mutex_lock(mutex) }
+    @inline(__always) func unlock() { sg_mutex_unlock(mutex) }
+    @inline(__always) func tryLock() -> Bool { sg_mutex_trylock(mutex) != 0 }
     /// Re-initializes the mutex in a forked child, where the owning thread no longer exists.
-    func reinitialize() { pthread_mutex_init(mutex, nil) }
+    func reinitialize() { sg_mutex_reinit(mutex) }
 }
 
 @inline(__always) func roundUp(_ value: Int, _ alignment: Int) -> Int {
@@ -211,45 +212,49 @@ enum MetadataMappings {
 
     static func add(_ p: UnsafeMutableRawPointer, _ bytes: Int) {
         let t = table
-        pthread_mutex_lock(&t.pointee.mutex)
+        sg_mutex_lock(&t.pointee.mutex)
         if t.pointee.count < capacity {
             ranges[2 * t.pointee.count] = UInt(bitPattern: p)
             ranges[2 * t.pointee.count + 1] = UInt(bitPattern: p) + UInt(bytes)
             t.pointee.count += 1
         }
-        pthread_mutex_unlock(&t.pointee.mutex)
+        sg_mutex_unlock(&t.pointee.mutex)
     }
 
     /// Grows the range ending at `end` by `bytes`.
     static func extend(end: UnsafeMutableRawPointer, by bytes: Int) {
         let t = table
-        pthread_mutex_lock(&t.pointee.mutex)
+        sg_mutex_lock(&t.pointee.mutex)
         for i in 0..<t.pointee.count where ranges[2 * i + 1] == UInt(bitPattern: end) {
             ranges[2 * i + 1] += UInt(bytes)
             break
         }
-        pthread_mutex_unlock(&t.pointee.mutex)
+        sg_mutex_unlock(&t.pointee.mutex)
     }
 
     static func remove(_ p: UnsafeMutableRawPointer) {
         let t = table
-        pthread_mutex_lock(&t.pointee.mutex)
+        sg_mutex_lock(&t.pointee.mutex)
         for i in 0..<t.pointee.count where ranges[2 * i] == UInt(bitPattern: p) {
             t.pointee.count -= 1
             ranges[2 * i] = ranges[2 * t.pointee.count]
             ranges[2 * i + 1] = ranges[2 * t.pointee.count + 1]
             break
         }
-        pthread_mutex_unlock(&t.pointee.mutex)
+        sg_mutex_unlock(&t.pointee.mutex)
     }
 
+    /// The table's lock, for the leak scan, which reads it with the world stopped.
+    static func lock() { sg_mutex_lock(&table.pointee.mutex) }
+    static func unlock() { sg_mutex_unlock(&table.pointee.mutex) }
+    static func reinitializeLock() { sg_mutex_reinit(&table.pointee.mutex) }
+
     /// Copies the ranges (start, end pairs) into `out`, sorted by start; returns how many.
-    static func snapshot(into out: UnsafeMutablePointer<UInt>, capacity: Int) -> Int {
+    /// The caller holds the lock (`lock()`).
+    static func snapshotLocked(into out: UnsafeMutablePointer<UInt>, capacity: Int) -> Int {
         let t = table
-        pthread_mutex_lock(&t.pointee.mutex)
         let n = min(t.pointee.count, capacity)
         for i in 0..<(2 * n) { out[i] = ranges[i] }
-        pthread_mutex_unlock(&t.pointee.mutex)
         // Insertion sort: a few hundred ranges at most.
         var i = 1
         while i < n {
@@ -265,18 +270,11 @@ enum MetadataMappings {
         return n
     }
 
-    /// Whether no thread holds the table's lock right now (the leak scan, world stopped).
-    static func isUnlocked() -> Bool {
-        guard pthread_mutex_trylock(&table.pointee.mutex) == 0 else { return false }
-        pthread_mutex_unlock(&table.pointee.mutex)
-        return true
-    }
-
     /// Whether `address` is inside a range slabguard mapped.
     static func contains(_ address: UInt) -> Bool {
         let t = table
-        pthread_mutex_lock(&t.pointee.mutex)
-        defer { pthread_mutex_unlock(&t.pointee.mutex) }
+        sg_mutex_lock(&t.pointee.mutex)
+        defer { sg_mutex_unlock(&t.pointee.mutex) }
         for i in 0..<t.pointee.count where address >= ranges[2 * i] && address < ranges[2 * i + 1] { return true }
         return false
     }

@@ -7,10 +7,12 @@
 // might call malloc: such a re-entrant call on the initializing thread finds
 // phase 1 done and is served without magazines.
 //
-// Fork: the prepare handler takes every allocator lock (registry, threads,
-// each cache's depot and slab locks, pools, arena) so that no lock is held by
-// a thread that will not exist in the child; the parent releases them; the
-// child re-initializes them and reclaims the magazines of the other threads.
+// Fork: the prepare handler takes every lock slabguard has, in the global order
+// of DESIGN.md (the debug layer's first, through its hook, then registry,
+// threads, each cache's depot and slab locks, large spans, pools, arena, the
+// mapping table), so that no lock is held by a thread that will not exist in
+// the child; the parent releases them; the child re-initializes them and
+// reclaims the magazines of the other threads.
 
 import CSlabguardShim
 import Glibc
@@ -44,8 +46,8 @@ public enum Heap {
     @inline(never) static func setUp() -> Bool {
         let life = HeapLifecycle.shared
         if sg_reentry() != 0 { return sg_atomic_load_u64(&life.pointee.state) >= 1 }
-        pthread_mutex_lock(&life.pointee.initMutex)
-        defer { pthread_mutex_unlock(&life.pointee.initMutex) }
+        sg_mutex_lock(&life.pointee.initMutex)
+        defer { sg_mutex_unlock(&life.pointee.initMutex) }
         if life.pointee.failed { return false }
         sg_set_reentry(1)
         defer { sg_set_reentry(0) }
@@ -84,6 +86,7 @@ public enum Heap {
     // MARK: - Fork
 
     private static func forkPrepare() {
+        sg_mutex_lock(&HeapLifecycle.shared.pointee.initMutex)
         if let hook = HeapLifecycle.shared.pointee.forkPrepare { hook() }
         CacheRegistry.lock.lock()
         ThreadRegistry.lock.lock()
@@ -95,13 +98,15 @@ public enum Heap {
         }
         SizeClassHeap.defaultHeap.largeLock.lock()
         MagazinePool.lock.lock()
-        pthread_mutex_lock(&SlabRecords.state.pointee.mutex)
+        sg_mutex_lock(&SlabRecords.state.pointee.mutex)
         GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.lock()
+        MetadataMappings.lock()
     }
 
     private static func forkParent() {
+        MetadataMappings.unlock()
         GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.unlock()
-        pthread_mutex_unlock(&SlabRecords.state.pointee.mutex)
+        sg_mutex_unlock(&SlabRecords.state.pointee.mutex)
         MagazinePool.lock.unlock()
         SizeClassHeap.defaultHeap.largeLock.unlock()
         var c = CacheRegistry.shared.pointee.first
@@ -113,11 +118,13 @@ public enum Heap {
         ThreadRegistry.lock.unlock()
         CacheRegistry.lock.unlock()
         if let hook = HeapLifecycle.shared.pointee.forkParent { hook() }
+        sg_mutex_unlock(&HeapLifecycle.shared.pointee.initMutex)
     }
 
     private static func forkChild() {
+        MetadataMappings.reinitializeLock()
         GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.reinitialize()
-        pthread_mutex_init(&SlabRecords.state.pointee.mutex, nil)
+        sg_mutex_reinit(&SlabRecords.state.pointee.mutex)
         MagazinePool.lock.reinitialize()
         SizeClassHeap.defaultHeap.largeLock.reinitialize()
         var c = CacheRegistry.shared.pointee.first
@@ -132,5 +139,6 @@ public enum Heap {
         ThreadRegistry.reclaimAfterFork()
         ThreadRegistry.lock.unlock()
         if let hook = HeapLifecycle.shared.pointee.forkChild { hook() }
+        sg_mutex_reinit(&HeapLifecycle.shared.pointee.initMutex)
     }
 }

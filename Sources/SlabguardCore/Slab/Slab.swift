@@ -189,16 +189,16 @@ enum SlabRecords {
     }
     static func allocate() -> UnsafeMutableRawPointer? {
         let s = state
-        pthread_mutex_lock(&s.pointee.mutex)
+        sg_mutex_lock(&s.pointee.mutex)
         if s.pointee.pool.recordSize == 0 { s.pointee.pool = FixedPool(recordSize: MemoryLayout<Slab>.stride) }
         let r = s.pointee.pool.allocate()
-        pthread_mutex_unlock(&s.pointee.mutex)
+        sg_mutex_unlock(&s.pointee.mutex)
         return r
     }
     static func free(_ r: UnsafeMutableRawPointer) {
         let s = state
-        pthread_mutex_lock(&s.pointee.mutex)
+        sg_mutex_lock(&s.pointee.mutex)
         s.pointee.pool.free(r)
-        pthread_mutex_unlock(&s.pointee.mutex)
+        sg_mutex_unlock(&s.pointee.mutex)
     }
 }

@@ -19,6 +19,7 @@
 // module record is fetched from ModuleMap (its own mutex) before this lock is taken, so the
 // two locks are never nested.
 
+import CSlabguardShim
 import Glibc
 
 struct ElfSymbolEntry {
@@ -78,7 +79,7 @@ private func elfSymbolsInitialize() {
     let path = (mem + 4096 + tableBytes).bindMemory(to: CChar.self, capacity: 4096)
     let st = mem.bindMemory(to: ElfSymbolsState.self, capacity: 1)
     st.initialize(to: ElfSymbolsState(tables: tables, pathBuffer: path))
-    pthread_mutex_init(&st.pointee.mutex, nil)
+    sg_mutex_reinit(&st.pointee.mutex)
     elfSymbolsStatePointer = st
 }
 
@@ -100,8 +101,8 @@ enum ElfSymbols {
         var rec = ModuleRecord()
         let index = ModuleMap.lookupRecord(address, into: &rec)
         guard index >= 0 else { return false }
-        pthread_mutex_lock(&st.pointee.mutex)
-        defer { pthread_mutex_unlock(&st.pointee.mutex) }
+        sg_mutex_lock(&st.pointee.mutex)
+        defer { sg_mutex_unlock(&st.pointee.mutex) }
         let table = st.pointee.tables + index
         if table.pointee.state == 0 {
             table.pointee.state = load(table, &rec, st.pointee.pathBuffer) ? 1 : 2
@@ -359,5 +360,13 @@ enum ElfSymbols {
             let t = a[root]; a[root] = a[child]; a[child] = t
             root = child
         }
+    }
+}
+
+extension ElfSymbols {
+    /// The mutex, once the state exists (fork handlers take it without creating anything).
+    static var mutexIfCreated: UnsafeMutablePointer<pthread_mutex_t>? {
+        guard let st = elfSymbolsStatePointer else { return nil }
+        return (UnsafeMutableRawPointer(st) + MemoryLayout<ElfSymbolsState>.offset(of: \.mutex)!).assumingMemoryBound(to: pthread_mutex_t.self)
     }
 }

@@ -16,6 +16,7 @@
 // dl_iterate_phdr is not exposed by Swift's Glibc module (no <link.h>), so it is resolved
 // with dlsym once, and `struct dl_phdr_info` / `Elf64_Phdr` fields are read by offset.
 
+import CSlabguardShim
 import Glibc
 
 /// Snapshot of one module, filled by `ModuleMap.lookup`.
@@ -119,7 +120,7 @@ private func moduleMapInitialize() {
     let pool = (mem + headerBytes + recordBytes + lineBytes).bindMemory(to: CChar.self, capacity: ModuleMap.poolBytes)
     let st = mem.bindMemory(to: ModuleMapState.self, capacity: 1)
     st.initialize(to: ModuleMapState(records: records, pool: pool, line: line))
-    pthread_mutex_init(&st.pointee.mutex, nil)
+    sg_mutex_reinit(&st.pointee.mutex)
     st.pointee.iteratePhdr = StackDebugSupport.symbolAddress("dl_iterate_phdr")
     // Path of the main executable (dl_iterate_phdr reports it with an empty name).
     let n = readlink(StackDebugSupport.cString("/proc/self/exe"), pool, 4095)
@@ -144,9 +145,9 @@ enum ModuleMap {
     /// Re-scans the loaded modules (cheap when dl_iterate_phdr's add/remove counters are unchanged).
     static func refresh() {
         guard let st = state() else { return }
-        pthread_mutex_lock(&st.pointee.mutex)
+        sg_mutex_lock(&st.pointee.mutex)
         let removed = refreshLocked(st)
-        pthread_mutex_unlock(&st.pointee.mutex)
+        sg_mutex_unlock(&st.pointee.mutex)
         if removed { StackUnwinder.invalidateCache() }
     }
 
@@ -319,12 +320,12 @@ enum ModuleMap {
         guard let st = state() else { return -1 }
         var attempt = 0
         while attempt < 2 {
-            pthread_mutex_lock(&st.pointee.mutex)
+            sg_mutex_lock(&st.pointee.mutex)
             var removed = false
             if !st.pointee.scannedOnce || attempt == 1 { removed = refreshLocked(st) }
             let index = findLocked(st, address)
             if index >= 0 { record.pointee = st.pointee.records[index] }
-            pthread_mutex_unlock(&st.pointee.mutex)
+            sg_mutex_unlock(&st.pointee.mutex)
             if removed { StackUnwinder.invalidateCache() }
             if index >= 0 { return index }
             attempt += 1
@@ -362,8 +363,8 @@ enum ModuleMap {
     /// Number of records (live and unloaded) currently in the snapshot.
     static var count: Int {
         guard let st = state() else { return 0 }
-        pthread_mutex_lock(&st.pointee.mutex)
-        defer { pthread_mutex_unlock(&st.pointee.mutex) }
+        sg_mutex_lock(&st.pointee.mutex)
+        defer { sg_mutex_unlock(&st.pointee.mutex) }
         return st.pointee.count
     }
 
@@ -374,7 +375,7 @@ enum ModuleMap {
     /// an unloaded and a later module overlap, the later line is the current one.
     static func write(to fd: Int32) {
         guard let st = state() else { return }
-        pthread_mutex_lock(&st.pointee.mutex)
+        sg_mutex_lock(&st.pointee.mutex)
         if !st.pointee.scannedOnce { _ = refreshLocked(st) }
         let line = st.pointee.line
         for i in 0..<st.pointee.count {
@@ -409,7 +410,7 @@ enum ModuleMap {
             line[n] = 0x0A; n += 1
             if !StackDebugSupport.writeAll(fd, line, n) { break }
         }
-        pthread_mutex_unlock(&st.pointee.mutex)
+        sg_mutex_unlock(&st.pointee.mutex)
     }
 
     @inline(__always)
@@ -486,5 +487,13 @@ extension ModuleMap {
         low = search.low
         high = search.high
         return true
+    }
+}
+
+extension ModuleMap {
+    /// The mutex, once the state exists (fork handlers take it without creating anything).
+    static var mutexIfCreated: UnsafeMutablePointer<pthread_mutex_t>? {
+        guard let st = moduleMapStatePointer else { return nil }
+        return (UnsafeMutableRawPointer(st) + MemoryLayout<ModuleMapState>.offset(of: \.mutex)!).assumingMemoryBound(to: pthread_mutex_t.self)
     }
 }

@@ -1,0 +1,111 @@
+/*
+ * sg_locks.c — every allocator lock goes through here (sg_shim.h).
+ *
+ * The only rule: a lock already held by the calling thread is never waited on.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "sg_shim.h"
+
+/* A lock already held by the calling thread is never waited on: that happens only
+ * when a signal handler called the allocator while the thread was inside it, or
+ * left it with siglongjmp, and waiting would hang forever.  Each thread lists the
+ * locks it holds or is taking (recorded before the attempt, removed after the
+ * release, so a signal arriving in between still sees it); glibc's owner field
+ * cannot tell, since a signal can land between its lock and its owner store.
+ * Deeper nesting than the list holds (the fork handlers take every lock) falls
+ * back on that owner field. */
+#define SG_HELD_LOCKS 16
+static __thread pthread_mutex_t *held_locks[SG_HELD_LOCKS] __attribute__((tls_model("initial-exec")));
+static __thread uint32_t held_count __attribute__((tls_model("initial-exec")));     /* may exceed SG_HELD_LOCKS */
+
+static int mutex_held_by_caller(pthread_mutex_t *m) {
+    uint32_t listed = held_count < SG_HELD_LOCKS ? held_count : SG_HELD_LOCKS;
+    for (uint32_t i = 0; i < listed; i++) if (held_locks[i] == m) return 1;
+    if (held_count > SG_HELD_LOCKS) return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == (int)sg_gettid();
+    return 0;
+}
+
+static void forget_lock(pthread_mutex_t *m) {
+    uint32_t listed = held_count < SG_HELD_LOCKS ? held_count : SG_HELD_LOCKS;
+    for (uint32_t i = listed; i-- > 0;) {
+        if (held_locks[i] == m) {
+            held_locks[i] = held_locks[listed - 1];
+            held_locks[listed - 1] = NULL;
+            if (held_count > SG_HELD_LOCKS) held_count--; else held_count = listed - 1;
+            return;
+        }
+    }
+    if (held_count > SG_HELD_LOCKS) held_count--;
+}
+
+static void note_lock(pthread_mutex_t *m) {
+    if (held_count < SG_HELD_LOCKS) held_locks[held_count] = m;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);   /* listed before the attempt, as a handler sees it */
+    held_count++;
+}
+
+static void write_text(const char *text) {
+    size_t n = 0;
+    while (text[n] != 0) n++;
+    while (n > 0) {
+        ssize_t w = write(2, text, n);
+        if (w <= 0) return;
+        text += w;
+        n -= (size_t)w;
+    }
+}
+
+static void write_number(unsigned long v) {
+    char digits[24];
+    int i = sizeof digits;
+    digits[--i] = 0;
+    do { digits[--i] = (char)('0' + v % 10); v /= 10; } while (v != 0 && i > 0);
+    write_text(digits + i);
+}
+
+__attribute__((noreturn)) static void reentered(void) {
+    write_text("slabguard: malloc re-entered from a signal handler\n  thread ");
+    write_number((unsigned long)sg_gettid());
+    write_text(" of process ");
+    write_number((unsigned long)getpid());
+    write_text(" called the allocator while it was already inside it: a signal handler interrupted\n"
+               "  malloc or free and called it, or left it with siglongjmp.  The lock it needs is held\n"
+               "  by this same thread, so waiting would hang forever; malloc and free are not\n"
+               "  async-signal-safe (signal-safety(7)).\n");
+    abort();
+}
+
+void sg_mutex_lock(pthread_mutex_t *m) {
+    if (mutex_held_by_caller(m)) reentered();
+    note_lock(m);
+    pthread_mutex_lock(m);
+}
+
+int sg_mutex_lock_unless_held(pthread_mutex_t *m) {
+    if (mutex_held_by_caller(m)) return 0;
+    note_lock(m);
+    pthread_mutex_lock(m);
+    return 1;
+}
+
+int sg_mutex_trylock(pthread_mutex_t *m) {
+    if (mutex_held_by_caller(m)) return 0;
+    note_lock(m);
+    if (pthread_mutex_trylock(m) == 0) return 1;
+    forget_lock(m);
+    return 0;
+}
+
+void sg_mutex_unlock(pthread_mutex_t *m) {
+    pthread_mutex_unlock(m);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    forget_lock(m);
+}
+
+void sg_mutex_reinit(pthread_mutex_t *m) {
+    pthread_mutex_init(m, NULL);
+    forget_lock(m);
+}
