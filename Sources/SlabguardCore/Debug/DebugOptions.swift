@@ -126,7 +126,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
 
     /// Removes the log path (the `.log` flag is the caller's).
     mutating func clearLogPath() {
-        withUnsafeMutablePointer(to: &logPath) { p in memset(UnsafeMutableRawPointer(p), 0, 4096) }
+        logPath = FixedBytes4K()
     }
 
     mutating func storeLogPath(_ source: UnsafeRawPointer, count n: Int) {
