@@ -11,14 +11,22 @@
  * world.  Its registers are then saved in the signal frame on its own stack,
  * which the scan reads as a root.
  *
- * The signal is SIGPWR, or SIGXCPU when the program handles SIGPWR itself; the
- * previous action is put back after the scan.  Threads created while stopping
- * are found by listing the tasks again until the list is stable.  A thread
- * that exits before it acknowledges counts as stopped.  A thread that does not
- * acknowledge in time (it blocks the signal) fails the stop: the world is
- * resumed, and the handler stays installed for good, so that the signal still
- * pending there is harmless when it is finally delivered (it is passed on to
- * the program's own handler, if it had one).
+ * The signal is SIGPWR, or SIGXCPU when the program handles SIGPWR itself.
+ * The handler stays installed once installed: a signal of ours that arrives
+ * late (its thread had it blocked) is recognised (SI_TKILL from this process)
+ * and dropped; any other is passed to the program's previous action (the
+ * default one re-raised).  Threads created while stopping are found by listing
+ * the tasks again until the list is stable.  A thread that exits before it
+ * acknowledges counts as stopped.
+ *
+ * Threads that block the signal (libdispatch's and other runtimes' worker
+ * threads block every signal) cannot be stopped this way.  One found asleep in
+ * the kernel (state S or D) is left parked there: it holds no allocator lock
+ * the scan needs (the scan holds them), and a buffer it frees meanwhile is
+ * checked again before any report.  Its callee-saved registers are out of the
+ * scan's sight, the one known gap (ptrace, as LeakSanitizer does, would close
+ * it).  One that blocks the signal and keeps running fails the stop; one that
+ * does not acknowledge in time is parked if it is asleep then, else fails it.
  *
  * Nothing here allocates: the task list is read with getdents64 into a stack
  * buffer, the thread table is static.  Only async-signal-safe calls run in the
@@ -30,6 +38,7 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -44,9 +53,11 @@ static int world_count;
 static int world_signal;
 static struct sigaction world_previous;
 static int world_stopping;          /* futex word: 1 while the world is stopped */
-static int world_broken;            /* a stop failed: the handler stays installed */
 static int world_unstopped;         /* the thread that did not stop */
 static int world_inside;            /* threads in the handler's stopped branch */
+static int world_installed;         /* our handler is on world_signal */
+static int world_parked;            /* threads left asleep with the signal blocked */
+static int world_unstopped_state;   /* its state letter ('b': running with the signal blocked) */
 
 static void world_wake_and_wait(void);
 
@@ -66,12 +77,49 @@ static void world_handler(int sig, siginfo_t *info, void *context) {
             world_futex(&world_stopping, FUTEX_WAIT_PRIVATE, 1);
         }
         __atomic_sub_fetch(&world_inside, 1, __ATOMIC_ACQ_REL);
+    } else if (info != NULL && info->si_code == SI_TKILL && info->si_pid == getpid()) {
+        /* one of ours, delivered late: nothing to do */
     } else if (world_previous.sa_flags & SA_SIGINFO) {
         if (world_previous.sa_sigaction != NULL) world_previous.sa_sigaction(sig, info, context);
-    } else if (world_previous.sa_handler != SIG_DFL && world_previous.sa_handler != SIG_IGN) {
+    } else if (world_previous.sa_handler == SIG_DFL) {
+        signal(sig, SIG_DFL);   /* the default action, as if we were not there */
+        world_installed = 0;
+        raise(sig);
+    } else if (world_previous.sa_handler != SIG_IGN) {
         world_previous.sa_handler(sig);
     }
     errno = saved;
+}
+
+/* A task's scheduler state letter from /proc/self/task/TID/status ('S', 'R', ...),
+ * 'B' when it blocks world_signal, 0 when it is gone. */
+static int world_task_state(int tid) {
+    char path[48] = "/proc/self/task/";
+    int n = 16;
+    char digits[12];
+    int d = 0;
+    do { digits[d++] = (char)('0' + tid % 10); tid /= 10; } while (tid != 0);
+    while (d > 0) path[n++] = digits[--d];
+    memcpy(path + n, "/status", 8);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char b[2048];
+    long len = read(fd, b, sizeof b - 1);
+    close(fd);
+    if (len <= 0) return 0;
+    b[len] = 0;
+    int state = 0;
+    for (char *line = b; line != NULL && *line != 0;) {
+        if (strncmp(line, "State:\t", 7) == 0) state = line[7];
+        if (strncmp(line, "SigBlk:\t", 8) == 0) {
+            /* 16 hex digits, signal 1 the lowest bit */
+            unsigned long long mask = strtoull(line + 8, NULL, 16);
+            if (mask & (1ull << (world_signal - 1))) return state == 'S' || state == 'D' ? 'B' : 'b';
+        }
+        char *next = strchr(line, '\n');
+        line = next != NULL ? next + 1 : NULL;
+    }
+    return state;
 }
 
 static int world_known(int tid) {
@@ -99,12 +147,23 @@ static int world_signal_new_tasks(int self, int pid) {
             if (world_count == SG_WORLD_MAX_THREADS) { close(fd); return -1; }
             world_acked[world_count] = 0;
             world_tids[world_count++] = tid;
-            if (syscall(SYS_tgkill, pid, tid, world_signal) != 0) world_acked[world_count - 1] = 1;   /* gone */
             added++;
+            int state = world_task_state(tid);
+            if (state == 0) { world_acked[world_count - 1] = 1; continue; }   /* gone */
+            if (state == 'B') { world_acked[world_count - 1] = 2; continue; }   /* asleep, signal blocked: parked */
+            if (state == 'b') { world_acked[world_count - 1] = 3; continue; }   /* running with it blocked: waited for */
+            if (syscall(SYS_tgkill, pid, tid, world_signal) != 0) world_acked[world_count - 1] = 1;   /* gone */
         }
     }
     close(fd);
     return added;
+}
+
+/* Whether world_signal still runs our handler (the program may have replaced it). */
+static int world_handler_current(void) {
+    struct sigaction current;
+    if (sigaction(world_signal, NULL, &current) != 0) return 0;
+    return (current.sa_flags & SA_SIGINFO) && current.sa_sigaction == world_handler;
 }
 
 static int world_choose_signal(void) {
@@ -119,15 +178,17 @@ static int world_choose_signal(void) {
 }
 
 int sg_world_stop(int timeout_ms) {
-    if (world_broken) return -1;
-    world_signal = world_choose_signal();
-    if (world_signal == 0) return -1;
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_sigaction = world_handler;
-    action.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigfillset(&action.sa_mask);
-    if (sigaction(world_signal, &action, &world_previous) != 0) return -1;
+    if (!world_installed || !world_handler_current()) {
+        world_signal = world_choose_signal();
+        if (world_signal == 0) return -1;
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_sigaction = world_handler;
+        action.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigfillset(&action.sa_mask);
+        if (sigaction(world_signal, &action, &world_previous) != 0) return -1;
+        world_installed = 1;
+    }
     world_count = 0;
     world_unstopped = 0;
     __atomic_store_n(&world_stopping, 1, __ATOMIC_RELEASE);
@@ -142,18 +203,46 @@ int sg_world_stop(int timeout_ms) {
         do {
             pending = 0;
             for (int i = 0; i < world_count; i++) {
-                if (__atomic_load_n(&world_acked[i], __ATOMIC_ACQUIRE)) continue;
+                int acked = __atomic_load_n(&world_acked[i], __ATOMIC_ACQUIRE);
+                if (acked == 3) {   /* blocks the signal: wait until it sleeps (or is gone) */
+                    int state = world_task_state(world_tids[i]);
+                    if (state == 0) { world_acked[i] = 1; continue; }
+                    if (state == 'B') { world_acked[i] = 2; continue; }
+                    pending = world_tids[i];
+                    continue;
+                }
+                if (acked) continue;
                 if (syscall(SYS_tgkill, pid, world_tids[i], 0) != 0 && errno == ESRCH) { world_acked[i] = 1; continue; }
                 pending = world_tids[i];
             }
             if (pending == 0) break;
             nanosleep(&pause, NULL);
         } while (++waited < timeout_ms);
-        if (pending != 0) { world_unstopped = pending; break; }
-        if (added == 0) return world_count;   /* a stable list, every thread stopped */
+        if (pending != 0) {
+            /* Out of time: a thread still asleep in the kernel (the signal not delivered
+             * yet: seen under heavy load) is left parked like one that blocks it; one
+             * that is running fails the stop. */
+            int running = 0;
+            for (int i = 0; i < world_count; i++) {
+                if (world_acked[i] == 1 || world_acked[i] == 2) continue;
+                int state = world_task_state(world_tids[i]);
+                if (state == 0) { world_acked[i] = 1; continue; }
+                if (state == 'S' || state == 'D' || state == 'B') { world_acked[i] = 2; continue; }
+                running = world_tids[i];
+            }
+            if (running == 0) continue;   /* list the tasks again, then done */
+            pending = running;
+            world_unstopped = pending;
+            world_unstopped_state = world_task_state(pending);
+            break;
+        }
+        if (added == 0) {   /* a stable list, every thread stopped or parked */
+            world_parked = 0;
+            for (int i = 0; i < world_count; i++) if (world_acked[i] == 2) world_parked++;
+            return world_count;
+        }
     }
-    /* Failed: resume whoever stopped; the handler stays for signals still pending. */
-    world_broken = 1;
+    /* Failed: resume whoever stopped (a late signal of ours is dropped by the handler). */
     world_wake_and_wait();
     return -1;
 }
@@ -168,9 +257,8 @@ static void world_wake_and_wait(void) {
 
 void sg_world_resume(void) {
     world_wake_and_wait();
-    /* Every signal sent was delivered (acknowledged) or its thread is gone: nothing is
-     * pending, so the program's action can come back now. */
-    sigaction(world_signal, &world_previous, NULL);
 }
 
 int sg_world_unstopped_thread(void) { return world_unstopped; }
+int sg_world_parked_threads(void) { return world_parked; }
+int sg_world_unstopped_state(void) { return world_unstopped_state; }

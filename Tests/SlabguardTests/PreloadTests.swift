@@ -137,7 +137,7 @@ enum Subprocess {
         var timedOut = false
         if finished.wait(timeout: .now() + timeout) == .timedOut {
             timedOut = true
-            kill(process.processIdentifier, SIGKILL)
+            killTree(process.processIdentifier)
             finished.wait()
         }
         let outData = try Data(contentsOf: outURL)
@@ -147,6 +147,23 @@ enum Subprocess {
                        stdout: String(decoding: outData, as: UTF8.self),
                        stderr: String(decoding: errData, as: UTF8.self),
                        stdoutData: outData, timedOut: timedOut)
+    }
+
+    /// SIGKILL to `pid` and every process below it (a `slabguard run` and its program).
+    static func killTree(_ pid: pid_t) {
+        var parents: [pid_t: [pid_t]] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let child = pid_t(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 2, let parent = pid_t(fields[1]) { parents[parent, default: []].append(child) }
+        }
+        var pending = [pid]
+        while let next = pending.popLast() {
+            kill(next, SIGKILL)
+            pending += parents[next] ?? []
+        }
     }
 
     /// `name` looked up on PATH (or nil).

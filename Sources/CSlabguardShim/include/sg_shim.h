@@ -166,6 +166,11 @@ int sg_fault_code(void *info);
 int sg_world_stop(int timeout_ms);
 void sg_world_resume(void);
 int sg_world_unstopped_thread(void);
+/* Threads left asleep in the kernel because they block the signal (see sg_world.c). */
+int sg_world_parked_threads(void);
+/* The state letter of the thread that did not stop: its /proc state ('R', 'S', ...), or
+ * 'b' when it kept running with the signal blocked. */
+int sg_world_unstopped_state(void);
 
 #ifdef __cplusplus
 }

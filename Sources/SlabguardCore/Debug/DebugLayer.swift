@@ -49,6 +49,7 @@ struct DebugState {
     var guardedLive: UInt64 = 0           // guarded spans allocated and not freed
     var leakCheckRegistered = false
     var logFDPlusOne: Int32 = 0         // log=PATH, opened at start-up (0: none)
+    var forkNanoseconds: UInt64 = 0     // in a forked child: when the fork happened
 
     var logFD: Int32? {
         get { logFDPlusOne == 0 ? nil : logFDPlusOne - 1 }
@@ -104,6 +105,7 @@ enum DebugLayer {
 
     static func reinitializeAfterFork() {
         let s = DebugState.shared
+        s.pointee.forkNanoseconds = monotonicNanoseconds()
         if let m = ElfSymbols.mutexIfCreated { sg_mutex_reinit(m) }
         if let m = ModuleMap.mutexIfCreated { sg_mutex_reinit(m) }
         sg_mutex_reinit(&s.pointee.retiredMutex)

@@ -62,7 +62,9 @@ enum LeakFinder {
         lockForScan()
         guard sg_world_stop(2000) >= 0 else {
             unlockAfterScan()
-            return skipped("a thread did not stop (it blocks SIGPWR and SIGXCPU?)", thread: sg_world_unstopped_thread())
+            let blocked = sg_world_unstopped_state() == Int32(UInt8(ascii: "b"))
+            return skipped(blocked ? "a thread that blocks the stop signal kept running" : "a thread did not stop in 2 s",
+                           thread: sg_world_unstopped_thread(), state: sg_world_unstopped_state())
         }
         let count = collect(into: candidates, capacity: capacity)
         guard count < capacity else {
@@ -125,13 +127,18 @@ enum LeakFinder {
     }
 
     /// One line saying why there is no leak check (never a report of everything).
-    private static func skipped(_ why: StaticString, thread: Int32 = 0) -> Int {
+    private static func skipped(_ why: StaticString, thread: Int32 = 0, state: Int32 = 0) -> Int {
         ReportWriter.withStackBuffer(fd: DebugState.shared.pointee.reportFD) { w in
             w.append("slabguard: leak check skipped: ")
             w.append(why)
             if thread != 0 {
                 w.append(" (thread ")
                 w.append(decimal: UInt(thread))
+                if state > 32 && state < 127 && state != Int32(UInt8(ascii: "b")) {
+                    w.append(", state ")
+                    var letter: (CChar, CChar) = (CChar(state), 0)
+                    withUnsafePointer(to: &letter) { $0.withMemoryRebound(to: CChar.self, capacity: 2) { w.append(cString: $0) } }
+                }
                 w.append(")")
             }
             w.append("\n")

@@ -44,7 +44,7 @@ static void *verifier(void *arg) {
 
 static void *leak_scanner(void *arg) {
     (void)arg;
-    for (int i = 0; i < 20 && !stop; i++) find_leaks();   /* reports the one kept buffer */
+    for (int i = 0; i < 6 && !stop; i++) find_leaks();   /* reports the one kept buffer */
     return NULL;
 }
 
@@ -59,7 +59,7 @@ int main(void) {
     void *(*bodies[5])(void *) = {churn, churn, verifier, leak_scanner, churn};
     for (int t = 0; t < 5; t++) pthread_create(&threads[t], NULL, bodies[t], (void *)(size_t)t);
     int hung = 0;
-    for (int round = 0; round < 60 && !hung; round++) {
+    for (int round = 0; round < 40 && !hung; round++) {
         pid_t child = fork();
         if (child == 0) {
             void *p[64];
