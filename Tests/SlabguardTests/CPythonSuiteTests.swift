@@ -1,12 +1,13 @@
 // CPython's own regression tests under slabguard (design §5: zero false reports on real
 // programs, the CPython test suite among them, and their results unchanged).
 //
-// Fifteen modules of Debian's libpython3.11-testsuite (scripts/setup installs it), run by
+// Fourteen modules of Debian's libpython3.11-testsuite (scripts/setup installs it), run by
 // Debian's /usr/bin/python3 (the suite's own version; a python3 on PATH may be another):
 // the containers, strings and bytes, re, json, zlib, struct, datetime, the cycle collector,
-// and threads (test_thread).  test_threading is left out for now: its top-level process
-// ends with three 32-byte PyThread lock buffers reported as leaks, not yet checked
-// against Valgrind (its forked children, which inherited buffers, are silent now).  Several of them start child interpreters —
+// test_thread and test_threading are left out: they leak lock objects for real — Valgrind
+// (--leak-check=full) says "64 bytes in 2 blocks are definitely lost" for the same 32-byte
+// buffers and stacks that slabguard reports at exit — so their runs are not silent; they
+// come back once suppressions (issue 8) let this test name those leaks.  Several of them start child interpreters —
 // which slabguard runs too, LD_PRELOAD being inherited — and require their stderr to be
 // empty, so a false report in a child fails a test case.  Each run is sequential (one
 // interpreter, about 25 s plainly on this machine), three times:
@@ -30,7 +31,7 @@ struct CPythonSuiteTests {
     static let suiteFolder = "/usr/lib/python3.11/test"
     static let modules = [
         "test_list", "test_dict", "test_set", "test_string", "test_json", "test_re", "test_collections",
-        "test_bytes", "test_unicode", "test_struct", "test_heapq", "test_zlib", "test_thread",
+        "test_bytes", "test_unicode", "test_struct", "test_heapq", "test_zlib",
         "test_gc", "test_datetime",
     ]
 
