@@ -48,6 +48,9 @@
 #define SG_WORLD_MAX_THREADS 8192
 
 static int world_tids[SG_WORLD_MAX_THREADS];
+/* Per signalled thread: where it stands in the stop. */
+enum { WORLD_SIGNALLED = 0, WORLD_STOPPED = 1 /* acknowledged, or gone */, WORLD_PARKED = 2 /* asleep, left there */,
+       WORLD_BLOCKING = 3 /* running with the signal blocked: waited for until it sleeps */ };
 static volatile int world_acked[SG_WORLD_MAX_THREADS];
 static int world_count;
 static int world_signal;
@@ -56,7 +59,6 @@ static int world_stopping;          /* futex word: 1 while the world is stopped 
 static int world_unstopped;         /* the thread that did not stop */
 static int world_inside;            /* threads in the handler's stopped branch */
 static int world_installed;         /* our handler is on world_signal */
-static int world_parked;            /* threads left asleep with the signal blocked */
 static int world_unstopped_state;   /* its state letter ('b': running with the signal blocked) */
 
 static void world_wake_and_wait(void);
@@ -72,7 +74,7 @@ static void world_handler(int sig, siginfo_t *info, void *context) {
         int self = (int)syscall(SYS_gettid);
         while (__atomic_load_n(&world_stopping, __ATOMIC_ACQUIRE)) {
             for (int i = 0; i < world_count; i++) {
-                if (world_tids[i] == self) { __atomic_store_n(&world_acked[i], 1, __ATOMIC_RELEASE); break; }
+                if (world_tids[i] == self) { __atomic_store_n(&world_acked[i], WORLD_STOPPED, __ATOMIC_RELEASE); break; }
             }
             world_futex(&world_stopping, FUTEX_WAIT_PRIVATE, 1);
         }
@@ -145,14 +147,14 @@ static int world_signal_new_tasks(int self, int pid) {
             for (const char *c = name; *c >= '0' && *c <= '9'; c++) tid = tid * 10 + (*c - '0');
             if (tid == self || world_known(tid)) continue;
             if (world_count == SG_WORLD_MAX_THREADS) { close(fd); return -1; }
-            world_acked[world_count] = 0;
+            world_acked[world_count] = WORLD_SIGNALLED;
             world_tids[world_count++] = tid;
             added++;
             int state = world_task_state(tid);
-            if (state == 0) { world_acked[world_count - 1] = 1; continue; }   /* gone */
-            if (state == 'B') { world_acked[world_count - 1] = 2; continue; }   /* asleep, signal blocked: parked */
-            if (state == 'b') { world_acked[world_count - 1] = 3; continue; }   /* running with it blocked: waited for */
-            if (syscall(SYS_tgkill, pid, tid, world_signal) != 0) world_acked[world_count - 1] = 1;   /* gone */
+            if (state == 0) { world_acked[world_count - 1] = WORLD_STOPPED; continue; }   /* gone */
+            if (state == 'B') { world_acked[world_count - 1] = WORLD_PARKED; continue; }   /* asleep, signal blocked: parked */
+            if (state == 'b') { world_acked[world_count - 1] = WORLD_BLOCKING; continue; }   /* running with it blocked: waited for */
+            if (syscall(SYS_tgkill, pid, tid, world_signal) != 0) world_acked[world_count - 1] = WORLD_STOPPED;   /* gone */
         }
     }
     close(fd);
@@ -204,15 +206,15 @@ int sg_world_stop(int timeout_ms) {
             pending = 0;
             for (int i = 0; i < world_count; i++) {
                 int acked = __atomic_load_n(&world_acked[i], __ATOMIC_ACQUIRE);
-                if (acked == 3) {   /* blocks the signal: wait until it sleeps (or is gone) */
+                if (acked == WORLD_BLOCKING) {   /* blocks the signal: wait until it sleeps (or is gone) */
                     int state = world_task_state(world_tids[i]);
-                    if (state == 0) { world_acked[i] = 1; continue; }
-                    if (state == 'B') { world_acked[i] = 2; continue; }
+                    if (state == 0) { world_acked[i] = WORLD_STOPPED; continue; }
+                    if (state == 'B') { world_acked[i] = WORLD_PARKED; continue; }
                     pending = world_tids[i];
                     continue;
                 }
-                if (acked) continue;
-                if (syscall(SYS_tgkill, pid, world_tids[i], 0) != 0 && errno == ESRCH) { world_acked[i] = 1; continue; }
+                if (acked != WORLD_SIGNALLED) continue;
+                if (syscall(SYS_tgkill, pid, world_tids[i], 0) != 0 && errno == ESRCH) { world_acked[i] = WORLD_STOPPED; continue; }
                 pending = world_tids[i];
             }
             if (pending == 0) break;
@@ -224,10 +226,10 @@ int sg_world_stop(int timeout_ms) {
              * that is running fails the stop. */
             int running = 0;
             for (int i = 0; i < world_count; i++) {
-                if (world_acked[i] == 1 || world_acked[i] == 2) continue;
+                if (world_acked[i] == WORLD_STOPPED || world_acked[i] == WORLD_PARKED) continue;
                 int state = world_task_state(world_tids[i]);
-                if (state == 0) { world_acked[i] = 1; continue; }
-                if (state == 'S' || state == 'D' || state == 'B') { world_acked[i] = 2; continue; }
+                if (state == 0) { world_acked[i] = WORLD_STOPPED; continue; }
+                if (state == 'S' || state == 'D' || state == 'B') { world_acked[i] = WORLD_PARKED; continue; }
                 running = world_tids[i];
             }
             if (running == 0) continue;   /* list the tasks again, then done */
@@ -236,11 +238,7 @@ int sg_world_stop(int timeout_ms) {
             world_unstopped_state = world_task_state(pending);
             break;
         }
-        if (added == 0) {   /* a stable list, every thread stopped or parked */
-            world_parked = 0;
-            for (int i = 0; i < world_count; i++) if (world_acked[i] == 2) world_parked++;
-            return world_count;
-        }
+        if (added == 0) return world_count;   /* a stable list, every thread stopped or parked */
     }
     /* Failed: resume whoever stopped (a late signal of ours is dropped by the handler). */
     world_wake_and_wait();
@@ -260,5 +258,4 @@ void sg_world_resume(void) {
 }
 
 int sg_world_unstopped_thread(void) { return world_unstopped; }
-int sg_world_parked_threads(void) { return world_parked; }
 int sg_world_unstopped_state(void) { return world_unstopped_state; }

@@ -1,10 +1,8 @@
 /* Storage for sg_shim.h: thread-local magazine slots and the heap's static state. */
 #define _GNU_SOURCE
 #include <stdlib.h>
-#include <sys/auxv.h>
 #include "sg_shim.h"
 
-int sg_secure_execution(void) { return getauxval(AT_SECURE) != 0; }
 const char *sg_secure_getenv(const char *name) { return secure_getenv(name); }
 
 __thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_model("initial-exec")));

@@ -96,9 +96,8 @@ void sg_mutex_unlock(pthread_mutex_t *m);
 /* Re-initializes a mutex in a forked child (its holder is gone). */
 void sg_mutex_reinit(pthread_mutex_t *m);
 
-/* Secure execution (AT_SECURE: setuid/setgid, file capabilities), and glibc's
- * secure_getenv (NULL there), which need _GNU_SOURCE: defined in shim.c. */
-int sg_secure_execution(void);
+/* glibc's secure_getenv: NULL in secure execution (AT_SECURE: setuid/setgid, file
+ * capabilities).  It needs _GNU_SOURCE: defined in shim.c. */
 const char *sg_secure_getenv(const char *name);
 
 /* Random bytes from the kernel (getrandom(2)); returns how many, or -1. */
@@ -166,8 +165,6 @@ int sg_fault_code(void *info);
 int sg_world_stop(int timeout_ms);
 void sg_world_resume(void);
 int sg_world_unstopped_thread(void);
-/* Threads left asleep in the kernel because they block the signal (see sg_world.c). */
-int sg_world_parked_threads(void);
 /* The state letter of the thread that did not stop: its /proc state ('R', 'S', ...), or
  * 'b' when it kept running with the signal blocked. */
 int sg_world_unstopped_state(void);

@@ -97,8 +97,8 @@ struct PageArena {
         let first = min(claim, PageArena.initialMappedBytes)
         let firstMap = roundUp((first >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride, pageSize)
         // Region and page map side by side in one claim: [region | page map].
-        for attempt in 0..<16 {
-            guard let hint = attempt < 15 ? Platform.farAddress(claim + mapClaim) : nil else { break }
+        for _ in 0..<15 {
+            guard let hint = Platform.farAddress(claim + mapClaim) else { break }
             guard let region = Platform.reserve(at: hint, first) else { continue }
             guard let map = Platform.reserve(at: hint + claim, firstMap) else {
                 Platform.unmap(region, first)

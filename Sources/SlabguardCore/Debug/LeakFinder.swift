@@ -136,8 +136,7 @@ enum LeakFinder {
                 w.append(decimal: UInt(thread))
                 if state > 32 && state < 127 && state != Int32(UInt8(ascii: "b")) {
                     w.append(", state ")
-                    var letter: (CChar, CChar) = (CChar(state), 0)
-                    withUnsafePointer(to: &letter) { $0.withMemoryRebound(to: CChar.self, capacity: 2) { w.append(cString: $0) } }
+                    w.append(byte: UInt8(state))
                 }
                 w.append(")")
             }

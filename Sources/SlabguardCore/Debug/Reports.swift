@@ -146,26 +146,19 @@ enum DebugReport {
 
     /// Groups unreached candidates by allocation stack and reports each group, largest first.
     static func leaks(_ candidates: UnsafeMutablePointer<LeakFinder.Candidate>, _ count: Int) -> Int {
-        // A buffer freed since the scan (by a thread left parked in the kernel, see
-        // sg_world.c, once the world ran again) is no leak: checked again here.
+        // Not leaks after all: a buffer freed since the scan (by a thread left parked in
+        // the kernel, see sg_world.c, once the world ran again); and in a forked child,
+        // a buffer allocated before the fork — inherited, held perhaps only in the
+        // registers of a thread the child does not have, and the parent's to report.
+        let forkTime = DebugState.shared.pointee.forkNanoseconds
+        let heapLayout = DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags))
         for i in 0..<count where !candidates[i].marked {
             let c = candidates[i]
-            if let tag = c.tag ?? c.largeTag, !BufferTag(base: tag).state.isAllocated { candidates[i].marked = true }
-        }
-        // A forked child reports only what it allocated itself: what it inherited was
-        // the parent's (held, perhaps, only in the registers of a thread the child does
-        // not have), and is the parent's to report.
-        let forkTime = DebugState.shared.pointee.forkNanoseconds
-        if forkTime != 0 {
-            let heapLayout = DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags))
-            for i in 0..<count where !candidates[i].marked {
-                let c = candidates[i]
-                let layout = c.cache.map { DebugLayer.layout(for: DebugFlags(rawValue: $0.pointee.debugFlags)) } ?? heapLayout
-                if let tag = c.tag ?? c.largeTag, let entry = BufferTag(base: tag).auditEntry(0, layout: layout),
-                   entry.time < forkTime {
-                    candidates[i].marked = true
-                }
-            }
+            guard let base = c.tag ?? c.largeTag else { continue }
+            let tag = BufferTag(base: base)
+            if !tag.state.isAllocated { candidates[i].marked = true; continue }
+            let layout = c.cache.map { DebugLayer.layout(for: DebugFlags(rawValue: $0.pointee.debugFlags)) } ?? heapLayout
+            if forkTime != 0, let entry = tag.auditEntry(0, layout: layout), entry.time < forkTime { candidates[i].marked = true }
         }
         // Group: identical allocation stacks (or the same cache without audit).
         var groups = 0

@@ -166,10 +166,6 @@ enum Platform {
         }
         return UnsafeRawPointer(text.utf8Start).assumingMemoryBound(to: CChar.self)
     }
-
-    /// Whether the process runs in secure execution (setuid/setgid, capabilities:
-    /// AT_SECURE), where the environment must not make slabguard write files.
-    static var isSecureExecution: Bool { sg_secure_execution() != 0 }
 }
 
 /// A pthread mutex living in raw memory (zeroed memory is an unlocked mutex on glibc).
@@ -268,14 +264,5 @@ enum MetadataMappings {
             i += 1
         }
         return n
-    }
-
-    /// Whether `address` is inside a range slabguard mapped.
-    static func contains(_ address: UInt) -> Bool {
-        let t = table
-        sg_mutex_lock(&t.pointee.mutex)
-        defer { sg_mutex_unlock(&t.pointee.mutex) }
-        for i in 0..<t.pointee.count where address >= ranges[2 * i] && address < ranges[2 * i + 1] { return true }
-        return false
     }
 }
