@@ -4,7 +4,9 @@
  * The only rule: a lock already held by the calling thread is never waited on.
  */
 #define _GNU_SOURCE
+#include <linux/futex.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "sg_shim.h"
@@ -78,14 +80,58 @@ __attribute__((noreturn)) static void reentered(void) {
     abort();
 }
 
+/* The fork gate.  The fork handler takes every allocator lock in order; a thread
+ * that takes one lock again and again (a heap verification or leak scan in a
+ * loop holds the cache registry for milliseconds, then takes it back at once)
+ * would win every race for it and starve the fork for seconds.  So while a fork
+ * is gathering its locks, a thread about to take its first allocator lock waits
+ * until the fork has them all.  Only threads that hold no allocator lock wait
+ * here, and the forking thread takes nothing but allocator locks meanwhile, so
+ * this wait always ends. */
+static int fork_gate;   /* tid of the thread gathering its locks for fork, 0 when open */
+
+static long gate_futex(int op, int value) {
+    return syscall(SYS_futex, &fork_gate, op, value, NULL, NULL, 0);
+}
+
+static void wait_at_fork_gate(void) {
+    if (held_count != 0) return;
+    int closer = __atomic_load_n(&fork_gate, __ATOMIC_ACQUIRE);
+    if (closer == 0) return;
+    int self = (int)sg_gettid();
+    while (closer != 0 && closer != self) {
+        gate_futex(FUTEX_WAIT_PRIVATE, closer);
+        closer = __atomic_load_n(&fork_gate, __ATOMIC_ACQUIRE);
+    }
+}
+
+void sg_fork_gate_close(void) {
+    int self = (int)sg_gettid();
+    for (;;) {
+        int expected = 0;
+        if (__atomic_compare_exchange_n(&fork_gate, &expected, self, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return;
+        if (expected == self) return;
+        gate_futex(FUTEX_WAIT_PRIVATE, expected);   /* another thread's fork: after it */
+    }
+}
+
+void sg_fork_gate_open(void) {
+    __atomic_store_n(&fork_gate, 0, __ATOMIC_RELEASE);
+    gate_futex(FUTEX_WAKE_PRIVATE, 0x7fffffff);
+}
+
+void sg_fork_gate_reset(void) { fork_gate = 0; }
+
 void sg_mutex_lock(pthread_mutex_t *m) {
     if (mutex_held_by_caller(m)) reentered();
+    wait_at_fork_gate();
     note_lock(m);
     pthread_mutex_lock(m);
 }
 
 int sg_mutex_lock_unless_held(pthread_mutex_t *m) {
     if (mutex_held_by_caller(m)) return 0;
+    wait_at_fork_gate();
     note_lock(m);
     pthread_mutex_lock(m);
     return 1;

@@ -95,6 +95,12 @@ int sg_mutex_trylock(pthread_mutex_t *m);       /* 1: taken */
 void sg_mutex_unlock(pthread_mutex_t *m);
 /* Re-initializes a mutex in a forked child (its holder is gone). */
 void sg_mutex_reinit(pthread_mutex_t *m);
+/* The fork gate (sg_locks.c): closed by the fork handler while it gathers every
+ * allocator lock, so threads taking their first lock wait instead of starving it;
+ * opened once it holds them all; reset in the child. */
+void sg_fork_gate_close(void);
+void sg_fork_gate_open(void);
+void sg_fork_gate_reset(void);
 
 /* glibc's secure_getenv: NULL in secure execution (AT_SECURE: setuid/setgid, file
  * capabilities).  It needs _GNU_SOURCE: defined in shim.c. */

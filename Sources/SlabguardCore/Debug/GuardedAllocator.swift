@@ -212,11 +212,17 @@ enum Retirement {
     /// Guarded spans up to this many pages keep their pages resident while retired.
     static let residentPages = 8
 
-    static func retire(_ span: UnsafeMutablePointer<LargeSpan>) {
+    /// Releases a freed span's data pages (unless it is a small guarded one) and makes
+    /// them inaccessible.  Called under the large-span lock (see DebugEntry.freeLarge).
+    static func closeData(_ span: UnsafeMutablePointer<LargeSpan>) {
         let (start, bytes) = protectedRange(span)
-        let guarded = span.pointee.guarded
-        if !guarded || span.pointee.pages > residentPages { Platform.release(start, bytes) }
+        if !span.pointee.guarded || span.pointee.pages > residentPages { Platform.release(start, bytes) }
         _ = Platform.protect(start, bytes, accessible: false)
+    }
+
+    /// Keeps a freed span, its data closed (closeData), out of reuse for a while.
+    static func retire(_ span: UnsafeMutablePointer<LargeSpan>) {
+        let guarded = span.pointee.guarded
         let state = DebugState.shared
         span.pointee.retiredNext = nil
         sg_mutex_lock(&state.pointee.retiredMutex)

@@ -86,6 +86,7 @@ public enum Heap {
     // MARK: - Fork
 
     private static func forkPrepare() {
+        sg_fork_gate_close()   // threads not yet holding a lock wait, rather than win every race for one
         sg_mutex_lock(&HeapLifecycle.shared.pointee.initMutex)
         if let hook = HeapLifecycle.shared.pointee.forkPrepare { hook() }
         CacheRegistry.lock.lock()
@@ -101,6 +102,7 @@ public enum Heap {
         sg_mutex_lock(&SlabRecords.state.pointee.mutex)
         GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.lock()
         MetadataMappings.lock()
+        sg_fork_gate_open()
     }
 
     private static func forkParent() {
@@ -122,6 +124,7 @@ public enum Heap {
     }
 
     private static func forkChild() {
+        sg_fork_gate_reset()
         MetadataMappings.reinitializeLock()
         GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.reinitialize()
         sg_mutex_reinit(&SlabRecords.state.pointee.mutex)
