@@ -58,7 +58,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "slabguard",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["SlabguardCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "slabguard-bench",

@@ -3,7 +3,7 @@
 // (/proc/self/exe) as `slabguard demo-victim BUG`, with libslabguard_rt.so
 // preloaded and SLABGUARD_DEBUG=default, so the victim's malloc/free (Glibc's
 // names, hence slabguard's under the preload) are checked.  The victim's
-// stderr goes through the same report rewriting as `slabguard run`.
+// reports come through the same channel and rewriting as `slabguard run`'s.
 //
 // Each case prints a short explanation, then the report.  The demo exits 0
 // when every bug was caught (its report headline seen, or for the
@@ -11,9 +11,6 @@
 
 import ArgumentParser
 import Glibc
-
-/// Headlines of the reports seen by the last StderrFilter run (demo bookkeeping).
-nonisolated(unsafe) var reportHeadlinesSeen: [String] = []
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -64,8 +61,9 @@ struct Demo: ParsableCommand {
         var missed: [String] = []
         for (index, demo) in Demo.cases.enumerated() {
             say("\n=== \(index + 1). \(demo.title) ===\n\(demo.explanation)\n$ slabguard run --debug default -- victim \(demo.bug)\n")
-            reportHeadlinesSeen = []
-            let status = ProgramRunner.run([exe, "demo-victim", demo.bug], environment: environment, filterStderr: true)
+            let channel = ReportChannel(rewrite: true)
+            let status = ProgramRunner.run([exe, "demo-victim", demo.bug], environment: environment, channel: channel)
+            let reportHeadlinesSeen = channel?.headlines ?? []
             let caught: Bool
             if demo.expected.isEmpty {
                 caught = status == 0 && reportHeadlinesSeen.isEmpty

@@ -1,6 +1,7 @@
 // Starts the program (posix_spawnp: PATH search like a shell), waits for it,
 // and turns its wait status into ours: its exit code, or 128+N for death by
-// signal N, as shells report it.
+// signal N, as shells report it.  Its standard streams are ours, untouched; with
+// a ReportChannel, the channel's end is its one added descriptor.
 //
 // While the program runs, SIGINT and SIGQUIT are ignored here (the terminal
 // sends them to the whole foreground process group, so the program gets them
@@ -31,11 +32,12 @@ enum ProgramRunner {
         return result
     }
 
-    /// Runs `command` and returns the status slabguard should exit with.
-    /// With `filterStderr`, the program's stderr goes through a pipe to StderrFilter
-    /// (report frames symbolized unless `rewrite` is false).
-    static func run(_ command: [String], environment: [String: String],
-                    filterStderr: Bool = false, rewrite: Bool = true) -> Int32 {
+    /// Runs `command` and returns the status slabguard should exit with.  With a
+    /// channel, the program's reports arrive on it (SLABGUARD_REPORT_FD) and are printed
+    /// while it runs.
+    static func run(_ command: [String], environment: [String: String], channel: ReportChannel? = nil) -> Int32 {
+        var environment = environment
+        if let channel { environment["SLABGUARD_REPORT_FD"] = String(channel.childFD) }
         let argv = command.map { strdup($0) } + [nil]
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -70,19 +72,11 @@ enum ProgramRunner {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        var errPipe: [Int32] = [-1, -1]
-        if filterStderr {
-            if makePipe(&errPipe) {
-                posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-            } else {
-                errPipe = [-1, -1]
-            }
-        }
+        if let channel { posix_spawn_file_actions_adddup2(&actions, channel.programEnd, channel.childFD) }
 
         var pid: pid_t = 0
         let error = posix_spawnp(&pid, command[0], &actions, &attributes, argv, envp)
-        if errPipe[1] >= 0 { close(errPipe[1]) }
-        if error != 0, errPipe[0] >= 0 { close(errPipe[0]) }
+        channel?.closeProgramEnd()
         if error == 0 {
             forwardTo = pid
             var forward = sigaction()
@@ -102,12 +96,7 @@ enum ProgramRunner {
         }
 
         var status: Int32 = 0
-        var reaped: Int32?
-        if errPipe[0] >= 0 {
-            var filter = StderrFilter(fd: errPipe[0], pid: pid, rewrite: rewrite)
-            reaped = filter.pump()
-        }
-        if let reaped { status = reaped } else { while waitpid(pid, &status, 0) < 0 {
+        if let channel { status = channel.pump(pid: pid) } else { while waitpid(pid, &status, 0) < 0 {
             if errno != EINTR {
                 printError("lost track of '\(command[0])' (pid \(pid)): \(String(cString: strerror(errno)))")
                 return 1

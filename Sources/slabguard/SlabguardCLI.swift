@@ -25,13 +25,33 @@ struct SlabguardCLI: ParsableCommand {
         commandName: "slabguard",
         abstract: "A debugging slab memory allocator: run any program on it, no recompiling.",
         discussion: """
-            Run a program on slabguard's allocator with `slabguard run -- PROGRAM ARGS...`; \
-            add `--debug default` to check for use-after-free, overruns, double and invalid \
-            frees, and leaks.  Or preload the library yourself: \
-            LD_PRELOAD=$(slabguard libpath) PROGRAM.
+            Run a program on slabguard's allocator with every check on (use-after-free, \
+            overruns, double and invalid frees, uninitialized reads, leaks): \
+            `slabguard run -- PROGRAM ARGS...`; `--debug none` for the fast allocator with \
+            no checks.  Or preload the library yourself: \
+            SLABGUARD_DEBUG=default LD_PRELOAD=$(slabguard libpath) PROGRAM.
             """,
+        version: "slabguard 0.9.0",
         subcommands: [Run.self, LibPath.self, Demo.self, DemoVictim.self]
     )
+
+    static let subcommandNames = ["run", "libpath", "demo", "demo-victim", "help"]
+
+    /// A first argument that is neither a flag nor a subcommand is a typo'd subcommand:
+    /// said as such (ArgumentParser would call it an unexpected argument).
+    static func main() {
+        let arguments = CommandLine.arguments.dropFirst()
+        if let first = arguments.first, !first.hasPrefix("-"), !subcommandNames.contains(first) {
+            printError("unknown subcommand '\(first)' (subcommands: run, libpath, demo; see slabguard --help)")
+            Glibc.exit(64)
+        }
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Prints `slabguard: MESSAGE` on standard error.

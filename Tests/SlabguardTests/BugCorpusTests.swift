@@ -42,7 +42,7 @@ struct BugCorpusTests {
         Bug(program: "foreign_free", headline: "invalid free: buffer not in cache", function: "main",
             reportTimeFunction: "free_foreign"),
         Bug(program: "realloc_stale", headline: "buffer modified after being freed", function: "grow_buffer"),
-        Bug(program: "leak", headline: "leak: 8 buffers, 800 bytes not freed", function: "leak_buffer", aborts: false),
+        Bug(program: "leak", headline: "leak: 8 buffers, 800 bytes not freed", function: "leak_buffer", aborts: false, status: 1),
         Bug(program: "write_after_free_thread", headline: "buffer modified after being freed", function: "drop_shared"),
         Bug(program: "overrun_sixtyfour", headline: "redzone violation: write past end of buffer", function: "release_record"),
         Bug(program: "overrun_page", headline: "redzone violation: write past end of buffer", function: "release_table"),
@@ -83,7 +83,7 @@ struct BugCorpusTests {
     /// `slabguard run [--debug DEBUG] EXTRA -- PROGRAM ARGUMENTS` (no --debug: fast mode).
     static func runDebug(_ program: String, in folder: URL, debug: String? = "default", extra: [String] = [],
                          arguments: [String] = []) throws -> Subprocess.Outcome {
-        let options = debug.map { ["--debug", $0] } ?? []
+        let options = debug.map { ["--debug", $0] } ?? ["--debug", "none"]
         return try Subprocess.run(try ReleaseBuild.cli(), ["run"] + options + extra + ["--", program] + arguments,
                                   directory: folder.path)
     }
@@ -139,7 +139,7 @@ struct BugCorpusTests {
         #expect(result.stdout == "count 0xbaddcaff\n")
         #expect(result.stderr.isEmpty, "stderr: \(result.stderr)")
         // And without debugging the pattern is not there (fast mode does not fill).
-        let fast = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", program], directory: folder.path)
+        let fast = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", "none", "--", program], directory: folder.path)
         #expect(fast.status == 0)
         #expect(fast.stdout != "count 0xbaddcaff\n")
     }
@@ -151,7 +151,8 @@ struct BugCorpusTests {
         let result = try Self.runDebug(program, in: folder, extra: ["--json"])
         #expect(result.status == 134)
         let lines = result.stderr.split(separator: "\n")
-        #expect(lines.count == 1 && lines[0].hasPrefix("{\"report\":"), "stderr: \(result.stderr)")
+        #expect(lines.count == 2 && lines[0].hasPrefix("{\"report\":\"duplicate free"), "stderr: \(result.stderr)")
+        #expect(lines.last?.hasPrefix("{\"report\":\"summary\",\"schema\":1,") == true, "stderr: \(result.stderr)")
         #expect(result.stderr.contains("release_twice"))
         #expect(result.stderr.contains("\"module_offset\""))
     }

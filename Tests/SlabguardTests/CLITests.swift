@@ -99,7 +99,7 @@ struct CLITests {
 
         let plain = try Self.slabguard(["run", "--"] + show)
         #expect(plain.status == 0, "stderr: \(plain.stderr)")
-        #expect(plain.stdout == "\(library)|unset")
+        #expect(plain.stdout == "\(library)|default")   // checks on by default
 
         let none = try Self.slabguard(["run", "--debug", "none", "--"] + show)
         #expect(none.stdout == "\(library)|none")
@@ -108,7 +108,7 @@ struct CLITests {
         var environment = Subprocess.cleanEnvironment()
         environment["LD_PRELOAD"] = "/lib/x86_64-linux-gnu/libm.so.6"
         let chained = try Self.slabguard(["run", "--"] + show, environment: environment)
-        #expect(chained.stdout == "\(library):/lib/x86_64-linux-gnu/libm.so.6|unset")
+        #expect(chained.stdout == "\(library):/lib/x86_64-linux-gnu/libm.so.6|default")
 
         let folder = try Subprocess.temporaryFolder("log")
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -140,8 +140,10 @@ struct CLITests {
             "    #2 0x55a9b8eef300 (/nonexistent/module+0x9f300)",
             "after the report",
         ].joined(separator: "\n") + "\n"
-        let result = try Self.slabguard(["run", "--", "/bin/sh", "-c", "printf '%s' \"$1\" >&2", "sh", report])
-        #expect(result.status == 0)
+        // Sent on the report channel, as the library does (one write, one message).
+        let bash = try Subprocess.requireTool("bash")
+        let result = try Self.slabguard(["run", "--", bash, "-c", "printf '%s' \"$1\" >&$SLABGUARD_REPORT_FD", "sh", report])
+        #expect(result.status == 1)   // a report came: the run's status says so
         let lines = result.stderr.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         try #require(lines.count == 7, "stderr: \(result.stderr)")
         #expect(lines[0] == "slabguard: duplicate free: buffer freed twice")
@@ -158,7 +160,7 @@ struct CLITests {
 
         // JSON reports (--json) pass through untouched.
         let json = #"{"report":"duplicate free","frames":[{"address":"0x1","function":"$s4main3fooyyF"}]}"#
-        let passed = try Self.slabguard(["run", "--json", "--", "/bin/sh", "-c", "printf '%s\\n' \"$1\" >&2", "sh", json])
+        let passed = try Self.slabguard(["run", "--json", "--", bash, "-c", "printf '%s\\n' \"$1\" >&$SLABGUARD_REPORT_FD", "sh", json])
         #expect(passed.stderr == json + "\n")
     }
 
@@ -178,7 +180,8 @@ struct CLITests {
         let address = try #require(line.flatMap { UInt($0.split(separator: " ")[0], radix: 16) })
         // A return address a few bytes into the function, as the library would print it.
         let frame = "    #0 0x7f0000001000 marker_function+0x5 (\(program)+0x\(String(address + 5, radix: 16)))"
-        let result = try Self.slabguard(["run", "--", "/bin/sh", "-c", "printf 'slabguard: leak: 1 buffer, 8 bytes not freed\\n%s\\n' \"$1\" >&2", "sh", frame])
+        let bash = try Subprocess.requireTool("bash")
+        let result = try Self.slabguard(["run", "--", bash, "-c", "printf 'slabguard: leak: 1 buffer, 8 bytes not freed\\n%s\\n' \"$1\" >&$SLABGUARD_REPORT_FD", "sh", frame])
         #expect(result.stderr.contains("    #0 0x7f0000001000 marker_function+0x5 (\(source):"), "stderr: \(result.stderr)")
         #expect(!result.stderr.contains("+0x\(String(address + 5, radix: 16)))"))
     }

@@ -7,7 +7,8 @@ import Testing
 @testable import SlabguardCore
 
 private let validList = "valid options: default, none, deadbeef, redzone, uninit, audit[=N], contents[=N], "
-    + "quarantine=SIZE, guards, sample=N, verify=N, leaks, noabort, log=PATH, report=text|json"
+    + "quarantine=SIZE, guards, sample=N, verify=N, leaks, noabort, log=PATH, report=text|json, "
+    + "report_path=PATH, exitcode=N, suppressions=FILE"
 
 private func parse(_ s: String, source: String = "SLABGUARD_DEBUG") throws(DebugOptionsError) -> DebugOptions {
     try DebugOptions.parse(s, source: source)
@@ -330,5 +331,21 @@ struct DebugOptionsTests {
         #expect(a != b)
         #expect(try parse("log=/a") != (try parse("log=/b")))
         #expect(try parse("audit=5") != (try parse("audit=6")))
+    }
+
+    /// The run-convention words (design §3, §10): exitcode=N from 0 to 255, report_path
+    /// and suppressions paths; each round-trips through render.
+    @Test func runConventionWords() throws {
+        let o = try parse("default,exitcode=0,report_path=/tmp/r.%p,suppressions=/tmp/s.supp")
+        #expect(o.exitCode == 0 && o.effectiveExitCode == 0)
+        #expect(o.withReportPath { String(cString: $0) } == "/tmp/r.%p")
+        #expect(o.withSuppressionsPath { String(cString: $0) } == "/tmp/s.supp")
+        #expect(try parse(o.description) == o)
+        #expect(try parse("default").effectiveExitCode == 1)
+        #expect(try parse("exitcode=255").exitCode == 255)
+        #expect(failure("exitcode=256")?.kind == .badValue)
+        #expect(failure("exitcode")?.kind == .missingValue)
+        #expect(failure("suppressions=")?.kind == .missingValue)
+        #expect(try parse("exitcode=3") != (try parse("exitcode=4")))
     }
 }

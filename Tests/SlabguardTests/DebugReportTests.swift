@@ -18,6 +18,8 @@ func stderrText(_ result: ExitTest.Result?) -> String {
     String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
 }
 
+// A process that reported anything (leaks, noabort reports) and would exit 0 exits 1:
+// the library's `exitcode` default (design §3).
 @Suite("Debug reports (exit tests)", .timeLimit(.minutes(5)))
 struct DebugReportTests {
     @Test func writeAfterFreeIsReportedAtReuse() async {
@@ -167,7 +169,7 @@ struct DebugReportTests {
     }
 
     @Test func leaksAreGroupedByStackAndReachableBuffersAreNot() async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .exitCode(1), observing: [\.standardErrorContent]) {
             try Debug.configure("default")
             sgTestLeakThree()
             sgTestScrubStack()
@@ -182,7 +184,7 @@ struct DebugReportTests {
     }
 
     @Test func leaksAreReportedAtExit() async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .exitCode(1), observing: [\.standardErrorContent]) {
             try Debug.configure("default")
             sgTestLeakThree()
             sgTestScrubStack()
@@ -274,7 +276,7 @@ struct DebugReportTests {
     }
 
     @Test func noabortReportsAndContinues() async {
-        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+        let result = await #expect(processExitsWith: .exitCode(1), observing: [\.standardErrorContent]) {
             try Debug.configure("default,noabort")
             let p = sgTestAllocate(40)
             sgTestRelease(p, 40)

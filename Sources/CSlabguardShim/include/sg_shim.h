@@ -105,6 +105,8 @@ void sg_fork_gate_reset(void);
 /* glibc's secure_getenv: NULL in secure execution (AT_SECURE: setuid/setgid, file
  * capabilities).  It needs _GNU_SOURCE: defined in shim.c. */
 const char *sg_secure_getenv(const char *name);
+/* glibc's program_invocation_short_name (the process's name for reports). */
+const char *sg_program_name(void);
 
 /* Random bytes from the kernel (getrandom(2)); returns how many, or -1. */
 static inline long sg_random_bytes(void *buffer, size_t count) { return syscall(SYS_getrandom, buffer, count, 0); }

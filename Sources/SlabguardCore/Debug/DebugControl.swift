@@ -39,6 +39,33 @@ package enum DebugControl {
     package static func findLeaks() -> Int { LeakFinder.run() }
     package static var reportCount: UInt64 { DebugState.shared.pointee.reportCount }
     package static func setReportFileDescriptor(_ fd: Int32) { DebugState.shared.pointee.reportFD = fd }
+
+    /// Why the library could not create `path` as an output file (design §11's rules, as at
+    /// its start-up), or nil when it can; a file created by the check is left empty.
+    package static func outputFileProblem(_ path: String) -> String? {
+        var error: Int32 = 0
+        guard let fd = path.withCString({ Platform.createFile($0, error: &error) }) else {
+            return String(cString: Platform.fileErrorText(error))
+        }
+        close(fd)
+        return nil
+    }
+
+    /// What is wrong with a suppressions file ("line N: REASON", "cannot read it: …"), or nil.
+    package static func suppressionsProblem(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "cannot read it: " + String(cString: strerror(errno)) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return "cannot read it: not a regular file" }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size) + 1)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, Int(info.st_size)) }
+        guard n >= 0 else { return "cannot read it: " + String(cString: strerror(errno)) }
+        var found = 0
+        let problem = bytes.withUnsafeBytes { Suppressions.parse($0.baseAddress!, count: n, into: nil, found: &found) }
+        guard let problem else { return nil }
+        return "line \(problem.line): \(problem.reason)"
+    }
 }
 
 extension DebugLayer {
@@ -47,18 +74,32 @@ extension DebugLayer {
         let state = DebugState.shared
         let flags = state.pointee.options.flags
         openLogFile()
+        ReportOutput.setUp()
+        if state.pointee.options.hasSuppressions { state.pointee.options.withSuppressionsPath { Suppressions.load($0) } }
         if flags.contains(.audit) { TransactionLog.setUp(depth: state.pointee.options.auditDepth) }
         if !flags.isEmpty { FaultExplainer.install() }
-        if (flags.contains(.leaks) || flags.contains(.log)) && !state.pointee.leakCheckRegistered {
+        if !flags.isEmpty && !state.pointee.leakCheckRegistered {
             state.pointee.leakCheckRegistered = true
-            atexit { DebugLayer.atExit() }
+            // on_exit, not atexit: the handler needs the exit status (exitcode=N).
+            on_exit({ status, _ in DebugLayer.atExit(status: status) }, nil)
         }
     }
 
-    static func atExit() {
-        let flags = DebugState.shared.pointee.options.flags
-        if flags.contains(.leaks) { LeakFinder.run() }
+    /// At exit: the leak check, the log, the summary; then, when the program would exit 0
+    /// but something was reported, the `exitcode` status (not under `slabguard run`,
+    /// which applies it to the run as a whole).  glibc runs the rest of the exit
+    /// handlers (and flushes stdio) for an exit called from one, with the last status.
+    static func atExit(status: Int32) {
+        let state = DebugState.shared
+        let options = state.pointee.options
+        if options.flags.contains(.leaks) { LeakFinder.run() }
         writeLogIfRequested()
+        let owns = sg_mutex_lock_unless_held(&state.pointee.reportMutex) != 0
+        ReportOutput.writeSummary(json: options.flags.contains(.jsonReport))
+        if owns { sg_mutex_unlock(&state.pointee.reportMutex) }
+        if status == 0 && ReportOutput.anyReported && ReportOutput.setsExitStatus && options.effectiveExitCode != 0 {
+            exit(Int32(options.effectiveExitCode))
+        }
     }
 
     /// log=PATH: writes the transaction log (at exit, and before an abort).

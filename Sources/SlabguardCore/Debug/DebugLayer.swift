@@ -50,6 +50,8 @@ struct DebugState {
     var leakCheckRegistered = false
     var logFDPlusOne: Int32 = 0         // log=PATH, opened at start-up (0: none)
     var forkNanoseconds: UInt64 = 0     // in a forked child: when the fork happened
+    var reports = ReportState()         // counts, printed signatures, the report channel
+    var suppressions = SuppressionsState()
 
     var logFD: Int32? {
         get { logFDPlusOne == 0 ? nil : logFDPlusOne - 1 }
@@ -106,6 +108,8 @@ enum DebugLayer {
     static func reinitializeAfterFork() {
         let s = DebugState.shared
         s.pointee.forkNanoseconds = monotonicNanoseconds()
+        ReportOutput.resetAfterFork()
+        sg_set_thread_id(0)   // the cached id is the parent's thread's
         if let m = ElfSymbols.mutexIfCreated { sg_mutex_reinit(m) }
         if let m = ModuleMap.mutexIfCreated { sg_mutex_reinit(m) }
         sg_mutex_reinit(&s.pointee.retiredMutex)
@@ -147,12 +151,13 @@ enum DebugLayer {
         }
     }
 
-    /// Secure execution: the options that write files (`log=`) are ignored, with one line.
+    /// Secure execution: the options that write or read files (`log=`, `report_path=`,
+    /// `suppressions=`) are ignored, with one line.
     static func dropFileOptions(_ options: inout DebugOptions) {
-        guard options.flags.contains(.log) else { return }
+        guard options.flags.contains(.log) || options.hasReportPath || options.hasSuppressions else { return }
         options.flags.remove(.log)
-        options.clearLogPath()
-        Platform.writeError("slabguard: secure execution (setuid/setgid): ignoring log= from SLABGUARD_DEBUG\n")
+        options.clearFilePaths()
+        Platform.writeError("slabguard: secure execution (setuid/setgid): ignoring log=, report_path= and suppressions= from SLABGUARD_DEBUG\n")
     }
 
     /// log=PATH: the log file is created at start-up (design §11's rules), so a path

@@ -72,6 +72,14 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     public var verifyInterval: Int
     /// `log=PATH`, NUL-terminated, zero-filled after the NUL. Use `withLogPath`.
     public var logPath: FixedBytes4K
+    /// `report_path=PATH` (reports written there instead of stderr; `%p` is the pid), as
+    /// `logPath`; empty when not given.  Use `withReportPath`.
+    public var reportPath: FixedBytes4K
+    /// `suppressions=FILE`, as `logPath`; empty when not given.  Use `withSuppressionsPath`.
+    public var suppressionsPath: FixedBytes4K
+    /// `exitcode=N`: the exit status when the program would exit 0 but something was
+    /// reported (0 turns it off); -1 when not given (then 1 applies, `effectiveExitCode`).
+    public var exitCode: Int
 
     public static var defaultAuditDepth: Int { 16 }
     public static var maxAuditDepth: Int { 64 }
@@ -93,7 +101,13 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         sampleRate = 0
         verifyInterval = 0
         logPath = FixedBytes4K()
+        reportPath = FixedBytes4K()
+        suppressionsPath = FixedBytes4K()
+        exitCode = -1
     }
+
+    /// The exit status for a run that reported something but would exit 0.
+    public var effectiveExitCode: Int { exitCode < 0 ? 1 : exitCode }
 
     /// Any checking at all? (False is fast mode.)
     @inlinable public var isEnabled: Bool { flags.rawValue != 0 }
@@ -104,6 +118,19 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             body(UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self))
         }
     }
+
+    /// Calls `body` with the NUL-terminated `report_path=` ("" when none was given).
+    public func withReportPath<R>(_ body: (UnsafePointer<CChar>) -> R) -> R {
+        withUnsafePointer(to: reportPath) { p in body(UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self)) }
+    }
+
+    /// Calls `body` with the NUL-terminated `suppressions=` ("" when none was given).
+    public func withSuppressionsPath<R>(_ body: (UnsafePointer<CChar>) -> R) -> R {
+        withUnsafePointer(to: suppressionsPath) { p in body(UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self)) }
+    }
+
+    public var hasReportPath: Bool { withReportPath { $0.pointee != 0 } }
+    public var hasSuppressions: Bool { withSuppressionsPath { $0.pointee != 0 } }
 
     /// Length in bytes of the log path.
     public var logPathLength: Int {
@@ -130,7 +157,18 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     }
 
     mutating func storeLogPath(_ source: UnsafeRawPointer, count n: Int) {
-        withUnsafeMutablePointer(to: &logPath) { p in
+        DebugOptions.store(source, count: n, in: &logPath)
+    }
+
+    /// Removes the paths of the options that read or write files (secure execution).
+    mutating func clearFilePaths() {
+        logPath = FixedBytes4K()
+        reportPath = FixedBytes4K()
+        suppressionsPath = FixedBytes4K()
+    }
+
+    static func store(_ source: UnsafeRawPointer, count n: Int, in storage: inout FixedBytes4K) {
+        withUnsafeMutablePointer(to: &storage) { p in
             let dest = UnsafeMutableRawPointer(p)
             dest.copyMemory(from: source, byteCount: n)
             memset(dest + n, 0, 4096 - n)
@@ -205,7 +243,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
 
     /// The list of valid words, as printed at the end of every error line.
     public static var validOptionsList: StaticString {
-        "default, none, deadbeef, redzone, uninit, audit[=N], contents[=N], quarantine=SIZE, guards, sample=N, verify=N, leaks, noabort, log=PATH, report=text|json"
+        "default, none, deadbeef, redzone, uninit, audit[=N], contents[=N], quarantine=SIZE, guards, sample=N, verify=N, leaks, noabort, log=PATH, report=text|json, report_path=PATH, exitcode=N, suppressions=FILE"
     }
 
     /// One outcome of `parseItems`: success when `kind` is nil, else what went wrong where.
@@ -268,7 +306,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         var number = 0
         if value.count > 0 && (kind == .optionalNumber || kind == .number || kind == .size) {
             guard let n = parseNumber(value, sizeSuffix: kind == .size),
-                  n >= 1 && n <= word.maximum else {
+                  n >= word.minimum && n <= word.maximum else {
                 failure.kind = .badValue
                 return failure
             }
@@ -288,13 +326,21 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         case .quarantine: options.flags.insert(.quarantine); options.quarantineBytes = number
         case .sample: options.flags.insert(.sample); options.sampleRate = number
         case .verify: options.flags.insert(.verify); options.verifyInterval = number
-        case .log:
+        case .log, .reportPath, .suppressions:
             guard value.count <= maxLogPathLength else {
                 failure.kind = .badValue
                 return failure
             }
-            options.storeLogPath(value.base, count: value.count)
-            options.flags.insert(.log)
+            if word == .log {
+                options.storeLogPath(value.base, count: value.count)
+                options.flags.insert(.log)
+            } else if word == .reportPath {
+                store(value.base, count: value.count, in: &options.reportPath)
+            } else {
+                store(value.base, count: value.count, in: &options.suppressionsPath)
+            }
+        case .exitcode:
+            options.exitCode = number
         case .report:
             if value.equals("json") {
                 options.flags.insert(.jsonReport)
@@ -435,6 +481,15 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             withLogPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
         }
         if flags.contains(.jsonReport) { DebugOptions.word("report=json", &first, &w) }
+        if hasReportPath {
+            DebugOptions.word("report_path=", &first, &w)
+            withReportPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
+        }
+        if exitCode >= 0 { DebugOptions.word("exitcode=", &first, &w); w.append(decimal: exitCode) }
+        if hasSuppressions {
+            DebugOptions.word("suppressions=", &first, &w)
+            withSuppressionsPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
+        }
         if first { w.append("none") }
     }
 
@@ -460,7 +515,9 @@ extension DebugOptions: Equatable {
             let same = a.withLogPath { pa in b.withLogPath { pb in strcmp(pa, pb) == 0 } }
             if !same { return false }
         }
-        return true
+        if a.exitCode != b.exitCode { return false }
+        if !a.withReportPath({ pa in b.withReportPath { pb in strcmp(pa, pb) == 0 } }) { return false }
+        return a.withSuppressionsPath { pa in b.withSuppressionsPath { pb in strcmp(pa, pb) == 0 } }
     }
 }
 
@@ -490,129 +547,3 @@ public struct DebugOptionsError: Error, CustomStringConvertible, Equatable, Send
     public var description: String { message }
 }
 
-// MARK: - Internals
-
-/// A non-owning byte range of the option string.
-struct OptionText {
-    var base: UnsafeRawPointer
-    var count: Int
-
-    static var empty: OptionText { OptionText(base: UnsafeRawPointer(bitPattern: 1)!, count: 0) }
-
-    subscript(i: Int) -> UInt8 { base.load(fromByteOffset: i, as: UInt8.self) }
-
-    static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0D) }
-
-    func trimmed() -> OptionText {
-        var start = 0
-        var end = count
-        while start < end && OptionText.isSpace(self[start]) { start += 1 }
-        while end > start && OptionText.isSpace(self[end - 1]) { end -= 1 }
-        return OptionText(base: base + start, count: end - start)
-    }
-
-    /// Index of the first `byte`, or -1.
-    func firstIndex(of byte: UInt8) -> Int {
-        var i = 0
-        while i < count {
-            if self[i] == byte { return i }
-            i += 1
-        }
-        return -1
-    }
-
-    func prefix(_ n: Int) -> OptionText { OptionText(base: base, count: n) }
-    func dropFirst(_ n: Int) -> OptionText { OptionText(base: base + n, count: count - n) }
-
-    func equals(_ word: StaticString) -> Bool {
-        guard word.utf8CodeUnitCount == count else { return false }
-        let w = UnsafeRawPointer(word.utf8Start)
-        var i = 0
-        while i < count {
-            if w.load(fromByteOffset: i, as: UInt8.self) != self[i] { return false }
-            i += 1
-        }
-        return true
-    }
-}
-
-/// The option words, in table (and render) order.
-enum OptionWord: UInt8 {
-    case none, `default`, deadbeef, redzone, uninit, audit, contents, quarantine, guards,
-         sample, verify, leaks, noabort, log, report
-
-    enum ValueKind { case none, optionalNumber, number, size, path, format }
-
-    static func match(_ text: OptionText) -> OptionWord? {
-        var raw: UInt8 = 0
-        while let word = OptionWord(rawValue: raw) {
-            if text.equals(word.name) { return word }
-            raw += 1
-        }
-        return nil
-    }
-
-    var name: StaticString {
-        switch self {
-        case .none: "none"
-        case .default: "default"
-        case .deadbeef: "deadbeef"
-        case .redzone: "redzone"
-        case .uninit: "uninit"
-        case .audit: "audit"
-        case .contents: "contents"
-        case .quarantine: "quarantine"
-        case .guards: "guards"
-        case .sample: "sample"
-        case .verify: "verify"
-        case .leaks: "leaks"
-        case .noabort: "noabort"
-        case .log: "log"
-        case .report: "report"
-        }
-    }
-
-    var valueKind: ValueKind {
-        switch self {
-        case .audit, .contents: .optionalNumber
-        case .sample, .verify: .number
-        case .quarantine: .size
-        case .log: .path
-        case .report: .format
-        default: .none
-        }
-    }
-
-    /// Largest accepted number (the smallest is always 1).
-    var maximum: Int {
-        switch self {
-        case .audit: DebugOptions.maxAuditDepth
-        case .contents: DebugOptions.maxContentsBytes
-        default: Int.max
-        }
-    }
-
-    /// What follows "word" in the usage shown for a missing value ("=N" in "sample=N").
-    var valueUsage: StaticString {
-        switch valueKind {
-        case .optionalNumber, .number: "=N"
-        case .size: "=SIZE"
-        case .path: "=PATH"
-        case .format: "=text|json"
-        case .none: ""
-        }
-    }
-
-    var expectation: StaticString {
-        switch self {
-        case .audit: "a number of frames from 1 to 64"
-        case .contents: "a number of bytes from 1 to 4096"
-        case .quarantine: "a size in bytes of 1 or more, with an optional K, M or G suffix, e.g. 64M"
-        case .sample: "a whole number of 1 or more; about 1 in N allocations is guarded"
-        case .verify: "a whole number of 1 or more; the heap is verified every N allocator calls"
-        case .log: "a file path of 1 to 4095 bytes"
-        case .report: "text or json"
-        default: "no value"
-        }
-    }
-}

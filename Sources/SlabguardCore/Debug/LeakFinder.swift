@@ -128,7 +128,7 @@ enum LeakFinder {
 
     /// One line saying why there is no leak check (never a report of everything).
     private static func skipped(_ why: StaticString, thread: Int32 = 0, state: Int32 = 0) -> Int {
-        ReportWriter.withStackBuffer(fd: DebugState.shared.pointee.reportFD) { w in
+        ReportOutput.writeLine { w in
             w.append("slabguard: leak check skipped: ")
             w.append(why)
             if thread != 0 {

@@ -14,18 +14,24 @@ struct FaultAccess {
 }
 
 struct ReportBuilder: ~Copyable {
+    let kind: DebugReport.Kind
     let json: Bool
     let noabort: Bool
     let ownsLock: Bool      // false: this thread held the report lock already (see init)
     var w: ReportWriter
     var notesOpen = false
+    /// Hash of the stacks shown, for folding repeats (ReportOutput.admit).
+    var signature: UInt64 = 0xCBF2_9CE4_8422_2325
+    var hasStacks = false
+    /// A frame matched the suppressions file.
+    var suppressed = false
 
     /// Scratch memory, mapped at the first report: the writer's buffer, then a symbol-name
     /// buffer and room for a captured stack.
     private struct Scratch {
         var memory: UnsafeMutableRawPointer? = nil
     }
-    static let bufferBytes = 16 * 1024
+    static let bufferBytes = 32 * 1024
     static let nameBytes = 1024
 
     private static var scratch: UnsafeMutablePointer<Scratch> {
@@ -41,16 +47,19 @@ struct ReportBuilder: ~Copyable {
         // (a signal handler interrupted a report, or left one with siglongjmp) the
         // report is written without it rather than never.
         ownsLock = sg_mutex_lock_unless_held(&state.pointee.reportMutex) != 0
+        self.kind = kind
         let s = ReportBuilder.scratch
         if s.pointee.memory == nil { s.pointee.memory = Platform.map(ReportBuilder.bufferBytes + ReportBuilder.nameBytes + 1024) }
         let flags = DebugFlags(rawValue: cacheFlags | state.pointee.options.flags.rawValue)
         json = flags.contains(.jsonReport)
         noabort = flags.contains(.noabort)
-        w = ReportWriter(fd: state.pointee.reportFD, buffer: s.pointee.memory!, capacity: ReportBuilder.bufferBytes)
+        // Built whole in memory, then printed, folded or suppressed at `finish`.
+        w = ReportWriter(memory: s.pointee.memory!, capacity: ReportBuilder.bufferBytes)
         if json {
             w.beginObject()
             w.jsonKey("report")
             if kind == .leak { w.appendJSONString("leak") } else { w.appendJSONString(kind.headline) }
+            ReportOutput.identityJSON(&w)
             if let f = fault {
                 w.jsonKey("access"); w.appendJSONString(f.isWrite ? "write" : "read")
                 w.jsonKey("address"); w.append("\""); w.append(hex: f.address); w.append("\"")
@@ -79,6 +88,11 @@ struct ReportBuilder: ~Copyable {
                 w.append(decimal: UInt64(f.size))
                 w.append(" bytes")
             }
+            w.newline()
+            w.append("  in process ")
+            ReportOutput.appendProcess(&w)
+            w.append(", thread ")
+            w.append(decimal: UInt64(DebugLayer.threadID()))
             w.newline()
         }
     }
@@ -231,6 +245,11 @@ struct ReportBuilder: ~Copyable {
             skipping = false
             var module = ModuleInfo()
             let haveModule = ModuleMap.lookup(pc, into: &module)
+            if haveModule {
+                withUnsafeMutablePointer(to: &module) { noteFrame(pc: pc, name: known ? name : nil, module: $0) }
+            } else {
+                noteFrame(pc: pc, name: known ? name : nil, module: nil)
+            }
             if json {
                 w.jsonElement()
                 w.beginObject()
@@ -271,6 +290,25 @@ struct ReportBuilder: ~Copyable {
             shown += 1
         }
         if json { w.endArray(); w.endObject() }
+    }
+
+    /// Folds the frame into the signature and matches it against the suppressions.
+    private mutating func noteFrame(pc: UInt, name: UnsafePointer<CChar>?, module: UnsafeMutablePointer<ModuleInfo>?) {
+        hasStacks = true
+        let stable = module.map { pc &- $0.pointee.base } ?? pc   // the same in every process
+        signature = (signature ^ UInt64(stable)) &* 0x100_0000_01B3
+        let bits = kind.suppressionBit
+        guard !suppressed, bits != 0, Suppressions.isActive else { return }
+        if let name, Suppressions.matches(bits, name) { suppressed = true; return }
+        guard let module else { return }
+        withUnsafePointer(to: &module.pointee.path) { p in
+            let path = UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self)
+            if Suppressions.matches(bits, path) { suppressed = true; return }
+            var base = path
+            var c = path
+            while c.pointee != 0 { if c.pointee == 0x2F { base = c + 1 }; c += 1 }
+            if Suppressions.matches(bits, base) { suppressed = true }
+        }
     }
 
     /// Whether a symbol is part of the allocator: its Swift modules, the C API, the
@@ -317,13 +355,23 @@ struct ReportBuilder: ~Copyable {
     }
 
     /// Ends the report, writes it out, and aborts unless `noabort`.
-    consuming func finish(isLeak: Bool = false, informational: Bool = false) {
+    /// A suppressed report is counted only, and does not abort; a repeat of an earlier
+    /// one (same kind, same stacks) is counted, not printed.
+    consuming func finish(isLeak: Bool = false, informational: Bool = false, leakBuffers: UInt = 0, leakBytes: UInt = 0) {
         let state = DebugState.shared
         if json { w.endObject() }
         w.newline()
-        w.flush()
-        state.pointee.reportCount &+= 1
-        let abortAfter = !noabort && !isLeak && !informational
+        if suppressed {
+            ReportOutput.noteSuppressed()
+        } else {
+            if isLeak { ReportOutput.noteLeak(buffers: leakBuffers, bytes: leakBytes) }
+            if ReportOutput.admit(kind, signature: signature, hasStacks: hasStacks) {
+                ReportOutput.emit(w.bytes.baseAddress!, w.count)
+            }
+            state.pointee.reportCount &+= 1
+        }
+        let abortAfter = !noabort && !isLeak && !informational && !suppressed
+        if abortAfter { ReportOutput.writeSummary(json: json) }
         if ownsLock { sg_mutex_unlock(&state.pointee.reportMutex) }
         if abortAfter {
             DebugLayer.writeLogIfRequested()

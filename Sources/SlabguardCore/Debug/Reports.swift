@@ -14,8 +14,42 @@ import CSlabguardShim
 import Glibc
 
 enum DebugReport {
-    enum Kind {
+    enum Kind: UInt8 {
         case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree, crash
+
+        /// Its slot in the report counts (ReportState).
+        var index: Int { Int(rawValue) }
+        init?(index: Int) {
+            guard index >= 0 && index < 256, let kind = Kind(rawValue: UInt8(index)) else { return nil }
+            self = kind
+        }
+
+        /// Its name in the summary line and its JSON counts.
+        var summaryName: StaticString {
+            switch self {
+            case .modifiedAfterFree: return "modified after free"
+            case .redzone: return "redzone violation"
+            case .duplicateFree: return "duplicate free"
+            case .invalidFree: return "invalid free"
+            case .badFreeSize: return "bad free size"
+            case .badFreeAddress: return "bad free address"
+            case .leak: return "leak"
+            case .useAfterFree: return "use-after-free"
+            case .crash: return "fatal signal"
+            }
+        }
+
+        /// The suppression kind that silences it (design §10), as a bit; 0: none does.
+        var suppressionBit: UInt32 {
+            switch self {
+            case .leak: return Suppressions.Kind.leak.bit
+            case .modifiedAfterFree: return Suppressions.Kind.modified.bit
+            case .redzone: return Suppressions.Kind.redzone.bit
+            case .duplicateFree, .invalidFree, .badFreeSize, .badFreeAddress: return Suppressions.Kind.free.bit
+            case .useAfterFree: return Suppressions.Kind.useAfterFree.bit
+            case .crash: return 0
+            }
+        }
         var headline: StaticString {
             switch self {
             case .modifiedAfterFree: return "buffer modified after being freed"
@@ -289,6 +323,6 @@ enum DebugReport {
             r.auditStacks(layout: DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags)),
                           tag: BufferTag(base: tag), freeFirst: false, allocationOnly: true)
         }
-        r.finish(isLeak: true)
+        r.finish(isLeak: true, leakBuffers: buffers, leakBytes: bytes)
     }
 }

@@ -1,0 +1,288 @@
+// ReportOutput — where reports go, which of them are printed, and the summary line.
+//
+// Destination, chosen at start-up: `report_path=PATH` (a file created under design
+// §11's rules, `%p` replaced by the pid); else the channel `slabguard run` hands the
+// program (SLABGUARD_REPORT_FD: a socket of the CLI's own, SOCK_SEQPACKET so that one
+// report is one message, whole, never mixed with another process's); else standard
+// error (or the descriptor a test set).  The program's own streams are never touched.
+// The channel is checked before each report — the same socket still, since the program
+// may have closed the descriptor or reused its number — and a channel that is gone
+// (run has exited before a background child reports) falls back to standard error.
+//
+// A report is built whole in the report scratch (ReportBuilder), then one of: printed
+// (one write); folded — the same kind and the same stacks as one printed before, so it
+// is counted, not printed (Valgrind's "N errors from M contexts"); suppressed — a frame
+// matched the `suppressions=` file, counted.  The summary line (at exit, and before an
+// abort) gives the counts by kind, the bytes leaked, and the folded and suppressed ones.
+// Nothing here allocates.
+
+import CSlabguardShim
+import Glibc
+
+/// Report counts and the destination (in DebugState; valid when zeroed).
+struct ReportState {
+    static let kindCount = 16
+    static let signatureCapacity = 512   // a power of two
+    var counts = FixedBytes512()          // UInt64 per DebugReport.Kind.index
+    var folded: UInt64 = 0
+    var suppressed: UInt64 = 0
+    var leakBuffers: UInt64 = 0
+    var leakBytes: UInt64 = 0
+    var signatures = FixedBytes4K()       // UInt64 each, 0 empty: reports printed so far
+    var signatureCount = 0
+    var channelFDPlusOne: Int32 = 0       // SLABGUARD_REPORT_FD, while it is still ours
+    var channelDevice: UInt64 = 0
+    var channelInode: UInt64 = 0
+    var summaryWritten = false
+    var underRun = false                  // started by `slabguard run`, which sets the exit status itself
+
+    mutating func count(_ index: Int) -> UnsafeMutablePointer<UInt64> {
+        withUnsafeMutablePointer(to: &counts) { UnsafeMutableRawPointer($0).assumingMemoryBound(to: UInt64.self) + index }
+    }
+
+    /// Inserts `signature`; false when it was there already (a repeat).
+    mutating func insertSignature(_ signature: UInt64) -> Bool {
+        let table = withUnsafeMutablePointer(to: &signatures) { UnsafeMutableRawPointer($0).assumingMemoryBound(to: UInt64.self) }
+        let key = signature == 0 ? 1 : signature
+        var i = Int(truncatingIfNeeded: key) & (ReportState.signatureCapacity - 1)
+        for _ in 0..<ReportState.signatureCapacity {
+            if table[i] == key { return false }
+            if table[i] == 0 {
+                // Full enough: later reports are printed, never lost.
+                if signatureCount >= ReportState.signatureCapacity * 3 / 4 { return true }
+                table[i] = key
+                signatureCount += 1
+                return true
+            }
+            i = (i + 1) & (ReportState.signatureCapacity - 1)
+        }
+        return true
+    }
+
+    /// Reports of any kind, folded ones included (suppressed ones are not).
+    var total: UInt64 {
+        withUnsafePointer(to: counts) { p in
+            let c = UnsafeRawPointer(p).assumingMemoryBound(to: UInt64.self)
+            var n: UInt64 = 0
+            var i = 0
+            while i < ReportState.kindCount { n &+= c[i]; i += 1 }
+            return n
+        }
+    }
+}
+
+enum ReportOutput {
+    static var state: UnsafeMutablePointer<ReportState> {
+        withUnsafeMutablePointer(to: &DebugState.shared.pointee.reports) { $0 }
+    }
+
+    /// Start-up (heap phase 2): opens `report_path=`, or adopts run's channel.
+    static func setUp() {
+        let debug = DebugState.shared
+        if debug.pointee.options.hasReportPath {
+            openReportPath()
+            return
+        }
+        guard let text = getenv("SLABGUARD_REPORT_FD") else { return }
+        state.pointee.underRun = true
+        var fd: Int32 = 0
+        var p = UnsafeRawPointer(text)
+        var digits = 0
+        while digits < 9, case let b = p.load(as: UInt8.self), b >= 0x30 && b <= 0x39 {
+            fd = fd * 10 + Int32(b - 0x30)
+            p += 1
+            digits += 1
+        }
+        var info = stat()
+        guard digits > 0, p.load(as: UInt8.self) == 0, fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return }
+        state.pointee.channelDevice = UInt64(info.st_dev)
+        state.pointee.channelInode = UInt64(info.st_ino)
+        state.pointee.channelFDPlusOne = fd + 1
+    }
+
+    /// In a forked child: its own counts, its own repeats (its reports name its pid).
+    static func resetAfterFork() {
+        let s = state
+        let channel = (s.pointee.channelFDPlusOne, s.pointee.channelDevice, s.pointee.channelInode, s.pointee.underRun)
+        s.pointee = ReportState()
+        (s.pointee.channelFDPlusOne, s.pointee.channelDevice, s.pointee.channelInode, s.pointee.underRun) = channel
+    }
+
+    /// `report_path=PATH`: created now, so a bad path is said at start-up; reports go to
+    /// standard error when it cannot be written.
+    private static func openReportPath() {
+        let debug = DebugState.shared
+        // The expanded path (%p → pid) is built in a mapped page: no heap here.
+        guard let page = Platform.map(2 * pageSize) else { return }
+        defer { Platform.unmap(page, 2 * pageSize) }
+        var w = ReportWriter(memory: page, capacity: 2 * pageSize)
+        debug.pointee.options.withReportPath { path in
+            var i = 0
+            while path[i] != 0 {
+                if path[i] == 0x25, path[i + 1] == 0x70 {   // %p
+                    w.append(decimal: UInt64(getpid()))
+                    i += 2
+                    continue
+                }
+                w.append(byte: UInt8(bitPattern: path[i]))
+                i += 1
+            }
+        }
+        _ = w.finishCString()
+        var error: Int32 = 0
+        if let fd = Platform.createFile(page.assumingMemoryBound(to: CChar.self), error: &error) {
+            debug.pointee.reportFD = fd
+            return
+        }
+        ReportWriter.withStackBuffer(fd: 2) { e in
+            e.append("slabguard: cannot write the report file '")
+            e.append(cString: page.assumingMemoryBound(to: CChar.self))
+            e.append("': ")
+            e.append(cString: Platform.fileErrorText(error))
+            e.append(" (report_path= gives a writable path; reports go to standard error)\n")
+        }
+    }
+
+    /// Writes one whole report (or line) to the destination.
+    static func emit(_ bytes: UnsafeRawPointer, _ count: Int) {
+        let s = state
+        if s.pointee.channelFDPlusOne != 0 {
+            let fd = s.pointee.channelFDPlusOne - 1
+            var info = stat()
+            if fstat(fd, &info) == 0 && UInt64(info.st_dev) == s.pointee.channelDevice && UInt64(info.st_ino) == s.pointee.channelInode {
+                while true {
+                    let n = send(fd, bytes, count, Int32(MSG_NOSIGNAL))
+                    if n == count { return }
+                    if n < 0 && errno == EINTR { continue }
+                    break
+                }
+            }
+            s.pointee.channelFDPlusOne = 0   // gone (or not ours any more): standard error from now on
+            Platform.writeAll(2, bytes, count)
+            return
+        }
+        Platform.writeAll(DebugState.shared.pointee.reportFD, bytes, count)
+    }
+
+    /// Builds a line (or a few) on the stack and writes it to the report destination.
+    static func writeLine(_ body: (inout ReportWriter) -> Void) {
+        var storage = StackBufferStorage()
+        withUnsafeMutablePointer(to: &storage) { p in
+            var w = ReportWriter(memory: UnsafeMutableRawPointer(p), capacity: MemoryLayout<StackBufferStorage>.size)
+            body(&w)
+            emit(UnsafeRawPointer(p), w.count)
+        }
+    }
+
+    /// Whether a report with this signature should be printed (false: a repeat, counted).
+    static func admit(_ kind: DebugReport.Kind, signature: UInt64, hasStacks: Bool) -> Bool {
+        let s = state
+        s.pointee.count(kind.index).pointee &+= 1
+        guard hasStacks else { return true }
+        if s.pointee.insertSignature(signature &+ UInt64(kind.index) &* 0x9E37_79B9_7F4A_7C15) { return true }
+        s.pointee.folded &+= 1
+        return false
+    }
+
+    static func noteSuppressed() { state.pointee.suppressed &+= 1 }
+
+    static func noteLeak(buffers: UInt, bytes: UInt) {
+        state.pointee.leakBuffers &+= UInt64(buffers)
+        state.pointee.leakBytes &+= UInt64(bytes)
+    }
+
+    /// Whether anything was reported (folded repeats included).
+    static var anyReported: Bool { state.pointee.total > 0 }
+
+    /// Under `slabguard run` the CLI turns the run's status into `exitcode`; the program
+    /// and its children keep theirs (a program that checks its children's statuses, as
+    /// git and gcc do, must not see them fail because a child leaked).
+    static var setsExitStatus: Bool { !state.pointee.underRun }
+
+    /// The summary line, once per process, when anything was reported or suppressed.
+    /// The caller holds the report lock (or is the only thread left).
+    static func writeSummary(json: Bool) {
+        let s = state
+        guard !s.pointee.summaryWritten, s.pointee.total > 0 || s.pointee.suppressed > 0 else { return }
+        s.pointee.summaryWritten = true
+        writeLine { w in if json { summaryJSON(&w, s) } else { summaryText(&w, s) } }
+    }
+
+    private static func summaryText(_ w: inout ReportWriter, _ s: UnsafeMutablePointer<ReportState>) {
+        let total = s.pointee.total
+        w.append("slabguard: summary: ")
+        w.append(decimal: total)
+        w.append(total == 1 ? " report" : " reports")
+        var first = true
+        var index = 0
+        while let kind = DebugReport.Kind(index: index) {
+            index += 1
+            let n = s.pointee.count(kind.index).pointee
+            guard n > 0 else { continue }
+            w.append(first ? " (" : ", ")
+            first = false
+            w.append(decimal: n)
+            w.append(" ")
+            w.append(kind.summaryName)
+        }
+        if !first { w.append(")") }
+        w.append(" in process ")
+        appendProcess(&w)
+        if s.pointee.leakBuffers > 0 {
+            w.append("; ")
+            w.append(decimal: s.pointee.leakBytes)
+            w.append(" bytes leaked in ")
+            w.append(decimal: s.pointee.leakBuffers)
+            w.append(" buffers")
+        }
+        if s.pointee.folded > 0 {
+            w.append("; ")
+            w.append(decimal: s.pointee.folded)
+            w.append(s.pointee.folded == 1 ? " repeat folded" : " repeats folded")
+        }
+        if s.pointee.suppressed > 0 {
+            w.append("; ")
+            w.append(decimal: s.pointee.suppressed)
+            w.append(" suppressed")
+        }
+        w.newline()
+    }
+
+    private static func summaryJSON(_ w: inout ReportWriter, _ s: UnsafeMutablePointer<ReportState>) {
+        w.beginObject()
+        w.jsonField("report", string: "summary")
+        identityJSON(&w)
+        w.jsonField("reports", decimal: s.pointee.total)
+        w.jsonKey("counts")
+        w.beginObject()
+        var index = 0
+        while let kind = DebugReport.Kind(index: index) {
+            index += 1
+            let n = s.pointee.count(kind.index).pointee
+            if n > 0 { w.jsonKey(kind.summaryName); w.append(decimal: n) }
+        }
+        w.endObject()
+        w.jsonField("leaked_bytes", decimal: s.pointee.leakBytes)
+        w.jsonField("leaked_buffers", decimal: s.pointee.leakBuffers)
+        w.jsonField("folded", decimal: s.pointee.folded)
+        w.jsonField("suppressed", decimal: s.pointee.suppressed)
+        w.endObject()
+        w.newline()
+    }
+
+    /// "PID (NAME)".
+    static func appendProcess(_ w: inout ReportWriter) {
+        w.append(decimal: UInt64(getpid()))
+        w.append(" (")
+        w.appendPrintable(cString: sg_program_name(), maxLength: 64)
+        w.append(")")
+    }
+
+    /// The JSON fields naming the report's schema, process and thread.
+    static func identityJSON(_ w: inout ReportWriter) {
+        w.jsonField("schema", decimal: 1)
+        w.jsonField("pid", decimal: UInt64(getpid()))
+        w.jsonField("process", cString: sg_program_name(), maxLength: 64)
+        w.jsonField("thread", decimal: UInt64(DebugLayer.threadID()))
+    }
+}
