@@ -3,7 +3,7 @@
 // chaining to the program's own handler are in CSlabguardShim/sg_fault.c).
 //
 // - A fault in a guarded buffer's guard page is an overrun: `redzone
-//   violation: write past end of buffer`, with the access, how far past the
+//   violation: write past end of buffer` (`read past end` for a read), with the access, how far past the
 //   end, the faulting stack and the allocation stack.
 // - A fault in the pages of a freed guarded or large buffer (inaccessible
 //   while retired) is `use-after-free: read|write at ADDR, offset 0xOFF into
@@ -72,7 +72,7 @@ enum FaultExplainer {
         }
         let guardStart = UInt(bitPattern: base) + UInt((span.pointee.pages - 1) << pageShift)
         guard span.pointee.guarded, tag.state.isAllocated, address >= guardStart else { return false }
-        var r = ReportBuilder(.redzone, cacheFlags: 0, fault: access)
+        var r = ReportBuilder(isWrite ? .redzone : .redzoneRead, cacheFlags: 0, fault: access)
         r.line { w in
             w.append(isWrite ? "write at " : "read at ")
             w.append(hex: address)

@@ -15,7 +15,8 @@ import Glibc
 
 enum DebugReport {
     enum Kind: UInt8 {
-        case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree, crash
+        case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree, crash,
+             redzoneRead, underflow
 
         /// Its slot in the report counts (ReportState).
         var index: Int { Int(rawValue) }
@@ -28,7 +29,7 @@ enum DebugReport {
         var summaryName: StaticString {
             switch self {
             case .modifiedAfterFree: return "modified after free"
-            case .redzone: return "redzone violation"
+            case .redzone, .redzoneRead, .underflow: return "redzone violation"
             case .duplicateFree: return "duplicate free"
             case .invalidFree: return "invalid free"
             case .badFreeSize: return "bad free size"
@@ -44,7 +45,7 @@ enum DebugReport {
             switch self {
             case .leak: return Suppressions.Kind.leak.bit
             case .modifiedAfterFree: return Suppressions.Kind.modified.bit
-            case .redzone: return Suppressions.Kind.redzone.bit
+            case .redzone, .redzoneRead, .underflow: return Suppressions.Kind.redzone.bit
             case .duplicateFree, .invalidFree, .badFreeSize, .badFreeAddress: return Suppressions.Kind.free.bit
             case .useAfterFree: return Suppressions.Kind.useAfterFree.bit
             case .crash: return 0
@@ -54,6 +55,8 @@ enum DebugReport {
             switch self {
             case .modifiedAfterFree: return "buffer modified after being freed"
             case .redzone: return "redzone violation: write past end of buffer"
+            case .redzoneRead: return "redzone violation: read past end of buffer"
+            case .underflow: return "redzone violation: write before start of buffer"
             case .duplicateFree: return "duplicate free: buffer freed twice"
             case .invalidFree: return "invalid free: buffer not in cache"
             case .badFreeSize: return "bad free: free size != alloc size"
@@ -276,8 +279,8 @@ enum DebugReport {
     }
 
     static func redzoneLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout, at address: UInt) {
-        var r = ReportBuilder(.redzone, cacheFlags: 0)
         let user = span.pointee.base + span.pointee.userOffset
+        var r = ReportBuilder(address < UInt(bitPattern: user) ? .underflow : .redzone, cacheFlags: 0)
         if address < UInt(bitPattern: user) {
             // A guarded buffer's pad: written before the start (underflow).
             let before = UInt(bitPattern: user) - address
