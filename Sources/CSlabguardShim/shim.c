@@ -14,6 +14,8 @@ __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_thread_id __attribute__((tls_model("initial-exec")));
 __thread int64_t sg_tls_sample_countdown __attribute__((tls_model("initial-exec")));
+__thread void *sg_tls_quarantine[2 * SG_QUARANTINE_BATCH] __attribute__((tls_model("initial-exec")));
+__thread uint32_t sg_tls_quarantine_count __attribute__((tls_model("initial-exec")));
 
 _Alignas(4096) unsigned char sg_heap_state_storage[SG_HEAP_STATE_BYTES];
 uint32_t sg_debug_flags_word;

@@ -89,7 +89,9 @@ final class ReportChannel {
             headlines.append(String(firstLine))
         }
         var text = message
-        if rewrite && !isJSON {
+        if isJSON {
+            text = message.split(separator: "\n").map { ReportSymbolizer.rewriteJSON(String($0)) }.joined(separator: "\n") + "\n"
+        } else if rewrite {
             var lines = message.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             let trailing = lines.last == "" ? lines.removeLast() : nil
             text = ReportSymbolizer.rewrite(lines).joined(separator: "\n") + (trailing == nil ? "" : "\n")

@@ -127,6 +127,76 @@ enum ReportSymbolizer {
         return output
     }
 
+    /// A JSON report (one line) with `"file"` and `"line"` added to each frame whose
+    /// module and offset resolve to a source line, as the text report shows them.
+    static func rewriteJSON(_ line: String) -> String {
+        // Frames end with "module":"PATH","module_offset":"0xOFF"} (ReportBuilder's order).
+        let bytes = Array(line.utf8)
+        let key = Array("\"module\":\"".utf8), offsetKey = Array("\",\"module_offset\":\"0x".utf8)
+        var found: [(end: Int, module: String, offset: UInt)] = []
+        var i = 0
+        while let start = find(key, in: bytes, from: i) {
+            let pathStart = start + key.count
+            guard let pathEnd = find(offsetKey, in: bytes, from: pathStart) else { break }
+            var j = pathEnd + offsetKey.count
+            var value: UInt = 0
+            while j < bytes.count, let digit = hexValue(bytes[j]) { value = value &* 16 &+ UInt(digit); j += 1 }
+            i = j
+            guard j + 1 < bytes.count, bytes[j] == UInt8(ascii: "\""), bytes[j + 1] == UInt8(ascii: "}"), value > 0 else { continue }
+            found.append((j + 1, String(decoding: bytes[pathStart..<pathEnd], as: UTF8.self), value))
+        }
+        guard !found.isEmpty else { return line }
+        var byModule: [String: [UInt]] = [:]
+        for f in found { byModule[f.module, default: []].append(f.offset - 1) }
+        var resolved: [String: [UInt: [SourceFrame]]] = [:]
+        for (module, offsets) in byModule { resolved[module] = Tools.sourceLines(module: module, offsets: Array(Set(offsets)).sorted()) }
+        var output: [UInt8] = []
+        var copied = 0
+        for f in found {
+            guard let location = resolved[f.module]?[f.offset - 1]?.last?.location,
+                  let colon = location.lastIndex(of: ":"), let number = Int(location[location.index(after: colon)...]) else { continue }
+            output += bytes[copied..<f.end]
+            output += Array(",\"file\":\"\(jsonEscaped(String(location[..<colon])))\",\"line\":\(number)".utf8)
+            copied = f.end
+        }
+        output += bytes[copied...]
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    private static func find(_ needle: [UInt8], in bytes: [UInt8], from start: Int) -> Int? {
+        guard needle.count <= bytes.count else { return nil }
+        var i = start
+        while i + needle.count <= bytes.count {
+            if bytes[i] == needle[0] && Array(bytes[i..<(i + needle.count)]) == needle { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    private static func hexValue(_ b: UInt8) -> Int? {
+        switch b {
+        case 0x30...0x39: return Int(b - 0x30)
+        case 0x61...0x66: return Int(b - 0x61 + 10)
+        case 0x41...0x46: return Int(b - 0x41 + 10)
+        default: return nil
+        }
+    }
+
+    private static func jsonEscaped(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
     private static func rebuild(_ frame: FrameLine, name: String?) -> String {
         var text = frame.indent + "#" + frame.number + " " + frame.address
         if let name { text += " " + name + (frame.symbolOffset.map { "+" + $0 } ?? "") }

@@ -65,7 +65,8 @@ struct DebugCacheTests {
     @Test func writeAfterFreeInADebugCacheIsReportedAndTheBufferRepaired() throws {
         let capture = ReportCapture()
         let before = Debug.reportCount
-        let cache = try #require(ObjectCache(name: "uaf-test", size: 32, debug: "default,noabort"))
+        // default without its quarantine, so that the freed buffer is handed out again at once
+        let cache = try #require(ObjectCache(name: "uaf-test", size: 32, debug: "deadbeef,redzone,uninit,audit,leaks,noabort"))
         let p = try #require(cache.allocate())
         cache.free(p)
         p.storeBytes(of: 0x99, toByteOffset: 3, as: UInt8.self)
@@ -78,6 +79,17 @@ struct DebugCacheTests {
         cache.free(q)
         #expect(Debug.reportCount == before + 1)
         cache.destroy()
+    }
+
+    /// A debug cache destroyed while freed buffers of it wait in quarantine gets them back
+    /// first: nothing is outstanding, and nothing is freed into it afterwards.
+    @Test func destroyingACacheTakesItsBuffersOutOfQuarantine() throws {
+        let cache = try #require(ObjectCache(name: "quarantined", size: 40, debug: "default"))
+        var buffers: [UnsafeMutableRawPointer] = []
+        for _ in 0..<100 { buffers.append(try #require(cache.allocate())) }
+        for p in buffers { cache.free(p) }
+        #expect(cache.destroy() == 0)
+        #expect(Debug.verifyHeap() == 0)
     }
 
     @Test func quarantineDelaysReuseAndVerifyFindsDamageThere() throws {

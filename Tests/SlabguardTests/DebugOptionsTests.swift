@@ -60,10 +60,14 @@ struct DebugOptionsTests {
 
     @Test func defaultExpandsExactly() throws {
         let o = try parse("default")
-        #expect(o.flags == DebugFlags.deadbeef.union(.redzone).union(.uninit).union(.audit).union(.leaks))
+        #expect(o.flags == DebugFlags.deadbeef.union(.redzone).union(.uninit).union(.audit).union(.quarantine).union(.leaks))
         #expect(o.flags == .defaultSet)
         #expect(o.auditDepth == 16)
-        #expect(o.description == "deadbeef,redzone,uninit,audit=16,leaks")
+        #expect(o.quarantineBytes == 4 << 20)
+        #expect(o.description == "deadbeef,redzone,uninit,audit=16,quarantine=4M,leaks")
+        // A quarantine set before `default` stays; one after it wins.
+        #expect(try parse("quarantine=64M,default").quarantineBytes == 64 << 20)
+        #expect(try parse("default,quarantine=1K").quarantineBytes == 1024)
     }
 
     @Test func fastModeSpellings() throws {
@@ -290,7 +294,7 @@ struct DebugOptionsTests {
 
     @Test func renderIntoSmallBufferBehavesLikeSnprintf() throws {
         let o = try parse("default,log=/tmp/abc")
-        let full = "deadbeef,redzone,uninit,audit=16,leaks,log=/tmp/abc"
+        let full = "deadbeef,redzone,uninit,audit=16,quarantine=4M,leaks,log=/tmp/abc"
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: 11)
         defer { buffer.deallocate() }
         buffer.initialize(repeating: 0x55, count: 11)
@@ -300,7 +304,8 @@ struct DebugOptionsTests {
         #expect(buffer[10] == 0x55)
         // The longest possible rendering fits in renderCapacity.
         var longest = try parse("deadbeef,redzone,uninit,audit=64,contents=4096,quarantine=9223372036854775807,guards,"
-            + "sample=9223372036854775807,verify=9223372036854775807,leaks,noabort,report=json")
+            + "sample=9223372036854775807,verify=9223372036854775807,leaks,noabort,report=json,exitcode=255,"
+            + "report_path=/" + String(repeating: "r", count: 4094) + ",suppressions=/" + String(repeating: "s", count: 4094))
         let set = longest.setLogPath("/" + String(repeating: "z", count: 4094))
         #expect(set)
         let big = UnsafeMutablePointer<CChar>.allocate(capacity: DebugOptions.renderCapacity)

@@ -11,6 +11,8 @@
 //   kills: the access cannot go on); malformed files
 // - the program's standard streams are its own (no pipe on fd 2)
 // - options are checked before the program starts
+// - `default` finds stale writes into buffers never reused before exit (its quarantine,
+//   the heap verification at exit)
 
 import Foundation
 import Testing
@@ -73,7 +75,7 @@ struct RunConventionTests {
         let cli = try ReleaseBuild.cli()
         let shown = try Subprocess.run(script, ["-qec", "'\(cli)' run -- '\(program)' clean", "/dev/null"])
         #expect(shown.stdout.replacingOccurrences(of: "\r", with: "")
-                == "slabguard: checking \(program) (deadbeef,redzone,uninit,audit=16,leaks)\n", "\(shown.stdout)")
+                == "slabguard: checking \(program) (deadbeef,redzone,uninit,audit=16,quarantine=4M,leaks)\n", "\(shown.stdout)")
         let fast = try Subprocess.run(script, ["-qec", "'\(cli)' run --debug none -- '\(program)' clean", "/dev/null"])
         #expect(fast.stdout.contains("(none: fast mode, no checks)"), "\(fast.stdout)")
         let quiet = try Subprocess.run(script, ["-qec", "'\(cli)' run --quiet -- '\(program)' clean", "/dev/null"])
@@ -134,6 +136,25 @@ struct RunConventionTests {
     static func pid(in line: String) -> Int? {
         guard let range = line.range(of: "in process ") else { return nil }
         return Int(line[range.upperBound...].prefix { $0.isNumber })
+    }
+
+    // MARK: 8. What default used to miss
+
+    /// Writes into freed buffers that are never handed out again before exit: the
+    /// quarantine `default` brings and the heap verification at exit find them.
+    @Test(arguments: ["realloc", "stray", "patch"])
+    func defaultCatchesAStaleWriteNotReusedBeforeExit(mode: String) throws {
+        let folder = try Subprocess.temporaryFolder("stale")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cc = try Subprocess.requireTool("cc")
+        let program = folder.appendingPathComponent("stale_writes").path
+        let built = try Subprocess.run(cc, ["-O0", "-g", "-o", program, Self.sources.appendingPathComponent("stale_writes.c").path])
+        try #require(built.status == 0, "\(built.stderr)")
+        let result = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", program, mode], directory: folder.path, timeout: 120)
+        #expect(result.stderr.contains("slabguard: buffer modified after being freed"), "\(mode): \(result.stderr)")
+        #expect(result.status == 134, "\(mode): \(result.status)")
+        let fast = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", "none", "--", program, mode], directory: folder.path)
+        #expect(fast.status == 0 && fast.stderr.isEmpty)   // the program itself runs to its end
     }
 
     // MARK: 5. Suppressions

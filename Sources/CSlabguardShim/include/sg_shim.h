@@ -57,6 +57,11 @@ extern __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exe
 extern __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t sg_tls_thread_id __attribute__((tls_model("initial-exec")));
 extern __thread int64_t sg_tls_sample_countdown __attribute__((tls_model("initial-exec")));
+/* The thread's quarantine batch (Debug/Quarantine.swift): freed chunks waiting to join
+ * the shared FIFO, SG_QUARANTINE_BATCH at a time, under one lock acquisition. */
+#define SG_QUARANTINE_BATCH 32
+extern __thread void *sg_tls_quarantine[2 * SG_QUARANTINE_BATCH] __attribute__((tls_model("initial-exec")));   /* chunk, cache */
+extern __thread uint32_t sg_tls_quarantine_count __attribute__((tls_model("initial-exec")));
 
 static inline __attribute__((always_inline)) sg_magazine_slot *sg_thread_slots(void) { return sg_tls_slots; }
 static inline __attribute__((always_inline)) uint32_t sg_thread_state(void) { return sg_tls_thread_state; }
@@ -76,6 +81,14 @@ static inline __attribute__((always_inline)) void sg_set_thread_id(uint32_t t) {
  * which sets it (to a huge value outside sample mode). */
 static inline __attribute__((always_inline)) int64_t sg_sample_countdown(void) { return sg_tls_sample_countdown; }
 static inline __attribute__((always_inline)) void sg_set_sample_countdown(int64_t v) { sg_tls_sample_countdown = v; }
+static inline __attribute__((always_inline)) uint32_t sg_quarantine_count(void) { return sg_tls_quarantine_count; }
+static inline __attribute__((always_inline)) void sg_set_quarantine_count(uint32_t n) { sg_tls_quarantine_count = n; }
+static inline __attribute__((always_inline)) void *sg_quarantine_chunk(uint32_t i) { return sg_tls_quarantine[2 * i]; }
+static inline __attribute__((always_inline)) void *sg_quarantine_cache(uint32_t i) { return sg_tls_quarantine[2 * i + 1]; }
+static inline __attribute__((always_inline)) void sg_set_quarantine_entry(uint32_t i, void *chunk, void *cache) {
+    sg_tls_quarantine[2 * i] = chunk;
+    sg_tls_quarantine[2 * i + 1] = cache;
+}
 
 /* Fills `words` 4-byte words at p (4-aligned) with `value`: glibc's vectorized wmemset. */
 static inline void sg_fill_words32(void *p, uint32_t value, size_t words) {

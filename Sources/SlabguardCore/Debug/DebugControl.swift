@@ -85,13 +85,16 @@ extension DebugLayer {
         }
     }
 
-    /// At exit: the leak check, the log, the summary; then, when the program would exit 0
+    /// At exit: a heap verification, the leak check, the log, the summary; then, when the program would exit 0
     /// but something was reported, the `exitcode` status (not under `slabguard run`,
     /// which applies it to the run as a whole).  glibc runs the rest of the exit
     /// handlers (and flushes stdio) for an exit called from one, with the last status.
     static func atExit(status: Int32) {
         let state = DebugState.shared
         let options = state.pointee.options
+        // What a stale pointer wrote into a freed buffer still waiting (in quarantine or
+        // on a free list), or an overrun into a neighbour, is found now, not never.
+        if !options.flags.isDisjoint(with: [.deadbeef, .redzone]) { _ = HeapVerifier.verifyAll() }
         if options.flags.contains(.leaks) { LeakFinder.run() }
         writeLogIfRequested()
         let owns = sg_mutex_lock_unless_held(&state.pointee.reportMutex) != 0

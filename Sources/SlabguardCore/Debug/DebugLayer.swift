@@ -80,6 +80,8 @@ enum DebugLayer {
             life.pointee.forkPrepare = { DebugLayer.lockForFork() }
             life.pointee.forkParent = { DebugLayer.unlockAfterFork() }
             life.pointee.forkChild = { DebugLayer.reinitializeAfterFork() }
+            ThreadRegistry.shared.pointee.exitHook = { Quarantine.flushThreadBatch() }
+            life.pointee.cacheDestroyHook = { cache in Quarantine.purge(cache.assumingMemoryBound(to: CacheCore.self)) }
         }
     }
 

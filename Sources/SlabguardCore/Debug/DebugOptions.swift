@@ -50,9 +50,10 @@ public struct DebugFlags: OptionSet, Sendable, BitwiseCopyable, Hashable {
     /// `log=PATH`; the path is in `DebugOptions.logPath`.
     @inlinable public static var log: DebugFlags { DebugFlags(rawValue: 1 << 12) }
 
-    /// What the word `default` turns on: deadbeef, redzone, uninit, audit, leaks.
+    /// What the word `default` turns on: deadbeef, redzone, uninit, audit, a small
+    /// quarantine (`DebugOptions.defaultQuarantineBytes` unless one was set), leaks.
     @inlinable public static var defaultSet: DebugFlags {
-        DebugFlags(rawValue: (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 9))
+        DebugFlags(rawValue: (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 9))
     }
 }
 
@@ -82,6 +83,8 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     public var exitCode: Int
 
     public static var defaultAuditDepth: Int { 16 }
+    /// The quarantine `default` brings (BENCHMARKS.md: "default's quarantine").
+    public static var defaultQuarantineBytes: Int { 4 << 20 }
     public static var maxAuditDepth: Int { 64 }
     public static var defaultContentsBytes: Int { 256 }
     public static var maxContentsBytes: Int { 4096 }
@@ -90,7 +93,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     /// An error buffer this large always holds the whole message.
     public static var errorCapacity: Int { 1024 }
     /// A render buffer this large always holds the whole canonical string.
-    public static var renderCapacity: Int { 4608 }
+    public static var renderCapacity: Int { 13312 }
 
     /// Fast mode: no flags; values at their defaults.
     public init() {
@@ -314,7 +317,9 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         }
         switch word {
         case .none: break
-        case .default: options.flags.formUnion(.defaultSet)
+        case .default:
+            if !options.flags.contains(.quarantine) { options.quarantineBytes = defaultQuarantineBytes }
+            options.flags.formUnion(.defaultSet)
         case .deadbeef: options.flags.insert(.deadbeef)
         case .redzone: options.flags.insert(.redzone)
         case .uninit: options.flags.insert(.uninit)

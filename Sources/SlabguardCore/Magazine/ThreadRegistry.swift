@@ -25,6 +25,9 @@ struct ThreadRegistry {
     var key = pthread_key_t()
     var keyReady = false
     var pool = FixedPool(recordSize: MemoryLayout<ThreadRecord>.stride)
+    /// Called first when a thread exits, installed by a layer above (the debug layer hands
+    /// the thread's quarantine batch on).
+    var exitHook: (@convention(c) () -> Void)? = nil
 
     @inline(__always) static var shared: UnsafeMutablePointer<ThreadRegistry> { GlobalSlice.threads.bound(to: ThreadRegistry.self) }
     static var lock: RawLock { RawLock(UnsafeMutableRawPointer(shared).assumingMemoryBound(to: pthread_mutex_t.self)) }
@@ -71,6 +74,7 @@ struct ThreadRegistry {
     /// Key destructor: the thread is exiting.  Later allocations on it (other
     /// destructors) go straight to the slab layer.
     static func threadExited(_ record: UnsafeMutablePointer<ThreadRecord>) {
+        if let hook = shared.pointee.exitHook { hook() }
         sg_set_thread_state(UInt32(SG_THREAD_DEAD))
         lock.lock()
         flushAll(record.pointee.slots)

@@ -102,6 +102,7 @@ enum CacheOps {
     /// so a buffer freed after the destroy goes straight back to its slab — never into
     /// the magazines of a newer cache that took the same id.
     static func destroy(_ cache: UnsafeMutablePointer<CacheCore>) -> CacheDestroyResult {
+        if let hook = HeapLifecycle.shared.pointee.cacheDestroyHook { hook(UnsafeMutableRawPointer(cache)) }
         let lock = CacheRegistry.lock
         lock.lock()
         ThreadRegistry.lock.lock()

@@ -1,0 +1,41 @@
+/* stale_writes.c — writes `default` used to miss (issue 8, item 8): each lands in a freed
+ * buffer that is not handed out again before the program ends, so only the quarantine's
+ * check at release or the heap verification at exit can see it.  Compiled at -O0.
+ *   realloc    writes through the old pointer after realloc moved the buffer
+ *   stray      writes 200 bytes past a 64-byte buffer, into its freed neighbours
+ *   patch      a deferred patch list writes into a buffer freed since the patch was queued
+ * Each exits 0; slabguard should say "buffer modified after being freed". */
+#include <stdlib.h>
+#include <string.h>
+
+static void *volatile keep[64];
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (strcmp(mode, "realloc") == 0) {
+        char *p = malloc(100);
+        char *q = realloc(p, 5000);   /* moves: another size class */
+        keep[0] = q;
+        p[10] = 'x';                  /* the old pointer */
+        free(q);
+        return 0;
+    }
+    if (strcmp(mode, "stray") == 0) {
+        char *b[8];
+        for (int i = 0; i < 8; i++) b[i] = malloc(64);
+        for (int i = 1; i < 8; i++) free(b[i]);
+        keep[1] = b[0];
+        memset(b[0] + 64, 'y', 200);  /* past the end, over the freed neighbours */
+        return 0;
+    }
+    if (strcmp(mode, "patch") == 0) {
+        struct patch { long *where; long value; } list[4];
+        long *record = malloc(48);
+        list[0].where = &record[3];
+        list[0].value = 42;
+        free(record);                 /* freed before the patches run */
+        for (int i = 0; i < 1; i++) *list[i].where = list[i].value;
+        return 0;
+    }
+    return 64;
+}
