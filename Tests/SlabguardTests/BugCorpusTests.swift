@@ -38,6 +38,8 @@ struct BugCorpusTests {
         Bug(program: "overrun_eight", headline: "redzone violation: write past end of buffer", function: "overrun_by_eight"),
         Bug(program: "double_free", headline: "duplicate free: buffer freed twice", function: "release_twice"),
         Bug(program: "interior_free", headline: "bad free: free address != alloc address", function: "make_record",
+            debug: "default,guards"),   // a guarded buffer: named with its allocation stack too
+        Bug(program: "interior_free", headline: "bad free: free address != alloc address", function: "make_record",
             reportTimeFunction: "free_interior"),
         Bug(program: "foreign_free", headline: "invalid free: buffer not in cache", function: "main",
             reportTimeFunction: "free_foreign"),
@@ -155,6 +157,9 @@ struct BugCorpusTests {
         #expect(lines.last?.hasPrefix("{\"report\":\"summary\",\"schema\":1,") == true, "stderr: \(result.stderr)")
         #expect(result.stderr.contains("release_twice"))
         #expect(result.stderr.contains("\"module_offset\""))
+        // run adds the source line to frames with debug info, as in text reports
+        #expect(result.stderr.range(of: #""file":"[^"]*double_free\.c","line":[0-9]+"#, options: .regularExpression) != nil,
+                "stderr: \(result.stderr)")
     }
 
     // MARK: Controls: no report on correct programs

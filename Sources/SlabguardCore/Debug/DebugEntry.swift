@@ -120,7 +120,12 @@ extension DebugAllocator {
             if p == user { return DebugReport.duplicateFreeLarge(span: span, tag: tag, layout: layout) }
             return DebugReport.invalidFree(p, expectedSize: expectedSize)
         }
-        if p != user { return DebugReport.invalidFree(p, expectedSize: expectedSize) }
+        if p != user {
+            if p > user && p < user + max(size, 1) {   // into the buffer: name it
+                return DebugReport.badFreeAddressLarge(span: span, tag: tag, layout: layout, given: p)
+            }
+            return DebugReport.invalidFree(p, expectedSize: expectedSize)
+        }
         if let expected = expectedSize, expected != size { DebugReport.badFreeSizeLarge(span: span, tag: tag, layout: layout, given: expected) }
         // The redzone runs to the end of the span — for a guarded span, to its guard page,
         // and the pad between its tag page(s) and the buffer holds the pattern too.

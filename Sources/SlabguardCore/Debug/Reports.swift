@@ -273,6 +273,24 @@ enum DebugReport {
         r.finish()
     }
 
+    /// `free(p + 16)` of a large or guarded buffer: the buffer it points into, its stacks.
+    static func badFreeAddressLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout, given: UnsafeMutableRawPointer) {
+        var r = ReportBuilder(.badFreeAddress, cacheFlags: 0)
+        let user = span.pointee.base + span.pointee.userOffset
+        r.line { w in
+            w.append("free address ")
+            w.append(hex: UInt(bitPattern: given))
+            w.append(" is ")
+            w.append(hex: UInt(bitPattern: given) &- UInt(bitPattern: user))
+            w.append(" bytes into the buffer")
+        }
+        r.fieldHex("address", UInt(bitPattern: given))
+        r.buffer(name: name(of: span), user: user, size: span.pointee.requestedSize)
+        r.currentStack("freed by thread")
+        r.auditStacks(layout: layout, tag: tag, freeFirst: false)
+        r.finish()
+    }
+
     static func badFreeSizeLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout, given: Int) {
         badFreeSize(flags: 0, name: name(of: span), user: span.pointee.base + span.pointee.userOffset,
                     size: span.pointee.requestedSize, tag: tag, layout: layout, given: given)
