@@ -63,8 +63,8 @@ struct DebugOptionsTests {
         #expect(o.flags == DebugFlags.deadbeef.union(.redzone).union(.uninit).union(.audit).union(.quarantine).union(.leaks))
         #expect(o.flags == .defaultSet)
         #expect(o.auditDepth == 16)
-        #expect(o.quarantineBytes == 4 << 20)
-        #expect(o.description == "deadbeef,redzone,uninit,audit=16,quarantine=4M,leaks")
+        #expect(o.quarantineBytes == 1 << 20)
+        #expect(o.description == "deadbeef,redzone,uninit,audit=16,quarantine=1M,leaks")
         // A quarantine set before `default` stays; one after it wins.
         #expect(try parse("quarantine=64M,default").quarantineBytes == 64 << 20)
         #expect(try parse("default,quarantine=1K").quarantineBytes == 1024)
@@ -294,7 +294,7 @@ struct DebugOptionsTests {
 
     @Test func renderIntoSmallBufferBehavesLikeSnprintf() throws {
         let o = try parse("default,log=/tmp/abc")
-        let full = "deadbeef,redzone,uninit,audit=16,quarantine=4M,leaks,log=/tmp/abc"
+        let full = "deadbeef,redzone,uninit,audit=16,quarantine=1M,leaks,log=/tmp/abc"
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: 11)
         defer { buffer.deallocate() }
         buffer.initialize(repeating: 0x55, count: 11)

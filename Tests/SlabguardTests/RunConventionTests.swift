@@ -75,7 +75,7 @@ struct RunConventionTests {
         let cli = try ReleaseBuild.cli()
         let shown = try Subprocess.run(script, ["-qec", "'\(cli)' run -- '\(program)' clean", "/dev/null"])
         #expect(shown.stdout.replacingOccurrences(of: "\r", with: "")
-                == "slabguard: checking \(program) (deadbeef,redzone,uninit,audit=16,quarantine=4M,leaks)\n", "\(shown.stdout)")
+                == "slabguard: checking \(program) (deadbeef,redzone,uninit,audit=16,quarantine=1M,leaks)\n", "\(shown.stdout)")
         let fast = try Subprocess.run(script, ["-qec", "'\(cli)' run --debug none -- '\(program)' clean", "/dev/null"])
         #expect(fast.stdout.contains("(none: fast mode, no checks)"), "\(fast.stdout)")
         let quiet = try Subprocess.run(script, ["-qec", "'\(cli)' run --quiet -- '\(program)' clean", "/dev/null"])
@@ -142,7 +142,7 @@ struct RunConventionTests {
 
     /// Writes into freed buffers that are never handed out again before exit: the
     /// quarantine `default` brings and the heap verification at exit find them.
-    @Test(arguments: ["realloc", "stray", "patch"])
+    @Test(arguments: ["realloc", "stray", "patch", "reused"])
     func defaultCatchesAStaleWriteNotReusedBeforeExit(mode: String) throws {
         let folder = try Subprocess.temporaryFolder("stale")
         defer { try? FileManager.default.removeItem(at: folder) }

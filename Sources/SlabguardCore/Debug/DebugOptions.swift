@@ -84,7 +84,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
 
     public static var defaultAuditDepth: Int { 16 }
     /// The quarantine `default` brings (BENCHMARKS.md: "default's quarantine").
-    public static var defaultQuarantineBytes: Int { 4 << 20 }
+    public static var defaultQuarantineBytes: Int { 1 << 20 }
     public static var maxAuditDepth: Int { 64 }
     public static var defaultContentsBytes: Int { 256 }
     public static var maxContentsBytes: Int { 4096 }

@@ -4,6 +4,8 @@
  *   realloc    writes through the old pointer after realloc moved the buffer
  *   stray      writes 200 bytes past a 64-byte buffer, into its freed neighbours
  *   patch      a deferred patch list writes into a buffer freed since the patch was queued
+ *   reused     frees a buffer, allocates the same size, writes through the stale pointer:
+ *              without a quarantine the new buffer IS the old one, and the write is silent
  * Each exits 0; slabguard should say "buffer modified after being freed". */
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,15 @@ int main(int argc, char **argv) {
         list[0].value = 42;
         free(record);                 /* freed before the patches run */
         for (int i = 0; i < 1; i++) *list[i].where = list[i].value;
+        return 0;
+    }
+    if (strcmp(mode, "reused") == 0) {
+        char *p = malloc(64);
+        free(p);
+        char *q = malloc(64);
+        keep[2] = q;
+        p[8] = 'z';                   /* stale: into q itself when p was handed out again */
+        free(q);
         return 0;
     }
     return 64;
