@@ -121,19 +121,30 @@ enum Subprocess {
         let inHandle = try FileHandle(forReadingFrom: inURL)
         defer { try? out.close(); try? err.close(); try? inHandle.close() }
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = environment ?? cleanEnvironment()
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = inHandle
-        // A hung program (a deadlock is a bug these tests look for) is killed at the time
-        // limit and reported as such, instead of hanging the test run.
+        // A program copied a moment ago can be "busy" (ETXTBSY) while a process another
+        // test is forking still holds the copy's descriptor: wait it out, with a new Process.
         let finished = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in finished.signal() }
-        try process.run()
+        var process = Process()
+        var attempt = 0
+        while true {
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            process.environment = environment ?? cleanEnvironment()
+            if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+            process.standardOutput = out
+            process.standardError = err
+            process.standardInput = inHandle
+            // A hung program (a deadlock is a bug these tests look for) is killed at the time
+            // limit and reported as such, instead of hanging the test run.
+            process.terminationHandler = { _ in finished.signal() }
+            do { try process.run(); break } catch {
+                let busy = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.code == Int(ETXTBSY)
+                attempt += 1
+                guard busy && attempt < 100 else { throw error }
+                usleep(20_000)
+            }
+        }
         var timedOut = false
         if finished.wait(timeout: .now() + timeout) == .timedOut {
             timedOut = true
