@@ -53,16 +53,13 @@ package enum DebugControl {
 
     /// What is wrong with a suppressions file ("line N: REASON", "cannot read it: …"), or nil.
     package static func suppressionsProblem(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return "cannot read it: " + String(cString: strerror(errno)) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return "cannot read it: not a regular file" }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size) + 1)
-        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, Int(info.st_size)) }
-        guard n >= 0 else { return "cannot read it: " + String(cString: strerror(errno)) }
+        var error: Int32 = 0
+        guard let (memory, count, mapped) = path.withCString({ Platform.readFile($0, error: &error) }) else {
+            return "cannot read it: " + (error == EINVAL ? "not a regular file" : String(cString: strerror(error)))
+        }
+        defer { Platform.unmap(memory, mapped) }
         var found = 0
-        let problem = bytes.withUnsafeBytes { Suppressions.parse($0.baseAddress!, count: n, into: nil, found: &found) }
+        let problem = Suppressions.parse(memory, count: count, into: nil, found: &found)
         guard let problem else { return nil }
         return "line \(problem.line): \(problem.reason)"
     }

@@ -125,7 +125,7 @@ enum DebugLayer {
     static func configureDefaultHeap(_ flags: UnsafeMutablePointer<UInt32>, _ tagBytes: UnsafeMutablePointer<Int>) {
         let state = DebugState.shared
         state.pointee.startNanoseconds = monotonicNanoseconds()
-        if !state.pointee.configured, let text = getenv("SLABGUARD_DEBUG") {
+        if !state.pointee.configured, let text = Platform.environment("SLABGUARD_DEBUG") {
             // In secure execution (where secure_getenv sees nothing) the checks still
             // apply, but no option from the environment may make slabguard write a file.
             let secure = sg_secure_getenv("SLABGUARD_DEBUG") == nil

@@ -83,7 +83,7 @@ enum ReportOutput {
             openReportPath()
             return
         }
-        guard let text = getenv("SLABGUARD_REPORT_FD") else { return }
+        guard let text = Platform.environment("SLABGUARD_REPORT_FD") else { return }
         state.pointee.underRun = true
         var fd: Int32 = 0
         var p = UnsafeRawPointer(text)
@@ -93,10 +93,9 @@ enum ReportOutput {
             p += 1
             digits += 1
         }
-        var info = stat()
-        guard digits > 0, p.load(as: UInt8.self) == 0, fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return }
-        state.pointee.channelDevice = UInt64(info.st_dev)
-        state.pointee.channelInode = UInt64(info.st_ino)
+        guard digits > 0, p.load(as: UInt8.self) == 0, let identity = Platform.socketIdentity(fd) else { return }
+        state.pointee.channelDevice = identity.device
+        state.pointee.channelInode = identity.inode
         state.pointee.channelFDPlusOne = fd + 1
     }
 
@@ -148,14 +147,9 @@ enum ReportOutput {
         let s = state
         if s.pointee.channelFDPlusOne != 0 {
             let fd = s.pointee.channelFDPlusOne - 1
-            var info = stat()
-            if fstat(fd, &info) == 0 && UInt64(info.st_dev) == s.pointee.channelDevice && UInt64(info.st_ino) == s.pointee.channelInode {
-                while true {
-                    let n = send(fd, bytes, count, Int32(MSG_NOSIGNAL))
-                    if n == count { return }
-                    if n < 0 && errno == EINTR { continue }
-                    break
-                }
+            if let identity = Platform.socketIdentity(fd), identity.device == s.pointee.channelDevice,
+               identity.inode == s.pointee.channelInode, Platform.sendMessage(fd, bytes, count) {
+                return
             }
             s.pointee.channelFDPlusOne = 0   // gone (or not ours any more): standard error from now on
             Platform.writeAll(2, bytes, count)

@@ -92,24 +92,13 @@ package enum Suppressions {
     /// Start-up: reads and parses the file named by `suppressions=`.  A file that cannot
     /// be read or has a malformed line: one line, exit status 2.
     static func load(_ path: UnsafePointer<CChar>) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        var info = stat()
-        guard fd >= 0 else { fail(path, line: 0, reason: nil, error: errno) }
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { close(fd); fail(path, line: 0, reason: nil, error: EINVAL) }
-        let size = Int(info.st_size)
-        let lines = size / 2 + 2
-        let textBytes = roundUp(size + 1, pageSize)
-        let entryBytes = roundUp(lines * MemoryLayout<Entry>.stride, pageSize)
-        guard let memory = Platform.map(textBytes + entryBytes) else { close(fd); fail(path, line: 0, reason: nil, error: ENOMEM) }
-        var done = 0
-        while done < size {
-            let n = read(fd, memory + done, size - done)
-            if n > 0 { done += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            break
+        var error: Int32 = 0
+        guard let (memory, done, _) = Platform.readFile(path, error: &error) else { fail(path, line: 0, reason: nil, error: error) }
+        let lines = done / 2 + 2
+        guard let entryMemory = Platform.map(roundUp(lines * MemoryLayout<Entry>.stride, pageSize)) else {
+            fail(path, line: 0, reason: nil, error: ENOMEM)
         }
-        close(fd)
-        let entries = (memory + textBytes).bindMemory(to: Entry.self, capacity: lines)
+        let entries = entryMemory.bindMemory(to: Entry.self, capacity: lines)
         var found = 0
         if let problem = parse(memory, count: done, into: entries, found: &found) {
             fail(path, line: problem.line, reason: problem.reason, error: 0)
@@ -128,7 +117,7 @@ package enum Suppressions {
                 w.append(reason)
             } else {
                 w.append("': cannot read it: ")
-                w.append(cString: strerror(error))
+                if error == EINVAL { w.append("not a regular file") } else { w.append(cString: strerror(error)) }
             }
             w.newline()
         }

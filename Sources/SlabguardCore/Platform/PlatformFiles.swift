@@ -1,0 +1,54 @@
+// Platform: the environment, files read whole, and the report socket — the system calls
+// the debug layer's report output and suppressions need, kept at the platform boundary
+// (design §2).  Nothing here allocates from the heap.
+
+import Glibc
+
+extension Platform {
+    /// The environment variable `name`, or nil (getenv: fine in secure execution, for
+    /// variables that make slabguard write no file).
+    static func environment(_ name: StaticString) -> UnsafeMutablePointer<CChar>? {
+        getenv(UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self))
+    }
+
+    /// A regular file read whole into fresh mapped memory, a zero byte after its end:
+    /// (memory, bytes read, bytes mapped), or nil with an errno in `error` (EINVAL: not a
+    /// regular file).  The caller unmaps it (or keeps it for the process's life).
+    static func readFile(_ path: UnsafePointer<CChar>, error: inout Int32) -> (UnsafeMutableRawPointer, Int, Int)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { error = errno; return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { error = errno; return nil }
+        guard info.st_mode & S_IFMT == S_IFREG else { error = EINVAL; return nil }
+        let size = Int(info.st_size)
+        let mapped = roundUp(size + 1, pageSize)
+        guard let memory = map(mapped) else { error = ENOMEM; return nil }
+        var done = 0
+        while done < size {
+            let n = read(fd, memory + done, size - done)
+            if n > 0 { done += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { error = errno; unmap(memory, mapped); return nil }
+            break
+        }
+        return (memory, done, mapped)
+    }
+
+    /// The device and inode of `fd` when it is a socket, else nil.
+    static func socketIdentity(_ fd: Int32) -> (device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
+
+    /// Sends `count` bytes as one message (no SIGPIPE); false when the socket is gone.
+    static func sendMessage(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
+        while true {
+            let n = send(fd, bytes, count, Int32(MSG_NOSIGNAL))
+            if n == count { return true }
+            if n < 0 && errno == EINTR { continue }
+            return false
+        }
+    }
+}
