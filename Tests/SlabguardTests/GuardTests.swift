@@ -56,6 +56,9 @@ struct GuardTests {
             #expect(faulted % 4096 == 0, "the buffer does not end at a page boundary")
         }
         #expect(result.stdout.isEmpty, "the sum was printed: \(result.stdout)")
+        #expect(result.stderr.hasPrefix("slabguard: redzone violation: read past end of buffer\n"), "stderr: \(result.stderr)")
+        // A long is read: the size comes from the faulting instruction.
+        #expect(result.stderr.contains("\n  access size: 8 bytes (a read, from the faulting instruction)\n"), "stderr: \(result.stderr)")
     }
 
     @Test func withoutGuardsTheSameReadGoesUnnoticed() throws {

@@ -60,7 +60,8 @@ enum FaultExplainer {
         let size = span.pointee.requestedSize
         let layout = DebugAllocator.tagLayout(of: span)
         let access = FaultAccess(isWrite: isWrite, address: address,
-                                 offset: address >= user ? Int(address - user) : -Int(user - address), size: size)
+                                 offset: address >= user ? Int(address - user) : -Int(user - address), size: size,
+                                 width: AccessSize.ofInstruction(at: pc))
         if tag.state.isFree {
             var r = ReportBuilder(.useAfterFree, cacheFlags: 0, fault: access)
             r.buffer(name: DebugReport.name(of: span), user: UnsafeMutableRawPointer(bitPattern: user)!, size: size)

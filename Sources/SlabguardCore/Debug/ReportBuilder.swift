@@ -11,6 +11,7 @@ struct FaultAccess {
     var address: UInt
     var offset: Int       // from the buffer's start (negative: before it)
     var size: Int
+    var width = 0         // bytes the instruction accessed (AccessSize), 0 when not known
 }
 
 struct ReportBuilder: ~Copyable {
@@ -66,6 +67,7 @@ struct ReportBuilder: ~Copyable {
                 if kind == .useAfterFree {
                     w.jsonKey("offset"); w.append(f.offset < 0 ? "-" : ""); w.append(decimal: UInt64(f.offset.magnitude))
                 }
+                if f.width > 0 { w.jsonField("access_size", decimal: f.width) }
             }
         } else {
             w.append("slabguard: ")
@@ -94,6 +96,13 @@ struct ReportBuilder: ~Copyable {
             w.append(", thread ")
             w.append(decimal: UInt64(DebugLayer.threadID()))
             w.newline()
+            if let f = fault, f.width > 0 {
+                w.append("  access size: ")
+                w.append(decimal: f.width)
+                w.append(f.width == 1 ? " byte (" : " bytes (")
+                w.append(f.isWrite ? "a write" : "a read")
+                w.append(", from the faulting instruction)\n")
+            }
         }
     }
 
