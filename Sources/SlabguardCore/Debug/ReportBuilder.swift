@@ -186,11 +186,11 @@ struct ReportBuilder: ~Copyable {
         if allocationOnly {
             stack(allocation, key: "allocation_stack", label: "allocated by thread")
         } else if freeFirst {
-            stack(free, key: "free_stack", label: freeLabel)
+            stack(free, key: "free_stack", label: freeLabel, isFree: true)
             stack(allocation, key: "allocation_stack", label: "allocated by thread")
         } else {
             stack(allocation, key: "allocation_stack", label: "allocated by thread")
-            stack(free, key: "free_stack", label: freeLabel)
+            stack(free, key: "free_stack", label: freeLabel, isFree: true)
         }
     }
 
@@ -215,8 +215,10 @@ struct ReportBuilder: ~Copyable {
                   time: DebugLayer.monotonicNanoseconds(), frames: frames, count: count, keepInternal: true)
     }
 
-    private mutating func stack(_ entry: AuditEntry, key: StaticString, label: StaticString) {
-        guard entry.isRecorded else { return }
+    private mutating func stack(_ entry: AuditEntry, key: StaticString, label: StaticString, isFree: Bool = false) {
+        guard entry.isRecorded else { return }   // never freed (or allocated) by anyone
+        // A free recorded inside slabguard's own start-up says nothing about the program.
+        if isFree, onlyStartUp(entry.stack, min(entry.frames, entry.depth)) { return }
         emitStack(key: key, label: label, thread: entry.thread, time: entry.time, frames: entry.stack, count: min(entry.frames, entry.depth))
     }
 
@@ -299,6 +301,40 @@ struct ReportBuilder: ~Copyable {
             shown += 1
         }
         if json { w.endArray(); w.endObject() }
+    }
+
+    /// Whether every frame of a stack is in slabguard itself or the dynamic loader (the
+    /// program's start-up); a frame that cannot be named is the program's.
+    private func onlyStartUp(_ frames: UnsafeMutablePointer<UInt>, _ count: Int) -> Bool {
+        let name = (ReportBuilder.scratch.pointee.memory! + ReportBuilder.bufferBytes).assumingMemoryBound(to: CChar.self)
+        var i = 0
+        while i < count {
+            var offset: UInt = 0
+            let known = ElfSymbols.symbolize(frames[i] &- 1, name: name, capacity: 256, offset: &offset)
+            i += 1
+            if known && ReportBuilder.isInternal(name) { continue }
+            var module = ModuleInfo()
+            guard ModuleMap.lookup(frames[i - 1], into: &module) else { return false }
+            let inLoader = withUnsafePointer(to: &module.path) { p in
+                ReportBuilder.contains(UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), "/ld-linux")
+            }
+            if !inLoader { return false }
+        }
+        return count > 0
+    }
+
+    /// Whether a NUL-terminated string contains `needle` (no C-string temporaries).
+    static func contains(_ text: UnsafePointer<UInt8>, _ needle: StaticString) -> Bool {
+        let n = needle.utf8CodeUnitCount
+        let bytes = needle.utf8Start
+        var i = 0
+        while text[i] != 0 {
+            var k = 0
+            while k < n && text[i + k] == bytes[k] { k += 1 }
+            if k == n { return true }
+            i += 1
+        }
+        return false
     }
 
     /// Folds the frame into the signature and matches it against the suppressions.
