@@ -1,7 +1,7 @@
 // Starts the program (posix_spawnp: PATH search like a shell), waits for it,
 // and turns its wait status into ours: its exit code, or 128+N for death by
-// signal N, as shells report it.  Its standard streams are ours, untouched; with
-// a ReportChannel, the channel's end is its one added descriptor.
+// signal N, as shells report it.  Its standard streams and descriptors are ours,
+// untouched.
 //
 // While the program runs, SIGINT and SIGQUIT are ignored here (the terminal
 // sends them to the whole foreground process group, so the program gets them
@@ -33,11 +33,11 @@ enum ProgramRunner {
     }
 
     /// Runs `command` and returns the status slabguard should exit with.  With a
-    /// channel, the program's reports arrive on it (SLABGUARD_REPORT_FD) and are printed
+    /// channel, the program's reports arrive on it (SLABGUARD_REPORT_SOCKET) and are printed
     /// while it runs.
     static func run(_ command: [String], environment: [String: String], channel: ReportChannel? = nil) -> Int32 {
         var environment = environment
-        if let channel { environment["SLABGUARD_REPORT_FD"] = String(channel.childFD) }
+        if let channel { environment["SLABGUARD_REPORT_SOCKET"] = channel.path }
         let argv = command.map { strdup($0) } + [nil]
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -72,11 +72,8 @@ enum ProgramRunner {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if let channel { posix_spawn_file_actions_adddup2(&actions, channel.programEnd, channel.childFD) }
-
         var pid: pid_t = 0
         let error = posix_spawnp(&pid, command[0], &actions, &attributes, argv, envp)
-        channel?.closeProgramEnd()
         if error == 0 {
             forwardTo = pid
             var forward = sigaction()

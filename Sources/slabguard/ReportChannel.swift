@@ -1,82 +1,89 @@
 // The channel the library sends its reports on while `slabguard run` runs a program
-// (design §10): a socket pair of the CLI's own, SOCK_SEQPACKET, so that each report
-// arrives as one message, whole, even from several processes at once (the program's
-// children inherit the descriptor).  The program's standard streams are left exactly
-// as the caller gave them; only the descriptor number in SLABGUARD_REPORT_FD is added.
+// (design §10): a Unix datagram socket bound in a private folder (mode 0700, so only
+// this user's processes reach it), its path in SLABGUARD_REPORT_SOCKET.  Each report
+// arrives as one datagram, whole, even from several processes at once, and every process
+// of the run reaches it — children whose descriptors were closed too, since each opens
+// its own socket.  The program's standard streams are left exactly as the caller gave
+// them.
 //
 // The CLI prints each report on its own standard error, text reports with their frames
-// symbolized (ReportSymbolizer), JSON reports as they came.  Once the program has
-// exited, what is already queued is printed and the CLI is done: a background child
-// that reports later finds the channel closed and writes to its standard error.
+// symbolized (ReportSymbolizer), JSON reports with file and line added to their frames.
+// Once the program has exited, what is already queued is printed, the socket removed,
+// and the CLI is done: a background child that reports later finds no channel and
+// writes to its standard error.
 
 import Glibc
 
 final class ReportChannel {
-    /// The CLI's end (close-on-exec).
     let ownFD: Int32
-    /// The end handed to the program (close-on-exec here; the spawn dup2s it to `childFD`).
-    private(set) var programEnd: Int32
-    /// The descriptor number the program gets: one not open in this process.
-    let childFD: Int32
+    /// The socket's path (SLABGUARD_REPORT_SOCKET) and its private folder.
+    let path: String
+    private let folder: String
     let rewrite: Bool
     /// Reports seen (not summaries, not notices), and their headlines.
     private(set) var reports = 0
     private(set) var headlines: [String] = []
 
     init?(rewrite: Bool) {
-        var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else { return nil }
-        ownFD = pair[0]
-        programEnd = pair[1]
-        var candidate: Int32 = 100
-        while fcntl(candidate, F_GETFD) != -1 { candidate += 1 }
-        childFD = candidate
+        let base = ProgramRunner.currentEnvironment()["TMPDIR"].flatMap { $0.utf8.count < 60 && $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
+        var template = Array((base + "/slabguard-XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { return nil }
+        folder = String(cString: made)
+        path = folder + "/reports"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { rmdir(folder); return nil }
+        ownFD = fd
         self.rewrite = rewrite
-        // A generous send buffer: a burst of reports does not block the program.
-        var size: Int32 = 4 << 20
-        setsockopt(programEnd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let fits = withUnsafeMutableBytes(of: &address.sun_path) { raw -> Bool in
+            guard bytes.count < raw.count else { return false }
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+            return true
+        }
+        let bound = fits && withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        }
+        guard bound else { close(fd); rmdir(folder); return nil }
+        // A generous queue: a burst of reports does not hold the program up.
+        var size: Int32 = 8 << 20
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
     }
 
     deinit {
         close(ownFD)
-        if programEnd >= 0 { close(programEnd) }
-    }
-
-    /// After the spawn: this process keeps only its own end.
-    func closeProgramEnd() {
-        if programEnd >= 0 { close(programEnd) }
-        programEnd = -1
+        unlink(path)
+        rmdir(folder)
     }
 
     /// Prints reports until the program exits; returns its wait status.
     func pump(pid: pid_t) -> Int32 {
         var status: Int32 = 0
         var buffer = [UInt8](repeating: 0, count: 1 << 17)
-        var reaped = false
-        var open = true
-        while open {
+        while true {
             var poller = pollfd(fd: ownFD, events: Int16(POLLIN), revents: 0)
             if poll(&poller, 1, 50) > 0 {
-                open = receive(&buffer) >= 0
+                while receive(&buffer) {}
                 continue
             }
             let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { reaped = true; break }
+            if r == pid { break }
             if r < 0 && errno != EINTR { return status }
         }
-        // Exited, or no writer left: print what is queued, then reap.
-        while receive(&buffer) > 0 {}
-        if !reaped { while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
+        // Exited: print what is queued.
+        while receive(&buffer) {}
         return status
     }
 
-    /// Receives and prints one message: 1, or 0 when none is queued, -1 when no writer is left.
-    private func receive(_ buffer: inout [UInt8]) -> Int {
+    /// Receives and prints one report; false when none is queued.
+    private func receive(_ buffer: inout [UInt8]) -> Bool {
         let n = buffer.withUnsafeMutableBytes { recv(ownFD, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        if n < 0 { return errno == EINTR || errno == EAGAIN ? 0 : -1 }
-        if n == 0 { return -1 }
+        if n < 0 && errno == EINTR { return true }
+        guard n > 0 else { return false }
         print(message: String(decoding: buffer[..<n], as: UTF8.self))
-        return 1
+        return true
     }
 
     private func print(message: String) {

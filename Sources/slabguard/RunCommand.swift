@@ -5,7 +5,7 @@
 // stay preloaded after it); SLABGUARD_DEBUG is set from --debug (default:
 // `default`, every check; `--debug none` is fast mode) plus --log, --json,
 // --error-exitcode and --suppressions; an inherited SLABGUARD_DEBUG is used
-// when --debug is not given.  SLABGUARD_REPORT_FD names the report channel.
+// when --debug is not given.  SLABGUARD_REPORT_SOCKET names the report channel.
 //
 // Options are checked before the program starts (design §10): a bad --debug
 // word, an unwritable --log, a missing or malformed suppressions file is one

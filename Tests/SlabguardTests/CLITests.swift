@@ -140,9 +140,10 @@ struct CLITests {
             "    #2 0x55a9b8eef300 (/nonexistent/module+0x9f300)",
             "after the report",
         ].joined(separator: "\n") + "\n"
-        // Sent on the report channel, as the library does (one write, one message).
-        let bash = try Subprocess.requireTool("bash")
-        let result = try Self.slabguard(["run", "--", bash, "-c", "printf '%s' \"$1\" >&$SLABGUARD_REPORT_FD", "sh", report])
+        // Sent on the report channel, as the library does (one datagram).
+        let python = try Subprocess.requireTool("python3")
+        let send = "import os, socket, sys; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(sys.argv[1].encode(), os.environ['SLABGUARD_REPORT_SOCKET'])"
+        let result = try Self.slabguard(["run", "--", python, "-c", send, report])
         #expect(result.status == 1)   // a report came: the run's status says so
         let lines = result.stderr.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         try #require(lines.count == 7, "stderr: \(result.stderr)")
@@ -160,7 +161,7 @@ struct CLITests {
 
         // JSON reports (--json) pass through untouched.
         let json = #"{"report":"duplicate free","frames":[{"address":"0x1","function":"$s4main3fooyyF"}]}"#
-        let passed = try Self.slabguard(["run", "--json", "--", bash, "-c", "printf '%s\\n' \"$1\" >&$SLABGUARD_REPORT_FD", "sh", json])
+        let passed = try Self.slabguard(["run", "--json", "--", python, "-c", send, json + "\n"])
         #expect(passed.stderr == json + "\n")
     }
 
@@ -180,8 +181,9 @@ struct CLITests {
         let address = try #require(line.flatMap { UInt($0.split(separator: " ")[0], radix: 16) })
         // A return address a few bytes into the function, as the library would print it.
         let frame = "    #0 0x7f0000001000 marker_function+0x5 (\(program)+0x\(String(address + 5, radix: 16)))"
-        let bash = try Subprocess.requireTool("bash")
-        let result = try Self.slabguard(["run", "--", bash, "-c", "printf 'slabguard: leak: 1 buffer, 8 bytes not freed\\n%s\\n' \"$1\" >&$SLABGUARD_REPORT_FD", "sh", frame])
+        let python = try Subprocess.requireTool("python3")
+        let send = "import os, socket, sys; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(sys.argv[1].encode(), os.environ['SLABGUARD_REPORT_SOCKET'])"
+        let result = try Self.slabguard(["run", "--", python, "-c", send, "slabguard: leak: 1 buffer, 8 bytes not freed\n" + frame + "\n"])
         #expect(result.stderr.contains("    #0 0x7f0000001000 marker_function+0x5 (\(source):"), "stderr: \(result.stderr)")
         #expect(!result.stderr.contains("+0x\(String(address + 5, radix: 16)))"))
     }

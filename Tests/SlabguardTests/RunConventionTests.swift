@@ -223,6 +223,21 @@ struct RunConventionTests {
         #expect(result.stdout.hasSuffix("/err isatty=0\n"), "fd 2 is \(result.stdout)")   // the caller's file, not a pipe
     }
 
+    /// A child started with every descriptor above 2 closed (Python's subprocess does that)
+    /// still reaches run's channel: its report is printed by run and counts for the status.
+    @Test func aChildWithItsDescriptorsClosedReachesTheChannel() throws {
+        let folder = try Subprocess.temporaryFolder("close-fds")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.program(in: folder)
+        let python = try Subprocess.requireTool("python3", preferring: "/usr/bin/python3")
+        let script = "import subprocess, sys; sys.exit(subprocess.run([sys.argv[1], 'double-free'], close_fds=True).returncode)"
+        let result = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", "default,noabort", "--", python, "-c", script, program],
+                                        directory: folder.path, timeout: 120)
+        #expect(result.stderr.contains("slabguard: duplicate free: buffer freed twice"), "\(result.stderr)")
+        #expect(result.stderr.contains("/conventions.c:"), "symbolized by run: \(result.stderr)")
+        #expect(result.status == 1, "\(result.status)")   // the child exited 0 (under run), python too
+    }
+
     @Test func bytesThatLookLikeReportsPassUnchanged() throws {
         let result = try Self.run(["--quiet"], ["fake-report"])
         #expect(result.stderr == "slabguard: buffer modified after being freed\n    #0 0x1234 main+0x1 (/bin/true+0x10)\n\tend\u{01}\n")

@@ -2,11 +2,13 @@
 //
 // Destination, chosen at start-up: `report_path=PATH` (a file created under design
 // §11's rules, `%p` replaced by the pid); else the channel `slabguard run` hands the
-// program (SLABGUARD_REPORT_FD: a socket of the CLI's own, SOCK_SEQPACKET so that one
-// report is one message, whole, never mixed with another process's); else standard
-// error (or the descriptor a test set).  The program's own streams are never touched.
-// The channel is checked before each report — the same socket still, since the program
-// may have closed the descriptor or reused its number — and a channel that is gone
+// program (below); else standard error (or the descriptor a test set).  The program's own streams are never touched.
+// The channel is a Unix datagram socket the CLI binds in a private folder (0700) and
+// names in SLABGUARD_REPORT_SOCKET: each report is one datagram, whole, never mixed with
+// another process's, and every process of the run reaches it — children whose
+// descriptors were closed (Python's close_fds) too, since each process opens its own
+// socket.  The socket is checked before each report (the program may have closed the
+// descriptor, or reused its number: then a new one is opened); a channel that is gone
 // (run has exited before a background child reports) falls back to standard error.
 //
 // A report is built whole in the report scratch (ReportBuilder), then one of: printed
@@ -30,9 +32,11 @@ struct ReportState {
     var leakBytes: UInt64 = 0
     var signatures = FixedBytes4K()       // UInt64 each, 0 empty: reports printed so far
     var signatureCount = 0
-    var channelFDPlusOne: Int32 = 0       // SLABGUARD_REPORT_FD, while it is still ours
-    var channelDevice: UInt64 = 0
+    var channelFDPlusOne: Int32 = 0       // our datagram socket to run's channel (0: none)
+    var channelDevice: UInt64 = 0         // its identity, to tell it from a reused descriptor
     var channelInode: UInt64 = 0
+    var channelAddress = sockaddr_un()    // SLABGUARD_REPORT_SOCKET
+    var channelOpen = false               // run's channel is there
     var summaryWritten = false
     var underRun = false                  // started by `slabguard run`, which sets the exit status itself
 
@@ -83,28 +87,41 @@ enum ReportOutput {
             openReportPath()
             return
         }
-        guard let text = Platform.environment("SLABGUARD_REPORT_FD") else { return }
+        guard let path = Platform.environment("SLABGUARD_REPORT_SOCKET") else { return }
         state.pointee.underRun = true
-        var fd: Int32 = 0
-        var p = UnsafeRawPointer(text)
-        var digits = 0
-        while digits < 9, case let b = p.load(as: UInt8.self), b >= 0x30 && b <= 0x39 {
-            fd = fd * 10 + Int32(b - 0x30)
-            p += 1
-            digits += 1
+        let length = ReportWriter.length(of: UnsafeRawPointer(path), max: 200)
+        let s = state
+        withUnsafeMutablePointer(to: &s.pointee.channelAddress.sun_path) { p in
+            let capacity = MemoryLayout.size(ofValue: s.pointee.channelAddress.sun_path)
+            guard length > 0 && length < capacity else { return }
+            UnsafeMutableRawPointer(p).copyMemory(from: path, byteCount: length)
+            UnsafeMutableRawPointer(p).storeBytes(of: 0, toByteOffset: length, as: UInt8.self)
+            s.pointee.channelAddress.sun_family = sa_family_t(AF_UNIX)
+            s.pointee.channelOpen = true
         }
-        guard digits > 0, p.load(as: UInt8.self) == 0, let identity = Platform.socketIdentity(fd) else { return }
-        state.pointee.channelDevice = identity.device
-        state.pointee.channelInode = identity.inode
-        state.pointee.channelFDPlusOne = fd + 1
+    }
+
+    /// Our socket to the channel: the one opened before if it is still ours, else a new one.
+    private static func channelSocket() -> Int32? {
+        let s = state
+        if s.pointee.channelFDPlusOne != 0, let identity = Platform.socketIdentity(s.pointee.channelFDPlusOne - 1),
+           identity.device == s.pointee.channelDevice && identity.inode == s.pointee.channelInode {
+            return s.pointee.channelFDPlusOne - 1
+        }
+        guard let fd = Platform.datagramSocket(), let identity = Platform.socketIdentity(fd) else { return nil }
+        (s.pointee.channelDevice, s.pointee.channelInode) = (identity.device, identity.inode)
+        s.pointee.channelFDPlusOne = fd + 1
+        return fd
     }
 
     /// In a forked child: its own counts, its own repeats (its reports name its pid).
     static func resetAfterFork() {
         let s = state
-        let channel = (s.pointee.channelFDPlusOne, s.pointee.channelDevice, s.pointee.channelInode, s.pointee.underRun)
+        let kept = (s.pointee.channelFDPlusOne, s.pointee.channelDevice, s.pointee.channelInode,
+                    s.pointee.channelAddress, s.pointee.channelOpen, s.pointee.underRun)
         s.pointee = ReportState()
-        (s.pointee.channelFDPlusOne, s.pointee.channelDevice, s.pointee.channelInode, s.pointee.underRun) = channel
+        (s.pointee.channelFDPlusOne, s.pointee.channelDevice, s.pointee.channelInode,
+         s.pointee.channelAddress, s.pointee.channelOpen, s.pointee.underRun) = kept
     }
 
     /// `report_path=PATH`: created now, so a bad path is said at start-up; reports go to
@@ -145,13 +162,12 @@ enum ReportOutput {
     /// Writes one whole report (or line) to the destination.
     static func emit(_ bytes: UnsafeRawPointer, _ count: Int) {
         let s = state
-        if s.pointee.channelFDPlusOne != 0 {
-            let fd = s.pointee.channelFDPlusOne - 1
-            if let identity = Platform.socketIdentity(fd), identity.device == s.pointee.channelDevice,
-               identity.inode == s.pointee.channelInode, Platform.sendMessage(fd, bytes, count) {
+        if s.pointee.channelOpen {
+            if let fd = channelSocket(),
+               withUnsafePointer(to: &s.pointee.channelAddress, { Platform.sendDatagram(fd, to: $0, bytes, count) }) {
                 return
             }
-            s.pointee.channelFDPlusOne = 0   // gone (or not ours any more): standard error from now on
+            s.pointee.channelOpen = false   // run is gone: standard error from now on
             Platform.writeAll(2, bytes, count)
             return
         }

@@ -42,10 +42,19 @@ extension Platform {
         return (UInt64(info.st_dev), UInt64(info.st_ino))
     }
 
-    /// Sends `count` bytes as one message (no SIGPIPE); false when the socket is gone.
-    static func sendMessage(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
+    /// A new Unix datagram socket (close-on-exec), or nil.
+    static func datagramSocket() -> Int32? {
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        return fd >= 0 ? fd : nil
+    }
+
+    /// Sends `count` bytes as one datagram to the socket bound at `address` (no SIGPIPE);
+    /// false when nothing is bound there any more.
+    static func sendDatagram(_ fd: Int32, to address: UnsafePointer<sockaddr_un>, _ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
         while true {
-            let n = send(fd, bytes, count, Int32(MSG_NOSIGNAL))
+            let n = address.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fd, bytes, count, Int32(MSG_NOSIGNAL), $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
             if n == count { return true }
             if n < 0 && errno == EINTR { continue }
             return false
