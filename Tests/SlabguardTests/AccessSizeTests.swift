@@ -4,7 +4,7 @@
 @testable import SlabguardCore
 import Testing
 
-@Suite("Access size from the faulting instruction", .timeLimit(.minutes(1)))
+@Suite("Access size from the faulting instruction", .timeLimit(.minutes(5)))
 struct AccessSizeTests {
     static func size(_ bytes: [UInt8]) -> Int {
         let padded = bytes + [UInt8](repeating: 0x90, count: 16)

@@ -141,19 +141,23 @@ struct RunConventionTests {
     // MARK: 8. What default used to miss
 
     /// Writes into freed buffers that are never handed out again before exit: the
-    /// quarantine `default` brings and the heap verification at exit find them.
-    @Test(arguments: ["realloc", "stray", "patch", "reused"])
-    func defaultCatchesAStaleWriteNotReusedBeforeExit(mode: String) throws {
+    /// quarantine `default` brings and the heap verification at exit find them.  A write
+    /// before the start of a buffer damages the tail guard of the tag before it.
+    @Test(arguments: [(["realloc"], "buffer modified after being freed"), (["stray"], "buffer modified after being freed"),
+                      (["patch"], "buffer modified after being freed"), (["reused"], "buffer modified after being freed"),
+                      (["underflow"], "redzone violation: write before start of buffer"),
+                      (["underflow", "large"], "redzone violation: write before start of buffer")])
+    func defaultCatchesAStaleWriteNotReusedBeforeExit(mode: [String], headline: String) throws {
         let folder = try Subprocess.temporaryFolder("stale")
         defer { try? FileManager.default.removeItem(at: folder) }
         let cc = try Subprocess.requireTool("cc")
         let program = folder.appendingPathComponent("stale_writes").path
         let built = try Subprocess.run(cc, ["-O0", "-g", "-o", program, Self.sources.appendingPathComponent("stale_writes.c").path])
         try #require(built.status == 0, "\(built.stderr)")
-        let result = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", program, mode], directory: folder.path, timeout: 120)
-        #expect(result.stderr.contains("slabguard: buffer modified after being freed"), "\(mode): \(result.stderr)")
+        let result = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", program] + mode, directory: folder.path, timeout: 120)
+        #expect(result.stderr.contains("slabguard: \(headline)\n"), "\(mode): \(result.stderr)")
         #expect(result.status == 134, "\(mode): \(result.status)")
-        let fast = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", "none", "--", program, mode], directory: folder.path)
+        let fast = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", "none", "--", program] + mode, directory: folder.path)
         #expect(fast.status == 0 && fast.stderr.isEmpty)   // the program itself runs to its end
     }
 

@@ -10,7 +10,7 @@ import Slabguard
 @testable import SlabguardCore
 import Testing
 
-@Suite("Free stacks from slabguard's own start-up", .timeLimit(.minutes(2)))
+@Suite("Free stacks from slabguard's own start-up", .timeLimit(.minutes(5)))
 struct StartUpFreeTests {
     /// Allocates and frees a 64-byte buffer; with `internalFree` its free stack is then
     /// made of slabguard's own functions.  Reports it as modified after free.

@@ -13,6 +13,8 @@
 //         +32 audit area (with `audit`): last allocation, then last free —
 //             each: thread id (4) | depth (4) | time ns (8) | depth return addresses
 //         then the contents area (with `contents`): first N bytes at the last free
+//         last 16 bytes: the tail guard, 0xfeedface — right before the next chunk's
+//         body, so a write before the start of that buffer (an underflow) damages it
 //
 // Patterns are laid down by address, so any byte's expected value is known
 // without knowing where the buffer starts: 0xdeadbeef (freed), 0xbaddcafe
@@ -143,7 +145,10 @@ struct TagLayout {
     var auditEntryBytes: Int { auditDepth == 0 ? 0 : 16 + 8 * auditDepth }
     var auditBytes: Int { 2 * auditEntryBytes }
     var contentsOffset: Int { TagLayout.headerBytes + auditBytes }
-    var totalBytes: Int { TagLayout.headerBytes + auditBytes + roundUp(contentsBytes, 16) }
+    /// The tail guard (16 bytes of the redzone pattern) ends the tag.
+    static let tailGuardBytes = 16
+    var tailGuardOffset: Int { TagLayout.headerBytes + auditBytes + roundUp(contentsBytes, 16) }
+    var totalBytes: Int { tailGuardOffset + TagLayout.tailGuardBytes }
 }
 
 /// A buffer tag in place.

@@ -88,6 +88,10 @@ enum DebugAllocator {
             DebugReport.redzoneViolation(cache: cache, chunk: chunk, tag: tag, user: user, size: size, at: bad)
             tag.redzoneWord = Pattern.redzone
         }
+        if flags.contains(.redzone), state.offset == 0, let bad = underflow(before: chunk, slab: slab) {
+            DebugReport.underflow(cache: cache, chunk: chunk, tag: tag, size: size, at: bad)
+            Pattern.fill(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
+        }
         if let destructor = cache.pointee.debugDestructor { destructor(user, cache.pointee.callbackArgument) }
         let layout = DebugLayer.layout(for: flags)
         if let entry = tag.auditEntry(1, layout: layout) { recordStack(entry, skip: 2) }
@@ -116,6 +120,14 @@ enum DebugAllocator {
         tag.state = .free(offset: 0, size: 0)
         let layout = DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags))
         if layout.auditDepth > 0 { memset(tag.base + TagLayout.headerBytes, 0, layout.auditBytes) }
+        Pattern.fill(tag.base + layout.tailGuardOffset, TagLayout.tailGuardBytes, Pattern.redzone)
+    }
+
+    /// A write before the start of the buffer at `chunk` (not the first of its slab) lands
+    /// in the tail guard of the chunk before it: the address of the first damaged byte.
+    static func underflow(before chunk: UnsafeMutableRawPointer, slab: UnsafeMutablePointer<Slab>) -> UInt? {
+        guard chunk > slab.pointee.base else { return nil }
+        return Pattern.firstMismatch(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
     }
 
     /// Fills an audit entry with the current thread, time and stack.

@@ -102,6 +102,8 @@ extension DebugAllocator {
         if let entry = tag.auditEntry(1, layout: layout) { entry.record(thread: 0, time: 0, frames: 0) }
         let end = base + (span.pointee.pages << pageShift)
         Pattern.fill(user + size, end - (user + size), Pattern.redzone)
+        // The tag's tail guard and any alignment pad before the buffer: an underflow lands there.
+        Pattern.fill(base + layout.tailGuardOffset, user - (base + layout.tailGuardOffset), Pattern.redzone)
         if !zero && flags.contains(.uninit) { Pattern.fill(user, size, Pattern.uninitialized) }
         tag.state = .allocated(offset: 0, size: 0)
         return user
@@ -130,7 +132,7 @@ extension DebugAllocator {
         // The redzone runs to the end of the span — for a guarded span, to its guard page,
         // and the pad between its tag page(s) and the buffer holds the pattern too.
         let end = base + ((span.pointee.pages - (guarded ? 1 : 0)) << pageShift)
-        let padStart = guarded ? base + (((layout.totalBytes + pageSize - 1) >> pageShift) << pageShift) : user
+        let padStart = guarded ? base + (((layout.totalBytes + pageSize - 1) >> pageShift) << pageShift) : base + layout.tailGuardOffset
         if let bad = Pattern.firstMismatch(padStart, user - padStart, Pattern.redzone) ??
                      Pattern.firstMismatch(user + size, end - (user + size), Pattern.redzone) {
             DebugReport.redzoneLarge(span: span, tag: tag, layout: layout, at: bad)

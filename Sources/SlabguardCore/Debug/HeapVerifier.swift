@@ -62,6 +62,12 @@ enum HeapVerifier {
                     DebugReport.redzoneViolation(cache: cache, chunk: chunk, tag: tag, user: user, size: state.size, at: bad)
                     problems += 1
                 }
+                if flags.contains(.redzone), state.offset == 0, let bad = DebugAllocator.underflow(before: chunk, slab: slab),
+                   tag.state == state {
+                    DebugReport.underflow(cache: cache, chunk: chunk, tag: tag, size: state.size, at: bad)
+                    Pattern.fill(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
+                    problems += 1
+                }
             } else if !state.isBusy {
                 DebugReport.modifiedAfterFree(cache: cache, chunk: chunk, tag: tag, at: UInt(bitPattern: tag.base) + UInt(TagLayout.stateWord))
                 problems += 1

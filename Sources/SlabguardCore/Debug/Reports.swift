@@ -123,6 +123,26 @@ enum DebugReport {
         r.finish()
     }
 
+    /// A write before the start of a slab buffer, found in the tail guard of the chunk before it.
+    static func underflow(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag,
+                          size: Int, at address: UInt) {
+        var r = ReportBuilder(.underflow, cacheFlags: cache.pointee.debugFlags)
+        let before = UInt(bitPattern: chunk) - address
+        r.line { w in
+            w.append("first damaged byte ")
+            w.append(decimal: before)
+            w.append(before == 1 ? " byte before the start of the buffer (underflow): " : " bytes before the start of the buffer (underflow): ")
+            w.append(hex: UInt(UnsafePointer<UInt8>(bitPattern: address)!.pointee), width: 2)
+            w.append(" where the guard has ")
+            w.append(hex: UInt(Pattern.byte(Pattern.redzone, at: address)), width: 2)
+        }
+        r.field("bytes_before", before)
+        r.buffer(cache: cache, user: chunk, size: size)
+        r.currentStack("detected by thread")
+        r.auditStacks(cache: cache, tag: tag, freeFirst: false)
+        r.finish()
+    }
+
     static func duplicateFree(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag) {
         var r = ReportBuilder(.duplicateFree, cacheFlags: cache.pointee.debugFlags)
         r.buffer(cache: cache, user: chunk + tag.state.offset, size: tag.state.size)
@@ -305,7 +325,7 @@ enum DebugReport {
             r.line { w in
                 w.append("first damaged byte ")
                 w.append(decimal: before)
-                w.append(" bytes before the start of the buffer (underflow)")
+                w.append(before == 1 ? " byte before the start of the buffer (underflow)" : " bytes before the start of the buffer (underflow)")
             }
             r.field("bytes_before", before)
         } else {

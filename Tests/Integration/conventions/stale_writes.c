@@ -4,9 +4,11 @@
  *   realloc    writes through the old pointer after realloc moved the buffer
  *   stray      writes 200 bytes past a 64-byte buffer, into its freed neighbours
  *   patch      a deferred patch list writes into a buffer freed since the patch was queued
+ *   underflow  writes one byte before a 64-byte buffer (and, with "large", a 100000-byte one)
  *   reused     frees a buffer, allocates the same size, writes through the stale pointer:
  *              without a quarantine the new buffer IS the old one, and the write is silent
- * Each exits 0; slabguard should say "buffer modified after being freed". */
+ * Each exits 0; slabguard should say "buffer modified after being freed" ("redzone
+ * violation: write before start of buffer" for the underflow). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +39,14 @@ int main(int argc, char **argv) {
         list[0].value = 42;
         free(record);                 /* freed before the patches run */
         for (int i = 0; i < 1; i++) *list[i].where = list[i].value;
+        return 0;
+    }
+    if (strcmp(mode, "underflow") == 0) {
+        size_t n = argc > 2 && strcmp(argv[2], "large") == 0 ? 100000 : 64;
+        char *a = malloc(n), *b = malloc(n);
+        keep[3] = a;
+        b[-1] = 'u';                  /* one byte before b */
+        free(b);
         return 0;
     }
     if (strcmp(mode, "reused") == 0) {
