@@ -31,7 +31,7 @@ struct Demo: ParsableCommand {
 
     static let cases: [Case] = [
         Case(bug: "write-after-free", title: "Write after free",
-             explanation: "The program frees a 64-byte buffer, then writes into it and allocates again. Freed buffers are filled with 0xdeadbeef; the pattern is checked when the buffer is reused.",
+             explanation: "The program frees a 64-byte buffer, then writes into it and allocates again. Freed buffers are filled with 0xdeadbeef and held back a while (the quarantine); the pattern is checked when the buffer leaves the quarantine, when it is reused, and at exit.",
              expected: "slabguard: buffer modified after being freed"),
         Case(bug: "overrun", title: "Overrun by one byte",
              explanation: "The program asks for 13 bytes and writes 14. A 0xfeedface redzone follows the exact requested size and is checked at free.",
@@ -60,7 +60,7 @@ struct Demo: ParsableCommand {
 
         var missed: [String] = []
         for (index, demo) in Demo.cases.enumerated() {
-            say("\n=== \(index + 1). \(demo.title) ===\n\(demo.explanation)\n$ slabguard run --debug default -- victim \(demo.bug)\n")
+            say("\n=== \(index + 1). \(demo.title) ===\n\(demo.explanation)\n$ slabguard run -- victim \(demo.bug)\n")
             let channel = ReportChannel(rewrite: true)
             let status = ProgramRunner.run([exe, "demo-victim", demo.bug], environment: environment, channel: channel)
             let reportHeadlinesSeen = channel?.headlines ?? []
@@ -75,7 +75,7 @@ struct Demo: ParsableCommand {
             if !caught { missed.append(demo.title) }
         }
         if missed.isEmpty {
-            say("\nAll \(Demo.cases.count) bugs caught. Try it on your own program: slabguard run --debug default -- PROGRAM ARGS...\n")
+            say("\nAll \(Demo.cases.count) bugs caught. Try it on your own program: slabguard run -- PROGRAM ARGS...\n")
         } else {
             say("\nMissed: \(missed.joined(separator: ", "))\n")
             throw ExitCode.failure
