@@ -274,6 +274,42 @@ struct TrustTests {
         #expect(!text(of: core).contains("pthread_mutex_lock("), "a lock taken without sg_mutex_lock")
     }
 
+    /// DESIGN.md's static memory map lists every GlobalSlice, every fixed offset into one
+    /// used in the sources, every static of the C shim and every global variable of the core.
+    @Test func staticMapListsEveryRegion() throws {
+        let root = ReleaseBuild.packageRoot.appendingPathComponent("Sources")
+        let design = try String(contentsOf: root.appendingPathComponent("SlabguardCore/DESIGN.md"), encoding: .utf8)
+        let map = design.components(separatedBy: "## Static memory map").last?.components(separatedBy: "## Lock order").first ?? ""
+        let slices = try String(contentsOf: root.appendingPathComponent("SlabguardCore/Platform/GlobalState.swift"), encoding: .utf8)
+        var checked = 0
+        for match in slices.matches(of: /case (\w+) = \d+/) {
+            checked += 1
+            #expect(map.contains("`GlobalSlice.\(match.output.1)`"), "GlobalSlice.\(match.output.1) is not in DESIGN.md's static memory map")
+        }
+        let core = text(of: root.appendingPathComponent("SlabguardCore"))
+        for match in core.matches(of: /GlobalSlice\.(\w+)\.address \+ (\d+)/) {
+            checked += 1
+            #expect(map.contains("`GlobalSlice.\(match.output.1)` + \(match.output.2)"),
+                    "GlobalSlice.\(match.output.1) + \(match.output.2) is not in DESIGN.md's static memory map")
+        }
+        for match in core.matches(of: /(?m)^nonisolated\(unsafe\) (?:private )?var (\w+)/) {
+            checked += 1
+            #expect(map.contains("`\(match.output.1)`"), "global \(match.output.1) is not in DESIGN.md's static memory map")
+        }
+        let shim = root.appendingPathComponent("CSlabguardShim")
+        for name in try FileManager.default.contentsOfDirectory(atPath: shim.path) where name.hasSuffix(".c") {
+            let c = try String(contentsOf: shim.appendingPathComponent(name), encoding: .utf8)
+            let statics = /(?m)^(?:static |_Alignas\(\d+\) )*(?:volatile )?(?:__thread )?(?:const )?[A-Za-z_][\w ]*?[\s*]+(\w+)(?:\[[^\]]*\])?\s*(?:__attribute__\(\([^;]*\)\))?\s*(?:=[^;]*)?;/
+            for match in c.matches(of: statics) {
+                let variable = String(match.output.1)
+                checked += 1
+                #expect(map.contains("`\(variable)`") || variable == "sg_heap_state_storage" && design.contains("`sg_heap_state_storage`"),
+                        "\(name): static \(variable) is not in DESIGN.md's static memory map")
+            }
+        }
+        #expect(checked >= 40, "checked only \(checked) regions")
+    }
+
     private func text(of folder: URL) -> String {
         var all = ""
         let files = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: nil)!
