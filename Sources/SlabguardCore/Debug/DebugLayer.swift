@@ -82,6 +82,7 @@ enum DebugLayer {
             life.pointee.forkChild = { DebugLayer.reinitializeAfterFork() }
             ThreadRegistry.shared.pointee.exitHook = { Quarantine.flushThreadBatch() }
             life.pointee.cacheDestroyHook = { cache in Quarantine.purge(cache.assumingMemoryBound(to: CacheCore.self)) }
+            life.pointee.tagLinkOffset = TagLayout.linkWord
         }
     }
 

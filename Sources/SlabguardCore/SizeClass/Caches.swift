@@ -8,14 +8,6 @@
 import CSlabguardShim
 import Glibc
 
-extension CacheRegistry {
-    /// Cache by magazine id (nil if none).
-    @inline(__always) static func cache(id: Int) -> UnsafeMutablePointer<CacheCore>? {
-        guard let table = shared.pointee.byId else { return nil }
-        return table[id]
-    }
-}
-
 /// What a destroy found.
 public struct CacheDestroyResult: Sendable, Equatable {
     /// Buffers the user never freed: destroying such a cache is a leak, reported instead of hidden.
@@ -40,6 +32,8 @@ enum CacheOps {
     static func create(_ o: Options) -> UnsafeMutablePointer<CacheCore>? {
         guard o.bufferSize > 0, o.bufferSize <= 1 << 30, isPowerOfTwo(o.alignment), o.alignment <= pageSize else { return nil }
         guard Heap.ensureReady() else { return nil }
+        // A debug cache needs the debug layer's tag layout (installed with it).
+        guard o.tagBytes == 0 || HeapLifecycle.shared.pointee.tagLinkOffset > 0 else { return nil }
         let registry = CacheRegistry.shared
         let lock = CacheRegistry.lock
         lock.lock()
@@ -61,7 +55,7 @@ enum CacheOps {
             // free-list link lives in the tag so the free pattern stays whole.
             cache.pointee.debugConstructor = o.constructor
             cache.pointee.debugDestructor = o.destructor
-            cache.pointee.linkOffset = g.tagOffset + TagLayout.linkWord
+            cache.pointee.linkOffset = g.tagOffset + HeapLifecycle.shared.pointee.tagLinkOffset
             cache.pointee.freshChunkHook = HeapLifecycle.shared.pointee.freshChunkHook
         } else {
             cache.pointee.constructor = o.constructor

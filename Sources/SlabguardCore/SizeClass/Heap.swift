@@ -31,6 +31,9 @@ struct HeapLifecycle {
     /// Called (no lock held) before a cache is destroyed: the debug layer hands back the
     /// buffers of it that wait in quarantine.
     var cacheDestroyHook: (@convention(c) (UnsafeMutableRawPointer) -> Void)? = nil
+    /// Where a debug cache's slab free-list link lives in its tag (set by the debug layer,
+    /// which owns the tag's layout).
+    var tagLinkOffset = 0
     var forkPrepare: (@convention(c) () -> Void)? = nil
     var forkParent: (@convention(c) () -> Void)? = nil
     var forkChild: (@convention(c) () -> Void)? = nil

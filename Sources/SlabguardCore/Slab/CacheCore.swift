@@ -154,6 +154,12 @@ struct CacheRegistry {
 
     @inline(__always) static var shared: UnsafeMutablePointer<CacheRegistry> { GlobalSlice.caches.bound(to: CacheRegistry.self) }
     static var lock: RawLock { RawLock(UnsafeMutableRawPointer(shared).assumingMemoryBound(to: pthread_mutex_t.self)) }
+
+    /// Cache by magazine id (nil if none).
+    @inline(__always) static func cache(id: Int) -> UnsafeMutablePointer<CacheCore>? {
+        guard let table = shared.pointee.byId else { return nil }
+        return table[id]
+    }
 }
 
 /// Geometry of a cache: chunk size, slab size and buffers per slab, with bounded slab waste.
