@@ -12,6 +12,7 @@ enum GlobalSlice: Int {
     case defaultHeap = 4        // SizeClassHeap for malloc / sg_alloc
     case debug = 5              // debug layer state (slices 5…15)
     case metadataMappings = 16  // MetadataMappings (slices 16…19)
+    case stack = 20             // the stack layer's set-up (StackLayerState)
 
     static let bytes = 4096
 

@@ -68,8 +68,6 @@ private struct MappedElf {
     }
 }
 
-nonisolated(unsafe) private var elfSymbolsOnce: pthread_once_t = 0
-nonisolated(unsafe) private var elfSymbolsStatePointer: UnsafeMutablePointer<ElfSymbolsState>? = nil
 
 private func elfSymbolsInitialize() {
     let tableBytes = ModuleMap.capacity * MemoryLayout<ElfSymbolTable>.stride
@@ -80,14 +78,14 @@ private func elfSymbolsInitialize() {
     let st = mem.bindMemory(to: ElfSymbolsState.self, capacity: 1)
     st.initialize(to: ElfSymbolsState(tables: tables, pathBuffer: path))
     sg_mutex_reinit(&st.pointee.mutex)
-    elfSymbolsStatePointer = st
+    StackLayerState.shared.pointee.elfSymbols = st
 }
 
 enum ElfSymbols {
     @inline(__always)
     static func state() -> UnsafeMutablePointer<ElfSymbolsState>? {
-        pthread_once(&elfSymbolsOnce) { elfSymbolsInitialize() }
-        return elfSymbolsStatePointer
+        pthread_once(&StackLayerState.shared.pointee.elfSymbolsOnce) { elfSymbolsInitialize() }
+        return StackLayerState.shared.pointee.elfSymbols
     }
 
     /// Resolves `address` to the enclosing function symbol: copies its (mangled) name,
@@ -366,7 +364,7 @@ enum ElfSymbols {
 extension ElfSymbols {
     /// The mutex, once the state exists (fork handlers take it without creating anything).
     static var mutexIfCreated: UnsafeMutablePointer<pthread_mutex_t>? {
-        guard let st = elfSymbolsStatePointer else { return nil }
+        guard let st = StackLayerState.shared.pointee.elfSymbols else { return nil }
         return (UnsafeMutableRawPointer(st) + MemoryLayout<ElfSymbolsState>.offset(of: \.mutex)!).assumingMemoryBound(to: pthread_mutex_t.self)
     }
 }

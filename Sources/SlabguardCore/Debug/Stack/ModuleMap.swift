@@ -106,8 +106,6 @@ struct ModuleMapState {
     var line: UnsafeMutablePointer<CChar>
 }
 
-nonisolated(unsafe) private var moduleMapOnce: pthread_once_t = 0
-nonisolated(unsafe) private var moduleMapStatePointer: UnsafeMutablePointer<ModuleMapState>? = nil
 
 private func moduleMapInitialize() {
     let headerBytes = 4096
@@ -129,7 +127,7 @@ private func moduleMapInitialize() {
         st.pointee.exePathOffset = 0
         st.pointee.poolUsed = n + 1
     }
-    moduleMapStatePointer = st
+    StackLayerState.shared.pointee.moduleMap = st
 }
 
 enum ModuleMap {
@@ -138,8 +136,8 @@ enum ModuleMap {
 
     @inline(__always)
     static func state() -> UnsafeMutablePointer<ModuleMapState>? {
-        pthread_once(&moduleMapOnce) { moduleMapInitialize() }
-        return moduleMapStatePointer
+        pthread_once(&StackLayerState.shared.pointee.moduleMapOnce) { moduleMapInitialize() }
+        return StackLayerState.shared.pointee.moduleMap
     }
 
     /// Re-scans the loaded modules (cheap when dl_iterate_phdr's add/remove counters are unchanged).
@@ -493,7 +491,7 @@ extension ModuleMap {
 extension ModuleMap {
     /// The mutex, once the state exists (fork handlers take it without creating anything).
     static var mutexIfCreated: UnsafeMutablePointer<pthread_mutex_t>? {
-        guard let st = moduleMapStatePointer else { return nil }
+        guard let st = StackLayerState.shared.pointee.moduleMap else { return nil }
         return (UnsafeMutableRawPointer(st) + MemoryLayout<ModuleMapState>.offset(of: \.mutex)!).assumingMemoryBound(to: pthread_mutex_t.self)
     }
 }

@@ -86,8 +86,6 @@ struct StackUnwinderState {
     var iteratePhdr: UInt = 0
 }
 
-nonisolated(unsafe) private var unwinderOnce: pthread_once_t = 0
-nonisolated(unsafe) private var unwinderStatePointer: UnsafeMutablePointer<StackUnwinderState>? = nil
 
 private let ruleTableWords = 1 << 16
 private let scratchFrames = 128
@@ -104,14 +102,14 @@ private func unwinderInitialize() {
     if stackEndVariable != 0 { st.pointee.mainStackEnd = StackDebugSupport.load(stackEndVariable, as: UInt.self) }
     st.pointee.findObject = StackDebugSupport.symbolAddress("_dl_find_object")
     st.pointee.iteratePhdr = StackDebugSupport.symbolAddress("dl_iterate_phdr")
-    unwinderStatePointer = st
+    StackLayerState.shared.pointee.unwinder = st
 }
 
 enum StackUnwinder {
     @inline(__always)
     static func state() -> UnsafeMutablePointer<StackUnwinderState>? {
-        pthread_once(&unwinderOnce) { unwinderInitialize() }
-        return unwinderStatePointer
+        pthread_once(&StackLayerState.shared.pointee.unwinderOnce) { unwinderInitialize() }
+        return StackLayerState.shared.pointee.unwinder
     }
 
     /// Sets up everything (rule cache, module map, symbolizer state) and walks the current
