@@ -310,6 +310,27 @@ struct TrustTests {
         #expect(checked >= 40, "checked only \(checked) regions")
     }
 
+    /// Design §2: Platform is the only place in the core that maps memory, writes, opens
+    /// files or reads the environment.
+    @Test func onlyPlatformMakesSystemCalls() throws {
+        let core = ReleaseBuild.packageRoot.appendingPathComponent("Sources/SlabguardCore")
+        let calls = /(?:^|[^.\w])(mmap|munmap|madvise|mprotect|write|open|openat|read|fstat|close|getenv|secure_getenv|sg_secure_getenv|ftruncate|lseek|send|sendto|socket)\(/
+        var files = 0
+        let all = FileManager.default.enumerator(at: core, includingPropertiesForKeys: nil)!
+        for case let url as URL in all where url.pathExtension == "swift" && !url.path.contains("/Platform/") {
+            files += 1
+            let text = try String(contentsOf: url, encoding: .utf8)
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let code = line.components(separatedBy: "//").first ?? ""
+                if code.contains("func ") { continue }
+                if let match = code.firstMatch(of: calls) {
+                    Issue.record("\(url.lastPathComponent):\(number + 1) calls \(match.output.1) directly: \(line)")
+                }
+            }
+        }
+        #expect(files > 30)
+    }
+
     private func text(of folder: URL) -> String {
         var all = ""
         let files = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: nil)!

@@ -47,7 +47,7 @@ package enum DebugControl {
         guard let fd = path.withCString({ Platform.createFile($0, error: &error) }) else {
             return String(cString: Platform.fileErrorText(error))
         }
-        close(fd)
+        Platform.close(fd)
         return nil
     }
 
@@ -106,8 +106,7 @@ extension DebugLayer {
     static func writeLogIfRequested() {
         let state = DebugState.shared
         guard let fd = state.pointee.logFD else { return }
-        _ = ftruncate(fd, 0)
-        _ = lseek(fd, 0, SEEK_SET)
+        Platform.rewind(fd)
         TransactionLog.write(to: fd)
     }
 }

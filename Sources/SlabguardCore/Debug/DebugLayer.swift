@@ -129,7 +129,7 @@ enum DebugLayer {
         if !state.pointee.configured, let text = Platform.environment("SLABGUARD_DEBUG") {
             // In secure execution (where secure_getenv sees nothing) the checks still
             // apply, but no option from the environment may make slabguard write a file.
-            let secure = sg_secure_getenv("SLABGUARD_DEBUG") == nil
+            let secure = Platform.isSecureExecution
             // The message buffer is mapped, not malloc'd: we are inside the allocator's set-up.
             let capacity = pageSize
             guard let message = Platform.map(capacity)?.assumingMemoryBound(to: CChar.self) else { _exit(2) }

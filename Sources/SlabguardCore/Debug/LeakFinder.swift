@@ -302,16 +302,10 @@ enum LeakFinder {
     private static func scanRoots(_ a: UnsafeMutablePointer<Candidate>, _ n: Int,
                                   _ work: UnsafeMutablePointer<Int>, _ workCount: inout Int,
                                   maps buffer: UnsafeMutablePointer<UInt8>, own: UnsafeMutablePointer<UInt>, ownCount: Int) -> Bool {
-        let fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
         // Read the whole file first: scanning while reading would see maps change.
-        var length = 0
-        while length < mapsBytes - 1 {
-            let r = read(fd, buffer + length, mapsBytes - 1 - length)
-            if r <= 0 { break }
-            length += r
-        }
+        let mapsPath: StaticString = "/proc/self/maps"
+        guard let length = Platform.readFile(UnsafeRawPointer(mapsPath.utf8Start).assumingMemoryBound(to: CChar.self),
+                                             into: buffer, capacity: mapsBytes - 1) else { return false }
         // Linux merges neighbouring anonymous mappings into one maps line, so a line
         // may hold the program's memory next to slabguard's: each line is scanned minus
         // slabguard's ranges, never kept or dropped whole.

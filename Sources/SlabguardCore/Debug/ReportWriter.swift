@@ -85,20 +85,7 @@ public struct ReportWriter: ~Copyable {
     /// Writes the buffered bytes to the fd (fd mode); a no-op in memory mode.
     public mutating func flush() {
         guard fd >= 0 else { return }
-        var done = 0
-        while done < count && !failed {
-            let n = Glibc.write(fd, base + done, count - done)
-            if n > 0 {
-                done += n
-                continue
-            }
-            let e = n < 0 ? errno : 0
-            if e == EINTR { continue }
-            if e == EAGAIN || e == EWOULDBLOCK {
-                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                let r = poll(&pfd, 1, 5000)
-                if r > 0 || (r < 0 && errno == EINTR) { continue }
-            }
+        if !failed && count > 0 && !Platform.writeAll(fd, base, count) {
             failed = true      // EPIPE, EBADF, EIO, a full disk, a stuck non-blocking fd...
         }
         count = 0

@@ -95,15 +95,25 @@ enum Platform {
         mprotect(p, bytes, accessible ? (PROT_READ | PROT_WRITE) : PROT_NONE) == 0
     }
 
-    /// Writes all of `count` bytes to `fd`, retrying on partial writes and EINTR.
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) {
+    /// The one writer: all of `count` bytes to `fd`, partial writes continued, EINTR
+    /// retried, EAGAIN waited out with poll(2) (5 s at a time).  False after any other
+    /// error (EPIPE, EBADF, EIO, a full disk) or a descriptor stuck non-writable.
+    @discardableResult
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
         var done = 0
         while done < count {
             let n = write(fd, bytes + done, count - done)
             if n > 0 { done += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            return
+            let e = n < 0 ? errno : 0
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK {
+                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let r = poll(&pfd, 1, 5000)
+                if r > 0 || (r < 0 && errno == EINTR) { continue }
+            }
+            return false
         }
+        return true
     }
 
     /// Writes a static message to standard error (for fatal set-up problems).

@@ -2,6 +2,7 @@
 // the debug layer's report output and suppressions need, kept at the platform boundary
 // (design §2).  Nothing here allocates from the heap.
 
+import CSlabguardShim
 import Glibc
 
 extension Platform {
@@ -9,6 +10,13 @@ extension Platform {
     /// variables that make slabguard write no file).
     static func environment(_ name: StaticString) -> UnsafeMutablePointer<CChar>? {
         getenv(UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self))
+    }
+
+    /// Secure execution (setuid/setgid, file capabilities: AT_SECURE), where glibc's
+    /// secure_getenv sees nothing: the environment may not make slabguard write files.
+    static var isSecureExecution: Bool {
+        let name: StaticString = "SLABGUARD_DEBUG"
+        return environment(name) != nil && sg_secure_getenv(UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)) == nil
     }
 
     /// A regular file read whole into fresh mapped memory, a zero byte after its end:
@@ -34,6 +42,43 @@ extension Platform {
         }
         return (memory, done, mapped)
     }
+
+    /// A regular file of at least `minimum` bytes mapped read-only (recorded as slabguard's
+    /// own): (address, size), or nil.
+    static func mapFile(_ path: UnsafePointer<CChar>, minimum: Int) -> (UnsafeRawPointer, Int)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, Int(info.st_size) >= minimum else { return nil }
+        guard let p = mapFile(fd, Int(info.st_size)) else { return nil }
+        return (p, Int(info.st_size))
+    }
+
+    /// Reads up to `capacity` bytes of a file into `buffer` (nothing mapped: usable while
+    /// other threads are stopped); the byte count, or nil when it cannot be opened.
+    static func readFile(_ path: UnsafePointer<CChar>, into buffer: UnsafeMutableRawPointer, capacity: Int) -> Int? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var length = 0
+        while length < capacity {
+            let r = read(fd, buffer + length, capacity - length)
+            if r < 0 && errno == EINTR { continue }
+            if r <= 0 { break }
+            length += r
+        }
+        return length
+    }
+
+    /// Empties a file slabguard writes, to be written again from its start.
+    static func rewind(_ fd: Int32) {
+        _ = ftruncate(fd, 0)
+        _ = lseek(fd, 0, SEEK_SET)
+    }
+
+    /// Closes a descriptor slabguard opened.
+    static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
     /// The device and inode of `fd` when it is a socket, else nil.
     static func socketIdentity(_ fd: Int32) -> (device: UInt64, inode: UInt64)? {

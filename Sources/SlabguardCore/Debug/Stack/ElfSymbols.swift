@@ -214,17 +214,7 @@ enum ElfSymbols {
 
     /// open/fstat/mmap a regular ELF64 little-endian file and locate its symbol tables and build id.
     private static func mapFile(_ path: UnsafePointer<CChar>, _ elf: UnsafeMutablePointer<MappedElf>) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        var sb = stat()
-        guard fstat(fd, &sb) == 0, (sb.st_mode & S_IFMT) == S_IFREG, sb.st_size >= 64 else {
-            close(fd)
-            return false
-        }
-        let size = Int(sb.st_size)
-        let p = Platform.mapFile(fd, size)
-        close(fd)
-        guard let p else { return false }
+        guard let (p, size) = Platform.mapFile(path, minimum: 64) else { return false }
         elf.pointee.base = UInt(bitPattern: p)
         elf.pointee.size = size
         let b = elf.pointee.base

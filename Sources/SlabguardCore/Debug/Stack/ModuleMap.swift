@@ -73,16 +73,7 @@ enum StackDebugSupport {
 
     /// write(2) the whole buffer, retrying on EINTR / short writes.
     static func writeAll(_ fd: Int32, _ buffer: UnsafePointer<CChar>, _ count: Int) -> Bool {
-        var done = 0
-        while done < count {
-            let n = Glibc.write(fd, buffer + done, count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            if n == 0 { return false }
-            done += n
-        }
+        return Platform.writeAll(fd, buffer, count)
         return true
     }
 }
