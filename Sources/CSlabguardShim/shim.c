@@ -1,12 +1,15 @@
 /* Storage for sg_shim.h: thread-local magazine slots and the heap's static state. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sys/auxv.h>
 #include <stdlib.h>
 #include "sg_shim.h"
 
 const char *sg_secure_getenv(const char *name) { return secure_getenv(name); }
 
 const char *sg_program_name(void) { return program_invocation_short_name; }
+
+int sg_secure_execution(void) { return getauxval(AT_SECURE) != 0; }
 
 __thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-exec")));

@@ -137,6 +137,32 @@ struct TrustTests {
         #expect(result.status == 0 && result.stdout == "ok setuid_log 0\n", "exit \(result.status): \(result.stdout) \(result.stderr)")
         #expect(result.stderr == "slabguard: secure execution (setuid/setgid): ignoring log=, report_path= and suppressions= from SLABGUARD_DEBUG\n")
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "precious\n")
+
+        // Nor may it choose where reports go: a socket named in SLABGUARD_REPORT_SOCKET
+        // receives nothing; the report is on the program's standard error.
+        let socketPath = folder.appendingPathComponent("reports").path
+        let listener = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            let bytes = Array(socketPath.utf8)
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(bound == 0)
+        chmod(socketPath, 0o777)
+        let reported = try Subprocess.run(setpriv, ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/env",
+                                                    "SLABGUARD_DEBUG=default,noabort", "SLABGUARD_REPORT_SOCKET=\(socketPath)",
+                                                    program, "double-free"])
+        #expect(reported.stderr.contains("slabguard: duplicate free: buffer freed twice"), "\(reported.stderr)")
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let received = buffer.withUnsafeMutableBytes { recv(listener, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        #expect(received < 0, "the socket got \(received) bytes")
     }
 
     /// log=PATH is created 0600 at start-up; a symbolic link is not followed, another

@@ -120,6 +120,8 @@ void sg_fork_gate_reset(void);
 const char *sg_secure_getenv(const char *name);
 /* glibc's program_invocation_short_name (the process's name for reports). */
 const char *sg_program_name(void);
+/* Secure execution (AT_SECURE: setuid/setgid, file capabilities). */
+int sg_secure_execution(void);
 
 /* Random bytes from the kernel (getrandom(2)); returns how many, or -1. */
 static inline long sg_random_bytes(void *buffer, size_t count) { return syscall(SYS_getrandom, buffer, count, 0); }

@@ -87,7 +87,9 @@ enum ReportOutput {
             openReportPath()
             return
         }
-        guard let path = Platform.environment("SLABGUARD_REPORT_SOCKET") else { return }
+        // In secure execution the environment may not choose where reports go: a setuid
+        // program would send them to any socket named there (syslog's, say).
+        guard !Platform.isSecureExecution, let path = Platform.environment("SLABGUARD_REPORT_SOCKET") else { return }
         state.pointee.underRun = true
         let length = ReportWriter.length(of: UnsafeRawPointer(path), max: 200)
         let s = state

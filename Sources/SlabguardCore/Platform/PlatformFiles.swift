@@ -14,10 +14,7 @@ extension Platform {
 
     /// Secure execution (setuid/setgid, file capabilities: AT_SECURE), where glibc's
     /// secure_getenv sees nothing: the environment may not make slabguard write files.
-    static var isSecureExecution: Bool {
-        let name: StaticString = "SLABGUARD_DEBUG"
-        return environment(name) != nil && sg_secure_getenv(UnsafeRawPointer(name.utf8Start).assumingMemoryBound(to: CChar.self)) == nil
-    }
+    static var isSecureExecution: Bool { sg_secure_execution() != 0 }
 
     /// A regular file read whole into fresh mapped memory, a zero byte after its end:
     /// (memory, bytes read, bytes mapped), or nil with an errno in `error` (EINVAL: not a
