@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include "sg_shim.h"
 
-const char *sg_secure_getenv(const char *name) { return secure_getenv(name); }
-
 const char *sg_program_name(void) { return program_invocation_short_name; }
 
 int sg_secure_execution(void) { return getauxval(AT_SECURE) != 0; }

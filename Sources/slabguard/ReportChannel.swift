@@ -106,17 +106,3 @@ final class ReportChannel {
         writeToStandardError(text)
     }
 }
-
-/// Writes all of `text` to standard error.
-func writeToStandardError(_ text: String) {
-    var s = text
-    s.withUTF8 { bytes in
-        var done = 0
-        while done < bytes.count {
-            let n = write(2, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            done += n
-        }
-    }
-}

@@ -143,7 +143,7 @@ struct Run: ParsableCommand {
     }
 
     private func fail(_ message: String) -> Never {
-        writeToStandardError("slabguard: \(message)\n")
+        printError(message)
         Glibc.exit(2)
     }
 

@@ -56,20 +56,19 @@ struct SlabguardCLI: ParsableCommand {
 
 /// Prints `slabguard: MESSAGE` on standard error.
 func printError(_ message: String) {
-    var stderr = StandardError()
-    print("slabguard: \(message)", to: &stderr)
+    writeToStandardError("slabguard: \(message)\n")
 }
 
-struct StandardError: TextOutputStream {
-    mutating func write(_ string: String) {
-        var s = string
-        s.withUTF8 { bytes in
-            var done = 0
-            while done < bytes.count {
-                let n = Glibc.write(2, bytes.baseAddress! + done, bytes.count - done)
-                if n <= 0 { break }
-                done += n
-            }
+/// Writes all of `text` to standard error.
+func writeToStandardError(_ text: String) {
+    var s = text
+    s.withUTF8 { bytes in
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(2, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            done += n
         }
     }
 }

@@ -115,9 +115,6 @@ void sg_fork_gate_close(void);
 void sg_fork_gate_open(void);
 void sg_fork_gate_reset(void);
 
-/* glibc's secure_getenv: NULL in secure execution (AT_SECURE: setuid/setgid, file
- * capabilities).  It needs _GNU_SOURCE: defined in shim.c. */
-const char *sg_secure_getenv(const char *name);
 /* glibc's program_invocation_short_name (the process's name for reports). */
 const char *sg_program_name(void);
 /* Secure execution (AT_SECURE: setuid/setgid, file capabilities). */

@@ -50,7 +50,7 @@ struct DebugState {
     var leakCheckRegistered = false
     var logFDPlusOne: Int32 = 0         // log=PATH, opened at start-up (0: none)
     var forkNanoseconds: UInt64 = 0     // in a forked child: when the fork happened
-    var reports = ReportState()         // counts, printed signatures, the report channel
+    var reports = ReportState()         // the tally of reports, the report channel
     var suppressions = SuppressionsState()
 
     var logFD: Int32? {

@@ -97,12 +97,7 @@ enum Quarantine {
             leavingTail = oldest
         }
         sg_mutex_unlock(&state.pointee.quarantineMutex)
-        while let chunk = leaving {
-            let cache = cacheOf(chunk)
-            let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
-            leaving = tag.link
-            release(chunk, cache: cache, tag: tag)
-        }
+        releaseAll(leaving)
     }
 
     /// A cache is being destroyed: its buffers leave the FIFO (verified) first.
@@ -127,7 +122,14 @@ enum Quarantine {
             leavingTail = chunk
         }
         sg_mutex_unlock(&state.pointee.quarantineMutex)
+        releaseAll(leaving)
+    }
+
+    /// Releases a chain of chunks detached from the FIFO (linked through their tags).
+    private static func releaseAll(_ first: UnsafeMutableRawPointer?) {
+        var leaving = first
         while let chunk = leaving {
+            let cache = cacheOf(chunk)
             let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
             leaving = tag.link
             release(chunk, cache: cache, tag: tag)

@@ -21,8 +21,9 @@
 import CSlabguardShim
 import Glibc
 
-/// Report counts and the destination (in DebugState; valid when zeroed).
-struct ReportState {
+/// What a process has reported: counts by kind, repeats, the signatures of the reports
+/// printed so far (a forked child starts a tally of its own).  Valid when zeroed.
+struct ReportTally {
     static let kindCount = 16
     static let signatureCapacity = 512   // a power of two
     var counts = FixedBytes512()          // UInt64 per DebugReport.Kind.index
@@ -32,13 +33,7 @@ struct ReportState {
     var leakBytes: UInt64 = 0
     var signatures = FixedBytes4K()       // UInt64 each, 0 empty: reports printed so far
     var signatureCount = 0
-    var channelFDPlusOne: Int32 = 0       // our datagram socket to run's channel (0: none)
-    var channelDevice: UInt64 = 0         // its identity, to tell it from a reused descriptor
-    var channelInode: UInt64 = 0
-    var channelAddress = sockaddr_un()    // SLABGUARD_REPORT_SOCKET
-    var channelOpen = false               // run's channel is there
     var summaryWritten = false
-    var underRun = false                  // started by `slabguard run`, which sets the exit status itself
 
     mutating func count(_ index: Int) -> UnsafeMutablePointer<UInt64> {
         withUnsafeMutablePointer(to: &counts) { UnsafeMutableRawPointer($0).assumingMemoryBound(to: UInt64.self) + index }
@@ -48,17 +43,17 @@ struct ReportState {
     mutating func insertSignature(_ signature: UInt64) -> Bool {
         let table = withUnsafeMutablePointer(to: &signatures) { UnsafeMutableRawPointer($0).assumingMemoryBound(to: UInt64.self) }
         let key = signature == 0 ? 1 : signature
-        var i = Int(truncatingIfNeeded: key) & (ReportState.signatureCapacity - 1)
-        for _ in 0..<ReportState.signatureCapacity {
+        var i = Int(truncatingIfNeeded: key) & (ReportTally.signatureCapacity - 1)
+        for _ in 0..<ReportTally.signatureCapacity {
             if table[i] == key { return false }
             if table[i] == 0 {
                 // Full enough: later reports are printed, never lost.
-                if signatureCount >= ReportState.signatureCapacity * 3 / 4 { return true }
+                if signatureCount >= ReportTally.signatureCapacity * 3 / 4 { return true }
                 table[i] = key
                 signatureCount += 1
                 return true
             }
-            i = (i + 1) & (ReportState.signatureCapacity - 1)
+            i = (i + 1) & (ReportTally.signatureCapacity - 1)
         }
         return true
     }
@@ -69,15 +64,30 @@ struct ReportState {
             let c = UnsafeRawPointer(p).assumingMemoryBound(to: UInt64.self)
             var n: UInt64 = 0
             var i = 0
-            while i < ReportState.kindCount { n &+= c[i]; i += 1 }
+            while i < ReportTally.kindCount { n &+= c[i]; i += 1 }
             return n
         }
     }
 }
 
+/// The tally and the destination (in DebugState; valid when zeroed).
+struct ReportState {
+    var tally = ReportTally()
+    var channelFDPlusOne: Int32 = 0       // our datagram socket to run's channel (0: none)
+    var channelDevice: UInt64 = 0         // its identity, to tell it from a reused descriptor
+    var channelInode: UInt64 = 0
+    var channelAddress = sockaddr_un()    // SLABGUARD_REPORT_SOCKET
+    var channelOpen = false               // run's channel is there
+    var underRun = false                  // started by `slabguard run`, which sets the exit status itself
+}
+
 enum ReportOutput {
     static var state: UnsafeMutablePointer<ReportState> {
         withUnsafeMutablePointer(to: &DebugState.shared.pointee.reports) { $0 }
+    }
+
+    static var tally: UnsafeMutablePointer<ReportTally> {
+        withUnsafeMutablePointer(to: &DebugState.shared.pointee.reports.tally) { $0 }
     }
 
     /// Start-up (heap phase 2): opens `report_path=`, or adopts run's channel.
@@ -117,14 +127,7 @@ enum ReportOutput {
     }
 
     /// In a forked child: its own counts, its own repeats (its reports name its pid).
-    static func resetAfterFork() {
-        let s = state
-        let kept = (s.pointee.channelFDPlusOne, s.pointee.channelDevice, s.pointee.channelInode,
-                    s.pointee.channelAddress, s.pointee.channelOpen, s.pointee.underRun)
-        s.pointee = ReportState()
-        (s.pointee.channelFDPlusOne, s.pointee.channelDevice, s.pointee.channelInode,
-         s.pointee.channelAddress, s.pointee.channelOpen, s.pointee.underRun) = kept
-    }
+    static func resetAfterFork() { tally.pointee = ReportTally() }
 
     /// `report_path=PATH`: created now, so a bad path is said at start-up; reports go to
     /// standard error when it cannot be written.
@@ -188,7 +191,7 @@ enum ReportOutput {
 
     /// Whether a report with this signature should be printed (false: a repeat, counted).
     static func admit(_ kind: DebugReport.Kind, signature: UInt64, hasStacks: Bool) -> Bool {
-        let s = state
+        let s = tally
         s.pointee.count(kind.index).pointee &+= 1
         guard hasStacks else { return true }
         if s.pointee.insertSignature(signature &+ UInt64(kind.index) &* 0x9E37_79B9_7F4A_7C15) { return true }
@@ -196,15 +199,15 @@ enum ReportOutput {
         return false
     }
 
-    static func noteSuppressed() { state.pointee.suppressed &+= 1 }
+    static func noteSuppressed() { tally.pointee.suppressed &+= 1 }
 
     static func noteLeak(buffers: UInt, bytes: UInt) {
-        state.pointee.leakBuffers &+= UInt64(buffers)
-        state.pointee.leakBytes &+= UInt64(bytes)
+        tally.pointee.leakBuffers &+= UInt64(buffers)
+        tally.pointee.leakBytes &+= UInt64(bytes)
     }
 
     /// Whether anything was reported (folded repeats included).
-    static var anyReported: Bool { state.pointee.total > 0 }
+    static var anyReported: Bool { tally.pointee.total > 0 }
 
     /// Under `slabguard run` the CLI turns the run's status into `exitcode`; the program
     /// and its children keep theirs (a program that checks its children's statuses, as
@@ -214,13 +217,13 @@ enum ReportOutput {
     /// The summary line, once per process, when anything was reported or suppressed.
     /// The caller holds the report lock (or is the only thread left).
     static func writeSummary(json: Bool) {
-        let s = state
+        let s = tally
         guard !s.pointee.summaryWritten, s.pointee.total > 0 || s.pointee.suppressed > 0 else { return }
         s.pointee.summaryWritten = true
         writeLine { w in if json { summaryJSON(&w, s) } else { summaryText(&w, s) } }
     }
 
-    private static func summaryText(_ w: inout ReportWriter, _ s: UnsafeMutablePointer<ReportState>) {
+    private static func summaryText(_ w: inout ReportWriter, _ s: UnsafeMutablePointer<ReportTally>) {
         let total = s.pointee.total
         w.append("slabguard: summary: ")
         w.append(decimal: total)
@@ -260,7 +263,7 @@ enum ReportOutput {
         w.newline()
     }
 
-    private static func summaryJSON(_ w: inout ReportWriter, _ s: UnsafeMutablePointer<ReportState>) {
+    private static func summaryJSON(_ w: inout ReportWriter, _ s: UnsafeMutablePointer<ReportTally>) {
         w.beginObject()
         w.jsonField("report", string: "summary")
         identityJSON(&w)

@@ -18,7 +18,7 @@ enum DebugReport {
         case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree, crash,
              redzoneRead, underflow
 
-        /// Its slot in the report counts (ReportState).
+        /// Its slot in the report counts (ReportTally).
         var index: Int { Int(rawValue) }
         init?(index: Int) {
             guard index >= 0 && index < 256, let kind = Kind(rawValue: UInt8(index)) else { return nil }
@@ -164,8 +164,14 @@ enum DebugReport {
     }
 
     static func badFreeAddress(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag, given: UnsafeMutableRawPointer) {
-        var r = ReportBuilder(.badFreeAddress, cacheFlags: cache.pointee.debugFlags)
-        let user = chunk + tag.state.offset
+        badFreeAddress(flags: cache.pointee.debugFlags, name: cache.namePointer, user: chunk + tag.state.offset, size: tag.state.size,
+                       tag: tag, layout: DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags)), given: given)
+    }
+
+    /// `free(p + 16)`: the buffer the address points into, and its stacks.
+    private static func badFreeAddress(flags: UInt32, name: UnsafePointer<CChar>, user: UnsafeMutableRawPointer, size: Int,
+                                       tag: BufferTag, layout: TagLayout, given: UnsafeMutableRawPointer) {
+        var r = ReportBuilder(.badFreeAddress, cacheFlags: flags)
         r.line { w in
             w.append("free address ")
             w.append(hex: UInt(bitPattern: given))
@@ -174,9 +180,9 @@ enum DebugReport {
             w.append(" bytes into the buffer")
         }
         r.fieldHex("address", UInt(bitPattern: given))
-        r.buffer(cache: cache, user: user, size: tag.state.size)
+        r.buffer(name: name, user: user, size: size)
         r.currentStack("freed by thread")
-        r.auditStacks(cache: cache, tag: tag, freeFirst: false)
+        r.auditStacks(layout: layout, tag: tag, freeFirst: false)
         r.finish()
     }
 
@@ -293,22 +299,10 @@ enum DebugReport {
         r.finish()
     }
 
-    /// `free(p + 16)` of a large or guarded buffer: the buffer it points into, its stacks.
+    /// `free(p + 16)` of a large or guarded buffer.
     static func badFreeAddressLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout, given: UnsafeMutableRawPointer) {
-        var r = ReportBuilder(.badFreeAddress, cacheFlags: 0)
-        let user = span.pointee.base + span.pointee.userOffset
-        r.line { w in
-            w.append("free address ")
-            w.append(hex: UInt(bitPattern: given))
-            w.append(" is ")
-            w.append(hex: UInt(bitPattern: given) &- UInt(bitPattern: user))
-            w.append(" bytes into the buffer")
-        }
-        r.fieldHex("address", UInt(bitPattern: given))
-        r.buffer(name: name(of: span), user: user, size: span.pointee.requestedSize)
-        r.currentStack("freed by thread")
-        r.auditStacks(layout: layout, tag: tag, freeFirst: false)
-        r.finish()
+        badFreeAddress(flags: 0, name: name(of: span), user: span.pointee.base + span.pointee.userOffset,
+                       size: span.pointee.requestedSize, tag: tag, layout: layout, given: given)
     }
 
     static func badFreeSizeLarge(span: UnsafeMutablePointer<LargeSpan>, tag: BufferTag, layout: TagLayout, given: Int) {
