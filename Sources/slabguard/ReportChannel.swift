@@ -23,6 +23,12 @@ final class ReportChannel {
     /// Reports seen (not summaries, not notices), and their headlines.
     private(set) var reports = 0
     private(set) var headlines: [String] = []
+    /// Reports counted by the summaries seen (a process writing its reports to a
+    /// report_path= file sends run only its summary).
+    private(set) var summarizedReports = 0
+
+    /// Whether the run reported anything.
+    var sawReports: Bool { reports > 0 || summarizedReports > 0 }
 
     init?(rewrite: Bool) {
         let base = ProgramRunner.currentEnvironment()["TMPDIR"].flatMap { $0.utf8.count < 60 && $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
@@ -86,6 +92,15 @@ final class ReportChannel {
         return true
     }
 
+    /// N in "slabguard: summary: N reports ..." or {"report":"summary",...,"reports":N,...}.
+    static func summaryCount(_ line: Substring) -> Int? {
+        if line.hasPrefix("slabguard: summary: ") {
+            return Int(line.dropFirst("slabguard: summary: ".count).prefix { $0.isNumber })
+        }
+        guard line.hasPrefix("{\"report\":\"summary\""), let key = line.firstRange(of: "\"reports\":") else { return nil }
+        return Int(line[key.upperBound...].prefix { $0.isNumber })
+    }
+
     private func print(message: String) {
         let firstLine = message.prefix { $0 != "\n" }
         let isJSON = firstLine.hasPrefix("{")
@@ -94,6 +109,8 @@ final class ReportChannel {
         if !isNotice {
             reports += 1
             headlines.append(String(firstLine))
+        } else if let count = ReportChannel.summaryCount(firstLine) {
+            summarizedReports += count
         }
         var text = message
         if isJSON {

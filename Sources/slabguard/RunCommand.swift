@@ -94,7 +94,7 @@ struct Run: ParsableCommand {
         let channel = ReportChannel(rewrite: !options.parsed.flags.contains(.jsonReport))
         var status = ProgramRunner.run(command, environment: environment, channel: channel)
         // The run's status, not the program's: the program and its children keep theirs.
-        if status == 0, let channel, channel.reports > 0 { status = Int32(errorExitCode ?? options.parsed.effectiveExitCode) }
+        if status == 0, let channel, channel.sawReports { status = Int32(errorExitCode ?? options.parsed.effectiveExitCode) }
         throw ExitCode(status)
     }
 

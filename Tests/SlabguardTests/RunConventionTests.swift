@@ -242,6 +242,29 @@ struct RunConventionTests {
         #expect(result.status == 1, "\(result.status)")   // the child exited 0 (under run), python too
     }
 
+    /// With report_path= the reports go to the file, and still the program and its
+    /// children keep their exit statuses under run; run's own status changes (each process
+    /// sends run its summary).
+    @Test(arguments: ["", ",report=json"]) func underRunWithAReportPathChildrenKeepTheirStatus(format: String) throws {
+        let folder = try Subprocess.temporaryFolder("report-path-run")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.program(in: folder)
+        let python = try Subprocess.requireTool("python3", preferring: "/usr/bin/python3")
+        let script = "import subprocess, sys; print(subprocess.run([sys.argv[1], 'double-free']).returncode)"
+        let reports = folder.appendingPathComponent("reports.%p").path
+        let result = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--debug", "default,noabort,report_path=\(reports)\(format)", "--",
+                                                                 python, "-c", script, program], directory: folder.path, timeout: 120)
+        #expect(result.stdout == "0\n", "the child's status: \(result.stdout) \(result.stderr)")
+        // run hears the child's summary, so the run's own status says something was reported.
+        #expect(result.status == 1, "\(result.status)")
+        #expect(result.stderr.contains(format.isEmpty ? "slabguard: summary: 1 report (1 duplicate free) in process "
+                                                       : "{\"report\":\"summary\",\"schema\":1,"), "\(result.stderr)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix("reports.") }
+        let texts = try files.map { try String(contentsOfFile: folder.appendingPathComponent($0).path, encoding: .utf8) }
+        #expect(texts.contains { $0.contains(format.isEmpty ? "slabguard: duplicate free: buffer freed twice" : "\"report\":\"duplicate free") },
+                "\(files)")
+    }
+
     @Test func bytesThatLookLikeReportsPassUnchanged() throws {
         let result = try Self.run(["--quiet"], ["fake-report"])
         #expect(result.stderr == "slabguard: buffer modified after being freed\n    #0 0x1234 main+0x1 (/bin/true+0x10)\n\tend\u{01}\n")

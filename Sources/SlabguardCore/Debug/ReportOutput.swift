@@ -79,6 +79,7 @@ struct ReportState {
     var channelAddress = sockaddr_un()    // SLABGUARD_REPORT_SOCKET
     var channelOpen = false               // run's channel is there
     var underRun = false                  // started by `slabguard run`, which sets the exit status itself
+    var toFile = false                    // report_path= is open: reports go there, the summary to run too
 }
 
 enum ReportOutput {
@@ -92,15 +93,16 @@ enum ReportOutput {
 
     /// Start-up (heap phase 2): opens `report_path=`, or adopts run's channel.
     static func setUp() {
-        let debug = DebugState.shared
-        if debug.pointee.options.hasReportPath {
-            openReportPath()
-            return
-        }
         // In secure execution the environment may not choose where reports go: a setuid
         // program would send them to any socket named there (syslog's, say).
-        guard !Platform.isSecureExecution, let path = Platform.environment("SLABGUARD_REPORT_SOCKET") else { return }
-        state.pointee.underRun = true
+        let channel = Platform.isSecureExecution ? nil : Platform.environment("SLABGUARD_REPORT_SOCKET")
+        // Under run (with report_path= too) the program and its children keep their statuses.
+        state.pointee.underRun = channel != nil
+        if let path = channel { adoptChannel(path) }
+        if DebugState.shared.pointee.options.hasReportPath { openReportPath() }
+    }
+
+    private static func adoptChannel(_ path: UnsafePointer<CChar>) {
         let length = ReportWriter.length(of: UnsafeRawPointer(path), max: 200)
         let s = state
         withUnsafeMutablePointer(to: &s.pointee.channelAddress.sun_path) { p in
@@ -153,6 +155,7 @@ enum ReportOutput {
         var error: Int32 = 0
         if let fd = Platform.createFile(page.assumingMemoryBound(to: CChar.self), error: &error) {
             debug.pointee.reportFD = fd
+            state.pointee.toFile = true
             return
         }
         ReportWriter.withStackBuffer(fd: 2) { e in
@@ -167,16 +170,23 @@ enum ReportOutput {
     /// Writes one whole report (or line) to the destination.
     static func emit(_ bytes: UnsafeRawPointer, _ count: Int) {
         let s = state
-        if s.pointee.channelOpen {
-            if let fd = channelSocket(),
-               withUnsafePointer(to: &s.pointee.channelAddress, { Platform.sendDatagram(fd, to: $0, bytes, count) }) {
-                return
-            }
-            s.pointee.channelOpen = false   // run is gone: standard error from now on
-            Platform.writeAll(2, bytes, count)
+        if s.pointee.channelOpen && !s.pointee.toFile {
+            if sendToChannel(bytes, count) { return }
+            Platform.writeAll(2, bytes, count)   // run is gone: standard error from now on
             return
         }
         Platform.writeAll(DebugState.shared.pointee.reportFD, bytes, count)
+    }
+
+    /// One datagram to run's channel; false (and the channel closed) when run is gone.
+    private static func sendToChannel(_ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
+        let s = state
+        if let fd = channelSocket(),
+           withUnsafePointer(to: &s.pointee.channelAddress, { Platform.sendDatagram(fd, to: $0, bytes, count) }) {
+            return true
+        }
+        s.pointee.channelOpen = false
+        return false
     }
 
     /// Builds a line (or a few) on the stack and writes it to the report destination.
@@ -220,7 +230,11 @@ enum ReportOutput {
         let s = tally
         guard !s.pointee.summaryWritten, s.pointee.total > 0 || s.pointee.suppressed > 0 else { return }
         s.pointee.summaryWritten = true
-        writeLine { w in if json { summaryJSON(&w, s) } else { summaryText(&w, s) } }
+        writeLine { w in
+            if json { summaryJSON(&w, s) } else { summaryText(&w, s) }
+            // Reports in a file: run still hears the summary, for its exit status and its user.
+            if state.pointee.toFile && state.pointee.channelOpen { _ = sendToChannel(w.bytes.baseAddress!, w.count) }
+        }
     }
 
     private static func summaryText(_ w: inout ReportWriter, _ s: UnsafeMutablePointer<ReportTally>) {
