@@ -5,7 +5,7 @@
  * and of ld.so (once it has relocated itself) on slabguard.
  *
  * Each export is one tail call into a Swift `@_cdecl` entry point in
- * SlabguardRuntime/MallocEntry.swift, where the semantics live.  The Swift
+ * SlabguardCore/Entry/MallocEntry.swift, where the semantics live.  The Swift
  * names are our own (`sg_entry_*`): Swift 6.3 warns on `@_cdecl("malloc")`.
  * They are declared hidden here: the linker merges visibilities to the most
  * restrictive, so they stay local to the library, never clash with anything
@@ -57,7 +57,7 @@
 #define SG_ENTRY __attribute__((visibility("hidden")))
 #define SG_EXPORT __attribute__((visibility("default")))
 
-/* The Swift entry points (SlabguardRuntime/MallocEntry.swift). */
+/* The Swift entry points (SlabguardCore/Entry/MallocEntry.swift). */
 SG_ENTRY void *sg_entry_malloc(size_t size);
 SG_ENTRY void sg_entry_free(void *p);
 SG_ENTRY void *sg_entry_calloc(size_t count, size_t size);

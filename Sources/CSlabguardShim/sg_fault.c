@@ -2,7 +2,7 @@
  * sg_fault.c — the signal-handler entry of slabguard's crash explanations.
  *
  * The handler itself is C because it must run on whatever state the crash left
- * behind; the explaining is Swift (Debug/FaultExplainer.swift), called through
+ * behind; the explaining is Swift (Debug/Faults/FaultExplainer.swift), called through
  * one function pointer.  After it: the program's own handler for the signal if
  * it installed one (chained), else the default action — our handler removes
  * itself and returns, the faulting instruction runs again and the process dies

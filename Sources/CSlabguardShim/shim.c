@@ -18,5 +18,6 @@ __thread int64_t sg_tls_sample_countdown __attribute__((tls_model("initial-exec"
 __thread void *sg_tls_quarantine[2 * SG_QUARANTINE_BATCH] __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_quarantine_count __attribute__((tls_model("initial-exec")));
 
-_Alignas(4096) unsigned char sg_heap_state_storage[SG_HEAP_STATE_BYTES];
+sg_state_layout sg_state;
 uint32_t sg_debug_flags_word;
+uint32_t sg_sampling_word;

@@ -264,7 +264,7 @@ private let page = 4096
     /// initializers never run): after large spans and slabs come and go, its bins,
     /// boundary tags and counters agree.
     @Test func processArenaStaysConsistent() throws {
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         #expect(Heap.ensureReady())
         #expect(arena.pointee.purgeThresholdPages > 0)
         #expect(arena.pointee.spanPool.recordSize >= MemoryLayout<FreeSpan>.stride)
@@ -321,7 +321,7 @@ private let page = 4096
         }
         var problem: StaticString? = nil
         for _ in 0..<150 where problem == nil {
-            problem = GlobalSlice.arena.bound(to: PageArena.self).pointee.verify()
+            problem = StateRegion.arena.bound(to: PageArena.self).pointee.verify()
             usleep(1000)
         }
         stop.set()

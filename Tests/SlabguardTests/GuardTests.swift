@@ -81,7 +81,12 @@ struct GuardTests {
     }
 
     @Test func fastModeInstallsNoHandler() throws {
-        // No debugging asked for: a crash is the program's own, with no slabguard output.
+        // No debugging asked for: the kernel holds no SIGSEGV handler of ours (asked past
+        // slabguard's sigaction), and a crash is the program's own, with no slabguard output.
+        let fast = try run("own_segv_handler", debug: nil, arguments: ["kernel"])
+        #expect(fast.status == 0 && fast.stdout == "kernel: default\n", "stderr: \(fast.stderr)")
+        let guarded = try run("own_segv_handler", debug: "guards", arguments: ["kernel"])
+        #expect(guarded.stdout == "kernel: installed\n", "the probe must see the explainer when it is there")
         let result = try run("own_segv_handler", debug: nil, arguments: ["null"])
         #expect(result.status == 3 && result.stdout == "own handler ran\n", "stderr: \(result.stderr)")
         #expect(!result.stderr.contains("slabguard:"), "stderr: \(result.stderr)")

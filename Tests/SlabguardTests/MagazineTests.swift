@@ -22,7 +22,7 @@ func depotFullMagazines(_ cache: UnsafeMutablePointer<CacheCore>) -> [[UnsafeMut
     lock.lock()
     defer { lock.unlock() }
     var result: [[UnsafeMutableRawPointer]] = []
-    var m = cache.pointee.fullMagazines
+    var m = cache.magazines.pointee.fullMagazines
     while let x = m {
         result.append((0..<x.pointee.count).map { x.rounds[$0]! })
         m = x.pointee.next
@@ -38,7 +38,7 @@ func depotFullMagazines(_ cache: UnsafeMutablePointer<CacheCore>) -> [[UnsafeMut
         var buffers: [UnsafeMutableRawPointer] = []
         for _ in 0..<10 { buffers.append(try #require(CacheOps.allocate(cache))) }
         let slot = ownSlot(cache)
-        #expect(slot.pointee.capacity == Int32(cache.pointee.magazineCapacity))
+        #expect(slot.pointee.capacity == Int32(cache.magazines.pointee.magazineCapacity))
         #expect(slot.pointee.count == slot.pointee.capacity - 10, "one batch filled the magazine")
         for b in buffers.reversed() { CacheOps.free(cache, b) }
         #expect(slot.pointee.count == slot.pointee.capacity)
@@ -57,7 +57,7 @@ func depotFullMagazines(_ cache: UnsafeMutablePointer<CacheCore>) -> [[UnsafeMut
         let cache = try #require(makeCoreCache("test.mag.exchange", size: 64))
         try #require(cache.pointee.id >= 0, "all magazine ids are taken")
         defer { #expect(CacheOps.destroy(cache).outstandingBuffers == 0) }
-        let capacity = cache.pointee.magazineCapacity
+        let capacity = cache.magazines.pointee.magazineCapacity
         var mine: [UnsafeMutableRawPointer] = []
         for _ in 0..<(3 * capacity) { mine.append(try #require(CacheOps.allocate(cache))) }
         for b in mine { CacheOps.free(cache, b) }
@@ -100,8 +100,8 @@ func depotFullMagazines(_ cache: UnsafeMutablePointer<CacheCore>) -> [[UnsafeMut
         let s = cache.statistics
         #expect(s.buffersInUse == 0, "no buffer stranded with the exited thread")
         #expect(s.allocations == 507, "the exited thread's counts were kept")
-        #expect(core.pointee.buffersOut == Depot.roundsInDepot(core), "every chunk out of the slabs is in the depot")
-        #expect(core.pointee.fullMagazineCount >= 1)
+        #expect(core.pointee.buffersOut == Depot.roundsInDepot(core.magazines), "every chunk out of the slabs is in the depot")
+        #expect(core.magazines.pointee.fullMagazineCount >= 1)
         // The depot's buffers serve this thread without new slabs.
         let slabs = s.slabs
         var here: [UnsafeMutableRawPointer] = []
@@ -140,7 +140,7 @@ func depotFullMagazines(_ cache: UnsafeMutablePointer<CacheCore>) -> [[UnsafeMut
         #expect(late.allocated == 20)
         let core = CacheHandleProbe.core(of: cache)
         #expect(cache.statistics.buffersInUse == 0)
-        #expect(core.pointee.buffersOut == Depot.roundsInDepot(core), "nothing stranded in the dead thread's slot")
+        #expect(core.pointee.buffersOut == Depot.roundsInDepot(core.magazines), "nothing stranded in the dead thread's slot")
         #expect(cache.statistics.allocations == 320)
         if late.sawDeadThread { #expect(core.pointee.slowAllocations == 20, "a dead thread allocates without magazines") }
         #expect(cache.destroy() == 0)
@@ -170,12 +170,12 @@ func depotFullMagazines(_ cache: UnsafeMutablePointer<CacheCore>) -> [[UnsafeMut
         let cache = try #require(makeCoreCache("test.mag.limit", size: 16))
         try #require(cache.pointee.id >= 0, "all magazine ids are taken")
         defer { #expect(CacheOps.destroy(cache).outstandingBuffers == 0) }
-        let capacity = cache.pointee.magazineCapacity
+        let capacity = cache.magazines.pointee.magazineCapacity
         var buffers: [UnsafeMutableRawPointer] = []
         for _ in 0..<(12 * capacity) { buffers.append(try #require(CacheOps.allocate(cache))) }
         for b in buffers { CacheOps.free(cache, b) }
-        #expect(cache.pointee.fullMagazineCount <= cache.pointee.depotFullLimit)
-        #expect(cache.pointee.buffersOut <= (cache.pointee.depotFullLimit + 2) * capacity)
+        #expect(cache.magazines.pointee.fullMagazineCount <= cache.magazines.pointee.depotFullLimit)
+        #expect(cache.pointee.buffersOut <= (cache.magazines.pointee.depotFullLimit + 2) * capacity)
         #expect(CacheOps.statistics(cache).buffersInUse == 0)
     }
 
@@ -197,7 +197,7 @@ func depotFullMagazines(_ cache: UnsafeMutablePointer<CacheCore>) -> [[UnsafeMut
         #expect(cache.pointee.buffersOut >= 300, "the worker holds the buffers in its magazines")
         let result = CacheOps.destroy(cache)
         #expect(result.outstandingBuffers == 0)
-        if let b = sample { #expect(CacheOps.owner(of: b)?.pointee.cache != cache, "the slabs went back to the arena") }
+        if let b = sample { #expect(CacheOps.owner(of: b)?.objectCache != cache, "the slabs went back to the arena") }
         release.signal()
         join(worker)
     }
@@ -211,11 +211,11 @@ func depotFullMagazines(_ cache: UnsafeMutablePointer<CacheCore>) -> [[UnsafeMut
         CacheOps.free(cache, b)
         let slot = ownSlot(cache)
         slot.pointee.previous = slot.pointee.loaded      // the half-done exchange
-        Depot.flush(slot, of: cache)
+        Depot.flush(slot, of: cache.magazines)
         #expect(slot.pointee.loaded == nil && slot.pointee.previous == nil)
         // Checked by the counters first: a magazine stashed twice links to itself.
-        try #require(cache.pointee.fullMagazineCount == 1, "stashed twice: cache leaked to avoid a cyclic list")
-        #expect(cache.pointee.emptyMagazineCount == 0)
+        try #require(cache.magazines.pointee.fullMagazineCount == 1, "stashed twice: cache leaked to avoid a cyclic list")
+        #expect(cache.magazines.pointee.emptyMagazineCount == 0)
         #expect(depotFullMagazines(cache).count == 1)
         #expect(CacheOps.destroy(cache).outstandingBuffers == 0)
     }

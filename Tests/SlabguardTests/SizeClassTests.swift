@@ -69,7 +69,7 @@ private func fillAndCheck(size: Int, count: Int, sourceLocation: SourceLocation 
             let p = try #require(alloc(size))
             #expect(usableSize(p) == size)
             let slab = try #require(CacheOps.owner(of: p))
-            #expect(slab.pointee.cache == SizeClassHeap.defaultHeap.pointee.caches![c])
+            #expect(slab.objectCache == SizeClassHeap.defaultHeap.pointee.caches![c])
             #expect(Int(bitPattern: p) % SizeClasses.alignment(ofClass: c) == 0)
             free(p, size: size)
             fillAndCheck(size: size, count: 8)

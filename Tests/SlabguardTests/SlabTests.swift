@@ -25,7 +25,7 @@ extension UnsafeMutablePointer where Pointee == CacheCore {
         lock.lock()
         defer { lock.unlock() }
         var n = 0
-        var s = listHead(list).pointee
+        var s = slabs.listHead(list).pointee
         while let x = s { n += 1; s = x.pointee.next }
         return n
     }
@@ -86,10 +86,10 @@ final class CallCounter: Sendable {
     @Test func slabsFillEmptyAndReap() throws {
         let cache = try #require(makeCoreCache("test.slab.fill", size: 200))
         defer { _ = CacheOps.destroy(cache) }
-        let perSlab = cache.pointee.buffersPerSlab
+        let perSlab = cache.slabs.pointee.buffersPerSlab
         let k = 3
         var chunks = [UnsafeMutableRawPointer?](repeating: nil, count: perSlab * k)
-        let taken = cache.allocateFromSlabs(into: &chunks, count: perSlab * k)
+        let taken = cache.slabs.allocateFromSlabs(into: &chunks, count: perSlab * k)
         #expect(taken == perSlab * k)
         #expect(cache.pointee.slabCount == k)
         #expect(cache.slabsOn(.full) == k)
@@ -101,40 +101,40 @@ final class CallCounter: Sendable {
         #expect(Set(chunks.map { UInt(bitPattern: $0) }).count == perSlab * k)
         for c in chunks {
             let slab = try #require(CacheOps.owner(of: c!))
-            #expect(slab.pointee.cache == cache)
+            #expect(slab.objectCache == cache)
             #expect((c! - UnsafeMutableRawPointer(slab.pointee.base)) % cache.pointee.chunkSize == 0)
             memset(c!, 0x77, 200)
         }
         // Return one slab's worth plus a few: full → partial → empty as chunks come back.
         chunks.withUnsafeMutableBufferPointer { all in
-            cache.freeToSlabs(all.baseAddress!, count: 10)
+            cache.slabs.freeToSlabs(all.baseAddress!, count: 10)
             #expect(cache.slabsOn(.partial) >= 1)
-            cache.freeToSlabs(all.baseAddress! + 10, count: perSlab * k - 10)
+            cache.slabs.freeToSlabs(all.baseAddress! + 10, count: perSlab * k - 10)
         }
         #expect(cache.pointee.buffersOut == 0)
-        #expect(cache.pointee.slabCount == cache.pointee.emptySlabAllowance, "empty slabs past the allowance go back at once")
+        #expect(cache.pointee.slabCount == cache.slabs.pointee.emptySlabAllowance, "empty slabs past the allowance go back at once")
         #expect(cache.slabsOn(.empty) == cache.pointee.slabCount)
-        cache.reap()
+        cache.slabs.reap()
         #expect(cache.pointee.slabCount == 0)
         #expect(CacheOps.statistics(cache).memoryInUse == 0)
-        for c in chunks { #expect(CacheOps.owner(of: c!)?.pointee.cache != cache, "the pages left the cache") }
+        for c in chunks { #expect(CacheOps.owner(of: c!)?.objectCache != cache, "the pages left the cache") }
     }
 
     @Test func partialSlabsAreUsedFirst() throws {
         let cache = try #require(makeCoreCache("test.slab.partial", size: 512))
         defer { _ = CacheOps.destroy(cache) }
-        let perSlab = cache.pointee.buffersPerSlab
+        let perSlab = cache.slabs.pointee.buffersPerSlab
         var chunks = [UnsafeMutableRawPointer?](repeating: nil, count: perSlab + 5)
-        #expect(cache.allocateFromSlabs(into: &chunks, count: perSlab + 5) == perSlab + 5)
+        #expect(cache.slabs.allocateFromSlabs(into: &chunks, count: perSlab + 5) == perSlab + 5)
         #expect(cache.slabsOn(.full) == 1 && cache.slabsOn(.partial) == 1)
         // Give back 3 chunks of the full slab; the next 3 must come from slabs we have.
-        cache.freeToSlabs(&chunks, count: 3)
+        cache.slabs.freeToSlabs(&chunks, count: 3)
         var again = [UnsafeMutableRawPointer?](repeating: nil, count: 3)
-        #expect(cache.allocateFromSlabs(into: &again, count: 3) == 3)
+        #expect(cache.slabs.allocateFromSlabs(into: &again, count: 3) == 3)
         #expect(cache.pointee.slabCount == 2)
-        cache.freeToSlabs(&again, count: 3)
-        chunks.withUnsafeMutableBufferPointer { cache.freeToSlabs($0.baseAddress! + 3, count: perSlab + 2) }
-        cache.reap()
+        cache.slabs.freeToSlabs(&again, count: 3)
+        chunks.withUnsafeMutableBufferPointer { cache.slabs.freeToSlabs($0.baseAddress! + 3, count: perSlab + 2) }
+        cache.slabs.reap()
         #expect(cache.pointee.slabCount == 0)
     }
 
@@ -144,7 +144,7 @@ final class CallCounter: Sendable {
         let cache = try #require(ObjectCache(name: "test.slab.reap", size: 48))
         defer { #expect(cache.destroy() == 0) }
         let core = CacheHandleProbe.core(of: cache)
-        let perSlab = core.pointee.buffersPerSlab
+        let perSlab = core.slabs.pointee.buffersPerSlab
         let k = 4
         var buffers: [UnsafeMutableRawPointer] = []
         for _ in 0..<(perSlab * k) { buffers.append(try #require(cache.allocate())) }
@@ -275,8 +275,9 @@ final class CallCounter: Sendable {
         for b in out { CacheOps.free(old, b) }
         for b in out {
             let slab = try #require(CacheOps.owner(of: b))
-            #expect(slab.pointee.cache == old)
-            #expect(slab.pointee.cacheId == -1)
+            #expect(slab.objectCache == old)
+            #expect(StateRegion.arena.bound(to: PageArena.self).pointee.entryWord(of: b) >> PageArena.markShift == 0,
+                    "the slab's page-map mark still names the old magazine id")
         }
         #expect(old.pointee.buffersOut == 0)
         var fromNewer: [UnsafeMutableRawPointer] = []
@@ -328,8 +329,7 @@ final class CallCounter: Sendable {
     @Test func cacheWithoutMagazineSlot() throws {
         let cache = try #require(makeCoreCache("test.slab.noslot", size: 40))
         CacheRegistry.lock.lock()
-        if cache.pointee.id >= 0 { CacheRegistry.shared.pointee.byId![Int(cache.pointee.id)] = nil }
-        cache.pointee.id = -1
+        cache.magazines.assignMagazineId(-1)
         CacheRegistry.lock.unlock()
         var buffers: [UnsafeMutableRawPointer] = []
         for _ in 0..<500 { buffers.append(try #require(CacheOps.allocate(cache))) }

@@ -3,7 +3,7 @@ import Synchronization
 import Testing
 @testable import SlabguardCore
 
-// Tests for Debug/Stack: StackUnwinder (DWARF CFI capture), ModuleMap, ElfSymbols.
+// Tests for Debug/Audit/Stack: StackUnwinder (DWARF CFI capture), ModuleMap, ElfSymbols.
 // The helpers below are @inline(never) @_optimize(none) and do work after their call so that,
 // even in release builds, calls are neither inlined nor tail calls, identical helper bodies are
 // not merged into one function, and loops are not peeled (which would change call sites).
@@ -53,10 +53,27 @@ private func modulePath(_ address: UInt) -> String? {
 nonisolated(unsafe) var stackTestSink = 0
 let stackThreadSink = Atomic<Int>(0)
 
+/// The independent reference: glibc's backtrace() (libgcc's unwinder) at the same place as
+/// the capture in stackChainLeaf.  Its entry 0 is a different return address in the leaf
+/// (a different call); from entry 1 on, the callers, it must equal ours.
+nonisolated(unsafe) var stackReference = [UInt]()
+/// glibc's backtrace(3) (execinfo.h is not in the Glibc module).
+let glibcBacktrace = unsafeBitCast(dlsym(nil, "backtrace"),
+                                   to: (@convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32) -> Int32).self)
+
 @inline(never) @_optimize(none) func stackChainLeaf(_ out: UnsafeMutablePointer<UInt>, _ capacity: Int) -> Int {
     let n = StackUnwinder.capture(into: out, capacity: capacity, skip: 0)
+    var raw = [UnsafeMutableRawPointer?](repeating: nil, count: 64)
+    let m = glibcBacktrace(&raw, 64)
+    stackReference = raw.prefix(Int(m)).map { UInt(bitPattern: $0) }
     stackTestSink &+= n
     return n
+}
+
+/// Our capture's callers (entries 1…4: middle, outer, stackCaptureRepeatedly, the test)
+/// against libgcc's.
+func matchesReference(_ frames: [UInt]) -> Bool {
+    frames.count >= 5 && stackReference.count >= 5 && Array(frames[1...4]) == Array(stackReference[1...4])
 }
 @inline(never) @_optimize(none) func stackChainMiddle(_ out: UnsafeMutablePointer<UInt>, _ capacity: Int) -> Int {
     let n = stackChainLeaf(out, capacity)
@@ -234,12 +251,14 @@ struct StackTests {
         #expect(stackMissesPerRun[1] >= 4 && stackMissesPerRun[2] >= 4)
         #expect(runs[0].count >= 4)
         #expect(runs[0] == runs[1] && runs[0] == runs[2])
+        #expect(runs.allSatisfy(matchesReference), "a lookup path's frames differ from libgcc's: \(runs) vs \(stackReference)")
     }
 
     @Test func repeatedCaptureIsIdenticalAndServedFromCache() {
         let runs = stackCaptureRepeatedly(3)
         #expect(runs.count == 3 && runs[0].count >= 4)
         #expect(runs[0] == runs[1] && runs[1] == runs[2])
+        #expect(runs.allSatisfy(matchesReference), "cached frames differ from libgcc's: \(runs) vs \(stackReference)")
         // Every step's rule (looked up at return address - 1) is in the cache. (Not the global
         // miss counter: other suites may capture stacks concurrently.)
         #expect(runs[0].allSatisfy { StackUnwinder.isCached($0 - 1) }, "rules were not cached")
@@ -355,7 +374,8 @@ struct StackTests {
         let path = "libBrokenLocale.so.1"   // shipped with glibc, normally not loaded
         let wasLoaded = dlopen(path, RTLD_LAZY | RTLD_NOLOAD) != nil
         let handle = try #require(dlopen(path, RTLD_LAZY))
-        let address = UInt(bitPattern: try #require(dlsym(handle, "__ctype_get_mb_cur_max")))
+        let address = UInt(bitPattern: dlsym(handle, "__ctype_get_mb_cur_max"))
+        try #require(address != 0)
         ModuleMap.refresh()   // as the allocator would after seeing dlopen
         var info = ModuleInfo()
         #expect(ModuleMap.lookup(address, into: &info) && info.isLoaded)

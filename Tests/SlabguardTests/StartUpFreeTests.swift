@@ -17,7 +17,7 @@ struct StartUpFreeTests {
     static func reportAFreedBuffer(internalFree: Bool) {
         let p = sgTestAllocate(64)
         sgTestRelease(p, 64)
-        let cache = CacheOps.owner(of: p)!.pointee.cache
+        let cache = CacheOps.owner(of: p)!.objectCache
         let tag = BufferTag(base: p + cache.pointee.tagOffset)
         let layout = DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags))
         let free = tag.auditEntry(1, layout: layout)!

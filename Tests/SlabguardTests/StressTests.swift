@@ -199,7 +199,7 @@ private final class StressCounters: Sendable {
         #expect(counters.crossThreadFrees.load(ordering: .relaxed) > 10_000)
         #expect(counters.largeAllocations.load(ordering: .relaxed) > 100)
         #expect(counters.reallocations.load(ordering: .relaxed) > 10_000)
-        let arenaProblem = GlobalSlice.arena.bound(to: PageArena.self).pointee.verify()
+        let arenaProblem = StateRegion.arena.bound(to: PageArena.self).pointee.verify()
         #expect(arenaProblem == nil, "arena: \(arenaProblem.map { "\($0)" } ?? "")")
         // Every worker exited: all the private cache's buffers are back, nothing stranded.
         let s = cache.statistics

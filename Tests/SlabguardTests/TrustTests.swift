@@ -8,6 +8,7 @@
 
 import Foundation
 import Testing
+@testable import SlabguardCore
 
 @Suite("Trust: no false reports, no hangs", .timeLimit(.minutes(5)))
 struct TrustTests {
@@ -300,24 +301,23 @@ struct TrustTests {
         #expect(!text(of: core).contains("pthread_mutex_lock("), "a lock taken without sg_mutex_lock")
     }
 
-    /// DESIGN.md's static memory map lists every GlobalSlice, every fixed offset into one
-    /// used in the sources, every static of the C shim and every global variable of the core.
+    /// DESIGN.md's static memory map lists every region of the C layout, no layer reaches
+    /// static state by a hand-written offset, and the map lists every static of the C shim
+    /// and every global variable of the core.
     @Test func staticMapListsEveryRegion() throws {
         let root = ReleaseBuild.packageRoot.appendingPathComponent("Sources")
         let design = try String(contentsOf: root.appendingPathComponent("SlabguardCore/DESIGN.md"), encoding: .utf8)
         let map = design.components(separatedBy: "## Static memory map").last?.components(separatedBy: "## Lock order").first ?? ""
-        let slices = try String(contentsOf: root.appendingPathComponent("SlabguardCore/Platform/GlobalState.swift"), encoding: .utf8)
+        let header = try String(contentsOf: root.appendingPathComponent("CSlabguardShim/include/sg_shim.h"), encoding: .utf8)
+        let layout = header.components(separatedBy: "typedef struct sg_state_layout {").last?.components(separatedBy: "} sg_state_layout;").first ?? ""
         var checked = 0
-        for match in slices.matches(of: /case (\w+) = \d+/) {
+        for match in layout.matches(of: /unsigned char (\w+)\[(\d+)\]/) {
             checked += 1
-            #expect(map.contains("`GlobalSlice.\(match.output.1)`"), "GlobalSlice.\(match.output.1) is not in DESIGN.md's static memory map")
+            #expect(map.contains("`\(match.output.1)`"), "region \(match.output.1) is not in DESIGN.md's static memory map")
         }
+        #expect(checked == StateRegion.occupancy().count, "sg_state_layout and StateRegion list different regions")
         let core = text(of: root.appendingPathComponent("SlabguardCore"))
-        for match in core.matches(of: /GlobalSlice\.(\w+)\.address \+ (\d+)/) {
-            checked += 1
-            #expect(map.contains("`GlobalSlice.\(match.output.1)` + \(match.output.2)"),
-                    "GlobalSlice.\(match.output.1) + \(match.output.2) is not in DESIGN.md's static memory map")
-        }
+        #expect(core.firstMatch(of: /\.address \+ \d+/) == nil, "static state reached by a hand-written offset")
         for match in core.matches(of: /(?m)^nonisolated\(unsafe\) (?:private )?var (\w+)/) {
             checked += 1
             #expect(map.contains("`\(match.output.1)`"), "global \(match.output.1) is not in DESIGN.md's static memory map")
@@ -329,11 +329,21 @@ struct TrustTests {
             for match in c.matches(of: statics) {
                 let variable = String(match.output.1)
                 checked += 1
-                #expect(map.contains("`\(variable)`") || variable == "sg_heap_state_storage" && design.contains("`sg_heap_state_storage`"),
+                #expect(map.contains("`\(variable)`"),
                         "\(name): static \(variable) is not in DESIGN.md's static memory map")
             }
         }
         #expect(checked >= 40, "checked only \(checked) regions")
+    }
+
+    /// Every layer's state type fits the region of the C layout it lives in (the C side's
+    /// _Static_assert cannot see Swift sizes).
+    @Test func everyStateFitsItsRegion() {
+        for region in StateRegion.occupancy() {
+            #expect(region.used > 0 && region.used <= region.bytes,
+                    "\(region.region): \(region.used) bytes of state in a \(region.bytes)-byte region")
+        }
+        #expect(StateRegion.occupancy().count == 14)
     }
 
     /// Design §2: Platform is the only place in the core that maps memory, writes, opens

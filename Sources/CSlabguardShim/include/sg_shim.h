@@ -31,8 +31,6 @@ extern "C" {
 
 /* Caches with a per-thread magazine slot; caches beyond this run without magazines. */
 #define SG_MAX_CACHES 256
-/* Bytes of zeroed static storage for the heap's global state. */
-#define SG_HEAP_STATE_BYTES (128 * 1024)
 
 /* One cache's magazines on one thread.  `rounds`/`count`/`capacity` mirror the
  * loaded magazine so the fast path touches only this slot. */
@@ -57,7 +55,7 @@ extern __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exe
 extern __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t sg_tls_thread_id __attribute__((tls_model("initial-exec")));
 extern __thread int64_t sg_tls_sample_countdown __attribute__((tls_model("initial-exec")));
-/* The thread's quarantine batch (Debug/Quarantine.swift): freed chunks waiting to join
+/* The thread's quarantine batch (Debug/Checks/Quarantine.swift): freed chunks waiting to join
  * the shared FIFO, SG_QUARANTINE_BATCH at a time, under one lock acquisition. */
 #define SG_QUARANTINE_BATCH 32
 extern __thread void *sg_tls_quarantine[2 * SG_QUARANTINE_BATCH] __attribute__((tls_model("initial-exec")));   /* chunk, cache */
@@ -126,8 +124,45 @@ static inline long sg_random_bytes(void *buffer, size_t count) { return syscall(
 /* The kernel thread id (uncached). */
 static inline uint32_t sg_gettid(void) { return (uint32_t)syscall(SYS_gettid); }
 
-extern _Alignas(4096) unsigned char sg_heap_state_storage[SG_HEAP_STATE_BYTES];
-static inline __attribute__((always_inline)) void *sg_heap_state(void) { return sg_heap_state_storage; }
+/* The static memory map of the Swift core: every layer's process-wide state, one
+ * region each, in zeroed .bss (DESIGN.md's "Static memory map"; TrustTests checks the
+ * two agree).  Why not Swift globals: they are initialized lazily through swift_once,
+ * which must not run inside malloc.  Each region is raw bytes here; the Swift type
+ * that lives in it is named in the comment, and `StateRegion.bound(to:)` checks that
+ * it fits (a size known when the Swift code is compiled: the check folds away). */
+typedef struct sg_state_layout {
+    _Alignas(4096) unsigned char lifecycle[4096];      /* HeapLifecycle */
+    _Alignas(64) unsigned char arena[4096];            /* PageArena */
+    _Alignas(64) unsigned char cache_registry[2048];   /* CacheRegistry */
+    _Alignas(64) unsigned char slab_records[2048];     /* SlabRecords.State */
+    _Alignas(64) unsigned char thread_registry[2048];  /* ThreadRegistry */
+    _Alignas(64) unsigned char magazine_pool[2048];    /* MagazinePool.State */
+    _Alignas(64) unsigned char default_heap[4096];     /* SizeClassHeap (malloc, sg_alloc) */
+    _Alignas(64) unsigned char debug[36864];           /* DebugState */
+    _Alignas(64) unsigned char report_scratch[64];     /* ReportBuilder.Scratch */
+    _Alignas(64) unsigned char fill_pages[64];         /* BufferTag's fill-pattern pages */
+    _Alignas(64) unsigned char transaction_log[4096];  /* TransactionLog.State */
+    _Alignas(64) unsigned char mappings[64];           /* MetadataMappings.Table */
+    _Alignas(64) unsigned char mapping_ranges[16320];  /* MetadataMappings' (start, end) pairs */
+    _Alignas(64) unsigned char stack_layer[4096];      /* StackLayerState */
+} sg_state_layout;
+
+_Static_assert(sizeof(sg_state_layout) == 86016 /* 21 pages */, "the static memory map changed: update DESIGN.md");
+_Static_assert(sizeof(((sg_state_layout *)0)->mapping_ranges) % 16 == 0, "mapping ranges are (start, end) pairs");
+
+/* Each region's offset and size, for Swift (StateRegion). */
+#define SG_REGION(name) SG_REGION_OFFSET_##name = __builtin_offsetof(sg_state_layout, name), \
+                        SG_REGION_BYTES_##name = sizeof(((sg_state_layout *)0)->name)
+enum {
+    SG_REGION(lifecycle), SG_REGION(arena), SG_REGION(cache_registry), SG_REGION(slab_records),
+    SG_REGION(thread_registry), SG_REGION(magazine_pool), SG_REGION(default_heap), SG_REGION(debug),
+    SG_REGION(report_scratch), SG_REGION(fill_pages), SG_REGION(transaction_log), SG_REGION(mappings),
+    SG_REGION(mapping_ranges), SG_REGION(stack_layer)
+};
+#undef SG_REGION
+
+extern sg_state_layout sg_state;
+static inline __attribute__((always_inline)) void *sg_state_base(void) { return &sg_state; }
 
 /* The debug flags word tested once on the fast path (0: fast mode). */
 extern uint32_t sg_debug_flags_word;
@@ -135,6 +170,13 @@ static inline __attribute__((always_inline)) uint32_t sg_debug_flags(void) {
     return __atomic_load_n(&sg_debug_flags_word, __ATOMIC_RELAXED);
 }
 static inline void sg_set_debug_flags(uint32_t f) { __atomic_store_n(&sg_debug_flags_word, f, __ATOMIC_RELEASE); }
+/* Non-zero in sample mode (sample=N without other debugging): only then does the fast
+ * path count allocations down to the next guarded one; fast mode pays one load. */
+extern uint32_t sg_sampling_word;
+static inline __attribute__((always_inline)) uint32_t sg_sampling(void) {
+    return __atomic_load_n(&sg_sampling_word, __ATOMIC_RELAXED);
+}
+static inline void sg_set_sampling(uint32_t on) { __atomic_store_n(&sg_sampling_word, on, __ATOMIC_RELEASE); }
 
 /* Atomics on plain words in raw memory (Swift's Atomic needs stable ~Copyable storage). */
 static inline uint64_t sg_atomic_load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }

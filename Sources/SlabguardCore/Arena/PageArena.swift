@@ -174,17 +174,31 @@ struct PageArena {
 
     /// The owner descriptor of the page holding `p`, or nil (free, foreign or untouched).
     @inline(__always) func owner(of p: UnsafeRawPointer) -> UnsafeMutableRawPointer? {
-        let offset = UInt(bitPattern: p) &- UInt(bitPattern: base)
-        if offset >= UInt(top) { return nil }   // also true before set-up (top == 0)
-        let entry = pageMap.unsafelyUnwrapped[Int(offset >> UInt(pageShift))]
-        if let e = entry, UInt(bitPattern: e) & 1 != 0 { return nil }
-        return entry
+        let entry = entryWord(of: p)
+        if entry & 1 != 0 { return nil }
+        return UnsafeMutableRawPointer(bitPattern: entry & PageArena.ownerMask)
     }
 
-    /// Records `owner` for `pages` pages starting at `start` (nil clears).
-    func setOwner(_ start: UnsafeMutableRawPointer, pages: Int, _ owner: UnsafeMutableRawPointer?) {
+    /// The raw page-map word for `p` (0: none): the owner's address in the low 48 bits,
+    /// the owner's 16-bit mark (`setOwner(_:pages:_:mark:)`) above it; the low bit set
+    /// for a free span's boundary tag.  The free fast path reads a slab's cache id from
+    /// the mark without loading the slab record.
+    @inline(__always) func entryWord(of p: UnsafeRawPointer) -> UInt {
+        let offset = UInt(bitPattern: p) &- UInt(bitPattern: base)
+        if offset >= UInt(top) { return 0 }   // also true before set-up (top == 0)
+        return UInt(bitPattern: pageMap.unsafelyUnwrapped[Int(offset >> UInt(pageShift))])
+    }
+
+    static let ownerMask: UInt = (1 << 48) - 1
+    static let markShift: UInt = 48
+
+    /// Records `owner` for `pages` pages starting at `start` (nil clears), with `mark`
+    /// (16 bits, 0: none) in the word's top bits.
+    func setOwner(_ start: UnsafeMutableRawPointer, pages: Int, _ owner: UnsafeMutableRawPointer?, mark: UInt16 = 0) {
         let first = pageIndex(start)
-        for i in first..<(first + pages) { pageMap![i] = owner }
+        let word = owner.map { UInt(bitPattern: $0) | UInt(mark) << PageArena.markShift } ?? 0
+        precondition(word & 1 == 0 && (owner == nil || UInt(bitPattern: owner) <= PageArena.ownerMask))
+        for i in first..<(first + pages) { pageMap![i] = UnsafeMutableRawPointer(bitPattern: word) }
     }
 
     // MARK: - Spans

@@ -53,7 +53,7 @@ enum DebugAllocator {
     /// free (kmem_free, sg_free) claims, or nil for free(3).
     static func free(_ p: UnsafeMutableRawPointer, slab: UnsafeMutablePointer<Slab>, expectedSize: Int?) {
         countOperation()
-        let cache = slab.pointee.cache
+        let cache = slab.objectCache
         guard let chunk = slab.pointee.chunk(containing: p) else {
             return DebugReport.invalidFree(p, expectedSize: expectedSize)
         }

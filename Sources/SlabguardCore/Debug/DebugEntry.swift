@@ -41,14 +41,14 @@ extension DebugAllocator {
 
     /// free(3) / sized free of a default-heap or object-cache pointer in debug mode.
     static func free(_ p: UnsafeMutableRawPointer, expectedSize: Int?) {
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         guard let owner = arena.pointee.owner(of: p) else { return DebugReport.invalidFree(p, expectedSize: expectedSize) }
         if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
             let slab = owner.assumingMemoryBound(to: Slab.self)
-            if slab.pointee.cache.pointee.debugFlags != 0 {
+            if slab.objectCache.pointee.debugFlags != 0 {
                 return free(p, slab: slab, expectedSize: expectedSize)
             }
-            return CacheOps.free(slab.pointee.cache, p)
+            return CacheOps.free(slab.objectCache, p)
         }
         freeLarge(owner.assumingMemoryBound(to: LargeSpan.self), p, expectedSize: expectedSize)
     }
@@ -67,11 +67,11 @@ extension DebugAllocator {
 
     /// The requested size of a live buffer at exactly `p`, or nil.
     static func liveSize(_ p: UnsafeRawPointer) -> Int? {
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         guard let owner = arena.pointee.owner(of: p) else { return nil }
         if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
             let slab = owner.assumingMemoryBound(to: Slab.self)
-            let cache = slab.pointee.cache
+            let cache = slab.objectCache
             guard let chunk = slab.pointee.chunk(containing: p) else { return nil }
             if cache.pointee.debugFlags == 0 { return p == UnsafeRawPointer(chunk) ? cache.pointee.bufferSize : nil }
             let state = BufferTag(base: chunk + cache.pointee.tagOffset).state
@@ -94,7 +94,7 @@ extension DebugAllocator {
         guard size <= Int.max / 2 - userOffset else { return nil }
         guard let user = heap.allocateLarge(userOffset + max(size, 1), alignment: alignment, zero: zero, userOffset: userOffset) else { return nil }
         let base = user - userOffset
-        let span = GlobalSlice.arena.bound(to: PageArena.self).pointee.owner(of: base)!.assumingMemoryBound(to: LargeSpan.self)
+        let span = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: base)!.assumingMemoryBound(to: LargeSpan.self)
         span.pointee.requestedSize = size
         let tag = BufferTag(base: base)
         tag.redzoneWord = Pattern.redzone

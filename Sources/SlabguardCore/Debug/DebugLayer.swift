@@ -58,7 +58,7 @@ struct DebugState {
         set { logFDPlusOne = newValue.map { $0 + 1 } ?? 0 }
     }
 
-    @inline(__always) static var shared: UnsafeMutablePointer<DebugState> { GlobalSlice.debug.bound(to: DebugState.self) }
+    @inline(__always) static var shared: UnsafeMutablePointer<DebugState> { StateRegion.debug.bound(to: DebugState.self) }
 
     var reportFD: Int32 {
         get { reportFDPlusOne == 0 ? 2 : reportFDPlusOne - 1 }
@@ -149,6 +149,7 @@ enum DebugLayer {
         flags.pointee = heapFlags.rawValue
         tagBytes.pointee = heapFlags.isEmpty ? 0 : layout(for: heapFlags).totalBytes
         sg_set_debug_flags(heapFlags.rawValue)
+        sg_set_sampling(heapFlags.isEmpty && options.flags.contains(.sample) ? 1 : 0)
         if options.flags.contains(.audit) || options.flags.contains(.guards) || options.flags.contains(.sample) {
             StackUnwinder.warmUp()
         }

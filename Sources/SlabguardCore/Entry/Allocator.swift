@@ -17,12 +17,12 @@ package enum Allocator {
     @inline(__always) package static func malloc(_ size: Int) -> UnsafeMutableRawPointer? {
         // Unsigned compare: a negative size (a huge C size_t) must reach mallocSlow's check.
         if sg_debug_flags() == 0 && UInt(bitPattern: size) <= UInt(SizeClasses.maxSize) {
-            // sample=N: the countdown to the next guarded buffer (GuardedAllocator.swift).
-            let sampleDue = GuardedAllocator.countdownExpired()
             let c = SizeClasses.index(size)
             let slot = sg_thread_slots() + c
             let n = slot.pointee.count
-            if n > 0 && !sampleDue {
+            // sample=N: the countdown to the next guarded buffer (GuardedAllocator.swift);
+            // fast mode only loads the sampling word.
+            if n > 0 && (sg_sampling() == 0 || !GuardedAllocator.countdownExpired()) {
                 slot.pointee.count = n &- 1
                 slot.pointee.allocations &+= 1
                 return slot.pointee.rounds[Int(n &- 1)]
@@ -34,7 +34,10 @@ package enum Allocator {
     @inline(never) static func mallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
         guard size >= 0, ensureReady() else { return outOfMemory() }
         if sg_debug_flags() != 0 { return DebugAllocator.malloc(size, zero: false) ?? outOfMemory() }
-        if sg_sample_countdown() < 0 && size <= SizeClasses.maxSize, let p = GuardedAllocator.sampled(size, zero: false) {
+        // Sample mode: the fast path counted this allocation down only when it hit.
+        if sg_sampling() != 0 && size <= SizeClasses.maxSize
+            && (sg_sample_countdown() < 0 || GuardedAllocator.countdownExpired()),
+           let p = GuardedAllocator.sampled(size, zero: false) {
             return p
         }
         let heap = SizeClassHeap.defaultHeap
@@ -45,19 +48,17 @@ package enum Allocator {
     @inline(__always) package static func free(_ pointer: UnsafeMutableRawPointer?) {
         guard let p = pointer else { return }
         if sg_debug_flags() == 0 {
-            let arena = GlobalSlice.arena.bound(to: PageArena.self)
-            if let owner = arena.pointee.owner(of: p) {
-                let header = owner.load(as: UInt64.self)
-                let id = Int(Int32(truncatingIfNeeded: header >> 32))
-                if UInt32(truncatingIfNeeded: header) == OwnerKind.slab.rawValue && id >= 0 {
-                    let slot = sg_thread_slots() + id
-                    let n = slot.pointee.count
-                    if n < slot.pointee.capacity {
-                        slot.pointee.rounds[Int(n)] = p
-                        slot.pointee.count = n &+ 1
-                        slot.pointee.frees &+= 1
-                        return
-                    }
+            // A slab page's map word carries its cache's magazine id + 1 (0: not a slab
+            // with magazines): no load of the slab record.
+            let mark = StateRegion.arena.bound(to: PageArena.self).pointee.entryWord(of: p) >> PageArena.markShift
+            if mark != 0 {
+                let slot = sg_thread_slots() + Int(mark &- 1)
+                let n = slot.pointee.count
+                if n < slot.pointee.capacity {
+                    slot.pointee.rounds[Int(n)] = p
+                    slot.pointee.count = n &+ 1
+                    slot.pointee.frees &+= 1
+                    return
                 }
             }
         }
@@ -85,7 +86,7 @@ package enum Allocator {
         let (total, overflow) = count.multipliedReportingOverflow(by: size)
         guard !overflow, count >= 0, size >= 0, ensureReady() else { return outOfMemory() }
         if sg_debug_flags() != 0 { return DebugAllocator.malloc(total, zero: true) ?? outOfMemory() }
-        if total <= SizeClasses.maxSize && GuardedAllocator.countdownExpired(),
+        if sg_sampling() != 0 && total <= SizeClasses.maxSize && GuardedAllocator.countdownExpired(),
            let p = GuardedAllocator.sampled(total, zero: true) {
             return p
         }
@@ -184,7 +185,7 @@ struct RawLine {
 
     mutating func flush(to fd: Int32) {
         let n = length
-        withUnsafeBytes(of: &storage) { Platform.writeAll(fd, $0.baseAddress!, n) }
+        withUnsafeBytes(of: &storage) { _ = Platform.writeAll(fd, $0.baseAddress!, n) }
         length = 0
     }
 }

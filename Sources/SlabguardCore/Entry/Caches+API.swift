@@ -34,7 +34,7 @@ package struct CacheHandle: @unchecked Sendable, Equatable {
     }
 
     private func freeDebug(_ buffer: UnsafeMutableRawPointer) {
-        guard let slab = CacheOps.owner(of: buffer), slab.pointee.cache == core else {
+        guard let slab = CacheOps.owner(of: buffer), slab.objectCache == core else {
             return DebugReport.invalidFree(buffer, expectedSize: nil)
         }
         DebugAllocator.free(buffer, slab: slab, expectedSize: core.pointee.bufferSize)
@@ -47,7 +47,7 @@ package struct CacheHandle: @unchecked Sendable, Equatable {
     package var bufferSize: Int { core.pointee.bufferSize }
 
     /// Releases the cache's empty slabs to the arena.
-    package func reap() { Depot.drain(core); core.reap() }
+    package func reap() { Depot.drain(core.magazines); core.slabs.reap() }
 }
 
 package enum HeapStatistics {
@@ -60,7 +60,7 @@ package enum HeapStatistics {
     }
 
     package static func arena() -> (reserved: Int, carved: Int, free: Int, dirtyFree: Int, released: Int) {
-        let s = GlobalSlice.arena.bound(to: PageArena.self).pointee.statistics()
+        let s = StateRegion.arena.bound(to: PageArena.self).pointee.statistics()
         return (s.reservedBytes, s.carvedBytes, s.freeBytes, s.dirtyFreeBytes, s.releasedBytes)
     }
 

@@ -25,7 +25,7 @@ package enum StatisticsTable {
             l.append("\n")
             l.flush(to: fd)
         }
-        let arena = GlobalSlice.arena.bound(to: PageArena.self).pointee.statistics()
+        let arena = StateRegion.arena.bound(to: PageArena.self).pointee.statistics()
         let heap = SizeClassHeap.defaultHeap.pointee
         line.append("large allocations: ")
         line.appendPadded(heap.largeCount, width: 0)
@@ -71,9 +71,9 @@ extension CacheOps {
     /// Statistics without the name string (no allocation).
     static func statisticsValues(_ cache: UnsafeMutablePointer<CacheCore>) -> (bufferSize: Int, buffersInUse: Int, buffersTotal: Int, memoryInUse: Int, allocations: UInt64, failures: Int) {
         ThreadRegistry.lock.lock()
-        let perThread = ThreadRegistry.sumSlots(for: cache)
+        let perThread = ThreadRegistry.sumSlots(for: cache.magazines)
         ThreadRegistry.lock.unlock()
-        let inDepot = Depot.roundsInDepot(cache)
+        let inDepot = Depot.roundsInDepot(cache.magazines)
         let lock = cache.slabLock
         lock.lock()
         let c = cache.pointee

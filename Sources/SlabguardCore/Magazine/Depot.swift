@@ -7,7 +7,7 @@ import Glibc
 
 enum Depot {
     /// Allocation miss: the thread's loaded magazine for `cache` is empty (or absent).
-    static func allocate(_ cache: UnsafeMutablePointer<CacheCore>) -> UnsafeMutableRawPointer? {
+    static func allocate(_ cache: UnsafeMutablePointer<MagazineCache>) -> UnsafeMutableRawPointer? {
         guard let slot = ThreadRegistry.slot(for: cache) else { return allocateDirect(cache) }
         if slot.pointee.count > 0 { return pop(slot) }
         if let previous = slot.previousMagazine, previous.pointee.count > 0 {
@@ -41,7 +41,7 @@ enum Depot {
         depot.unlock()
         if magazine == nil { magazine = MagazinePool.allocate(capacity: cache.pointee.magazineCapacity) }
         guard let m = magazine else { return allocateDirect(cache) }
-        let filled = cache.allocateFromSlabs(into: m.rounds, count: m.pointee.capacity)
+        let filled = cache.slabs.allocateFromSlabs(into: m.rounds, count: m.pointee.capacity)
         m.pointee.count = filled
         slot.load(m)
         if filled == 0 { return nil }
@@ -49,7 +49,7 @@ enum Depot {
     }
 
     /// Free miss: the thread's loaded magazine for `cache` is full (or absent).
-    static func free(_ cache: UnsafeMutablePointer<CacheCore>, _ buffer: UnsafeMutableRawPointer) {
+    static func free(_ cache: UnsafeMutablePointer<MagazineCache>, _ buffer: UnsafeMutableRawPointer) {
         guard let slot = ThreadRegistry.slot(for: cache) else { return freeDirect(cache, buffer) }
         if slot.pointee.count < slot.pointee.capacity { return push(slot, buffer) }
         if let previous = slot.previousMagazine, previous.pointee.count == 0 {
@@ -80,7 +80,7 @@ enum Depot {
         depot.unlock()
         if let f = flush {
             // Working set exceeded: give a magazine's worth back to the slab layer and reuse it.
-            cache.freeToSlabs(f.rounds, count: f.pointee.count)
+            cache.slabs.freeToSlabs(f.rounds, count: f.pointee.count)
             f.pointee.count = 0
             if empty == nil { empty = f } else { MagazinePool.free(f) }
         }
@@ -105,26 +105,26 @@ enum Depot {
         slot.pointee.frees &+= 1
     }
 
-    static func allocateDirect(_ cache: UnsafeMutablePointer<CacheCore>) -> UnsafeMutableRawPointer? {
+    static func allocateDirect(_ cache: UnsafeMutablePointer<MagazineCache>) -> UnsafeMutableRawPointer? {
         var buffer: UnsafeMutableRawPointer? = nil
-        let n = cache.allocateFromSlabs(into: &buffer, count: 1)
+        let n = cache.slabs.allocateFromSlabs(into: &buffer, count: 1)
         if n == 1 {
-            let lock = cache.slabLock
+            let lock = cache.slabs.slabLock
             lock.lock(); cache.pointee.slowAllocations += 1; lock.unlock()
         }
         return n == 1 ? buffer : nil
     }
 
-    static func freeDirect(_ cache: UnsafeMutablePointer<CacheCore>, _ buffer: UnsafeMutableRawPointer) {
+    static func freeDirect(_ cache: UnsafeMutablePointer<MagazineCache>, _ buffer: UnsafeMutableRawPointer) {
         var b: UnsafeMutableRawPointer? = buffer
-        cache.freeToSlabs(&b, count: 1)
-        let lock = cache.slabLock
+        cache.slabs.freeToSlabs(&b, count: 1)
+        let lock = cache.slabs.slabLock
         lock.lock(); cache.pointee.slowFrees += 1; lock.unlock()
     }
 
     /// Hands a thread's magazines for `cache` to the depot and empties the slot
     /// (thread exit, cache destroy, fork child).  Counters are folded into the cache.
-    static func flush(_ slot: UnsafeMutablePointer<sg_magazine_slot>, of cache: UnsafeMutablePointer<CacheCore>) {
+    static func flush(_ slot: UnsafeMutablePointer<sg_magazine_slot>, of cache: UnsafeMutablePointer<MagazineCache>) {
         slot.syncLoaded()
         let loaded = slot.loadedMagazine, previous = slot.previousMagazine
         let depot = cache.depotLock
@@ -143,7 +143,7 @@ enum Depot {
     }
 
     /// Puts a magazine on the depot's full or empty list (depot lock held).
-    private static func stash(_ m: UnsafeMutablePointer<Magazine>, in cache: UnsafeMutablePointer<CacheCore>) {
+    private static func stash(_ m: UnsafeMutablePointer<Magazine>, in cache: UnsafeMutablePointer<MagazineCache>) {
         if m.pointee.count > 0 {
             m.pointee.next = cache.pointee.fullMagazines
             cache.pointee.fullMagazines = m
@@ -158,7 +158,7 @@ enum Depot {
     /// Returns the calling thread's magazines and every magazine in the depot to the
     /// slab layer (cache destroy, reap).  Other threads' magazines are theirs alone and
     /// stay loaded (destroy collects them first with ThreadRegistry.flushEverywhere).
-    static func drain(_ cache: UnsafeMutablePointer<CacheCore>) {
+    static func drain(_ cache: UnsafeMutablePointer<MagazineCache>) {
         let id = Int(cache.pointee.id)
         if id >= 0 && sg_thread_state() == UInt32(SG_THREAD_LIVE) {
             let own = sg_thread_slots() + id
@@ -175,7 +175,7 @@ enum Depot {
         depot.unlock()
         while let m = full {
             full = m.pointee.next
-            cache.freeToSlabs(m.rounds, count: m.pointee.count)
+            cache.slabs.freeToSlabs(m.rounds, count: m.pointee.count)
             MagazinePool.free(m)
         }
         while let m = empty {
@@ -185,7 +185,7 @@ enum Depot {
     }
 
     /// Rounds sitting in the depot (for statistics).
-    static func roundsInDepot(_ cache: UnsafeMutablePointer<CacheCore>) -> Int {
+    static func roundsInDepot(_ cache: UnsafeMutablePointer<MagazineCache>) -> Int {
         let depot = cache.depotLock
         depot.lock()
         var n = 0

@@ -54,7 +54,7 @@ enum MagazinePool {
     }
 
     @inline(__always) static var state: UnsafeMutablePointer<State> {
-        (GlobalSlice.threads.address + 2048).assumingMemoryBound(to: State.self)
+        StateRegion.magazinePool.bound(to: State.self)
     }
 
     static var lock: RawLock { RawLock(UnsafeMutableRawPointer(state).assumingMemoryBound(to: pthread_mutex_t.self)) }

@@ -28,8 +28,10 @@ struct ThreadRegistry {
     /// Called first when a thread exits, installed by a layer above (the debug layer hands
     /// the thread's quarantine batch on).
     var exitHook: (@convention(c) () -> Void)? = nil
+    /// Magazine id → cache (MagazineIds), SG_MAX_CACHES entries.
+    var cachesById: UnsafeMutablePointer<UnsafeMutablePointer<MagazineCache>?>? = nil
 
-    @inline(__always) static var shared: UnsafeMutablePointer<ThreadRegistry> { GlobalSlice.threads.bound(to: ThreadRegistry.self) }
+    @inline(__always) static var shared: UnsafeMutablePointer<ThreadRegistry> { StateRegion.threadRegistry.bound(to: ThreadRegistry.self) }
     static var lock: RawLock { RawLock(UnsafeMutableRawPointer(shared).assumingMemoryBound(to: pthread_mutex_t.self)) }
 
     /// Creates the thread-exit key (heap set-up, phase 2).
@@ -45,7 +47,7 @@ struct ThreadRegistry {
 
     /// The calling thread's magazine slot for `cache`, registering the thread on first
     /// use; nil when the thread cannot use magazines now.
-    @inline(__always) static func slot(for cache: UnsafeMutablePointer<CacheCore>) -> UnsafeMutablePointer<sg_magazine_slot>? {
+    @inline(__always) static func slot(for cache: UnsafeMutablePointer<MagazineCache>) -> UnsafeMutablePointer<sg_magazine_slot>? {
         let id = Int(cache.pointee.id)
         if id < 0 { return nil }
         let state = sg_thread_state()
@@ -89,7 +91,7 @@ struct ThreadRegistry {
             let slot = slots + id
             if slot.pointee.loaded == nil && slot.pointee.previous == nil
                 && slot.pointee.allocations == 0 && slot.pointee.frees == 0 { continue }
-            guard let cache = CacheRegistry.cache(id: id) else { slot.load(nil); continue }
+            guard let cache = MagazineIds.cache(id: id) else { slot.load(nil); continue }
             Depot.flush(slot, of: cache)
         }
     }
@@ -103,7 +105,7 @@ struct ThreadRegistry {
     }
 
     /// Collects every thread's magazines for `cache` (cache destroy; registry lock held by caller).
-    static func flushEverywhere(_ cache: UnsafeMutablePointer<CacheCore>) {
+    static func flushEverywhere(_ cache: UnsafeMutablePointer<MagazineCache>) {
         let id = Int(cache.pointee.id)
         guard id >= 0 else { return }
         var record = shared.pointee.first
@@ -114,7 +116,7 @@ struct ThreadRegistry {
     }
 
     /// Visits each live thread's slot for `cache` (statistics; registry lock held by caller).
-    static func sumSlots(for cache: UnsafeMutablePointer<CacheCore>) -> (rounds: Int, allocations: UInt64, frees: UInt64) {
+    static func sumSlots(for cache: UnsafeMutablePointer<MagazineCache>) -> (rounds: Int, allocations: UInt64, frees: UInt64) {
         let id = Int(cache.pointee.id)
         guard id >= 0 else { return (0, 0, 0) }
         var rounds = 0

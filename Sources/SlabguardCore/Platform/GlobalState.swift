@@ -1,26 +1,84 @@
-// Where each layer's process-wide state lives: fixed slices of the zeroed static
-// storage the C shim provides (see sg_shim.h for why not Swift globals).  Every
-// layer's state struct must be valid when all-zero, and fit in its slice.
+// Where each layer's process-wide state lives: the regions of the C shim's
+// `sg_state_layout` (sg_shim.h), one declared layout of zeroed static storage.  The
+// C side checks the layout at compile time (_Static_assert); `bound(to:)` checks that
+// the Swift type placed in a region fits it — both sizes are constants when this
+// is compiled, so the check costs nothing and a type that outgrows its region traps
+// at its first use (and in TrustTests.everyStateFitsItsRegion) instead of silently
+// overwriting the next region.  Every state type must be valid when all-zero.
 
 import CSlabguardShim
 
-enum GlobalSlice: Int {
-    case lifecycle = 0          // HeapLifecycle (init state, fork handling)
-    case arena = 1              // PageArena
-    case caches = 2             // CacheRegistry
-    case threads = 3            // ThreadRegistry
-    case defaultHeap = 4        // SizeClassHeap for malloc / sg_alloc
-    case debug = 5              // debug layer state (slices 5…15)
-    case metadataMappings = 16  // MetadataMappings (slices 16…19)
-    case stack = 20             // the stack layer's set-up (StackLayerState)
+enum StateRegion {
+    case lifecycle, arena, cacheRegistry, slabRecords, threadRegistry, magazinePool, defaultHeap
+    case debug, reportScratch, fillPages, transactionLog, mappings, mappingRanges, stackLayer
 
-    static let bytes = 4096
-
-    @inline(__always) var address: UnsafeMutableRawPointer {
-        sg_heap_state() + rawValue &* GlobalSlice.bytes
+    @inline(__always) var offset: Int {
+        switch self {
+        case .lifecycle: return Int(SG_REGION_OFFSET_lifecycle)
+        case .arena: return Int(SG_REGION_OFFSET_arena)
+        case .cacheRegistry: return Int(SG_REGION_OFFSET_cache_registry)
+        case .slabRecords: return Int(SG_REGION_OFFSET_slab_records)
+        case .threadRegistry: return Int(SG_REGION_OFFSET_thread_registry)
+        case .magazinePool: return Int(SG_REGION_OFFSET_magazine_pool)
+        case .defaultHeap: return Int(SG_REGION_OFFSET_default_heap)
+        case .debug: return Int(SG_REGION_OFFSET_debug)
+        case .reportScratch: return Int(SG_REGION_OFFSET_report_scratch)
+        case .fillPages: return Int(SG_REGION_OFFSET_fill_pages)
+        case .transactionLog: return Int(SG_REGION_OFFSET_transaction_log)
+        case .mappings: return Int(SG_REGION_OFFSET_mappings)
+        case .mappingRanges: return Int(SG_REGION_OFFSET_mapping_ranges)
+        case .stackLayer: return Int(SG_REGION_OFFSET_stack_layer)
+        }
     }
 
+    @inline(__always) var bytes: Int {
+        switch self {
+        case .lifecycle: return Int(SG_REGION_BYTES_lifecycle)
+        case .arena: return Int(SG_REGION_BYTES_arena)
+        case .cacheRegistry: return Int(SG_REGION_BYTES_cache_registry)
+        case .slabRecords: return Int(SG_REGION_BYTES_slab_records)
+        case .threadRegistry: return Int(SG_REGION_BYTES_thread_registry)
+        case .magazinePool: return Int(SG_REGION_BYTES_magazine_pool)
+        case .defaultHeap: return Int(SG_REGION_BYTES_default_heap)
+        case .debug: return Int(SG_REGION_BYTES_debug)
+        case .reportScratch: return Int(SG_REGION_BYTES_report_scratch)
+        case .fillPages: return Int(SG_REGION_BYTES_fill_pages)
+        case .transactionLog: return Int(SG_REGION_BYTES_transaction_log)
+        case .mappings: return Int(SG_REGION_BYTES_mappings)
+        case .mappingRanges: return Int(SG_REGION_BYTES_mapping_ranges)
+        case .stackLayer: return Int(SG_REGION_BYTES_stack_layer)
+        }
+    }
+
+    @inline(__always) var address: UnsafeMutableRawPointer { sg_state_base() + offset }
+
+    /// The region as the state type that lives in it.
     @inline(__always) func bound<T>(to type: T.Type) -> UnsafeMutablePointer<T> {
-        address.assumingMemoryBound(to: type)
+        precondition(MemoryLayout<T>.size <= bytes && MemoryLayout<T>.alignment <= 64, "slabguard: a state type outgrew its region")
+        return address.assumingMemoryBound(to: type)
+    }
+}
+
+extension StateRegion {
+    /// Each region, its size, and the size of the state type that lives in it — for
+    /// TrustTests.everyStateFitsItsRegion (a region used by two types would show here).
+    package static func occupancy() -> [(region: String, used: Int, bytes: Int)] {
+        let table: [(StateRegion, String, Int)] = [
+            (.lifecycle, "lifecycle", MemoryLayout<HeapLifecycle>.size),
+            (.arena, "arena", MemoryLayout<PageArena>.size),
+            (.cacheRegistry, "cacheRegistry", MemoryLayout<CacheRegistry>.size),
+            (.slabRecords, "slabRecords", MemoryLayout<SlabRecords.State>.size),
+            (.threadRegistry, "threadRegistry", MemoryLayout<ThreadRegistry>.size),
+            (.magazinePool, "magazinePool", MemoryLayout<MagazinePool.State>.size),
+            (.defaultHeap, "defaultHeap", MemoryLayout<SizeClassHeap>.size),
+            (.debug, "debug", MemoryLayout<DebugState>.size),
+            (.reportScratch, "reportScratch", MemoryLayout<ReportBuilder.Scratch>.size),
+            (.fillPages, "fillPages", 3 * MemoryLayout<UnsafeMutableRawPointer?>.size),
+            (.transactionLog, "transactionLog", MemoryLayout<TransactionLog.State>.size),
+            (.mappings, "mappings", MemoryLayout<MetadataMappings.Table>.size),
+            (.mappingRanges, "mappingRanges", MetadataMappings.capacity * 16),
+            (.stackLayer, "stackLayer", MemoryLayout<StackLayerState>.size),
+        ]
+        return table.map { (region: $0.1, used: $0.2, bytes: $0.0.bytes) }
     }
 }

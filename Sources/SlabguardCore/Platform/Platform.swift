@@ -209,11 +209,11 @@ enum MetadataMappings {
         var mutex = pthread_mutex_t()
         var count = 0
     }
-    static let capacity = (4 * GlobalSlice.bytes - 64) / 16
+    @inline(__always) static var capacity: Int { StateRegion.mappingRanges.bytes / 16 }
 
-    @inline(__always) private static var table: UnsafeMutablePointer<Table> { GlobalSlice.metadataMappings.bound(to: Table.self) }
+    @inline(__always) private static var table: UnsafeMutablePointer<Table> { StateRegion.mappings.bound(to: Table.self) }
     @inline(__always) private static var ranges: UnsafeMutablePointer<UInt> {
-        (GlobalSlice.metadataMappings.address + 64).assumingMemoryBound(to: UInt.self)
+        StateRegion.mappingRanges.bound(to: UInt.self)
     }
 
     static func add(_ p: UnsafeMutableRawPointer, _ bytes: Int) {

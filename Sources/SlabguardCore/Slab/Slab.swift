@@ -25,8 +25,7 @@ enum OwnerKind: UInt32 { case slab = 0x51AB, large = 0x1A76 }
 
 struct Slab {
     var kind: UInt32 = OwnerKind.slab.rawValue
-    var cacheId: Int32                   // the cache's magazine id (read with `kind` in one load)
-    var cache: UnsafeMutablePointer<CacheCore>
+    var cache: UnsafeMutablePointer<SlabCache>
     var list: Int32 = SlabList.empty.rawValue
     var base: UnsafeMutableRawPointer
     var pages: Int
@@ -57,15 +56,15 @@ struct Slab {
     }
 }
 
-/// Doubly linked slab lists of a cache (heads live in CacheCore).
-extension UnsafeMutablePointer where Pointee == CacheCore {
+/// Doubly linked slab lists of a cache (heads live in SlabCache).
+extension UnsafeMutablePointer where Pointee == SlabCache {
     @inline(__always) func listHead(_ list: SlabList) -> UnsafeMutablePointer<UnsafeMutablePointer<Slab>?> {
         switch list {
-        case .partial: return UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<CacheCore>.offset(of: \.partialSlabs)!)
+        case .partial: return UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<SlabCache>.offset(of: \.partialSlabs)!)
             .assumingMemoryBound(to: UnsafeMutablePointer<Slab>?.self)
-        case .full: return UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<CacheCore>.offset(of: \.fullSlabs)!)
+        case .full: return UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<SlabCache>.offset(of: \.fullSlabs)!)
             .assumingMemoryBound(to: UnsafeMutablePointer<Slab>?.self)
-        case .empty: return UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<CacheCore>.offset(of: \.emptySlabs)!)
+        case .empty: return UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<SlabCache>.offset(of: \.emptySlabs)!)
             .assumingMemoryBound(to: UnsafeMutablePointer<Slab>?.self)
         }
     }
@@ -103,19 +102,34 @@ extension UnsafeMutablePointer where Pointee == CacheCore {
     func createSlab() -> UnsafeMutablePointer<Slab>? {
         let cache = pointee
         var zeroed = false
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         guard let record = SlabRecords.allocate() else { return nil }
         guard let base = arena.pointee.allocate(pages: cache.slabPages, zeroed: &zeroed) else {
             SlabRecords.free(record)
             return nil
         }
         let slab = record.bindMemory(to: Slab.self, capacity: 1)
-        slab.initialize(to: Slab(cacheId: cache.id, cache: self, base: base, pages: cache.slabPages, capacity: cache.buffersPerSlab))
-        arena.pointee.setOwner(base, pages: cache.slabPages, UnsafeMutableRawPointer(slab))
+        slab.initialize(to: Slab(cache: self, base: base, pages: cache.slabPages, capacity: cache.buffersPerSlab))
+        arena.pointee.setOwner(base, pages: cache.slabPages, UnsafeMutableRawPointer(slab), mark: cache.pageMark)
         pointee.slabCount += 1
         pointee.buffersTotal += cache.buffersPerSlab
         link(slab, into: .empty)
         return slab
+    }
+
+    /// Clears the page-map mark of every slab (the layer above gave up what it meant:
+    /// a destroyed cache's magazine id, which a newer cache may take).
+    func clearPageMarks() {
+        pointee.pageMark = 0
+        for raw in Int32(0)...2 {
+            var s = listHead(SlabList(rawValue: raw)!).pointee
+            while let slab = s { clearPageMark(slab); s = slab.pointee.next }
+        }
+    }
+
+    private func clearPageMark(_ slab: UnsafeMutablePointer<Slab>) {
+        StateRegion.arena.bound(to: PageArena.self).pointee.setOwner(slab.pointee.base, pages: slab.pointee.pages,
+                                                                     UnsafeMutableRawPointer(slab), mark: 0)
     }
 
     /// Returns an empty slab's pages to the arena (lock held).
@@ -123,7 +137,7 @@ extension UnsafeMutablePointer where Pointee == CacheCore {
         unlink(slab)
         pointee.slabCount -= 1
         pointee.buffersTotal -= slab.pointee.capacity
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         arena.pointee.free(slab.pointee.base, pages: slab.pointee.pages)
         SlabRecords.free(UnsafeMutableRawPointer(slab))
     }
@@ -162,7 +176,7 @@ extension UnsafeMutablePointer where Pointee == CacheCore {
     /// cache's allowance (lock held).
     func returnChunks(_ chunks: UnsafeMutablePointer<UnsafeMutableRawPointer?>, count: Int) {
         let linkOffset = pointee.linkOffset
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         for i in 0..<count {
             let chunk = chunks[i]!
             let slab = arena.pointee.owner(of: chunk)!.assumingMemoryBound(to: Slab.self)
@@ -185,7 +199,7 @@ enum SlabRecords {
         var mutex = pthread_mutex_t()
     }
     @inline(__always) static var state: UnsafeMutablePointer<State> {
-        (GlobalSlice.caches.address + 2048).assumingMemoryBound(to: State.self)
+        StateRegion.slabRecords.bound(to: State.self)
     }
     static func allocate() -> UnsafeMutableRawPointer? {
         let s = state

@@ -3,7 +3,11 @@
 // slabguard explains it first, then the program's handler runs (chained).
 // `./own_segv_handler null` dereferences NULL: not a heap error, so only the
 // program's handler speaks.  The handler prints a line and exits with 3.
+// `./own_segv_handler kernel` prints the SIGSEGV action the kernel holds before the
+// program installs its own (asked with the raw system call, past the sigaction that
+// slabguard exports): "kernel: default" or "kernel: installed".
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +22,15 @@ static void on_segv(int sig) {
 
 static int *volatile target;
 
+struct kernel_action { void *handler; unsigned long flags; void *restorer; unsigned long mask; };
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "kernel") == 0) {
+        struct kernel_action k;
+        if (syscall(SYS_rt_sigaction, SIGSEGV, NULL, &k, 8) != 0) return 7;
+        printf("kernel: %s\n", k.handler == (void *)SIG_DFL ? "default" : "installed");
+        return 0;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_segv;

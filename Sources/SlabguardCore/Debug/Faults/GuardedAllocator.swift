@@ -142,7 +142,7 @@ enum GuardedAllocator {
             guard let user = heap.allocateLarge(pages << pageShift, alignment: pageSize, zero: false, userOffset: userOffset) else {
                 return nil
             }
-            let arena = GlobalSlice.arena.bound(to: PageArena.self)
+            let arena = StateRegion.arena.bound(to: PageArena.self)
             span = arena.pointee.owner(of: user - userOffset)!.assumingMemoryBound(to: LargeSpan.self)
             guard Platform.protect(user - userOffset + guardOffset, pageSize, accessible: false) else {
                 _ = heap.freeLarge(span, user)
@@ -174,7 +174,7 @@ enum GuardedAllocator {
 
     /// Whether `p` is inside a guarded span (live or retired).
     static func isGuarded(_ p: UnsafeRawPointer) -> Bool {
-        guard let owner = GlobalSlice.arena.bound(to: PageArena.self).pointee.owner(of: p),
+        guard let owner = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: p),
               owner.load(as: UInt32.self) == OwnerKind.large.rawValue else { return false }
         return owner.assumingMemoryBound(to: LargeSpan.self).pointee.guarded
     }
@@ -183,7 +183,7 @@ enum GuardedAllocator {
     /// a signal handler: reads only, no locks (a list being changed may be missed).
     static func span(containing address: UInt) -> UnsafeMutablePointer<LargeSpan>? {
         guard let p = UnsafeRawPointer(bitPattern: address) else { return nil }
-        if let owner = GlobalSlice.arena.bound(to: PageArena.self).pointee.owner(of: p),
+        if let owner = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: p),
            owner.load(as: UInt32.self) == OwnerKind.large.rawValue {
             let span = owner.assumingMemoryBound(to: LargeSpan.self)
             if span.pointee.guarded || BufferTag(base: span.pointee.base).state.isFree { return span }
@@ -288,7 +288,7 @@ enum Retirement {
         let base = span.pointee.base
         if span.pointee.guarded {
             // Every page had an owner; the heap clears only the ones it set.
-            GlobalSlice.arena.bound(to: PageArena.self).pointee.setOwner(base, pages: span.pointee.pages, nil)
+            StateRegion.arena.bound(to: PageArena.self).pointee.setOwner(base, pages: span.pointee.pages, nil)
             span.pointee.guarded = false
         }
         _ = SizeClassHeap.defaultHeap.freeLarge(span, base + span.pointee.userOffset)

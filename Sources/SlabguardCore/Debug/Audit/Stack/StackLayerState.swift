@@ -1,6 +1,6 @@
 // The stack layer's process-wide state: the unwinder's, the ELF reader's and the module
 // map's mapped state, each set up once (pthread_once) on first use.  It lives in its own
-// static slice (GlobalSlice.stack), as every layer's state does (DESIGN.md's map).
+// static region (StateRegion.stackLayer), as every layer's state does (DESIGN.md's map).
 
 import Glibc
 
@@ -12,5 +12,5 @@ struct StackLayerState {
     var moduleMapOnce: pthread_once_t = 0
     var moduleMap: UnsafeMutablePointer<ModuleMapState>? = nil
 
-    @inline(__always) static var shared: UnsafeMutablePointer<StackLayerState> { GlobalSlice.stack.bound(to: StackLayerState.self) }
+    @inline(__always) static var shared: UnsafeMutablePointer<StackLayerState> { StateRegion.stackLayer.bound(to: StackLayerState.self) }
 }

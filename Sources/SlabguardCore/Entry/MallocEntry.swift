@@ -17,10 +17,13 @@
 //   re-entered while the heap sets itself up (Heap.swift serves such calls).
 //
 // Fast mode and debug mode both go through `Allocator`: the debug-flag test
-// lives there.
+// lives there.  These entries live in the core, not in SlabguardRuntime with the
+// rest of the C API, so that `Allocator.malloc`/`free` inline into them: a call
+// across Swift modules is never inlined (no @inlinable here), and it cost one
+// call and frame per malloc.  The C export tail-jumps here, so a fast malloc is
+// export → this function, one frame.
 
 import Glibc
-import SlabguardCore
 
 /// The largest request size the core accepts (its sizes are Int).  Computed, not
 /// stored: a global would need lazy initialization on the malloc path.

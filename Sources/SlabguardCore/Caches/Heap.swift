@@ -38,7 +38,7 @@ struct HeapLifecycle {
     var forkParent: (@convention(c) () -> Void)? = nil
     var forkChild: (@convention(c) () -> Void)? = nil
 
-    @inline(__always) static var shared: UnsafeMutablePointer<HeapLifecycle> { GlobalSlice.lifecycle.bound(to: HeapLifecycle.self) }
+    @inline(__always) static var shared: UnsafeMutablePointer<HeapLifecycle> { StateRegion.lifecycle.bound(to: HeapLifecycle.self) }
 }
 
 public enum Heap {
@@ -75,11 +75,12 @@ public enum Heap {
     }
 
     private static func setUpCore() -> Bool {
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         guard arena.pointee.setUp() else { return false }
-        guard let table = Platform.map(Int(SG_MAX_CACHES) * 8) else { return false }
+        // Each layer's part of a cache at offset 0 of the next (ObjectCache.swift).
+        precondition(CacheCore.checkLayout(), "slabguard: cache record layout")
+        guard MagazineIds.setUp() else { return false }
         CacheRegistry.shared.pointee.pool = FixedPool(recordSize: MemoryLayout<CacheCore>.stride)
-        CacheRegistry.shared.pointee.byId = table.bindMemory(to: UnsafeMutablePointer<CacheCore>?.self, capacity: Int(SG_MAX_CACHES))
         var flags: UInt32 = 0
         var tagBytes = 0
         if let configure = HeapLifecycle.shared.pointee.configure { configure(&flags, &tagBytes) }
@@ -106,14 +107,14 @@ public enum Heap {
         SizeClassHeap.defaultHeap.largeLock.lock()
         MagazinePool.lock.lock()
         sg_mutex_lock(&SlabRecords.state.pointee.mutex)
-        GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.lock()
+        StateRegion.arena.bound(to: PageArena.self).pointee.lockHandle.lock()
         MetadataMappings.lock()
         sg_fork_gate_open()
     }
 
     private static func forkParent() {
         MetadataMappings.unlock()
-        GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.unlock()
+        StateRegion.arena.bound(to: PageArena.self).pointee.lockHandle.unlock()
         sg_mutex_unlock(&SlabRecords.state.pointee.mutex)
         MagazinePool.lock.unlock()
         SizeClassHeap.defaultHeap.largeLock.unlock()
@@ -132,7 +133,7 @@ public enum Heap {
     private static func forkChild() {
         sg_fork_gate_reset()
         MetadataMappings.reinitializeLock()
-        GlobalSlice.arena.bound(to: PageArena.self).pointee.lockHandle.reinitialize()
+        StateRegion.arena.bound(to: PageArena.self).pointee.lockHandle.reinitialize()
         sg_mutex_reinit(&SlabRecords.state.pointee.mutex)
         MagazinePool.lock.reinitialize()
         SizeClassHeap.defaultHeap.largeLock.reinitialize()

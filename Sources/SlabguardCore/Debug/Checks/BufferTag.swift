@@ -94,7 +94,7 @@ enum Pattern {
         case redzone: slot = 1
         default: slot = 2
         }
-        let pages = (GlobalSlice.debug.address + 36864 + 64).assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
+        let pages = StateRegion.fillPages.bound(to: UnsafeMutableRawPointer?.self)
         if let page = pages[slot] { return UnsafeRawPointer(page) }
         guard let page = Platform.map(pageSize) else { return nil }
         fill(page, pageSize, pattern)

@@ -73,8 +73,7 @@ enum StackDebugSupport {
 
     /// write(2) the whole buffer, retrying on EINTR / short writes.
     static func writeAll(_ fd: Int32, _ buffer: UnsafePointer<CChar>, _ count: Int) -> Bool {
-        return Platform.writeAll(fd, buffer, count)
-        return true
+        Platform.writeAll(fd, buffer, count)
     }
 }
 

@@ -22,7 +22,6 @@ import Glibc
 
 struct LargeSpan {
     var kind: UInt32 = OwnerKind.large.rawValue
-    var cacheId: Int32 = -1
     var heap: UnsafeMutablePointer<SizeClassHeap>
     var base: UnsafeMutableRawPointer
     var pages: Int
@@ -46,7 +45,7 @@ struct SizeClassHeap {
     var largeAllocations: UInt64 = 0
     var largeFailures = 0
 
-    @inline(__always) static var defaultHeap: UnsafeMutablePointer<SizeClassHeap> { GlobalSlice.defaultHeap.bound(to: SizeClassHeap.self) }
+    @inline(__always) static var defaultHeap: UnsafeMutablePointer<SizeClassHeap> { StateRegion.defaultHeap.bound(to: SizeClassHeap.self) }
 }
 
 extension UnsafeMutablePointer where Pointee == SizeClassHeap {
@@ -123,7 +122,7 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
     func allocateLarge(_ size: Int, alignment: Int, zero: Bool, userOffset: Int = 0) -> UnsafeMutableRawPointer? {
         guard size <= Int.max - 2 * pageSize, Heap.ensureReady() else { return nil }
         let pages = max(1, (size + pageSize - 1) >> pageShift)
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         var zeroed = false
         let lock = largeLock
         lock.lock()
@@ -161,11 +160,11 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
     /// free(): finds the owner through the page map.  Returns false when `p` is not
     /// a buffer start of this allocator (the caller reports an invalid free).
     @inline(__always) func free(_ p: UnsafeMutableRawPointer) -> Bool {
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         guard let owner = arena.pointee.owner(of: p) else { return false }
         let header = owner.load(as: UInt64.self)
         if UInt32(truncatingIfNeeded: header) == OwnerKind.slab.rawValue {
-            CacheOps.free(owner.assumingMemoryBound(to: Slab.self).pointee.cache, p)
+            CacheOps.free(owner.assumingMemoryBound(to: Slab.self).objectCache, p)
             return true
         }
         return freeLarge(owner.assumingMemoryBound(to: LargeSpan.self), p)
@@ -182,7 +181,7 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
         pointee.largeCount -= 1
         pointee.largeBytes -= pages << pageShift
         lock.unlock()
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         let base = span.pointee.base
         if userOffset >= pageSize { arena.pointee.setOwner(base + (userOffset & ~(pageSize - 1)), pages: 1, nil) }
         arena.pointee.free(base, pages: pages, boundaryOnly: true)   // clears the page map under the arena lock
@@ -196,12 +195,12 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
 
     /// Usable bytes of the buffer at `p` (its class size, or the span's bytes); nil if `p` is not ours.
     func usableSize(_ p: UnsafeRawPointer) -> Int? {
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         guard let owner = arena.pointee.owner(of: p) else { return nil }
         if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
             let slab = owner.assumingMemoryBound(to: Slab.self)
             guard let chunk = slab.pointee.chunk(containing: p) else { return nil }
-            return slab.pointee.cache.pointee.tagOffset - (p - UnsafeRawPointer(chunk))
+            return slab.objectCache.pointee.tagOffset - (p - UnsafeRawPointer(chunk))
         }
         let span = owner.assumingMemoryBound(to: LargeSpan.self)
         return span.pointee.base == p ? span.pointee.pages << pageShift : nil
@@ -210,11 +209,11 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
     /// realloc semantics: nil `p` allocates; returns nil (old buffer untouched) on failure.
     /// `invalid` is set when `p` is not a buffer of this allocator.
     func reallocate(_ p: UnsafeMutableRawPointer, to size: Int, invalid: inout Bool) -> UnsafeMutableRawPointer? {
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         guard let owner = arena.pointee.owner(of: p) else { invalid = true; return nil }
         let oldUsable: Int
         if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
-            let cache = owner.assumingMemoryBound(to: Slab.self).pointee.cache
+            let cache = owner.assumingMemoryBound(to: Slab.self).objectCache
             oldUsable = cache.pointee.bufferSize
             // Fits and wastes at most about half (8 classes = one doubling): keep it.  A
             // tiny request is no exception — realloc(p32k, 4) must not keep 32 KiB.
@@ -249,7 +248,7 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
     }
 
     private func resizeLarge(_ span: UnsafeMutablePointer<LargeSpan>, to newPages: Int) {
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         let base = span.pointee.base, pages = span.pointee.pages
         arena.pointee.setOwner(base + ((pages - 1) << pageShift), pages: 1, nil)
         arena.pointee.trim(base, pages: pages, keepPages: newPages)

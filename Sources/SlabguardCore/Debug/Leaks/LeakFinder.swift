@@ -160,7 +160,7 @@ enum LeakFinder {
                 return
             }
             var zeroed = false
-            guard let p = GlobalSlice.arena.bound(to: PageArena.self).pointee.allocate(pages: bytes >> pageShift, zeroed: &zeroed) else {
+            guard let p = StateRegion.arena.bound(to: PageArena.self).pointee.allocate(pages: bytes >> pageShift, zeroed: &zeroed) else {
                 return nil
             }
             base = p
@@ -169,7 +169,7 @@ enum LeakFinder {
 
         func release() {
             if fromArena {
-                GlobalSlice.arena.bound(to: PageArena.self).pointee.free(base, pages: bytes >> pageShift)
+                StateRegion.arena.bound(to: PageArena.self).pointee.free(base, pages: bytes >> pageShift)
             } else {
                 Platform.unmap(base, bytes)
             }
@@ -195,7 +195,7 @@ enum LeakFinder {
             c = cache.pointee.nextCache
             guard cache.pointee.debugFlags != 0 else { continue }
             for list in Int32(0)...Int32(1) {   // partial and full slabs hold live buffers
-                var slab = cache.listHead(SlabList(rawValue: list)!).pointee
+                var slab = cache.slabs.listHead(SlabList(rawValue: list)!).pointee
                 while let s = slab {
                     for i in 0..<s.pointee.carved where n < capacity {
                         let chunk = s.pointee.base + i * cache.pointee.chunkSize
@@ -236,7 +236,7 @@ enum LeakFinder {
             c = cache.pointee.nextCache
             guard cache.pointee.debugFlags == 0 else { continue }
             for list in Int32(0)...Int32(1) {
-                var slab = cache.listHead(SlabList(rawValue: list)!).pointee
+                var slab = cache.slabs.listHead(SlabList(rawValue: list)!).pointee
                 while let s = slab {
                     let start = UInt(bitPattern: s.pointee.base)
                     scanRange(start, start + UInt(s.pointee.carved * cache.pointee.chunkSize), a, n, work, &workCount)

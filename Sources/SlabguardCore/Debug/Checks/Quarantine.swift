@@ -165,7 +165,7 @@ enum Quarantine {
     }
 
     @inline(__always) private static func cacheOf(_ chunk: UnsafeRawPointer) -> UnsafeMutablePointer<CacheCore> {
-        CacheOps.owner(of: chunk)!.pointee.cache
+        CacheOps.owner(of: chunk)!.objectCache
     }
 
     @inline(__always) private static func tagOffset(of chunk: UnsafeRawPointer) -> Int {

@@ -29,14 +29,14 @@ struct ReportBuilder: ~Copyable {
 
     /// Scratch memory, mapped at the first report: the writer's buffer, then a symbol-name
     /// buffer and room for a captured stack.
-    private struct Scratch {
+    struct Scratch {
         var memory: UnsafeMutableRawPointer? = nil
     }
     static let bufferBytes = 32 * 1024
     static let nameBytes = 1024
 
     private static var scratch: UnsafeMutablePointer<Scratch> {
-        (GlobalSlice.debug.address + 36864).assumingMemoryBound(to: Scratch.self)
+        StateRegion.reportScratch.bound(to: Scratch.self)
     }
 
     /// Starts a report (takes the report lock).  `cacheFlags` are the flags of the cache

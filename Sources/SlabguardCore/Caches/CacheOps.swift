@@ -42,46 +42,38 @@ enum CacheOps {
         let cache = raw.bindMemory(to: CacheCore.self, capacity: 1)
         cache.initialize(to: CacheCore())
         let g = CacheGeometry(bufferSize: o.bufferSize, alignment: max(o.alignment, 8), tagBytes: o.tagBytes)
-        cache.pointee.bufferSize = o.bufferSize
-        cache.pointee.alignment = max(o.alignment, 8)
-        cache.pointee.chunkSize = g.chunkSize
-        cache.pointee.tagOffset = g.tagOffset
-        cache.pointee.slabPages = g.slabPages
-        cache.pointee.buffersPerSlab = g.buffersPerSlab
-        cache.pointee.callbackArgument = o.argument
+        let slabs = cache.slabs
+        slabs.pointee.bufferSize = o.bufferSize
+        slabs.pointee.alignment = max(o.alignment, 8)
+        slabs.pointee.chunkSize = g.chunkSize
+        slabs.pointee.tagOffset = g.tagOffset
+        slabs.pointee.slabPages = g.slabPages
+        slabs.pointee.buffersPerSlab = g.buffersPerSlab
+        slabs.pointee.callbackArgument = o.argument
         cache.pointee.debugFlags = o.debugFlags
         if o.tagBytes > 0 {
             // Debug cache: constructors run per allocation in the debug layer; the slab
             // free-list link lives in the tag so the free pattern stays whole.
             cache.pointee.debugConstructor = o.constructor
             cache.pointee.debugDestructor = o.destructor
-            cache.pointee.linkOffset = g.tagOffset + HeapLifecycle.shared.pointee.tagLinkOffset
-            cache.pointee.freshChunkHook = HeapLifecycle.shared.pointee.freshChunkHook
+            slabs.pointee.linkOffset = g.tagOffset + HeapLifecycle.shared.pointee.tagLinkOffset
+            slabs.pointee.freshChunkHook = HeapLifecycle.shared.pointee.freshChunkHook
         } else {
-            cache.pointee.constructor = o.constructor
-            cache.pointee.destructor = o.destructor
+            slabs.pointee.constructor = o.constructor
+            slabs.pointee.destructor = o.destructor
         }
-        cache.pointee.magazineCapacity = MagazinePool.capacity(forChunkSize: g.chunkSize)
+        cache.magazines.pointee.magazineCapacity = MagazinePool.capacity(forChunkSize: g.chunkSize)
         // Copy the name (truncated) into the record.
         let name = UnsafeMutableRawPointer(mutating: cache.namePointer).assumingMemoryBound(to: CChar.self)
         var i = 0
         while i < CacheCore.nameCapacity - 1 && o.name[i] != 0 { name[i] = o.name[i]; i += 1 }
         name[i] = 0
-        // Magazine id.
-        cache.pointee.id = Int32(claimId(o.fixedId))
-        if cache.pointee.id >= 0 { registry.pointee.byId![Int(cache.pointee.id)] = cache }
+        cache.magazines.assignMagazineId(MagazineIds.claim(fixed: o.fixedId, firstFree: SizeClasses.count))
         cache.pointee.nextCache = registry.pointee.first
         if let f = registry.pointee.first { f.pointee.previousCache = cache }
         registry.pointee.first = cache
         registry.pointee.count += 1
         return cache
-    }
-
-    private static func claimId(_ fixed: Int) -> Int {
-        let table = CacheRegistry.shared.pointee.byId!
-        if fixed >= 0 { return table[fixed] == nil ? fixed : -1 }
-        for id in Int(SizeClasses.count)..<Int(SG_MAX_CACHES) where table[id] == nil { return id }
-        return -1
     }
 
     /// Destroys a cache: collects its magazines from every thread, drains the depot,
@@ -92,7 +84,7 @@ enum CacheOps {
     /// registry lock, once every thread's magazines are collected); the depot is drained
     /// after, with no lock held, because draining runs destructors, which may call the
     /// allocator (even create caches).  A cache with
-    /// buffers outstanding keeps its record with id -1, and its slabs are re-tagged -1,
+    /// buffers outstanding keeps its record with id -1, and its slabs' page-map marks are cleared,
     /// so a buffer freed after the destroy goes straight back to its slab — never into
     /// the magazines of a newer cache that took the same id.
     static func destroy(_ cache: UnsafeMutablePointer<CacheCore>) -> CacheDestroyResult {
@@ -100,24 +92,20 @@ enum CacheOps {
         let lock = CacheRegistry.lock
         lock.lock()
         ThreadRegistry.lock.lock()
-        ThreadRegistry.flushEverywhere(cache)
+        ThreadRegistry.flushEverywhere(cache.magazines)
         ThreadRegistry.lock.unlock()
         let registry = CacheRegistry.shared
-        if cache.pointee.id >= 0 { registry.pointee.byId![Int(cache.pointee.id)] = nil }
-        cache.pointee.id = -1
+        cache.magazines.assignMagazineId(-1)
         if let p = cache.pointee.previousCache { p.pointee.nextCache = cache.pointee.nextCache } else { registry.pointee.first = cache.pointee.nextCache }
         if let n = cache.pointee.nextCache { n.pointee.previousCache = cache.pointee.previousCache }
         registry.pointee.count -= 1
         lock.unlock()
-        Depot.drain(cache)
-        let slab = cache.slabLock
+        Depot.drain(cache.magazines)
+        let slabs = cache.slabs
+        let slab = slabs.slabLock
         slab.lock()
         let outstanding = cache.pointee.buffersOut
-        while let victim = cache.listHead(.empty).pointee { cache.destroySlab(victim) }
-        var s = cache.listHead(.partial).pointee
-        while let x = s { x.pointee.cacheId = -1; s = x.pointee.next }
-        s = cache.listHead(.full).pointee
-        while let x = s { x.pointee.cacheId = -1; s = x.pointee.next }
+        while let victim = slabs.listHead(.empty).pointee { slabs.destroySlab(victim) }
         slab.unlock()
         if outstanding == 0 {
             lock.lock()
@@ -139,7 +127,7 @@ enum CacheOps {
                 return slot.pointee.rounds[Int(n &- 1)]
             }
         }
-        return Depot.allocate(cache)
+        return Depot.allocate(cache.magazines)
     }
 
     /// Fast path of kmem_cache_free: a push onto the thread's loaded magazine.
@@ -155,12 +143,12 @@ enum CacheOps {
                 return
             }
         }
-        Depot.free(cache, buffer)
+        Depot.free(cache.magazines, buffer)
     }
 
     /// The cache owning `p` when `p` is inside one of its slabs.
     @inline(__always) static func owner(of p: UnsafeRawPointer) -> UnsafeMutablePointer<Slab>? {
-        let arena = GlobalSlice.arena.bound(to: PageArena.self)
+        let arena = StateRegion.arena.bound(to: PageArena.self)
         guard arena.pointee.base != nil, let owner = arena.pointee.owner(of: p) else { return nil }
         guard owner.load(as: UInt32.self) == OwnerKind.slab.rawValue else { return nil }
         return owner.assumingMemoryBound(to: Slab.self)

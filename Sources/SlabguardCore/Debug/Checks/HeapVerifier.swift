@@ -29,7 +29,7 @@ enum HeapVerifier {
         let lock = cache.slabLock
         if skipBusy { guard lock.tryLock() else { return 0 } } else { lock.lock() }
         for list in Int32(0)...Int32(2) {   // partial, full, empty (no array: this may run inside malloc)
-            var slab = cache.listHead(SlabList(rawValue: list)!).pointee
+            var slab = cache.slabs.listHead(SlabList(rawValue: list)!).pointee
             while let s = slab {
                 problems += verify(slab: s, cache: cache)
                 slab = s.pointee.next

@@ -23,7 +23,7 @@ enum TransactionLog {
     static let headerBytes = 56   // sequence, kind|thread, time, buffer, size, cache, frames
 
     @inline(__always) static var state: UnsafeMutablePointer<State> {
-        (GlobalSlice.debug.address + 40960).assumingMemoryBound(to: State.self)
+        StateRegion.transactionLog.bound(to: State.self)
     }
 
     /// Maps the ring (heap set-up, when `audit` is on).
