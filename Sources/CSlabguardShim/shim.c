@@ -17,6 +17,8 @@ __thread uint32_t sg_tls_thread_id __attribute__((tls_model("initial-exec")));
 __thread int64_t sg_tls_sample_countdown __attribute__((tls_model("initial-exec")));
 __thread void *sg_tls_quarantine[2 * SG_QUARANTINE_BATCH] __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_quarantine_count __attribute__((tls_model("initial-exec")));
+__thread uint64_t sg_tls_log_next __attribute__((tls_model("initial-exec")));
+__thread uint64_t sg_tls_log_end __attribute__((tls_model("initial-exec")));
 
 sg_state_layout sg_state;
 uint32_t sg_debug_flags_word;

@@ -133,6 +133,20 @@ struct RunConventionTests {
                 "\(lines)")
     }
 
+    /// Report times are seconds since the program started, on one clock (the audit clock's
+    /// ticks scaled to nanoseconds): 0.2 s between allocation and first free, 0.3 s more to
+    /// the second free, as the program slept them.
+    @Test func reportTimesAreSecondsOnOneClock() throws {
+        let result = try Self.run(["--debug", "default"], ["timed-double-free"])
+        let times = result.stderr.matches(of: /(?:free|allocated) by thread \d+ at (\d+\.\d+)s:/).compactMap { Double($0.output.1) }
+        #expect(times.count == 3, "stderr: \(result.stderr)")
+        guard times.count == 3 else { return }
+        let (second, first, allocated) = (times[0], times[1], times[2])   // the report's order
+        #expect(allocated >= 0 && allocated < 1, "allocated at \(allocated) s")
+        #expect((0.19...0.35).contains(first - allocated), "first free \(first - allocated) s after the allocation")
+        #expect((0.29...0.5).contains(second - first), "second free \(second - first) s after the first")
+    }
+
     static func pid(in line: String) -> Int? {
         guard let range = line.range(of: "in process ") else { return nil }
         return Int(line[range.upperBound...].prefix { $0.isNumber })

@@ -81,6 +81,13 @@ static inline __attribute__((always_inline)) int64_t sg_sample_countdown(void) {
 static inline __attribute__((always_inline)) void sg_set_sample_countdown(int64_t v) { sg_tls_sample_countdown = v; }
 static inline __attribute__((always_inline)) uint32_t sg_quarantine_count(void) { return sg_tls_quarantine_count; }
 static inline __attribute__((always_inline)) void sg_set_quarantine_count(uint32_t n) { sg_tls_quarantine_count = n; }
+/* The thread's block of transaction-log slots (TransactionLog.swift): next to write, and
+ * the end of the block; claimed SG_LOG_BLOCK at a time with one shared atomic add. */
+#define SG_LOG_BLOCK 64
+extern __thread uint64_t sg_tls_log_next __attribute__((tls_model("initial-exec")));
+extern __thread uint64_t sg_tls_log_end __attribute__((tls_model("initial-exec")));
+static inline __attribute__((always_inline)) uint64_t *sg_log_next(void) { return &sg_tls_log_next; }
+static inline __attribute__((always_inline)) uint64_t *sg_log_end(void) { return &sg_tls_log_end; }
 static inline __attribute__((always_inline)) void *sg_quarantine_chunk(uint32_t i) { return sg_tls_quarantine[2 * i]; }
 static inline __attribute__((always_inline)) void *sg_quarantine_cache(uint32_t i) { return sg_tls_quarantine[2 * i + 1]; }
 static inline __attribute__((always_inline)) void sg_set_quarantine_entry(uint32_t i, void *chunk, void *cache) {
@@ -120,6 +127,22 @@ int sg_secure_execution(void);
 
 /* Random bytes from the kernel (getrandom(2)); returns how many, or -1. */
 static inline long sg_random_bytes(void *buffer, size_t count) { return syscall(SYS_getrandom, buffer, count, 0); }
+
+/* The time-stamp counter (audit times: a few ns, no system call). */
+static inline __attribute__((always_inline)) uint64_t sg_rdtsc(void) {
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return (uint64_t)hi << 32 | lo;
+}
+/* Whether the TSC ticks at a constant rate in every power state and on every CPU (CPUID
+ * 0x80000007 EDX bit 8, "invariant TSC"); without it audit times use clock_gettime. */
+static inline int sg_tsc_is_invariant(void) {
+    uint32_t a, b, c, d;
+    __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000000u), "c"(0));
+    if (a < 0x80000007u) return 0;
+    __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000007u), "c"(0));
+    return (d >> 8) & 1;
+}
 
 /* The kernel thread id (uncached). */
 static inline uint32_t sg_gettid(void) { return (uint32_t)syscall(SYS_gettid); }

@@ -132,8 +132,8 @@ enum DebugAllocator {
 
     /// Fills an audit entry with the current thread, time and stack.
     @inline(never) static func recordStack(_ entry: AuditEntry, skip: Int) {
-        let frames = StackUnwinder.capture(into: entry.stack, capacity: entry.depth, skip: skip)
-        entry.record(thread: DebugLayer.threadID(), time: DebugLayer.monotonicNanoseconds(), frames: frames)
+        let frames = StackUnwinder.captureFromProgram(into: entry.stack, capacity: entry.depth, skip: skip)
+        entry.record(thread: DebugLayer.threadID(), time: AuditClock.now(), frames: frames)
     }
 
     /// verify=N: every N-th operation verifies the whole heap.

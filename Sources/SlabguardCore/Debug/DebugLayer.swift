@@ -34,7 +34,7 @@ struct DebugState {
     var configured = false              // options fixed (by API or environment)
     var reportFDPlusOne: Int32 = 0      // 0: standard error (the storage starts zeroed)
     var reportCount: UInt64 = 0
-    var startNanoseconds: UInt64 = 0
+    var clock = AuditClockState()       // audit time's source and start (AuditClock)
     var reportMutex = pthread_mutex_t()
     var quarantineMutex = pthread_mutex_t()
     var quarantineHead: UnsafeMutableRawPointer? = nil   // oldest chunk
@@ -49,7 +49,7 @@ struct DebugState {
     var guardedLive: UInt64 = 0           // guarded spans allocated and not freed
     var leakCheckRegistered = false
     var logFDPlusOne: Int32 = 0         // log=PATH, opened at start-up (0: none)
-    var forkNanoseconds: UInt64 = 0     // in a forked child: when the fork happened
+    var forkTicks: UInt64 = 0           // in a forked child: when the fork happened (AuditClock ticks)
     var reports = ReportState()         // the tally of reports, the report channel
     var suppressions = SuppressionsState()
 
@@ -110,7 +110,7 @@ enum DebugLayer {
 
     static func reinitializeAfterFork() {
         let s = DebugState.shared
-        s.pointee.forkNanoseconds = monotonicNanoseconds()
+        s.pointee.forkTicks = AuditClock.now()
         ReportOutput.resetAfterFork()
         sg_set_thread_id(0)   // the cached id is the parent's thread's
         if let m = ElfSymbols.mutexIfCreated { sg_mutex_reinit(m) }
@@ -125,7 +125,7 @@ enum DebugLayer {
     /// (exit status 2) — running unchecked when checks were asked for would be worse.
     static func configureDefaultHeap(_ flags: UnsafeMutablePointer<UInt32>, _ tagBytes: UnsafeMutablePointer<Int>) {
         let state = DebugState.shared
-        state.pointee.startNanoseconds = monotonicNanoseconds()
+        AuditClock.start()
         if !state.pointee.configured, let text = Platform.environment("SLABGUARD_DEBUG") {
             // In secure execution (where secure_getenv sees nothing) the checks still
             // apply, but no option from the environment may make slabguard write a file.
@@ -200,11 +200,6 @@ enum DebugLayer {
                          contentsBytes: flags.contains(.contents) ? options.contentsBytes : 0)
     }
 
-    static func monotonicNanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
 
     @inline(__always) static func threadID() -> UInt32 {
         var tid = sg_thread_id()

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +52,16 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "double-free") == 0) {
         int n = argc > 2 ? atoi(argv[2]) : 1;
         for (int i = 0; i < n; i++) twice();
+        return 0;
+    }
+    if (strcmp(mode, "timed-double-free") == 0) {
+        /* allocated at t, freed at t + 0.2 s, freed again at t + 0.5 s: the report's times */
+        struct timespec first = { 0, 200 * 1000 * 1000 }, second = { 0, 300 * 1000 * 1000 };
+        char *p = malloc(40);
+        nanosleep(&first, NULL);
+        free(p);
+        nanosleep(&second, NULL);
+        free(p);
         return 0;
     }
     if (strcmp(mode, "fork-double") == 0) {

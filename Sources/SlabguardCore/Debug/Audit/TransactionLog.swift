@@ -1,8 +1,13 @@
 // Transaction log — a bounded ring of every allocation and free in debug
 // caches with `audit` (kmem's transaction log): thread, time, buffer, size,
-// cache and stack.  Written lock-free: a writer claims a slot with an atomic
-// increment and stamps the slot's sequence number last, so a reader skips
-// slots being rewritten.  `log=PATH` writes it to a file (at exit and before
+// cache and stack.  Written lock-free: each thread claims a block of
+// SG_LOG_BLOCK slot numbers with one atomic add on the shared counter (not one
+// per transaction: that counter was every thread's hottest cache line), fills
+// them in order, and stamps each slot's sequence number last, so a reader
+// skips slots being rewritten, and slots a thread claimed but never wrote.  The
+// ring holds a power of two of entries (a slot is `sequence & mask`, no divide).
+// Sequence numbers order one thread's transactions exactly; across threads
+// they are ordered to within a block, and the times order them.  `log=PATH` writes it to a file (at exit and before
 // an abort), with the module map so addresses can be symbolized later.
 
 import CSlabguardShim
@@ -31,7 +36,9 @@ enum TransactionLog {
         let s = state
         s.pointee.depth = depth
         s.pointee.entryBytes = headerBytes + 8 * depth
-        s.pointee.capacity = ringBytes / s.pointee.entryBytes
+        var capacity = 1
+        while capacity * 2 * s.pointee.entryBytes <= ringBytes { capacity *= 2 }
+        s.pointee.capacity = capacity
         s.pointee.ring = Platform.map(ringBytes)
     }
 
@@ -39,8 +46,14 @@ enum TransactionLog {
                        size: Int, tag: BufferTag, layout: TagLayout) {
         let s = state
         guard let ring = s.pointee.ring, let audit = tag.auditEntry(kind == .allocation ? 0 : 1, layout: layout) else { return }
-        let index = sg_atomic_add_u64(&s.pointee.next, 1)
-        let entry = ring + Int(index % UInt64(s.pointee.capacity)) * s.pointee.entryBytes
+        let next = sg_log_next().unsafelyUnwrapped, end = sg_log_end().unsafelyUnwrapped
+        if next.pointee == end.pointee {
+            next.pointee = sg_atomic_add_u64(&s.pointee.next, UInt64(SG_LOG_BLOCK))
+            end.pointee = next.pointee &+ UInt64(SG_LOG_BLOCK)
+        }
+        let index = next.pointee
+        next.pointee = index &+ 1
+        let entry = ring + Int(index & UInt64(s.pointee.capacity - 1)) * s.pointee.entryBytes
         entry.storeBytes(of: 0, as: UInt64.self)   // being written
         entry.storeBytes(of: kind.rawValue << 32 | UInt64(audit.thread), toByteOffset: 8, as: UInt64.self)
         entry.storeBytes(of: audit.time, toByteOffset: 16, as: UInt64.self)
@@ -71,9 +84,10 @@ enum TransactionLog {
         let capacity = UInt64(s.pointee.capacity)
         let start = end > capacity ? end - capacity : 0
         w.append("# transactions (oldest first): seq kind thread time_ns buffer size cache stack\n")
+        let clock = AuditClock.Conversion()
         var i = start
         while i < end {
-            let entry = ring + Int(i % capacity) * s.pointee.entryBytes
+            let entry = ring + Int(i & (capacity - 1)) * s.pointee.entryBytes
             if entry.load(as: UInt64.self) == i &+ 1 {
                 let kindThread = entry.load(fromByteOffset: 8, as: UInt64.self)
                 w.append("T ")
@@ -81,7 +95,7 @@ enum TransactionLog {
                 w.append(kindThread >> 32 == TransactionKind.allocation.rawValue ? " alloc " : " free ")
                 w.append(decimal: UInt(kindThread & 0xFFFF_FFFF))
                 w.append(" ")
-                w.append(decimal: UInt(entry.load(fromByteOffset: 16, as: UInt64.self)))
+                w.append(decimal: UInt(clock.nanosecondsSinceStart(entry.load(fromByteOffset: 16, as: UInt64.self))))
                 w.append(" ")
                 w.append(hex: UInt(entry.load(fromByteOffset: 24, as: UInt64.self)))
                 w.append(" ")

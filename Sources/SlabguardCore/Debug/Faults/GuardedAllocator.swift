@@ -109,7 +109,7 @@ enum GuardedAllocator {
     private static func resetCountdown() {
         let rate = DebugState.shared.pointee.options.sampleRate
         guard rate > 1 else { return sg_set_sample_countdown(0) }
-        var x = DebugLayer.monotonicNanoseconds() ^ (UInt64(DebugLayer.threadID()) &* 0x9E37_79B9_7F4A_7C15)
+        var x = AuditClock.now() ^ (UInt64(DebugLayer.threadID()) &* 0x9E37_79B9_7F4A_7C15)
         x ^= x >> 33; x &*= 0xFF51_AFD7_ED55_8CCD; x ^= x >> 33
         sg_set_sample_countdown(Int64(x % UInt64(2 * rate - 1)))
     }

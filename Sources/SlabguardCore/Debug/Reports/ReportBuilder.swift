@@ -200,7 +200,7 @@ struct ReportBuilder: ~Copyable {
         let frames = (memory + ReportBuilder.bufferBytes + 512).assumingMemoryBound(to: UInt.self)
         let count = StackUnwinder.capture(into: frames, capacity: 64, skip: 0)   // slabguard's own frames are dropped by name in emitStack
         emitStack(key: "current_stack", label: label, thread: DebugLayer.threadID(),
-                  time: DebugLayer.monotonicNanoseconds(), frames: frames, count: count)
+                  time: AuditClock.now(), frames: frames, count: count)
     }
 
     /// The stack of an interrupted context: the faulting instruction, then its callers.
@@ -212,7 +212,7 @@ struct ReportBuilder: ~Copyable {
         // symbolizer's "return address - 1" lands on it.
         if count > 0 { frames[0] &+= 1 }
         emitStack(key: "fault_stack", label: label, thread: DebugLayer.threadID(),
-                  time: DebugLayer.monotonicNanoseconds(), frames: frames, count: count, keepInternal: true)
+                  time: AuditClock.now(), frames: frames, count: count, keepInternal: true)
     }
 
     private mutating func stack(_ entry: AuditEntry, key: StaticString, label: StaticString, isFree: Bool = false) {
@@ -224,8 +224,7 @@ struct ReportBuilder: ~Copyable {
 
     private mutating func emitStack(key: StaticString, label: StaticString, thread: UInt32, time: UInt64,
                            frames: UnsafeMutablePointer<UInt>, count: Int, keepInternal: Bool = false) {
-        let start = DebugState.shared.pointee.startNanoseconds
-        let elapsed = time >= start ? time - start : 0
+        let elapsed = AuditClock.nanosecondsSinceStart(time)
         let name = (ReportBuilder.scratch.pointee.memory! + ReportBuilder.bufferBytes).assumingMemoryBound(to: CChar.self)
                 if json {
             w.jsonKey(key)

@@ -213,7 +213,7 @@ enum DebugReport {
         // the kernel, see sg_world.c, once the world ran again); and in a forked child,
         // a buffer allocated before the fork — inherited, held perhaps only in the
         // registers of a thread the child does not have, and the parent's to report.
-        let forkTime = DebugState.shared.pointee.forkNanoseconds
+        let forkTime = DebugState.shared.pointee.forkTicks
         let heapLayout = DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags))
         for i in 0..<count where !candidates[i].marked {
             let c = candidates[i]

@@ -35,6 +35,19 @@ struct ModuleInfo {
     var path = InlineArray<4096, CChar>(repeating: 0)
 }
 
+extension ModuleMap {
+    /// Whether `module` is slabguard's own library, libslabguard_rt.so (by file name).
+    static func isSlabguardLibrary(_ module: ModuleInfo) -> Bool {
+        let name: StaticString = "libslabguard_rt.so"
+        var length = 0
+        while length < 4095 && module.path[length] != 0 { length += 1 }
+        let n = name.utf8CodeUnitCount
+        guard length >= n, length == n || module.path[length - n - 1] == 0x2F else { return false }
+        for i in 0..<n where UInt8(bitPattern: module.path[length - n + i]) != name.utf8Start[i] { return false }
+        return true
+    }
+}
+
 /// Internal per-module record kept in the mmapped snapshot.
 struct ModuleRecord {
     var start: UInt = 0

@@ -84,6 +84,10 @@ struct StackUnwinderState {
     var mainStackEnd: UInt = 0
     var findObject: UInt = 0
     var iteratePhdr: UInt = 0
+    /// Text of slabguard's own library when it is libslabguard_rt.so (preloaded or linked),
+    /// else 0: captureFromProgram hops over these frames by their frame pointers.
+    var ownLow: UInt = 0
+    var ownHigh: UInt = 0
 }
 
 
@@ -118,6 +122,13 @@ enum StackUnwinder {
         guard let st = state() else { return }
         ModuleMap.refresh()
         _ = ElfSymbols.state()
+        var pc: UInt = 0, sp: UInt = 0, fp: UInt = 0
+        sg_current_frame(&pc, &sp, &fp)
+        var own = ModuleInfo()
+        if ModuleMap.lookup(pc, into: &own), ModuleMap.isSlabguardLibrary(own) {
+            st.pointee.ownLow = own.start
+            st.pointee.ownHigh = own.end
+        }
         _ = capture(into: st.pointee.scratch, capacity: scratchFrames, skip: 0)
     }
 
@@ -133,6 +144,42 @@ enum StackUnwinder {
         var pc: UInt = 0, sp: UInt = 0, fp: UInt = 0
         sg_current_frame(&pc, &sp, &fp)
         return walk(st, pc, sp, fp, frameMarker, buffer, capacity, skip)
+        #else
+        return 0
+        #endif
+    }
+
+    /// The calling thread's stack from the program's frame on: entry 0 is the return
+    /// address into the code that called malloc/free (or whatever slabguard entry).
+    /// Inside the preloaded library, slabguard's own frames are hopped over by their frame
+    /// pointers (all of its code keeps them) until a return address leaves its text —
+    /// two loads per frame instead of an unwind step, and none of them stored.  Elsewhere
+    /// (the core linked into a program or the tests, where its text is the program's), a
+    /// full capture skipping `skip` frames.
+    @inline(never)
+    static func captureFromProgram(into buffer: UnsafeMutablePointer<UInt>, capacity: Int, skip: Int) -> Int {
+        #if arch(x86_64)
+        guard capacity > 1, let st = state() else { return 0 }
+        let low = st.pointee.ownLow, high = st.pointee.ownHigh
+        if low != 0 {
+            var pc: UInt = 0, sp: UInt = 0, fp: UInt = 0
+            sg_current_frame(&pc, &sp, &fp)
+            let top = stackTop(sp, st.pointee.mainStackEnd)
+            var frame = fp, hops = 0
+            while hops < 32 && frame >= sp && frame & 7 == 0 && frame < top &- 16 {
+                let ra = StackDebugSupport.load(frame &+ 8, as: UInt.self)
+                let callerFrame = StackDebugSupport.load(frame, as: UInt.self)
+                if ra < low || ra >= high {
+                    guard ra >= 0x10000 else { break }
+                    buffer[0] = ra
+                    return 1 + walk(st, ra, frame &+ 16, callerFrame, 0, buffer + 1, capacity - 1, 0, exact: false)
+                }
+                guard callerFrame > frame else { break }
+                frame = callerFrame
+                hops += 1
+            }
+        }
+        return capture(into: buffer, capacity: capacity, skip: skip + 1)
         #else
         return 0
         #endif
@@ -165,10 +212,11 @@ enum StackUnwinder {
     }
 
     private static func walk(_ st: UnsafeMutablePointer<StackUnwinderState>, _ pc0: UInt, _ sp0: UInt, _ fp0: UInt,
-                             _ marker: UInt, _ buffer: UnsafeMutablePointer<UInt>, _ capacity: Int, _ skip: Int) -> Int {
+                             _ marker: UInt, _ buffer: UnsafeMutablePointer<UInt>, _ capacity: Int, _ skip: Int,
+                             exact exactFirst: Bool = true) -> Int {
         var pc = pc0, sp = sp0, fp = fp0
         var fpKnown = true
-        var exact = true
+        var exact = exactFirst
         var count = 0
         var toSkip = skip
         let low = sp0
