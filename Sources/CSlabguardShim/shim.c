@@ -19,6 +19,7 @@ __thread void *sg_tls_quarantine[2 * SG_QUARANTINE_BATCH] __attribute__((tls_mod
 __thread uint32_t sg_tls_quarantine_count __attribute__((tls_model("initial-exec")));
 __thread uint64_t sg_tls_log_next __attribute__((tls_model("initial-exec")));
 __thread uint64_t sg_tls_log_end __attribute__((tls_model("initial-exec")));
+__thread uintptr_t sg_tls_stack_scratch[SG_STACK_SCRATCH_FRAMES] __attribute__((tls_model("initial-exec")));
 
 sg_state_layout sg_state;
 uint32_t sg_debug_flags_word;

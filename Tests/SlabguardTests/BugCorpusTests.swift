@@ -120,6 +120,20 @@ struct BugCorpusTests {
         }
     }
 
+    /// An overrun 64 bytes past a 100-byte buffer runs through its whole tag: the audit
+    /// record is out of line, so the report still has the size and the allocation stack.
+    @Test func anOverrunThroughTheTagKeepsItsSizeAndAllocationStack() throws {
+        let folder = try Subprocess.temporaryFolder("overrun_tag")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("overrun_sixtyfour", into: folder)
+        let report = try Self.runDebug(program, in: folder, debug: "default").stderr
+        #expect(report.hasPrefix("slabguard: redzone violation: write past end of buffer\n"), "\(report)")
+        #expect(report.contains(", size 100\n"), "\(report)")
+        #expect(!report.contains("are lost"), "\(report)")
+        let allocated = try #require(report.range(of: "allocated by thread"), "\(report)")
+        #expect(report[allocated.upperBound...].contains(" fill_record+0x"), "\(report)")
+    }
+
     @Test func writeAfterFreeShowsTheModification() throws {
         let folder = try Subprocess.temporaryFolder("waf")
         defer { try? FileManager.default.removeItem(at: folder) }

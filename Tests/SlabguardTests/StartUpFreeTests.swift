@@ -24,9 +24,9 @@ struct StartUpFreeTests {
         if internalFree {
             let lock: @convention(c) (UnsafeMutablePointer<pthread_mutex_t>?) -> Void = sg_mutex_lock
             let unlock: @convention(c) (UnsafeMutablePointer<pthread_mutex_t>?) -> Void = sg_mutex_unlock
-            free.stack[0] = unsafeBitCast(lock, to: UInt.self) + 8
-            free.stack[1] = unsafeBitCast(unlock, to: UInt.self) + 8
-            free.record(thread: free.thread, time: free.time, frames: 2)
+            let frames: [UInt] = [unsafeBitCast(lock, to: UInt.self) + 8, unsafeBitCast(unlock, to: UInt.self) + 8]
+            let id = frames.withUnsafeBufferPointer { StackDepot.intern($0.baseAddress!, 2) }
+            free.record(thread: free.thread, time: free.time, stackId: id)
         }
         DebugReport.modifiedAfterFree(cache: cache, chunk: p, tag: tag, at: UInt(bitPattern: p) + 8)
     }

@@ -84,6 +84,10 @@ static inline __attribute__((always_inline)) void sg_set_quarantine_count(uint32
 /* The thread's block of transaction-log slots (TransactionLog.swift): next to write, and
  * the end of the block; claimed SG_LOG_BLOCK at a time with one shared atomic add. */
 #define SG_LOG_BLOCK 64
+/* Where the debug layer captures a stack before interning it in the stack depot. */
+#define SG_STACK_SCRATCH_FRAMES 64
+extern __thread uintptr_t sg_tls_stack_scratch[SG_STACK_SCRATCH_FRAMES] __attribute__((tls_model("initial-exec")));
+static inline __attribute__((always_inline)) uintptr_t *sg_stack_scratch(void) { return sg_tls_stack_scratch; }
 extern __thread uint64_t sg_tls_log_next __attribute__((tls_model("initial-exec")));
 extern __thread uint64_t sg_tls_log_end __attribute__((tls_model("initial-exec")));
 static inline __attribute__((always_inline)) uint64_t *sg_log_next(void) { return &sg_tls_log_next; }

@@ -46,6 +46,9 @@ enum CacheOps {
         slabs.pointee.bufferSize = o.bufferSize
         slabs.pointee.alignment = max(o.alignment, 8)
         slabs.pointee.chunkSize = g.chunkSize
+        if UInt64(g.slabPages << pageShift) * UInt64(g.chunkSize) < 1 << 40 {
+            slabs.pointee.chunkReciprocal = ((1 << 40) + UInt64(g.chunkSize) - 1) / UInt64(g.chunkSize)
+        }
         slabs.pointee.tagOffset = g.tagOffset
         slabs.pointee.slabPages = g.slabPages
         slabs.pointee.buffersPerSlab = g.buffersPerSlab
@@ -58,6 +61,7 @@ enum CacheOps {
             cache.pointee.debugDestructor = o.destructor
             slabs.pointee.linkOffset = g.tagOffset + HeapLifecycle.shared.pointee.tagLinkOffset
             slabs.pointee.freshChunkHook = HeapLifecycle.shared.pointee.freshChunkHook
+            slabs.pointee.slabRetireHook = HeapLifecycle.shared.pointee.slabRetireHook
         } else {
             slabs.pointee.constructor = o.constructor
             slabs.pointee.destructor = o.destructor

@@ -28,6 +28,8 @@ struct HeapLifecycle {
     var ready: (@convention(c) () -> Void)? = nil
     /// Set by the debug layer: prepares freshly carved chunks of debug caches.
     var freshChunkHook: (@convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer) -> Void)? = nil
+    /// Set by the debug layer: a debug cache's slab is being destroyed (its sidecar goes back).
+    var slabRetireHook: (@convention(c) (UnsafeMutableRawPointer) -> Void)? = nil
     /// Called (no lock held) before a cache is destroyed: the debug layer hands back the
     /// buffers of it that wait in quarantine.
     var cacheDestroyHook: (@convention(c) (UnsafeMutableRawPointer) -> Void)? = nil

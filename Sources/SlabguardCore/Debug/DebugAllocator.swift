@@ -30,7 +30,11 @@ enum DebugAllocator {
         // Redzone: the slack after the requested size, then the redzone word.
         Pattern.fill(user + size, cache.pointee.tagOffset - offset - size, Pattern.redzone)
         tag.redzoneWord = Pattern.redzone
-        if let entry = tag.auditEntry(0, layout: layout) { recordStack(entry, skip: 2) }
+        let record = layout.auditDepth > 0 ? AuditRecords.record(forTag: tag) : nil
+        if let record {
+            recordStack(AuditEntry(base: record), skip: 2)
+            AuditRecords.setSize(size, offset: offset, in: record)
+        }
         tag.state = .allocated(offset: offset, size: size)
         if zero {
             memset(user, 0, size)
@@ -43,7 +47,7 @@ enum DebugAllocator {
             CacheOps.free(cache, chunk)
             return nil
         }
-        TransactionLog.record(.allocation, cache: cache, buffer: user, size: size, tag: tag, layout: layout)
+        if let record { TransactionLog.record(.allocation, cache: cache, buffer: user, size: size, audit: AuditEntry(base: record)) }
         return user
     }
 
@@ -67,8 +71,14 @@ enum DebugAllocator {
         }
         if !state.isAllocated {
             // A damaged state word: most often an overrun of this buffer through its redzone.
+            // The out-of-line audit record still knows the size.
             if let bad = Pattern.firstMismatch(tag.base, 8, Pattern.redzone) {
-                DebugReport.redzoneViolation(cache: cache, chunk: chunk, tag: tag, user: p, size: nil, at: bad)
+                var known: Int? = nil
+                if let record = AuditRecords.record(forTag: tag), AuditEntry(base: record).isRecorded,
+                   chunk + AuditRecords.size(in: record).offset == p {
+                    known = AuditRecords.size(in: record).size
+                }
+                DebugReport.redzoneViolation(cache: cache, chunk: chunk, tag: tag, user: p, size: known, at: bad)
             } else {
                 DebugReport.invalidFree(p, expectedSize: expectedSize)
             }
@@ -94,9 +104,12 @@ enum DebugAllocator {
         }
         if let destructor = cache.pointee.debugDestructor { destructor(user, cache.pointee.callbackArgument) }
         let layout = DebugLayer.layout(for: flags)
-        if let entry = tag.auditEntry(1, layout: layout) { recordStack(entry, skip: 2) }
+        if layout.auditDepth > 0, let record = AuditRecords.record(in: slab, chunk: chunk) {
+            let entry = AuditEntry(base: record + AuditRecords.halfBytes)
+            recordStack(entry, skip: 2)
+            TransactionLog.record(.free, cache: cache, buffer: user, size: size, audit: entry)
+        }
         if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
-        TransactionLog.record(.free, cache: cache, buffer: user, size: size, tag: tag, layout: layout)
         tag.state = .busy
         if flags.contains(.deadbeef) { Pattern.fill(chunk, cache.pointee.tagOffset, Pattern.freed) }
         tag.state = .free(offset: state.offset, size: size)
@@ -119,7 +132,10 @@ enum DebugAllocator {
         tag.redzoneWord = Pattern.redzone
         tag.state = .free(offset: 0, size: 0)
         let layout = DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags))
-        if layout.auditDepth > 0 { memset(tag.base + TagLayout.headerBytes, 0, layout.auditBytes) }
+        if layout.auditDepth > 0, let owner = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: chunk) {
+            let slab = owner.assumingMemoryBound(to: Slab.self)
+            if slab.pointee.base == chunk { AuditRecords.ensureSidecar(slab) }
+        }
         Pattern.fill(tag.base + layout.tailGuardOffset, TagLayout.tailGuardBytes, Pattern.redzone)
     }
 
@@ -130,10 +146,15 @@ enum DebugAllocator {
         return Pattern.firstMismatch(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
     }
 
-    /// Fills an audit entry with the current thread, time and stack.
+    /// Fills an audit entry with the current thread, time and stack (interned in the depot).
     @inline(never) static func recordStack(_ entry: AuditEntry, skip: Int) {
-        let frames = StackUnwinder.captureFromProgram(into: entry.stack, capacity: entry.depth, skip: skip)
-        entry.record(thread: DebugLayer.threadID(), time: AuditClock.now(), frames: frames)
+        let depth = min(DebugState.shared.pointee.options.auditDepth, Int(SG_STACK_SCRATCH_FRAMES))
+        // The thread's scratch: a signal handler allocating in the middle of this would
+        // reuse it, which costs that one record its stack at worst.
+        let buffer = sg_stack_scratch().unsafelyUnwrapped
+        let n = StackUnwinder.captureFromProgram(into: buffer, capacity: depth, skip: skip)
+        let id = StackDepot.intern(buffer, n)
+        entry.record(thread: DebugLayer.threadID(), time: AuditClock.now(), stackId: id)
     }
 
     /// verify=N: every N-th operation verifies the whole heap.

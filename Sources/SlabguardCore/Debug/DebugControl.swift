@@ -73,7 +73,7 @@ extension DebugLayer {
         openLogFile()
         ReportOutput.setUp()
         if state.pointee.options.hasSuppressions { state.pointee.options.withSuppressionsPath { Suppressions.load($0) } }
-        if flags.contains(.audit) { TransactionLog.setUp(depth: state.pointee.options.auditDepth) }
+        if flags.contains(.audit) { TransactionLog.setUp() }
         if !flags.isEmpty { FaultExplainer.install() }
         if !flags.isEmpty && !state.pointee.leakCheckRegistered {
             state.pointee.leakCheckRegistered = true

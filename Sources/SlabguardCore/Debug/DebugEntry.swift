@@ -99,7 +99,7 @@ extension DebugAllocator {
         let tag = BufferTag(base: base)
         tag.redzoneWord = Pattern.redzone
         if let entry = tag.auditEntry(0, layout: layout) { recordStack(entry, skip: 2) }
-        if let entry = tag.auditEntry(1, layout: layout) { entry.record(thread: 0, time: 0, frames: 0) }
+        if let entry = tag.auditEntry(1, layout: layout) { entry.clear() }
         let end = base + (span.pointee.pages << pageShift)
         Pattern.fill(user + size, end - (user + size), Pattern.redzone)
         // The tag's tail guard and any alignment pad before the buffer: an underflow lands there.

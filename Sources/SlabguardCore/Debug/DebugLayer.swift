@@ -52,6 +52,7 @@ struct DebugState {
     var forkTicks: UInt64 = 0           // in a forked child: when the fork happened (AuditClock ticks)
     var reports = ReportState()         // the tally of reports, the report channel
     var suppressions = SuppressionsState()
+    var stackDepot = StackDepotState()
 
     var logFD: Int32? {
         get { logFDPlusOne == 0 ? nil : logFDPlusOne - 1 }
@@ -77,6 +78,7 @@ enum DebugLayer {
             life.pointee.configure = { flags, tagBytes in DebugLayer.configureDefaultHeap(flags, tagBytes) }
             life.pointee.ready = { DebugLayer.setUpExitWork() }
             life.pointee.freshChunkHook = { cache, chunk in DebugAllocator.prepareFreshChunk(cache, chunk) }
+            life.pointee.slabRetireHook = { slab in AuditRecords.releaseSidecar(slab) }
             life.pointee.forkPrepare = { DebugLayer.lockForFork() }
             life.pointee.forkParent = { DebugLayer.unlockAfterFork() }
             life.pointee.forkChild = { DebugLayer.reinitializeAfterFork() }
@@ -151,6 +153,7 @@ enum DebugLayer {
         sg_set_debug_flags(heapFlags.rawValue)
         sg_set_sampling(heapFlags.isEmpty && options.flags.contains(.sample) ? 1 : 0)
         if options.flags.contains(.audit) || options.flags.contains(.guards) || options.flags.contains(.sample) {
+            StackDepot.setUp()
             StackUnwinder.warmUp()
         }
     }

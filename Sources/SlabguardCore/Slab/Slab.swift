@@ -33,15 +33,27 @@ struct Slab {
     var carved: Int = 0          // chunks carved so far
     var inUse: Int = 0           // chunks out of the slab layer
     var freeList: UnsafeMutableRawPointer? = nil
+    /// Per-chunk side memory of the layer above (the debug layer's audit records), given
+    /// back through the cache's `slabRetireHook` when the slab is destroyed.
+    var sidecar: UnsafeMutableRawPointer? = nil
+    var sidecarPages = 0
     var next: UnsafeMutablePointer<Slab>? = nil
     var previous: UnsafeMutablePointer<Slab>? = nil
 
     /// The chunk containing `p`, or nil when `p` is past the last chunk (slab tail).
     @inline(__always) func chunk(containing p: UnsafeRawPointer) -> UnsafeMutableRawPointer? {
-        let offset = p - UnsafeRawPointer(base)
-        let index = offset / cache.pointee.chunkSize
+        let index = index(of: p)
         if index >= capacity { return nil }
         return base + index * cache.pointee.chunkSize
+    }
+
+    /// The index of the chunk holding `p` (a slab address): a multiply by the cache's
+    /// reciprocal where that is exact, else a divide.
+    @inline(__always) func index(of p: UnsafeRawPointer) -> Int {
+        let offset = UInt64(UInt(bitPattern: p - UnsafeRawPointer(base)))
+        let reciprocal = cache.pointee.chunkReciprocal
+        if reciprocal != 0 { return Int(truncatingIfNeeded: (offset &* reciprocal) >> 40) }
+        return Int(offset / UInt64(cache.pointee.chunkSize))
     }
 
     /// Whether `chunk` has been carved and is currently on the slab's free list.
@@ -134,6 +146,7 @@ extension UnsafeMutablePointer where Pointee == SlabCache {
 
     /// Returns an empty slab's pages to the arena (lock held).
     func destroySlab(_ slab: UnsafeMutablePointer<Slab>) {
+        if let hook = pointee.slabRetireHook { hook(UnsafeMutableRawPointer(slab)) }
         unlink(slab)
         pointee.slabCount -= 1
         pointee.buffersTotal -= slab.pointee.capacity

@@ -33,6 +33,9 @@ struct SlabCache {
     var bufferSize = 0                    // size the user asked for
     var alignment = 8
     var chunkSize = 0                     // stride in a slab
+    /// ⌈2^40 / chunkSize⌉, or 0: offset · it >> 40 is offset / chunkSize exactly when
+    /// slab bytes · chunkSize < 2^40 (every size class; not 1 MiB chunks), Slab.index(of:).
+    var chunkReciprocal: UInt64 = 0
     var tagOffset = 0                     // where the debug buffer tag starts in a chunk (== buffer size rounded)
     var linkOffset = 0                    // slab free-list link offset inside a free chunk
     var slabPages = 0
@@ -44,6 +47,9 @@ struct SlabCache {
     /// pattern, free state), so every chunk outside the user's hands looks freed.  Called
     /// with this SlabCache's address and the chunk.
     var freshChunkHook: (@convention(c) (UnsafeMutableRawPointer, UnsafeMutableRawPointer) -> Void)? = nil
+    /// Called with a slab about to be destroyed (slab lock held): the layer above gives
+    /// back the slab's sidecar.
+    var slabRetireHook: (@convention(c) (UnsafeMutableRawPointer) -> Void)? = nil
 
     // Slab lists and statistics (slabLock).
     var slabMutex = pthread_mutex_t()

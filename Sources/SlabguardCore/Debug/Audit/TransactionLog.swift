@@ -18,34 +18,29 @@ enum TransactionKind: UInt64 { case allocation = 1, free = 2 }
 enum TransactionLog {
     struct State {
         var ring: UnsafeMutableRawPointer? = nil
-        var entryBytes = 0
         var capacity = 0
-        var depth = 0
         var next: UInt64 = 0
     }
 
     static let ringBytes = 4 << 20
-    static let headerBytes = 56   // sequence, kind|thread, time, buffer, size, cache, frames
+    /// sequence, kind|thread, time, buffer, size, cache, stack id (StackDepot), pad
+    static let entryBytes = 64
 
     @inline(__always) static var state: UnsafeMutablePointer<State> {
         StateRegion.transactionLog.bound(to: State.self)
     }
 
     /// Maps the ring (heap set-up, when `audit` is on).
-    static func setUp(depth: Int) {
+    static func setUp() {
         let s = state
-        s.pointee.depth = depth
-        s.pointee.entryBytes = headerBytes + 8 * depth
-        var capacity = 1
-        while capacity * 2 * s.pointee.entryBytes <= ringBytes { capacity *= 2 }
-        s.pointee.capacity = capacity
+        s.pointee.capacity = ringBytes / entryBytes
         s.pointee.ring = Platform.map(ringBytes)
     }
 
     static func record(_ kind: TransactionKind, cache: UnsafeMutablePointer<CacheCore>, buffer: UnsafeMutableRawPointer,
-                       size: Int, tag: BufferTag, layout: TagLayout) {
+                       size: Int, audit: AuditEntry) {
         let s = state
-        guard let ring = s.pointee.ring, let audit = tag.auditEntry(kind == .allocation ? 0 : 1, layout: layout) else { return }
+        guard let ring = s.pointee.ring else { return }
         let next = sg_log_next().unsafelyUnwrapped, end = sg_log_end().unsafelyUnwrapped
         if next.pointee == end.pointee {
             next.pointee = sg_atomic_add_u64(&s.pointee.next, UInt64(SG_LOG_BLOCK))
@@ -53,16 +48,14 @@ enum TransactionLog {
         }
         let index = next.pointee
         next.pointee = index &+ 1
-        let entry = ring + Int(index & UInt64(s.pointee.capacity - 1)) * s.pointee.entryBytes
+        let entry = ring + Int(index & UInt64(s.pointee.capacity - 1)) * entryBytes
         entry.storeBytes(of: 0, as: UInt64.self)   // being written
         entry.storeBytes(of: kind.rawValue << 32 | UInt64(audit.thread), toByteOffset: 8, as: UInt64.self)
         entry.storeBytes(of: audit.time, toByteOffset: 16, as: UInt64.self)
         entry.storeBytes(of: UInt64(UInt(bitPattern: buffer)), toByteOffset: 24, as: UInt64.self)
         entry.storeBytes(of: UInt64(size), toByteOffset: 32, as: UInt64.self)
         entry.storeBytes(of: UInt64(UInt(bitPattern: cache)), toByteOffset: 40, as: UInt64.self)
-        let frames = min(audit.frames, s.pointee.depth)
-        entry.storeBytes(of: UInt64(frames), toByteOffset: 48, as: UInt64.self)
-        memcpy(entry + headerBytes, audit.stack, frames * 8)
+        entry.storeBytes(of: UInt64(audit.stackId), toByteOffset: 48, as: UInt64.self)
         sg_atomic_store_u64(entry.assumingMemoryBound(to: UInt64.self), index &+ 1)
     }
 
@@ -87,7 +80,7 @@ enum TransactionLog {
         let clock = AuditClock.Conversion()
         var i = start
         while i < end {
-            let entry = ring + Int(i & (capacity - 1)) * s.pointee.entryBytes
+            let entry = ring + Int(i & (capacity - 1)) * entryBytes
             if entry.load(as: UInt64.self) == i &+ 1 {
                 let kindThread = entry.load(fromByteOffset: 8, as: UInt64.self)
                 w.append("T ")
@@ -103,10 +96,10 @@ enum TransactionLog {
                 w.append(" ")
                 let cache = UnsafeMutablePointer<CacheCore>(bitPattern: UInt(entry.load(fromByteOffset: 40, as: UInt64.self)))
                 if let cache { w.append(cString: cache.namePointer) } else { w.append("?") }
-                let frames = Int(entry.load(fromByteOffset: 48, as: UInt64.self))
-                for f in 0..<min(frames, s.pointee.depth) {
+                let stack = StackDepot.frames(UInt32(truncatingIfNeeded: entry.load(fromByteOffset: 48, as: UInt64.self)))
+                for f in 0..<stack.count {
                     w.append(f == 0 ? " " : ",")
-                    w.append(hex: UInt(entry.load(fromByteOffset: headerBytes + 8 * f, as: UInt64.self)))
+                    w.append(hex: stack.frames[f])
                 }
                 w.append("\n")
             }

@@ -10,9 +10,7 @@
 //             user buffer in the chunk (bits 32–47), requested size (bits 0–31)
 //         +16 link word (slab free list, quarantine FIFO)
 //         +24 reserved
-//         +32 audit area (with `audit`): last allocation, then last free —
-//             each: thread id (4) | depth (4) | time ns (8) | depth return addresses
-//         then the contents area (with `contents`): first N bytes at the last free
+//         +32 the contents area (with `contents`): first N bytes at the last free
 //         last 16 bytes: the tail guard, 0xfeedface — right before the next chunk's
 //         body, so a write before the start of that buffer (an underflow) damages it
 //
@@ -20,6 +18,10 @@
 // without knowing where the buffer starts: 0xdeadbeef (freed), 0xbaddcafe
 // (allocated, not yet written), 0xfeedface (redzone).  Every 8-byte-aligned
 // word of a freed body reads 0xdeadbeefdeadbeef.
+//
+// The audit record (who allocated and freed the buffer, with stacks) is not here:
+// it is out of line, found from the buffer's address (Audit/AuditRecord.swift), so an
+// overrun through the tag leaves it whole.
 //
 // Invariants: a chunk in a magazine, the depot, the slab layer or quarantine
 // has a free state word and (with `deadbeef`) a fully poisoned body; a chunk
@@ -138,16 +140,13 @@ struct TagLayout {
     static let stateWord = 8
     static let linkWord = 16
 
-    var auditDepth: Int        // 0: no audit area
+    var auditDepth: Int        // frames per audit stack (0: no audit); the record is out of line
     var contentsBytes: Int     // 0: no contents area
 
-    /// Bytes of one audit entry (allocation or free).
-    var auditEntryBytes: Int { auditDepth == 0 ? 0 : 16 + 8 * auditDepth }
-    var auditBytes: Int { 2 * auditEntryBytes }
-    var contentsOffset: Int { TagLayout.headerBytes + auditBytes }
+    var contentsOffset: Int { TagLayout.headerBytes }
     /// The tail guard (16 bytes of the redzone pattern) ends the tag.
     static let tailGuardBytes = 16
-    var tailGuardOffset: Int { TagLayout.headerBytes + auditBytes + roundUp(contentsBytes, 16) }
+    var tailGuardOffset: Int { TagLayout.headerBytes + roundUp(contentsBytes, 16) }
     var totalBytes: Int { tailGuardOffset + TagLayout.tailGuardBytes }
 }
 
@@ -168,31 +167,7 @@ struct BufferTag {
         nonmutating set { base.storeBytes(of: newValue, toByteOffset: TagLayout.linkWord, as: UnsafeMutableRawPointer?.self) }
     }
 
-    /// The audit entry for the last allocation (0) or free (1).
-    func auditEntry(_ which: Int, layout: TagLayout) -> AuditEntry? {
-        guard layout.auditDepth > 0 else { return nil }
-        return AuditEntry(base: base + TagLayout.headerBytes + which * layout.auditEntryBytes, depth: layout.auditDepth)
-    }
-
     func contents(layout: TagLayout) -> UnsafeMutableRawPointer? {
         layout.contentsBytes > 0 ? base + layout.contentsOffset : nil
-    }
-}
-
-/// One audit entry in a tag: thread | depth | time | return addresses.
-struct AuditEntry {
-    let base: UnsafeMutableRawPointer
-    let depth: Int   // capacity in frames
-
-    var thread: UInt32 { base.load(as: UInt32.self) }
-    var frames: Int { Int(base.load(fromByteOffset: 4, as: UInt32.self)) }
-    var time: UInt64 { base.load(fromByteOffset: 8, as: UInt64.self) }
-    var stack: UnsafeMutablePointer<UInt> { (base + 16).assumingMemoryBound(to: UInt.self) }
-    var isRecorded: Bool { time != 0 }
-
-    func record(thread: UInt32, time: UInt64, frames: Int) {
-        base.storeBytes(of: thread, as: UInt32.self)
-        base.storeBytes(of: UInt32(frames), toByteOffset: 4, as: UInt32.self)
-        base.storeBytes(of: time, toByteOffset: 8, as: UInt64.self)
     }
 }

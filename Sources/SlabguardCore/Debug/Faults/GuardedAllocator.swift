@@ -159,7 +159,7 @@ enum GuardedAllocator {
         let tag = BufferTag(base: base)
         tag.redzoneWord = Pattern.redzone
         if let entry = tag.auditEntry(0, layout: layout) { DebugAllocator.recordStack(entry, skip: 1) }
-        if let entry = tag.auditEntry(1, layout: layout) { entry.record(thread: 0, time: 0, frames: 0) }
+        if let entry = tag.auditEntry(1, layout: layout) { entry.clear() }
         let dataStart = base + (tagPages << pageShift)
         Pattern.fill(dataStart, user - dataStart, Pattern.redzone)
         Pattern.fill(user + size, base + guardOffset - (user + size), Pattern.redzone)

@@ -1,0 +1,118 @@
+// The stack depot — every distinct stack stored once, named by a 32-bit id (as ASan's
+// StackDepot and kmem's shared bufctl stacks): audit records and the transaction log
+// hold ids, not frames, so memory grows with the number of distinct stacks, not with
+// the number of buffers or transactions.
+//
+// Storage: one reservation (MAP_NORESERVE, touched as it fills) of 8-byte words.  A
+// stack is [next id | hash] [depth] [frames...]; its id is its word index (0: none).
+// A hash table of 2^19 buckets (one word each: the id of the newest stack in that
+// bucket) chains stacks through `next`.
+//
+// Lock-free: `intern` looks the stack up; on a miss it claims words with one atomic
+// add, writes the stack, then publishes it by a compare-and-swap on the bucket head
+// (retrying on a lost race).  Two threads interning the same new stack at once may
+// both store it (two ids, the same frames): rare and harmless.  Readers follow ids
+// published with release ordering, so a stack they find is complete.  No lock, so no
+// place in the lock order, and it may run anywhere malloc runs.  Full storage: 0
+// (the stack is not recorded).
+
+import CSlabguardShim
+import Glibc
+
+struct StackDepotState {
+    var words: UnsafeMutablePointer<UInt64>? = nil     // storage; word 0 unused
+    var buckets: UnsafeMutablePointer<UInt64>? = nil
+    var used: UInt64 = 0                                // next free word (setUp: 1, id 0 is none)
+    var stacks: UInt64 = 0
+}
+
+enum StackDepot {
+    static let storageWords = 8 << 20                   // 64 MiB of frames
+    static let bucketCount = 1 << 19                    // 4 MiB of bucket words
+    static let maxDepth = 64
+
+    @inline(__always) static var state: UnsafeMutablePointer<StackDepotState> {
+        UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.stackDepot)!)
+            .assumingMemoryBound(to: StackDepotState.self)
+    }
+
+    /// Reserves the storage (heap set-up, with `audit` or guards).
+    static func setUp() {
+        let s = state
+        guard s.pointee.words == nil,
+              let words = Platform.reserve(storageWords * 8), let buckets = Platform.reserve(bucketCount * 8) else { return }
+        s.pointee.used = 1   // the state starts zeroed (static storage): word 0 stays unused
+        s.pointee.buckets = buckets.assumingMemoryBound(to: UInt64.self)
+        s.pointee.words = words.assumingMemoryBound(to: UInt64.self)
+    }
+
+    @inline(__always) static func hash(_ frames: UnsafePointer<UInt>, _ count: Int) -> UInt32 {
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(count)
+        for i in 0..<count {
+            h = (h ^ UInt64(frames[i])) &* 0xFF51_AFD7_ED55_8CCD
+            h ^= h >> 29
+        }
+        return UInt32(truncatingIfNeeded: h ^ (h >> 32))
+    }
+
+    /// The id of the stack `frames[0..<count]` (stored now if it is new), or 0.
+    static func intern(_ frames: UnsafePointer<UInt>, _ count: Int) -> UInt32 {
+        guard count > 0, let words = state.pointee.words, let buckets = state.pointee.buckets else { return 0 }
+        let depth = min(count, maxDepth)
+        let h = hash(frames, depth)
+        let bucket = UnsafeMutablePointer<UInt64>(buckets + Int(h) & (bucketCount - 1))
+        let head = sg_atomic_load_u64(bucket)
+        if let found = find(words, head, h, frames, depth) { return found }
+        // New: claim 2 + depth words and write the stack before publishing it.
+        let need = UInt64(2 + depth)
+        let at = sg_atomic_add_u64(&state.pointee.used, need)
+        guard at + need <= UInt64(storageWords) else { return 0 }
+        let record = words + Int(at)
+        record[1] = UInt64(depth)
+        for i in 0..<depth { record[2 + i] = UInt64(frames[i]) }
+        var expected = head
+        while true {
+            record[0] = expected << 32 | UInt64(h)
+            if sg_atomic_cas_u64(bucket, expected, at) != 0 { break }
+            expected = sg_atomic_load_u64(bucket)
+            // Someone published meanwhile: maybe this very stack.
+            if let found = find(words, expected, h, frames, depth) { return found }
+        }
+        _ = sg_atomic_add_u64(&state.pointee.stacks, 1)
+        return UInt32(truncatingIfNeeded: at)
+    }
+
+    private static func find(_ words: UnsafeMutablePointer<UInt64>, _ first: UInt64, _ h: UInt32,
+                             _ frames: UnsafePointer<UInt>, _ depth: Int) -> UInt32? {
+        var id = first
+        var guardSteps = 0
+        while id != 0 && guardSteps < 1 << 16 {
+            let record = words + Int(id)
+            let link = record[0]
+            if UInt32(truncatingIfNeeded: link) == h && record[1] == UInt64(depth) {
+                var same = true
+                for i in 0..<depth where record[2 + i] != UInt64(frames[i]) { same = false; break }
+                if same { return UInt32(truncatingIfNeeded: id) }
+            }
+            id = link >> 32
+            guardSteps += 1
+        }
+        return nil
+    }
+
+    /// The frames of stack `id` (count 0 for id 0 or an id the depot never gave).
+    static func frames(_ id: UInt32) -> (frames: UnsafeMutablePointer<UInt>, count: Int) {
+        let empty = UnsafeMutablePointer<UInt>(bitPattern: 8)!
+        guard id != 0, let words = state.pointee.words, UInt64(id) < sg_atomic_load_u64(&state.pointee.used) else {
+            return (empty, 0)
+        }
+        let record = words + Int(id)
+        let depth = Int(min(record[1], UInt64(maxDepth)))
+        return (UnsafeMutableRawPointer(record + 2).assumingMemoryBound(to: UInt.self), depth)
+    }
+
+    /// Distinct stacks stored and bytes used (statistics, tests).
+    static var statistics: (stacks: Int, bytes: Int) {
+        (Int(sg_atomic_load_u64(&state.pointee.stacks)), Int(sg_atomic_load_u64(&state.pointee.used)) * 8)
+    }
+}
