@@ -233,8 +233,8 @@ struct DebugOptionsTests {
         let before = o
         (ok, message) = cParse("redzone,sample=0", into: &o)
         #expect(!ok)
-        #expect(message == "slabguard: bad value '0' for debug option 'sample' (expected a whole number of 1 or more; "
-            + "about 1 in N allocations is guarded) in --debug; " + validList)
+        #expect(message == "slabguard: bad value '0' for debug option 'sample' (expected a whole number of 1 or more, "
+            + "about 1 in N allocations guarded; or Nms, one allocation every N milliseconds) in --debug; " + validList)
         #expect(o == before && o.quarantineBytes == 64 << 20, "options must be untouched on failure")
     }
 
@@ -289,6 +289,8 @@ struct DebugOptionsTests {
         ("report=json,verify=7,sample=1000,contents=4096,audit=64", "audit=64,contents=4096,sample=1000,verify=7,report=json"),
         ("uninit,redzone,log=/var/tmp/slab guard.log,leaks", "redzone,uninit,leaks,log=/var/tmp/slab guard.log"),
         ("sample=2,guards,quarantine=1025", "quarantine=1025,guards,sample=2"),
+        ("sample=10MS,leaks", "sample=10ms,leaks"),
+        ("sample=10ms,sample=7", "sample=7"),
         ("noabort,leaks,log=/x,report=json,verify=13,sample=11,guards,quarantine=5G,contents=9,audit=3,uninit,redzone,deadbeef",
          "deadbeef,redzone,uninit,audit=3,contents=9,quarantine=5G,guards,sample=11,verify=13,leaks,noabort,log=/x,report=json"),
     ])

@@ -115,6 +115,20 @@ struct GuardTests {
         #expect(count.map { expected.contains($0) } == true, "\(debug): \(result.stdout)")
     }
 
+    /// sample=Nms guards one allocation per N ms, whatever the allocation rate: 600 ms of
+    /// allocating at full speed and at a far lower rate both give about 600/N.
+    @Test(arguments: [("sample=50ms", ["fast"]), ("sample=50ms", ["slow"]), ("sample=20ms", ["fast"])])
+    func sampleByTimeFollowsTheClock(debug: String, mode: [String]) throws {
+        let result = try run("sample_time", debug: debug, arguments: mode, sources: ReleaseBuild.integrationSources)
+        #expect(result.status == 0 && result.stderr.isEmpty, "stderr: \(result.stderr)")
+        let words = result.stdout.split(separator: " ")
+        let guarded = words.dropFirst().first.flatMap { Int($0) } ?? -1
+        let total = words.last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        let expected = 600 / Int(debug.dropFirst("sample=".count).dropLast(2))!
+        #expect((expected / 2...expected * 2 + 2).contains(guarded), "\(debug) \(mode): \(result.stdout)")
+        #expect(total > 20 * guarded, "\(debug) \(mode): so few allocations that the count says nothing: \(result.stdout)")
+    }
+
     @Test func fastModeGuardsNothing() throws {
         let result = try run("sample_rate", debug: "none", sources: ReleaseBuild.integrationSources)
         #expect(result.status == 0 && result.stdout == "guarded 0 of 20000\n", "stdout: \(result.stdout) stderr: \(result.stderr)")

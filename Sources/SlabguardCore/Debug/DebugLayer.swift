@@ -53,6 +53,7 @@ struct DebugState {
     var reports = ReportState()         // the tally of reports, the report channel
     var suppressions = SuppressionsState()
     var stackDepot = StackDepotState()
+    var lastSampleNanoseconds: UInt64 = 0   // sample=Nms: when the last guarded buffer was made
 
     var logFD: Int32? {
         get { logFDPlusOne == 0 ? nil : logFDPlusOne - 1 }

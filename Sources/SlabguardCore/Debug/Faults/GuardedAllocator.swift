@@ -89,8 +89,29 @@ enum GuardedAllocator {
         let flags = DebugState.shared.pointee.options.flags
         if flags.contains(.guards) { return true }
         guard flags.contains(.sample), countdownExpired() else { return false }
-        resetCountdown()
-        return true
+        return due()
+    }
+
+    /// sample=Nms: the countdown runs over this many allocations; when it runs out, the
+    /// clock says whether N ms have passed since the process's last guarded buffer.  So
+    /// the cost is the countdown (as for sample=N) plus one clock read per 256 calls, and
+    /// the number of guarded buffers follows the time, not the allocation rate.
+    static let timeCheckAllocations: Int64 = 256
+
+    /// The countdown ran out: whether this allocation is to be guarded (and the next
+    /// countdown set).
+    private static func due() -> Bool {
+        let milliseconds = DebugState.shared.pointee.options.sampleMilliseconds
+        guard milliseconds > 0 else {
+            resetCountdown()
+            return true
+        }
+        sg_set_sample_countdown(timeCheckAllocations)
+        let state = DebugState.shared
+        let now = AuditClock.monotonicNanoseconds()
+        let last = sg_atomic_load_u64(&state.pointee.lastSampleNanoseconds)
+        guard now &- last >= UInt64(milliseconds) &* 1_000_000 else { return false }
+        return sg_atomic_cas_u64(&state.pointee.lastSampleNanoseconds, last, now) != 0
     }
 
     /// The fast path's countdown ran out (it is negative): in sample mode, a guarded
@@ -101,7 +122,7 @@ enum GuardedAllocator {
             sg_set_sample_countdown(Int64.max)
             return nil
         }
-        resetCountdown()
+        guard due() else { return nil }
         return allocate(size, alignment: naturalAlignment(size), zero: zero)
     }
 

@@ -125,7 +125,7 @@ enum OptionWord: UInt8 {
         case .audit: "a number of frames from 1 to 64"
         case .contents: "a number of bytes from 1 to 4096"
         case .quarantine: "a size in bytes of 1 or more, with an optional K, M or G suffix, e.g. 64M"
-        case .sample: "a whole number of 1 or more; about 1 in N allocations is guarded"
+        case .sample: "a whole number of 1 or more, about 1 in N allocations guarded; or Nms, one allocation every N milliseconds"
         case .verify: "a whole number of 1 or more; the heap is verified every N allocator calls"
         case .log, .reportPath, .suppressions: "a file path of 1 to 4095 bytes"
         case .exitcode: "an exit status from 0 to 255 (0: the program's own status is kept)"

@@ -67,8 +67,10 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     public var contentsBytes: Int
     /// Bytes of freed buffers held back (`quarantine=SIZE`), >= 1.
     public var quarantineBytes: Int
-    /// Guard about 1 in `sampleRate` allocations (`sample=N`), >= 1.
+    /// Guard about 1 in `sampleRate` allocations (`sample=N`), >= 1; 0 with `sample=Nms`.
     public var sampleRate: Int
+    /// Guard one allocation every `sampleMilliseconds` ms (`sample=Nms`, KFENCE's way); 0: by count.
+    public var sampleMilliseconds: Int
     /// Verify the heap every `verifyInterval` allocator calls (`verify=N`), >= 1.
     public var verifyInterval: Int
     /// `log=PATH`, NUL-terminated, zero-filled after the NUL. Use `withLogPath`.
@@ -102,6 +104,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         contentsBytes = 256
         quarantineBytes = 0
         sampleRate = 0
+        sampleMilliseconds = 0
         verifyInterval = 0
         logPath = FixedBytes4K()
         reportPath = FixedBytes4K()
@@ -307,8 +310,11 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             return failure
         }
         var number = 0
+        // sample=Nms: a time, not a count.
+        let milliseconds = word == .sample && value.count > 2
+            && value[value.count - 2] | 0x20 == 0x6D && value[value.count - 1] | 0x20 == 0x73
         if value.count > 0 && (kind == .optionalNumber || kind == .number || kind == .size) {
-            guard let n = parseNumber(value, sizeSuffix: kind == .size),
+            guard let n = parseNumber(milliseconds ? value.prefix(value.count - 2) : value, sizeSuffix: kind == .size),
                   n >= word.minimum && n <= word.maximum else {
                 failure.kind = .badValue
                 return failure
@@ -329,7 +335,10 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         case .audit: options.flags.insert(.audit); if number > 0 { options.auditDepth = number }
         case .contents: options.flags.insert(.contents); if number > 0 { options.contentsBytes = number }
         case .quarantine: options.flags.insert(.quarantine); options.quarantineBytes = number
-        case .sample: options.flags.insert(.sample); options.sampleRate = number
+        case .sample:
+            options.flags.insert(.sample)
+            options.sampleRate = milliseconds ? 0 : number
+            options.sampleMilliseconds = milliseconds ? number : 0
         case .verify: options.flags.insert(.verify); options.verifyInterval = number
         case .log, .reportPath, .suppressions:
             guard value.count <= maxLogPathLength else {
@@ -477,7 +486,10 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             else { w.append(decimal: n) }
         }
         if flags.contains(.guards) { DebugOptions.word("guards", &first, &w) }
-        if flags.contains(.sample) { DebugOptions.word("sample=", &first, &w); w.append(decimal: sampleRate) }
+        if flags.contains(.sample) {
+            DebugOptions.word("sample=", &first, &w)
+            if sampleMilliseconds > 0 { w.append(decimal: sampleMilliseconds); w.append("ms") } else { w.append(decimal: sampleRate) }
+        }
         if flags.contains(.verify) { DebugOptions.word("verify=", &first, &w); w.append(decimal: verifyInterval) }
         if flags.contains(.leaks) { DebugOptions.word("leaks", &first, &w) }
         if flags.contains(.noabort) { DebugOptions.word("noabort", &first, &w) }
@@ -514,7 +526,7 @@ extension DebugOptions: Equatable {
         if f.contains(.audit) && a.auditDepth != b.auditDepth { return false }
         if f.contains(.contents) && a.contentsBytes != b.contentsBytes { return false }
         if f.contains(.quarantine) && a.quarantineBytes != b.quarantineBytes { return false }
-        if f.contains(.sample) && a.sampleRate != b.sampleRate { return false }
+        if f.contains(.sample) && (a.sampleRate != b.sampleRate || a.sampleMilliseconds != b.sampleMilliseconds) { return false }
         if f.contains(.verify) && a.verifyInterval != b.verifyInterval { return false }
         if f.contains(.log) {
             let same = a.withLogPath { pa in b.withLogPath { pb in strcmp(pa, pb) == 0 } }
