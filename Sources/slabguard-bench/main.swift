@@ -6,6 +6,12 @@
 
 import Glibc
 
+if let at = CommandLine.arguments.firstIndex(of: "--stack-capture") {
+    let depth = CommandLine.arguments.count > at + 1 ? Int(CommandLine.arguments[at + 1]) ?? 12 : 12
+    runStackCaptureBenchmark(depth: depth)
+    exit(0)
+}
+
 let options = Options.parse(Array(CommandLine.arguments.dropFirst()))
 
 print("slabguard-bench: \(machineDescription())")
