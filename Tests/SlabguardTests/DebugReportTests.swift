@@ -241,7 +241,7 @@ struct DebugReportTests {
         let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
             try Debug.configure("deadbeef,audit,contents=32")
             let p = sgTestAllocate(32)
-            "hello, slabguard".withCString { memcpy(p, $0, 16) }
+            "hello, slabguard".withCString { _ = memcpy(p, $0, 16) }
             sgTestRelease(p, 32)
             p.storeBytes(of: 1, as: UInt8.self)
             _ = Slabguard.alloc(32)
@@ -309,7 +309,7 @@ nonisolated(unsafe) var sgTestKeep: UnsafeMutableRawPointer? = nil
 
 /// Overwrites dead stack below the caller, where stale copies of pointers linger.
 @inline(never) func sgTestScrubStack() {
-    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 512) { memset($0.baseAddress!, 0, 512) }
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 512) { _ = memset($0.baseAddress!, 0, 512) }
     var zeros = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-    withUnsafeMutableBytes(of: &zeros) { memset($0.baseAddress!, 0, $0.count) }
+    withUnsafeMutableBytes(of: &zeros) { _ = memset($0.baseAddress!, 0, $0.count) }
 }

@@ -324,6 +324,29 @@ final class CallCounter: Sendable {
         #expect(probe.lockedOut.load(ordering: .relaxed) == 0, "a destructor ran with an allocator lock held")
     }
 
+    /// The chunk index of any address in a slab is its offset divided by the chunk size:
+    /// by the reciprocal multiply where the cache has one, by a divide where not (a
+    /// 1 MiB buffer's slabs are too big for it to be exact), at every byte of every chunk.
+    @Test(arguments: [8, 24, 40, 56, 104, 1000, 3000, 4096, 8000, 32768, 1 << 20])
+    func chunkIndexIsTheOffsetOverTheChunkSize(size: Int) throws {
+        let cache = try #require(makeCoreCache("test.slab.index.\(size)", size: size))
+        defer { _ = CacheOps.destroy(cache) }
+        let b = try #require(CacheOps.allocate(cache))
+        defer { CacheOps.free(cache, b) }
+        let slab = try #require(CacheOps.owner(of: b))
+        let chunkSize = cache.pointee.chunkSize
+        let bytes = slab.pointee.pages << pageShift
+        #expect((cache.slabs.pointee.chunkReciprocal == 0) == (size == 1 << 20))
+        var offset = 0
+        while offset < bytes {
+            for delta in [0, 1, chunkSize - 1] where offset + delta < bytes {
+                let p = UnsafeRawPointer(slab.pointee.base + offset + delta)
+                #expect(slab.pointee.index(of: p) == (offset + delta) / chunkSize, "offset \(offset + delta), chunk \(chunkSize)")
+            }
+            offset += chunkSize
+        }
+    }
+
     /// A cache with no magazine slot (as caches beyond SG_MAX_CACHES run) works on the
     /// slab layer directly, with exact statistics.
     @Test func cacheWithoutMagazineSlot() throws {
