@@ -252,18 +252,24 @@ struct DebugReportTests {
     }
 
     @Test func transactionLogIsWrittenToTheLogPath() async throws {
-        let path = "/tmp/slabguard-test-transaction.log"
+        let path = "/tmp/slabguard-test-transaction-\(getpid()).log"
         unlink(path)
+        defer { unlink(path) }
         await #expect(processExitsWith: .success) {
-            try Debug.configure("audit,log=/tmp/slabguard-test-transaction.log")
+            try Debug.configure("audit,log=/tmp/slabguard-test-transaction-\(getppid()).log")
             let p = sgTestAllocate(24)
             sgTestRelease(p, 24)
-            exit(0)                         // the log is written by the exit handler
+            exit(0)
         }
-        let log = try String(contentsOfFile: path, encoding: .utf8)
-        #expect(log.contains("# modules"))
-        #expect(log.split(separator: "\n").contains { $0.hasPrefix("T ") && $0.contains(" alloc ") && $0.contains(" 24 sg_alloc_32 ") })
-        #expect(log.split(separator: "\n").contains { $0.hasPrefix("T ") && $0.contains(" free ") })
+        // The flight recorder, read back by the CLI.
+        let kmalog = try Subprocess.run(try ReleaseBuild.cli(), ["log", "kmalog", path], timeout: 120)
+        #expect(kmalog.status == 0, "\(kmalog.stderr)")
+        let lines = kmalog.stdout.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("T-") && $0.contains("alloc buffer ") && $0.contains(" size 24 cache sg_alloc_32 ") }, "\(kmalog.stdout)")
+        #expect(lines.contains { $0.hasPrefix("T-") && $0.contains("free  buffer ") }, "\(kmalog.stdout)")
+        #expect(kmalog.stdout.contains("sgTestAllocate") || kmalog.stdout.contains("SlabguardTests"), "\(kmalog.stdout)")
+        let info = try Subprocess.run(try ReleaseBuild.cli(), ["log", "info", path], timeout: 120)
+        #expect(info.stdout.contains("ended:         exited with status 0"), "\(info.stdout)")
     }
 
     @Test func unwritableLogPathSaysSo() async {

@@ -185,7 +185,8 @@ struct TrustTests {
         #expect(created.status == 0 && created.stderr.isEmpty, "\(created.stderr)")
         let attributes = try FileManager.default.attributesOfItem(atPath: fresh)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
-        #expect(try String(contentsOfFile: fresh, encoding: .utf8).hasPrefix("# slabguard transaction log"))
+        let header = try FileHandle(forReadingFrom: URL(fileURLWithPath: fresh)).readData(ofLength: 8)
+        #expect(String(decoding: header, as: UTF8.self) == "SLABGLOG", "the flight recorder's header")
         // A link to a file: neither followed nor replaced.
         let victim = folder.appendingPathComponent("victim").path
         try "precious\n".write(toFile: victim, atomically: false, encoding: .utf8)

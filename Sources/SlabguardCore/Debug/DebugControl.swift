@@ -70,7 +70,7 @@ extension DebugLayer {
     static func setUpExitWork() {
         let state = DebugState.shared
         let flags = state.pointee.options.flags
-        openLogFile()
+        FlightRecorder.writeMaps()
         ReportOutput.setUp()
         if state.pointee.options.hasSuppressions { state.pointee.options.withSuppressionsPath { Suppressions.load($0) } }
         if flags.contains(.audit) { TransactionLog.setUp() }
@@ -93,7 +93,7 @@ extension DebugLayer {
         // on a free list), or an overrun into a neighbour, is found now, not never.
         if !options.flags.isDisjoint(with: [.deadbeef, .redzone]) { _ = HeapVerifier.verifyAll() }
         if options.flags.contains(.leaks) { LeakFinder.run() }
-        writeLogIfRequested()
+        FlightRecorder.finish(status: status)
         let owns = sg_mutex_lock_unless_held(&state.pointee.reportMutex) != 0
         ReportOutput.writeSummary(json: options.flags.contains(.jsonReport))
         if owns { sg_mutex_unlock(&state.pointee.reportMutex) }
@@ -102,11 +102,8 @@ extension DebugLayer {
         }
     }
 
-    /// log=PATH: writes the transaction log (at exit, and before an abort).
+    /// log=PATH: the flight recorder's last words before an abort (its maps and clock).
     static func writeLogIfRequested() {
-        let state = DebugState.shared
-        guard let fd = state.pointee.logFD else { return }
-        Platform.rewind(fd)
-        TransactionLog.write(to: fd)
+        FlightRecorder.finish(status: 128 + SIGABRT)
     }
 }

@@ -54,6 +54,7 @@ struct DebugState {
     var suppressions = SuppressionsState()
     var stackDepot = StackDepotState()
     var lastSampleNanoseconds: UInt64 = 0   // sample=Nms: when the last guarded buffer was made
+    var recorder = FlightRecorder.State()   // log=PATH (Debug/FlightRecorder)
 
     var logFD: Int32? {
         get { logFDPlusOne == 0 ? nil : logFDPlusOne - 1 }
@@ -115,6 +116,7 @@ enum DebugLayer {
         let s = DebugState.shared
         s.pointee.forkTicks = AuditClock.now()
         ReportOutput.resetAfterFork()
+        FlightRecorder.detachAfterFork()
         sg_set_thread_id(0)   // the cached id is the parent's thread's
         if let m = ElfSymbols.mutexIfCreated { sg_mutex_reinit(m) }
         if let m = ModuleMap.mutexIfCreated { sg_mutex_reinit(m) }
@@ -153,6 +155,7 @@ enum DebugLayer {
         tagBytes.pointee = heapFlags.isEmpty ? 0 : layout(for: heapFlags).totalBytes
         sg_set_debug_flags(heapFlags.rawValue)
         sg_set_sampling(heapFlags.isEmpty && options.flags.contains(.sample) ? 1 : 0)
+        openLogFile()   // the flight recorder's file, before the depot and the ring that live in it
         if options.flags.contains(.audit) || options.flags.contains(.guards) || options.flags.contains(.sample) {
             StackDepot.setUp()
             StackUnwinder.warmUp()
@@ -174,10 +177,32 @@ enum DebugLayer {
         let state = DebugState.shared
         guard state.pointee.options.flags.contains(.log) else { return }
         var error: Int32 = 0
-        let fd = state.pointee.options.withLogPath { Platform.createFile($0, error: &error) }
-        if let fd {
-            state.pointee.logFD = fd
+        // The path with %p expanded, in a mapped page (no heap here).
+        guard let page = Platform.map(2 * pageSize) else { return }
+        defer { Platform.unmap(page, 2 * pageSize) }
+        state.pointee.options.withLogPath { ReportOutput.expandingPid($0, into: page, capacity: 2 * pageSize) }
+        let path = page.assumingMemoryBound(to: CChar.self)
+        // A program this one started with the same environment (same path, no %p) must not
+        // replace its parent's log while the parent runs: say so and keep none.
+        if let owner = FlightRecorder.liveOwner(ofFile: path), owner != getpid() {
+            state.pointee.options.flags.remove(.log)
+            ReportWriter.withStackBuffer(fd: 2) { w in
+                w.append("slabguard: the log file '")
+                w.append(cString: path)
+                w.append("' belongs to running process ")
+                w.append(decimal: UInt64(owner))
+                w.append("; this process keeps no log (put %p in the path for one log per process)\n")
+            }
             return
+        }
+        let fd = Platform.createFile(path, error: &error)
+        if let fd {
+            if FlightRecorder.create(fd: fd) {
+                state.pointee.logFD = fd
+                return
+            }
+            error = errno
+            Platform.close(fd)
         }
         state.pointee.options.flags.remove(.log)
         ReportWriter.withStackBuffer(fd: 2) { w in

@@ -141,7 +141,7 @@ enum Platform {
     /// when it is a regular file owned by this user and able to hold data (not /proc).
     /// Returns the descriptor, or a negative errno / one of the reasons above in `error`.
     static func createFile(_ path: UnsafePointer<CChar>, error: inout Int32) -> Int32? {
-        let fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
+        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
         guard fd >= 0 else { error = errno; return nil }
         var info = stat()
         var reason: Int32 = 0

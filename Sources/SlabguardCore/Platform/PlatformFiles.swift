@@ -74,6 +74,27 @@ extension Platform {
         _ = lseek(fd, 0, SEEK_SET)
     }
 
+    /// Sets an open file's size (the flight recorder's file: sparse, filled as it is written).
+    static func setFileSize(_ fd: Int32, _ bytes: Int) -> Bool { ftruncate(fd, off_t(bytes)) == 0 }
+
+    /// Maps `bytes` of an open file shared and writable: stores reach the file even if the
+    /// process is killed (the flight recorder).  Recorded in the mapping table.
+    static func mapFileShared(_ fd: Int32, _ bytes: Int) -> UnsafeMutableRawPointer? {
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        if p == MAP_FAILED { return nil }
+        MetadataMappings.add(p!, roundUp(bytes, pageSize))
+        return p
+    }
+
+    /// Turns a shared file mapping made by mapFileShared into a private copy in place: a
+    /// forked child's stores then stay its own (the parent's file is left alone).
+    static func privatizeFileMapping(_ p: UnsafeMutableRawPointer, _ fd: Int32, _ bytes: Int) -> Bool {
+        mmap(p, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) != MAP_FAILED
+    }
+
+    /// Whether a process `pid` exists (kill with signal 0).
+    static func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+
     /// Closes a descriptor slabguard opened.
     static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 

@@ -39,8 +39,11 @@ enum StackDepot {
     /// Reserves the storage (heap set-up, with `audit` or guards).
     static func setUp() {
         let s = state
-        guard s.pointee.words == nil,
-              let words = Platform.reserve(storageWords * 8), let buckets = Platform.reserve(bucketCount * 8) else { return }
+        guard s.pointee.words == nil else { return }
+        // With log=PATH the depot lives in the flight recorder's file, so the log has every stack.
+        let storage = FlightRecorder.stackStorage
+        guard let words = storage?.words ?? Platform.reserve(storageWords * 8),
+              let buckets = storage?.buckets ?? Platform.reserve(bucketCount * 8) else { return }
         s.pointee.used = 1   // the state starts zeroed (static storage): word 0 stays unused
         s.pointee.buckets = buckets.assumingMemoryBound(to: UInt64.self)
         s.pointee.words = words.assumingMemoryBound(to: UInt64.self)

@@ -7,8 +7,9 @@
 // skips slots being rewritten, and slots a thread claimed but never wrote.  The
 // ring holds a power of two of entries (a slot is `sequence & mask`, no divide).
 // Sequence numbers order one thread's transactions exactly; across threads
-// they are ordered to within a block, and the times order them.  `log=PATH` writes it to a file (at exit and before
-// an abort), with the module map so addresses can be symbolized later.
+// they are ordered to within a block, and the times order them.  With
+// `log=PATH` the ring is a region of the flight recorder's file
+// (Debug/FlightRecorder), written as the program runs.
 
 import CSlabguardShim
 import Glibc
@@ -33,6 +34,11 @@ enum TransactionLog {
     /// Maps the ring (heap set-up, when `audit` is on).
     static func setUp() {
         let s = state
+        if let ring = FlightRecorder.ring {   // log=PATH: in the file
+            s.pointee.capacity = ring.entries
+            s.pointee.ring = ring.memory
+            return
+        }
         s.pointee.capacity = ringBytes / entryBytes
         s.pointee.ring = Platform.map(ringBytes)
     }
@@ -45,6 +51,7 @@ enum TransactionLog {
         if next.pointee == end.pointee {
             next.pointee = sg_atomic_add_u64(&s.pointee.next, UInt64(SG_LOG_BLOCK))
             end.pointee = next.pointee &+ UInt64(SG_LOG_BLOCK)
+            FlightRecorder.sampleClock()
         }
         let index = next.pointee
         next.pointee = index &+ 1
@@ -57,53 +64,5 @@ enum TransactionLog {
         entry.storeBytes(of: UInt64(UInt(bitPattern: cache)), toByteOffset: 40, as: UInt64.self)
         entry.storeBytes(of: UInt64(audit.stackId), toByteOffset: 48, as: UInt64.self)
         sg_atomic_store_u64(entry.assumingMemoryBound(to: UInt64.self), index &+ 1)
-    }
-
-    /// Writes the module map and the log, oldest entry first, as text lines to `fd`
-    /// (the log file opened at start-up).
-    static func write(to fd: Int32) {
-        ReportWriter.withStackBuffer(fd: fd) { w in
-            w.append("# slabguard transaction log\n# modules\n")
-            w.flush()
-            ModuleMap.write(to: fd)
-            writeEntries(&w)
-        }
-    }
-
-    private static func writeEntries(_ w: inout ReportWriter) {
-        let s = state
-        guard let ring = s.pointee.ring else { return }
-        let end = sg_atomic_load_u64(&s.pointee.next)
-        let capacity = UInt64(s.pointee.capacity)
-        let start = end > capacity ? end - capacity : 0
-        w.append("# transactions (oldest first): seq kind thread time_ns buffer size cache stack\n")
-        let clock = AuditClock.Conversion()
-        var i = start
-        while i < end {
-            let entry = ring + Int(i & (capacity - 1)) * entryBytes
-            if entry.load(as: UInt64.self) == i &+ 1 {
-                let kindThread = entry.load(fromByteOffset: 8, as: UInt64.self)
-                w.append("T ")
-                w.append(decimal: UInt(i))
-                w.append(kindThread >> 32 == TransactionKind.allocation.rawValue ? " alloc " : " free ")
-                w.append(decimal: UInt(kindThread & 0xFFFF_FFFF))
-                w.append(" ")
-                w.append(decimal: UInt(clock.nanosecondsSinceStart(entry.load(fromByteOffset: 16, as: UInt64.self))))
-                w.append(" ")
-                w.append(hex: UInt(entry.load(fromByteOffset: 24, as: UInt64.self)))
-                w.append(" ")
-                w.append(decimal: UInt(entry.load(fromByteOffset: 32, as: UInt64.self)))
-                w.append(" ")
-                let cache = UnsafeMutablePointer<CacheCore>(bitPattern: UInt(entry.load(fromByteOffset: 40, as: UInt64.self)))
-                if let cache { w.append(cString: cache.namePointer) } else { w.append("?") }
-                let stack = StackDepot.frames(UInt32(truncatingIfNeeded: entry.load(fromByteOffset: 48, as: UInt64.self)))
-                for f in 0..<stack.count {
-                    w.append(f == 0 ? " " : ",")
-                    w.append(hex: stack.frames[f])
-                }
-                w.append("\n")
-            }
-            i += 1
-        }
     }
 }

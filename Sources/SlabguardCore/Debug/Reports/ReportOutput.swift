@@ -128,6 +128,22 @@ enum ReportOutput {
         return fd
     }
 
+    /// `path` with each `%p` replaced by the process id, as a C string in `page`.
+    static func expandingPid(_ path: UnsafePointer<CChar>, into page: UnsafeMutableRawPointer, capacity: Int) {
+        var w = ReportWriter(memory: page, capacity: capacity)
+        var i = 0
+        while path[i] != 0 {
+            if path[i] == 0x25, path[i + 1] == 0x70 {   // %p
+                w.append(decimal: UInt64(getpid()))
+                i += 2
+                continue
+            }
+            w.append(byte: UInt8(bitPattern: path[i]))
+            i += 1
+        }
+        _ = w.finishCString()
+    }
+
     /// In a forked child: its own counts, its own repeats (its reports name its pid).
     static func resetAfterFork() { tally.pointee = ReportTally() }
 
@@ -138,20 +154,7 @@ enum ReportOutput {
         // The expanded path (%p → pid) is built in a mapped page: no heap here.
         guard let page = Platform.map(2 * pageSize) else { return }
         defer { Platform.unmap(page, 2 * pageSize) }
-        var w = ReportWriter(memory: page, capacity: 2 * pageSize)
-        debug.pointee.options.withReportPath { path in
-            var i = 0
-            while path[i] != 0 {
-                if path[i] == 0x25, path[i + 1] == 0x70 {   // %p
-                    w.append(decimal: UInt64(getpid()))
-                    i += 2
-                    continue
-                }
-                w.append(byte: UInt8(bitPattern: path[i]))
-                i += 1
-            }
-        }
-        _ = w.finishCString()
+        debug.pointee.options.withReportPath { expandingPid($0, into: page, capacity: 2 * pageSize) }
         var error: Int32 = 0
         if let fd = Platform.createFile(page.assumingMemoryBound(to: CChar.self), error: &error) {
             debug.pointee.reportFD = fd
@@ -169,6 +172,7 @@ enum ReportOutput {
 
     /// Writes one whole report (or line) to the destination.
     static func emit(_ bytes: UnsafeRawPointer, _ count: Int) {
+        FlightRecorder.appendReport(bytes, count)
         let s = state
         if s.pointee.channelOpen && !s.pointee.toFile {
             if sendToChannel(bytes, count) { return }

@@ -375,8 +375,29 @@ enum ModuleMap {
     /// PATH is the rest of the line. file address = runtime address - BIAS. When ranges of
     /// an unloaded and a later module overlap, the later line is the current one.
     static func write(to fd: Int32) {
-        guard let st = state() else { return }
-        sg_mutex_lock(&st.pointee.mutex)
+        forEachLine(wait: true) { line, n in StackDebugSupport.writeAll(fd, line, n) }
+    }
+
+    /// The same lines into memory (the flight recorder's module region); returns the bytes
+    /// written (whole lines only, up to `capacity`).
+    /// Nothing (-1) when the map's lock is busy: this runs on the way to an abort too.
+    static func write(into memory: UnsafeMutableRawPointer, capacity: Int) -> Int {
+        var used = 0
+        guard forEachLine(wait: false, { line, n in
+            guard used + n <= capacity else { return false }
+            memcpy(memory + used, line, n)
+            used += n
+            return true
+        }) else { return -1 }
+        return used
+    }
+
+    /// Calls `body` with each module's line (see `write(to:)`) until it returns false;
+    /// false when `wait` is false and the map's lock is taken.
+    @discardableResult
+    private static func forEachLine(wait: Bool, _ body: (UnsafePointer<CChar>, Int) -> Bool) -> Bool {
+        guard let st = state() else { return false }
+        if wait { sg_mutex_lock(&st.pointee.mutex) } else if sg_mutex_trylock(&st.pointee.mutex) == 0 { return false }
         if !st.pointee.scannedOnce { _ = refreshLocked(st) }
         let line = st.pointee.line
         for i in 0..<st.pointee.count {
@@ -409,9 +430,10 @@ enum ModuleMap {
                 n += 1; k += 1
             }
             line[n] = 0x0A; n += 1
-            if !StackDebugSupport.writeAll(fd, line, n) { break }
+            if !body(UnsafePointer(line), n) { break }
         }
         sg_mutex_unlock(&st.pointee.mutex)
+        return true
     }
 
     @inline(__always)

@@ -1,0 +1,233 @@
+// The flight recorder — `log=PATH` (design §7): a binary file written as the program
+// runs, through a shared file mapping, so that whatever was recorded survives a
+// SIGKILL, an abort or the OOM killer (the kernel owns the pages).  `slabguard log`
+// reads it after the process is gone.
+//
+// The file (format version 1, little-endian; `slabguard log` checks magic, version and
+// sizes), one region after another, each at a fixed offset named in the header:
+//
+//   header       4 KiB    magic "SLABGLOG", version, pid, start times (realtime and
+//                         monotonic ns, and audit-clock ticks), the latest clock sample
+//                         (ticks, ns: converts ticks to seconds), exit state and status,
+//                         every region's offset and size, the options, the command line
+//   modules      256 KiB  the module map as text lines (ModuleMap.write), rewritten at
+//                         start, at exit and before an abort
+//   caches       256 KiB  "ADDRESS NAME" lines: each cache's record address (what a
+//                         transaction names) and its name, rewritten like the modules
+//   reports      1 MiB    every report's text, appended
+//   buckets      4 MiB    the stack depot's hash buckets  } StackDepot's own storage,
+//   stacks       64 MiB   the stack depot's words         } placed in the file
+//   ring         64 MiB   the transaction ring (TransactionLog: 64-byte entries)
+//
+// The file is sparse: untouched parts take no disk.  A forked child keeps no record (its
+// mapping is made private at the fork, so the parent's file stays the parent's); a
+// program started with the same path while the log's writer still runs keeps none
+// either and says so — `%p` in the path (the pid) gives each process its own.
+// Nothing here allocates; the regions are written lock-free (reports under the report
+// lock, modules and caches under their own locks while being read).
+
+import CSlabguardShim
+import Glibc
+
+enum FlightRecorder {
+    static let version: UInt32 = 1
+    static let headerBytes = 4096
+    static let modulesBytes = 256 << 10
+    static let cachesBytes = 256 << 10
+    static let reportsBytes = 1 << 20
+    static let ringBytes = 64 << 20
+
+    /// Header field offsets (the reader, Sources/slabguard/LogFile.swift, uses the same).
+    enum Field {
+        static let magic = 0, version = 8, headerBytes = 12, pid = 16
+        static let startRealtime = 24, startMonotonic = 32, startTicks = 40
+        static let clockTicks = 48, clockNanoseconds = 56, useTSC = 64
+        static let ringOffset = 72, ringEntries = 80, entryBytes = 88
+        static let stacksOffset = 96, stacksWords = 104, bucketsOffset = 112, bucketCount = 120
+        static let modulesOffset = 128, modulesBytes = 136, modulesUsed = 144
+        static let reportsOffset = 152, reportsBytes = 160, reportsUsed = 168
+        static let cachesOffset = 176, cachesBytes = 184, cachesUsed = 192
+        static let exited = 200, exitStatus = 208, endTicks = 216, fileBytes = 224
+        static let options = 512, optionsBytes = 1024
+        static let commandLine = 1536, commandLineBytes = 2048
+    }
+
+    struct State {
+        var base: UnsafeMutableRawPointer? = nil
+        var fileBytes = 0
+        var fd: Int32 = -1
+    }
+
+    @inline(__always) static var state: UnsafeMutablePointer<State> {
+        UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.recorder)!)
+            .assumingMemoryBound(to: State.self)
+    }
+
+    @inline(__always) static var isRecording: Bool { state.pointee.base != nil }
+
+    static var modulesOffset: Int { headerBytes }
+    static var cachesOffset: Int { modulesOffset + modulesBytes }
+    static var reportsOffset: Int { cachesOffset + cachesBytes }
+    static var bucketsOffset: Int { reportsOffset + reportsBytes }
+    static var stacksOffset: Int { bucketsOffset + StackDepot.bucketCount * 8 }
+    static var ringOffset: Int { stacksOffset + StackDepot.storageWords * 8 }
+    static var totalBytes: Int { ringOffset + ringBytes }
+
+    @inline(__always) private static func store(_ value: UInt64, at field: Int) {
+        state.pointee.base!.storeBytes(of: value, toByteOffset: field, as: UInt64.self)
+    }
+
+    /// Sizes and maps the file `fd` (just created, empty) and writes its header.  Heap
+    /// set-up, phase 1 (nothing here allocates).  False when the file cannot be sized or
+    /// mapped: the caller says so and keeps no log.
+    static func create(fd: Int32) -> Bool {
+        let bytes = totalBytes
+        guard Platform.setFileSize(fd, bytes), let base = Platform.mapFileShared(fd, bytes) else { return false }
+        let s = state
+        s.pointee.base = base
+        s.pointee.fileBytes = bytes
+        s.pointee.fd = fd
+        let magic: StaticString = "SLABGLOG"
+        memcpy(base, magic.utf8Start, 8)
+        base.storeBytes(of: version, toByteOffset: Field.version, as: UInt32.self)
+        base.storeBytes(of: UInt32(headerBytes), toByteOffset: Field.headerBytes, as: UInt32.self)
+        store(UInt64(getpid()), at: Field.pid)
+        var realtime = timespec()
+        clock_gettime(CLOCK_REALTIME, &realtime)
+        store(UInt64(realtime.tv_sec) &* 1_000_000_000 &+ UInt64(realtime.tv_nsec), at: Field.startRealtime)
+        let clock = AuditClock.state.pointee
+        store(clock.startNanoseconds, at: Field.startMonotonic)
+        store(clock.startTicks, at: Field.startTicks)
+        store(clock.useTSC ? 1 : 0, at: Field.useTSC)
+        sampleClock()
+        store(UInt64(ringOffset), at: Field.ringOffset)
+        store(UInt64(ringBytes / TransactionLog.entryBytes), at: Field.ringEntries)
+        store(UInt64(TransactionLog.entryBytes), at: Field.entryBytes)
+        store(UInt64(stacksOffset), at: Field.stacksOffset)
+        store(UInt64(StackDepot.storageWords), at: Field.stacksWords)
+        store(UInt64(bucketsOffset), at: Field.bucketsOffset)
+        store(UInt64(StackDepot.bucketCount), at: Field.bucketCount)
+        store(UInt64(modulesOffset), at: Field.modulesOffset)
+        store(UInt64(modulesBytes), at: Field.modulesBytes)
+        store(UInt64(reportsOffset), at: Field.reportsOffset)
+        store(UInt64(reportsBytes), at: Field.reportsBytes)
+        store(UInt64(cachesOffset), at: Field.cachesOffset)
+        store(UInt64(cachesBytes), at: Field.cachesBytes)
+        store(UInt64(bytes), at: Field.fileBytes)
+        _ = DebugState.shared.pointee.options.render(into: (base + Field.options).assumingMemoryBound(to: CChar.self),
+                                                     capacity: Field.optionsBytes)
+        writeCommandLine(into: base + Field.commandLine, capacity: Field.commandLineBytes - 1)
+        return true
+    }
+
+    /// The region for the stack depot's buckets and words, and the transaction ring.
+    static var stackStorage: (buckets: UnsafeMutableRawPointer, words: UnsafeMutableRawPointer)? {
+        guard let base = state.pointee.base else { return nil }
+        return (base + bucketsOffset, base + stacksOffset)
+    }
+
+    static var ring: (memory: UnsafeMutableRawPointer, entries: Int)? {
+        guard let base = state.pointee.base else { return nil }
+        return (base + ringOffset, ringBytes / TransactionLog.entryBytes)
+    }
+
+    /// Records the current (ticks, nanoseconds) pair: the reader's rate for turning
+    /// ticks into seconds.  Called per transaction block, per report and at exit.
+    static func sampleClock() {
+        guard isRecording else { return }
+        let clock = AuditClock.state.pointee
+        let ns = AuditClock.monotonicNanoseconds()
+        store(clock.useTSC ? sg_rdtsc() : ns, at: Field.clockTicks)
+        store(ns, at: Field.clockNanoseconds)
+    }
+
+    /// Rewrites the module map and the cache table (start, exit, before an abort).  Each is
+    /// skipped when its lock is busy (on the way to an abort this thread may hold one):
+    /// the previous copy stays.
+    static func writeMaps() {
+        guard let base = state.pointee.base else { return }
+        // In place, the used count set to 0 first: a reader of a file whose process died
+        // meanwhile sees no map rather than half of one.
+        let modulesBefore = base.load(fromByteOffset: Field.modulesUsed, as: UInt64.self)
+        store(0, at: Field.modulesUsed)
+        let modules = ModuleMap.write(into: base + modulesOffset, capacity: modulesBytes)
+        store(modules >= 0 ? UInt64(modules) : modulesBefore, at: Field.modulesUsed)
+        let cachesBefore = base.load(fromByteOffset: Field.cachesUsed, as: UInt64.self)
+        store(0, at: Field.cachesUsed)
+        let caches = CacheNames.write(into: base + cachesOffset, capacity: cachesBytes)
+        store(caches >= 0 ? UInt64(caches) : cachesBefore, at: Field.cachesUsed)
+    }
+
+    /// Appends one report's text (report lock held).
+    static func appendReport(_ bytes: UnsafeRawPointer, _ count: Int) {
+        guard let base = state.pointee.base else { return }
+        let used = Int(base.load(fromByteOffset: Field.reportsUsed, as: UInt64.self))
+        guard used + count <= reportsBytes else { return }
+        memcpy(base + reportsOffset + used, bytes, count)
+        store(UInt64(used + count), at: Field.reportsUsed)
+        sampleClock()
+    }
+
+    /// The process is exiting with `status`: the last clock sample and the maps.
+    static func finish(status: Int32) {
+        guard isRecording else { return }
+        writeMaps()
+        sampleClock()
+        store(AuditClock.now(), at: Field.endTicks)
+        store(UInt64(bitPattern: Int64(status)), at: Field.exitStatus)
+        store(1, at: Field.exited)
+    }
+
+    /// The pid recorded in the log at `path` when that file is a flight recorder of a
+    /// process still running, else nil.
+    static func liveOwner(ofFile path: UnsafePointer<CChar>) -> Int32? {
+        var header = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        let n = withUnsafeMutableBytes(of: &header) { Platform.readFile(path, into: $0.baseAddress!, capacity: 32) }
+        guard let n, n >= 24 else { return nil }
+        let magic: StaticString = "SLABGLOG"
+        var expected: UInt64 = 0
+        memcpy(&expected, magic.utf8Start, 8)
+        guard header.0 == expected, header.2 != 0, let pid = Int32(exactly: header.2),
+              Platform.processExists(pid) else { return nil }
+        return pid
+    }
+
+    /// In a forked child: the mapping becomes private, so nothing the child does reaches
+    /// the parent's file.
+    static func detachAfterFork() {
+        let s = state
+        guard let base = s.pointee.base else { return }
+        _ = Platform.privatizeFileMapping(base, s.pointee.fd, s.pointee.fileBytes)
+    }
+
+    private static func writeCommandLine(into out: UnsafeMutableRawPointer, capacity: Int) {
+        let path: StaticString = "/proc/self/cmdline"
+        guard let n = Platform.readFile(UnsafeRawPointer(path.utf8Start).assumingMemoryBound(to: CChar.self),
+                                        into: out, capacity: capacity), n > 0 else { return }
+        let bytes = out.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<(n - 1) where bytes[i] == 0 { bytes[i] = 0x20 }
+        bytes[n - 1] = 0
+    }
+}
+
+/// "ADDRESS NAME" lines for every cache (the flight recorder's cache table).
+enum CacheNames {
+    /// Bytes written, or -1 when the registry's lock is busy.
+    static func write(into memory: UnsafeMutableRawPointer, capacity: Int) -> Int {
+        var used = 0
+        guard CacheRegistry.lock.tryLock() else { return -1 }
+        var c = CacheRegistry.shared.pointee.first
+        while let cache = c {
+            var line = ReportWriter(memory: memory + used, capacity: max(0, capacity - used))
+            line.append(hex: UInt(bitPattern: cache))
+            line.append(" ")
+            line.append(cString: cache.namePointer)
+            line.append("\n")
+            guard line.totalBytes < capacity - used else { break }
+            used += line.count
+            c = cache.pointee.nextCache
+        }
+        CacheRegistry.lock.unlock()
+        return used
+    }
+}

@@ -1,0 +1,154 @@
+// Reading a flight recorder file (`log=PATH`; the writer and the format are
+// Sources/SlabguardCore/Debug/FlightRecorder/FlightRecorder.swift): the header, the
+// module map, the cache names, the reports, the stack depot and the transaction ring.
+// The file is mapped read-only; every offset is checked against its size.
+
+import Glibc
+
+struct LogError: Error {
+    var message: String
+}
+
+struct LogFile {
+    struct Module {
+        var start: UInt, end: UInt, bias: UInt
+        var buildId: String
+        var path: String
+    }
+
+    struct Transaction {
+        var sequence: UInt64
+        var isFree: Bool
+        var thread: UInt32
+        var ticks: UInt64
+        var buffer: UInt
+        var size: Int
+        var cache: UInt
+        var stackId: UInt32
+    }
+
+    static let readableVersion: UInt32 = 1
+
+    let path: String
+    private let base: UnsafeRawPointer
+    let size: Int
+
+    init(path: String) throws(LogError) {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw LogError(message: "cannot read '\(path)': \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw LogError(message: "'\(path)' is not a regular file, so not a slabguard log")
+        }
+        size = Int(info.st_size)
+        guard size >= 8, let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw LogError(message: "'\(path)' is not a slabguard log (it is empty or cannot be mapped)")
+        }
+        base = UnsafeRawPointer(p)
+        guard Array(UnsafeRawBufferPointer(start: base, count: 8)) == Array("SLABGLOG".utf8) else {
+            throw LogError(message: "'\(path)' is not a slabguard log (no SLABGLOG header; logs are written with log=PATH or --log PATH)")
+        }
+        guard size >= 4096 else { throw LogError(message: "'\(path)' is truncated: \(size) bytes, not even its 4096-byte header") }
+        let version = base.load(fromByteOffset: 8, as: UInt32.self)
+        guard version <= LogFile.readableVersion else {
+            throw LogError(message: "'\(path)' was written by a newer slabguard (log format \(version)); this one reads format \(LogFile.readableVersion)")
+        }
+        let expected = Int(u64(224))
+        guard expected == size else { throw LogError(message: "'\(path)' is truncated: \(size) of its \(expected) bytes") }
+        for (offset, bytes) in [(72, 0), (96, 0), (112, 0), (128, 136), (152, 160), (176, 184)] {
+            let start = Int(u64(offset))
+            let length = bytes == 0 ? 0 : Int(u64(bytes))
+            guard start >= 4096, start + length <= size else { throw LogError(message: "'\(path)' is damaged: a region lies outside the file") }
+        }
+    }
+
+    func u64(_ offset: Int) -> UInt64 { base.load(fromByteOffset: offset, as: UInt64.self) }
+
+    private func text(at offset: Int, count: Int) -> String {
+        String(decoding: UnsafeRawBufferPointer(start: base + offset, count: max(0, min(count, size - offset))), as: UTF8.self)
+    }
+
+    private func cString(at offset: Int, capacity: Int) -> String {
+        let bytes = UnsafeRawBufferPointer(start: base + offset, count: capacity)
+        return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    var pid: Int { Int(u64(16)) }
+    var options: String { cString(at: 512, capacity: 1024) }
+    var commandLine: String { cString(at: 1536, capacity: 2048) }
+    var startRealtimeSeconds: Int { Int(u64(24) / 1_000_000_000) }
+    var exited: Bool { u64(200) == 1 }
+    var exitStatus: Int { Int(Int64(bitPattern: u64(208))) }
+    var reports: String { text(at: Int(u64(152)), count: Int(u64(168))) }
+
+    var modules: [Module] {
+        text(at: Int(u64(128)), count: Int(u64(144))).split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ", maxSplits: 4)
+            guard fields.count == 5, let start = UInt(fields[0], radix: 16), let end = UInt(fields[1], radix: 16),
+                  let bias = UInt(fields[2], radix: 16) else { return nil }
+            return Module(start: start, end: end, bias: bias, buildId: String(fields[3]), path: String(fields[4]))
+        }
+    }
+
+    var cacheNames: [UInt: String] {
+        var names: [UInt: String] = [:]
+        for line in text(at: Int(u64(176)), count: Int(u64(192))).split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 1)
+            if fields.count == 2, let address = UInt(fields[0].dropFirst(2), radix: 16) { names[address] = String(fields[1]) }
+        }
+        return names
+    }
+
+    /// Every complete transaction in the ring, oldest first.
+    var transactions: [Transaction] {
+        let ring = Int(u64(72)), entries = Int(u64(80)), entryBytes = Int(u64(88))
+        guard entryBytes >= 56, ring + entries * entryBytes <= size else { return [] }
+        var found: [Transaction] = []
+        for slot in 0..<entries {
+            let e = ring + slot * entryBytes
+            let sequence = u64(e)
+            // A slot holds transaction `sequence - 1`; 0 is never written or being rewritten.
+            guard sequence != 0, Int((sequence - 1) & UInt64(entries - 1)) == slot else { continue }
+            let kindThread = u64(e + 8)
+            found.append(Transaction(sequence: sequence, isFree: kindThread >> 32 == 2, thread: UInt32(truncatingIfNeeded: kindThread),
+                                     ticks: u64(e + 16), buffer: UInt(u64(e + 24)), size: Int(u64(e + 32)),
+                                     cache: UInt(u64(e + 40)), stackId: UInt32(truncatingIfNeeded: u64(e + 48))))
+        }
+        return found.sorted { $0.ticks != $1.ticks ? $0.ticks < $1.ticks : $0.sequence < $1.sequence }
+    }
+
+    /// The frames of stack `id`.
+    func stack(_ id: UInt32) -> [UInt] {
+        let words = Int(u64(96)), count = Int(u64(104))
+        guard id != 0, Int(id) + 2 <= count, words + (Int(id) + 2) * 8 <= size else { return [] }
+        let record = words + Int(id) * 8
+        let depth = min(Int(u64(record + 8)), 64)
+        guard record + (2 + depth) * 8 <= size else { return [] }
+        return (0..<depth).map { UInt(u64(record + 16 + 8 * $0)) }
+    }
+
+    /// Seconds between two audit-clock times, by the rate the file's clock samples give.
+    func seconds(from earlier: UInt64, to later: UInt64) -> Double {
+        let startTicks = u64(40), startNs = u64(32), sampleTicks = u64(48), sampleNs = u64(56)
+        let ticks = Double(later &- earlier)
+        guard u64(64) == 1 else { return ticks / 1e9 }   // ticks are nanoseconds
+        guard sampleTicks > startTicks, sampleNs > startNs else { return 0 }
+        return ticks * Double(sampleNs - startNs) / Double(sampleTicks - startTicks) / 1e9
+    }
+
+    /// Frame lines for `frames` (`    #N 0xADDR (MODULE+0xOFF)`), symbolized offline from the
+    /// module map's files (ReportSymbolizer: function, file:line where debug info exists).
+    func frameLines(_ frames: [UInt], indent: String = "    ") -> [String] {
+        let modules = self.modules
+        let lines = frames.enumerated().map { index, pc -> String in
+            var line = "\(indent)#\(index) 0x" + String(pc, radix: 16)
+            if let m = modules.last(where: { $0.start <= pc && pc < $0.end }) {
+                line += " (\(m.path)+0x" + String(pc - m.bias, radix: 16) + ")"
+            }
+            return line
+        }
+        return ReportSymbolizer.rewrite(lines)
+    }
+}

@@ -1,0 +1,133 @@
+// The flight recorder (log=PATH, written as the program runs) read back with
+// `slabguard log` (design §7): after an abort, after a SIGKILL, and the bad-file cases.
+// Programs: Tests/Integration/bugs/double_free.c, Tests/Integration/log/killed.c.
+
+import Foundation
+import Testing
+
+@Suite("Flight recorder and slabguard log", .timeLimit(.minutes(5)))
+struct LogCommandTests {
+    static let logSources = ReleaseBuild.integrationSources.appendingPathComponent("log")
+
+    static func log(_ arguments: [String]) throws -> Subprocess.Outcome {
+        try Subprocess.run(try ReleaseBuild.cli(), ["log"] + arguments, timeout: 120)
+    }
+
+    /// double_free under `slabguard run --log`: the run aborts at the second free.
+    static func crashedLog(in folder: URL) throws -> (log: String, report: String) {
+        let program = try BugCorpusTests.compile("double_free", into: folder)
+        let path = folder.appendingPathComponent("run.log").path
+        let result = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", path, "--", program],
+                                        directory: folder.path, timeout: 120)
+        #expect(result.status == 134, "stderr: \(result.stderr)")
+        return (path, result.stderr)
+    }
+
+    @Test func aCrashedRunAnswersInfoAndKmalog() throws {
+        let folder = try Subprocess.temporaryFolder("log-crash")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (path, report) = try Self.crashedLog(in: folder)
+        let info = try Self.log(["info", path])
+        #expect(info.status == 0, "\(info.stderr)")
+        #expect(info.stdout.contains("ended:         killed by signal 6"), "\(info.stdout)")
+        #expect(info.stdout.contains("  slabguard: duplicate free: buffer freed twice"), "\(info.stdout)")
+        #expect(info.stdout.contains("double_free"), "the command line: \(info.stdout)")
+
+        // The buffer the report names: its transactions, newest first, symbolized offline.
+        let buffer = try #require(report.firstMatch(of: /buffer (0x[0-9a-f]+), cache/)?.output.1)
+        let inside = "0x" + String(UInt(buffer.dropFirst(2), radix: 16)! + 8, radix: 16)
+        let kmalog = try Self.log(["kmalog", path, inside])
+        #expect(kmalog.status == 0, "\(kmalog.stderr)")
+        let headers = kmalog.stdout.split(separator: "\n").filter { $0.hasPrefix("T-") }
+        #expect(headers.count == 2, "\(kmalog.stdout)")
+        #expect(headers.first?.contains("free  buffer \(buffer) size 48 cache sg_alloc_48") == true, "\(kmalog.stdout)")
+        #expect(headers.last?.contains("alloc buffer \(buffer) size 48") == true, "\(kmalog.stdout)")
+        #expect(kmalog.stdout.contains("release_twice") && kmalog.stdout.contains("double_free.c:"), "\(kmalog.stdout)")
+
+        let unique = try Self.log(["kmalog", path, inside, "--unique"])
+        #expect(unique.stdout.contains("1 free\n") && unique.stdout.contains("1 alloc\n"), "\(unique.stdout)")
+        let json = try Self.log(["kmalog", path, inside, "--json"])
+        let lines = json.stdout.split(separator: "\n")
+        #expect(lines.count == 2 && lines.allSatisfy { $0.hasPrefix("{\"ago\":\"T-") && $0.hasSuffix("]}") }, "\(json.stdout)")
+        let infoJSON = try Self.log(["info", path, "--json"])
+        #expect(infoJSON.stdout.hasPrefix("{\"program\":") && infoJSON.stdout.contains("\"status\":134"), "\(infoJSON.stdout)")
+    }
+
+    @Test func aProcessKilledWithSIGKILLLeavesALogThatAnswers() throws {
+        let folder = try Subprocess.temporaryFolder("log-kill")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // -O0: at -O2 the one-line helpers become tail calls and leave no frame.
+        let program = folder.appendingPathComponent("killed").path
+        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
+                                    ["-O0", "-g", "-o", program, Self.logSources.appendingPathComponent("killed.c").path])
+        try #require(cc.status == 0, "cc killed.c: \(cc.stderr)")
+        let path = folder.appendingPathComponent("killed.log").path
+        // Only the program runs on slabguard (the shell, grep and sleep would each write the log).
+        let script = "env LD_PRELOAD=\"$1\" SLABGUARD_DEBUG=\"default,log=$2\" \"$0\" > out & p=$!; n=0; "
+            + "until grep -q ready out 2>/dev/null; do sleep 0.05; n=$((n+1)); [ $n -gt 400 ] && exit 3; done; "
+            + "kill -9 $p; wait $p; echo status $?"
+        let run = try Subprocess.run("/bin/sh", ["-c", script, program, try ReleaseBuild.library(), path],
+                                     directory: folder.path, timeout: 120)
+        #expect(run.stdout.contains("status 137"), "stdout: \(run.stdout) stderr: \(run.stderr)")
+
+        let info = try Self.log(["info", path])
+        #expect(info.status == 0, "\(info.stderr)")
+        #expect(info.stdout.contains("ended:         did not exit: last transaction at "), "\(info.stdout)")
+        let count = info.stdout.firstMatch(of: /transactions:  (\d+) in the ring/).flatMap { Int($0.output.1) } ?? 0
+        #expect(count > 100_000, "\(info.stdout)")
+        let unique = try Self.log(["kmalog", path, "--unique"])
+        #expect(unique.stdout.contains("make_record") && unique.stdout.contains("drop_record"), "\(unique.stdout)")
+        #expect(unique.stdout.contains("killed.c:"), "\(unique.stdout)")
+    }
+
+    /// A program started by a logging program, with the same environment: without %p it
+    /// leaves its parent's log alone and says so; with %p each process writes its own.
+    @Test func childProcessesDoNotReplaceTheParentsLog() throws {
+        let folder = try Subprocess.temporaryFolder("log-children")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var environment = Subprocess.cleanEnvironment()
+        environment["LD_PRELOAD"] = try ReleaseBuild.library()
+        let shared = folder.appendingPathComponent("shared.log").path
+        environment["SLABGUARD_DEBUG"] = "audit,log=\(shared)"
+        let one = try Subprocess.run("/bin/sh", ["-c", "/bin/true; /bin/true; echo done"], environment: environment, timeout: 120)
+        #expect(one.stdout == "done\n" && one.status == 0, "\(one.stderr)")
+        #expect(one.stderr.contains("belongs to running process") && one.stderr.contains("put %p in the path"), "\(one.stderr)")
+        let info = try Self.log(["info", shared])
+        #expect(info.stdout.contains("program:       /bin/sh -c"), "the shell's log survived: \(info.stdout)")
+
+        environment["SLABGUARD_DEBUG"] = "audit,log=\(folder.path)/each.%p.log"
+        let two = try Subprocess.run("/bin/sh", ["-c", "/bin/true; echo done"], environment: environment, timeout: 120)
+        #expect(two.stdout == "done\n" && two.stderr.isEmpty, "\(two.stderr)")
+        let logs = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix("each.") }
+        #expect(logs.count == 2, "\(logs)")
+        let programs = try logs.map { try Self.log(["info", folder.appendingPathComponent($0).path]).stdout }
+        #expect(programs.contains { $0.contains("program:       /bin/true") } && programs.contains { $0.contains("program:       /bin/sh") }, "\(programs)")
+    }
+
+    @Test func badFilesAreOneLineAndStatusTwo() throws {
+        let folder = try Subprocess.temporaryFolder("log-bad")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (path, _) = try Self.crashedLog(in: folder)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+
+        let notALog = folder.appendingPathComponent("not-a-log").path
+        try Data("hello\n".utf8).write(to: URL(fileURLWithPath: notALog))
+        let truncated = folder.appendingPathComponent("truncated.log").path
+        try data.prefix(100_000).write(to: URL(fileURLWithPath: truncated))
+        let newer = folder.appendingPathComponent("newer.log").path
+        var bumped = data
+        bumped[8] = 9   // format version 9
+        try bumped.write(to: URL(fileURLWithPath: newer))
+
+        for (file, message) in [(notALog, "is not a slabguard log"), (truncated, "is truncated: 100000 of its"),
+                                (newer, "was written by a newer slabguard (log format 9)"),
+                                (folder.appendingPathComponent("missing").path, "cannot read")] {
+            let result = try Self.log(["info", file])
+            #expect(result.status == 2, "\(file): \(result.stdout) \(result.stderr)")
+            #expect(result.stderr.hasPrefix("slabguard: ") && result.stderr.contains(message)
+                    && result.stderr.split(separator: "\n").count == 1, "\(file): \(result.stderr)")
+        }
+        let absent = try Self.log(["kmalog", path, "0x1234"])
+        #expect(absent.status == 0 && absent.stdout == "no transactions for 0x1234\n", "\(absent.stdout) \(absent.stderr)")
+    }
+}
