@@ -7,6 +7,15 @@
 //                                        before the last one; with ADDR only those on the
 //                                        buffer holding ADDR; --unique: the distinct call
 //                                        sites with their counts, rarest first
+//   slabguard log whatis FILE ADDR       what ADDR is at the end of the log: inside which
+//                                        buffer (offset, cache, allocated or free, its last
+//                                        allocation and free), or inside which library
+//   slabguard log findleaks FILE         buffers never freed: the run's own exit check's
+//                                        leak reports when it made one, else the buffers
+//                                        the ring shows allocated and not freed, grouped
+//                                        by allocation stack, largest first
+//   slabguard log kmastat FILE           per-cache statistics at the end (the table the
+//                                        run wrote at exit, else counts from the ring)
 //
 // Every subcommand takes --json (one JSON object per line).  A file that is not a
 // slabguard log, is truncated or was written by a newer format: one line, status 2.
@@ -18,8 +27,18 @@ struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Answer post-mortem questions from a flight recorder file (log=PATH, run --log PATH).",
-        subcommands: [LogInfo.self, LogKmalog.self]
+        subcommands: [LogInfo.self, LogKmalog.self, LogWhatis.self, LogFindleaks.self, LogKmastat.self]
     )
+}
+
+/// An address argument (0x... or hex digits), or the process ends with one line, status 2.
+func parseAddress(_ text: String) -> UInt {
+    let digits = text.hasPrefix("0x") || text.hasPrefix("0X") ? String(text.dropFirst(2)) : text
+    guard let a = UInt(digits, radix: 16) else {
+        printError("'\(text)' is not an address (0x followed by hex digits)")
+        Glibc.exit(2)
+    }
+    return a
 }
 
 /// Opens the log or ends the process with its one-line error and status 2.
@@ -93,15 +112,7 @@ struct LogKmalog: ParsableCommand {
 
     func run() throws {
         let log = openLog(file)
-        var address: UInt? = nil
-        if let text = self.address {
-            let digits = text.hasPrefix("0x") || text.hasPrefix("0X") ? String(text.dropFirst(2)) : text
-            guard let a = UInt(digits, radix: 16) else {
-                printError("'\(text)' is not an address (0x followed by hex digits)")
-                Glibc.exit(2)
-            }
-            address = a
-        }
+        let address = self.address.map(parseAddress)
         let all = log.transactions
         guard let last = all.last else { print("no transactions in \(file)"); return }
         var chosen = all.reversed().filter { t in
@@ -152,7 +163,130 @@ struct LogKmalog: ParsableCommand {
     }
 }
 
+struct LogWhatis: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "whatis", abstract: "What an address is at the end of the log (::whatis).")
+    @Argument(help: "The log file.") var file: String
+    @Argument(help: "The address (0x...).") var address: String
+    @Flag(help: "One JSON object.") var json = false
+
+    func run() throws {
+        let log = openLog(file)
+        let a = parseAddress(address)
+        let hex = "0x" + String(a, radix: 16)
+        let all = log.transactions
+        // The buffer's newest transaction decides its state at the end.
+        if let newest = all.last(where: { $0.buffer <= a && a < $0.buffer + UInt(max($0.size, 1)) }) {
+            let cache = log.cacheNames[newest.cache] ?? "?"
+            let offset = a - newest.buffer
+            let state = newest.isFree ? "free" : "allocated"
+            let lastAlloc = all.last { !$0.isFree && $0.buffer == newest.buffer && $0.ticks <= newest.ticks }
+            let lastFree = newest.isFree ? newest : nil
+            if json {
+                print("{\"address\":\"\(hex)\",\"buffer\":\"0x\(String(newest.buffer, radix: 16))\",\"offset\":\(offset),"
+                      + "\"size\":\(newest.size),\"cache\":\(jsonString(cache)),\"state\":\"\(state)\"}")
+                return
+            }
+            print("\(hex) is 0x\(String(offset, radix: 16)) bytes into buffer 0x\(String(newest.buffer, radix: 16)) "
+                  + "(size \(newest.size), cache \(cache)), \(state) at the end of the log")
+            let last = all.last!.ticks
+            for (label, t) in [("last freed", lastFree), ("allocated", lastAlloc)] {
+                guard let t else { continue }
+                print("  \(label) by thread \(t.thread) at T-\(format(log.seconds(from: t.ticks, to: last), digits: 6)):")
+                for f in log.frameLines(log.stack(t.stackId)) { print(f) }
+            }
+            return
+        }
+        if let module = log.modules.last(where: { $0.start <= a && a < $0.end }) {
+            let frame = log.frameLines([a + 1])[0]   // frame lines look up return address - 1
+            let name = frame.firstMatch(of: /#0 0x[0-9a-f]+ (.*)$/).map { String($0.output.1) } ?? module.path
+            if json {
+                print("{\"address\":\"\(hex)\",\"module\":\(jsonString(module.path)),\"offset\":\(a - module.bias),\"where\":\(jsonString(name))}")
+            } else {
+                print("\(hex) is in \(module.path) at +0x\(String(a - module.bias, radix: 16)): \(name)")
+            }
+            return
+        }
+        print(json ? "{\"address\":\"\(hex)\",\"unknown\":true}" : "\(hex) is not in any buffer or library the log knows")
+    }
+}
+
+struct LogFindleaks: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "findleaks", abstract: "Buffers never freed (::findleaks).")
+    @Argument(help: "The log file.") var file: String
+    @Flag(help: "One JSON object per group.") var json = false
+
+    func run() throws {
+        let log = openLog(file)
+        // The run's own exit check knew reachability: its reports are the answer.
+        let reports = log.reports.components(separatedBy: "\n\n").filter { $0.hasPrefix("slabguard: leak: ") }
+        if !reports.isEmpty && !json {
+            print("the run's leak check at exit (unreachable buffers only):")
+            for r in reports { print(r + "\n") }
+            return
+        }
+        var live: [UInt: LogFile.Transaction] = [:]
+        for t in log.transactions {
+            if t.isFree { live[t.buffer] = nil } else { live[t.buffer] = t }
+        }
+        var groups: [UInt32: (count: Int, bytes: Int)] = [:]
+        for t in live.values { groups[t.stackId, default: (0, 0)].count += 1; groups[t.stackId]!.bytes += t.size }
+        let sorted = groups.sorted { $0.value.bytes != $1.value.bytes ? $0.value.bytes > $1.value.bytes : $0.key < $1.key }
+        if !json {
+            print("buffers allocated and not freed by the end of the log, by allocation stack "
+                  + "(reachable ones included: the run made no exit check\(log.exited ? " with leaks" : ", it did not exit"))")
+        }
+        for (stack, g) in sorted {
+            let frames = log.frameLines(log.stack(stack))
+            if json {
+                print("{\"buffers\":\(g.count),\"bytes\":\(g.bytes),\"stack\":[" + frames.map { jsonString($0.trimmingLeadingSpaces) }.joined(separator: ",") + "]}")
+            } else {
+                print("\(g.count) buffers, \(g.bytes) bytes, allocated at:")
+                for f in frames { print(f) }
+            }
+        }
+    }
+}
+
+struct LogKmastat: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "kmastat", abstract: "Per-cache statistics at the end (::kmastat).")
+    @Argument(help: "The log file.") var file: String
+    @Flag(help: "One JSON object per cache.") var json = false
+
+    func run() throws {
+        let log = openLog(file)
+        let table = log.statistics
+        if !table.isEmpty {
+            if !json { print(table, terminator: ""); return }
+            for line in table.split(separator: "\n").dropFirst() {
+                let f = line.split(separator: " ")
+                guard f.count == 7, let size = Int(f[1]) else { continue }
+                print("{\"cache\":\(jsonString(String(f[0]))),\"buffer_size\":\(size),\"in_use\":\(f[2]),\"total\":\(f[3]),"
+                      + "\"memory\":\(f[4]),\"allocations\":\(f[5]),\"failures\":\(f[6])}")
+            }
+            return
+        }
+        // The process did not exit: what the ring shows.
+        let names = log.cacheNames
+        var rows: [String: (allocs: Int, frees: Int, bytes: Int)] = [:]
+        for t in log.transactions {
+            let name = names[t.cache] ?? "?"
+            if t.isFree { rows[name, default: (0, 0, 0)].frees += 1; rows[name]!.bytes -= t.size }
+            else { rows[name, default: (0, 0, 0)].allocs += 1; rows[name]!.bytes += t.size }
+        }
+        if !json { print("the process did not exit: counts from the \(log.transactions.count) transactions in the ring\ncache                          allocs    frees") }
+        for (name, r) in rows.sorted(by: { $0.key < $1.key }) {
+            if json {
+                print("{\"cache\":\(jsonString(name)),\"allocations\":\(r.allocs),\"frees\":\(r.frees)}")
+            } else {
+                print(name.padding(30) + String(r.allocs).leftPadded(9) + String(r.frees).leftPadded(9))
+            }
+        }
+    }
+}
+
 extension String {
+    func padding(_ width: Int) -> String { count >= width ? self + " " : self + String(repeating: " ", count: width - count) }
+    func leftPadded(_ width: Int) -> String { count >= width ? " " + self : String(repeating: " ", count: width - count) + self }
     var trimmingLeadingSpaces: String { String(drop { $0 == " " }) }
 }
 

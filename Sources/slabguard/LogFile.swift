@@ -82,6 +82,8 @@ struct LogFile {
     var exited: Bool { u64(200) == 1 }
     var exitStatus: Int { Int(Int64(bitPattern: u64(208))) }
     var reports: String { text(at: Int(u64(152)), count: Int(u64(168))) }
+    /// The ::kmastat table written at exit ("" when the process did not exit).
+    var statistics: String { u64(232) >= 4096 ? text(at: Int(u64(232)), count: Int(min(u64(248), u64(240)))) : "" }
 
     var modules: [Module] {
         text(at: Int(u64(128)), count: Int(u64(144))).split(separator: "\n").compactMap { line in

@@ -51,6 +51,34 @@ struct LogCommandTests {
         #expect(lines.count == 2 && lines.allSatisfy { $0.hasPrefix("{\"ago\":\"T-") && $0.hasSuffix("]}") }, "\(json.stdout)")
         let infoJSON = try Self.log(["info", path, "--json"])
         #expect(infoJSON.stdout.hasPrefix("{\"program\":") && infoJSON.stdout.contains("\"status\":134"), "\(infoJSON.stdout)")
+
+        // whatis: a heap address, then a code address from a stack.
+        let whatis = try Self.log(["whatis", path, inside])
+        #expect(whatis.stdout.hasPrefix("\(inside) is 0x8 bytes into buffer \(buffer) (size 48, cache sg_alloc_48), free at the end of the log"),
+                "\(whatis.stdout)")
+        #expect(whatis.stdout.contains("  last freed by thread") && whatis.stdout.contains("  allocated by thread"), "\(whatis.stdout)")
+        let code = try #require(kmalog.stdout.firstMatch(of: /#0 (0x[0-9a-f]+) release_twice/)?.output.1)
+        let inCode = try Self.log(["whatis", path, String(code)])
+        #expect(inCode.stdout.contains(" is in ") && inCode.stdout.contains("/double_free at +0x") && inCode.stdout.contains("release_twice"),
+                "\(inCode.stdout)")
+        // kmastat: the table the run wrote on its way to the abort.
+        let kmastat = try Self.log(["kmastat", path])
+        #expect(kmastat.stdout.hasPrefix("cache ") && kmastat.stdout.contains("\nsg_alloc_48 "), "\(kmastat.stdout)")
+    }
+
+    /// findleaks after a run whose exit check found leaks: that check's reports (it knew
+    /// which buffers were unreachable).
+    @Test func findleaksGivesTheRunsOwnLeakCheck() throws {
+        let folder = try Subprocess.temporaryFolder("log-leaks")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try BugCorpusTests.compile("leak", into: folder)
+        let path = folder.appendingPathComponent("leak.log").path
+        let result = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", path, "--", program], directory: folder.path, timeout: 120)
+        #expect(result.status == 1, "\(result.stderr)")
+        let leaks = try Self.log(["findleaks", path])
+        #expect(leaks.stdout.hasPrefix("the run's leak check at exit (unreachable buffers only):\nslabguard: leak: 8 buffers, 800 bytes not freed"),
+                "\(leaks.stdout)")
+        #expect(leaks.stdout.contains("leak_buffer"), "\(leaks.stdout)")
     }
 
     @Test func aProcessKilledWithSIGKILLLeavesALogThatAnswers() throws {
@@ -78,6 +106,11 @@ struct LogCommandTests {
         let unique = try Self.log(["kmalog", path, "--unique"])
         #expect(unique.stdout.contains("make_record") && unique.stdout.contains("drop_record"), "\(unique.stdout)")
         #expect(unique.stdout.contains("killed.c:"), "\(unique.stdout)")
+        // What is live at the end: the 64 records of the program's ring.
+        let leaks = try Self.log(["findleaks", path])
+        #expect(leaks.stdout.contains("it did not exit") && leaks.stdout.contains("\n64 buffers, "), "\(leaks.stdout)")
+        let kmastat = try Self.log(["kmastat", path])
+        #expect(kmastat.stdout.hasPrefix("the process did not exit: counts from the "), "\(kmastat.stdout)")
     }
 
     /// A program started by a logging program, with the same environment: without %p it

@@ -92,6 +92,12 @@ extension Platform {
         mmap(p, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) != MAP_FAILED
     }
 
+    /// Moves a descriptor's file position to `offset`.
+    static func seek(_ fd: Int32, to offset: Int) -> Bool { lseek(fd, off_t(offset), SEEK_SET) == off_t(offset) }
+
+    /// A descriptor's file position (-1 when it has none).
+    static func position(_ fd: Int32) -> Int { Int(lseek(fd, 0, SEEK_CUR)) }
+
     /// Whether a process `pid` exists (kill with signal 0).
     static func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
 

@@ -15,6 +15,7 @@
 //   caches       256 KiB  "ADDRESS NAME" lines: each cache's record address (what a
 //                         transaction names) and its name, rewritten like the modules
 //   reports      1 MiB    every report's text, appended
+//   statistics   64 KiB   the ::kmastat table at exit (StatisticsTable, through the fd)
 //   buckets      4 MiB    the stack depot's hash buckets  } StackDepot's own storage,
 //   stacks       64 MiB   the stack depot's words         } placed in the file
 //   ring         64 MiB   the transaction ring (TransactionLog: 64-byte entries)
@@ -35,6 +36,7 @@ enum FlightRecorder {
     static let modulesBytes = 256 << 10
     static let cachesBytes = 256 << 10
     static let reportsBytes = 1 << 20
+    static let statisticsBytes = 64 << 10
     static let ringBytes = 64 << 20
 
     /// Header field offsets (the reader, Sources/slabguard/LogFile.swift, uses the same).
@@ -48,6 +50,7 @@ enum FlightRecorder {
         static let reportsOffset = 152, reportsBytes = 160, reportsUsed = 168
         static let cachesOffset = 176, cachesBytes = 184, cachesUsed = 192
         static let exited = 200, exitStatus = 208, endTicks = 216, fileBytes = 224
+        static let statisticsOffset = 232, statisticsBytes = 240, statisticsUsed = 248
         static let options = 512, optionsBytes = 1024
         static let commandLine = 1536, commandLineBytes = 2048
     }
@@ -68,7 +71,8 @@ enum FlightRecorder {
     static var modulesOffset: Int { headerBytes }
     static var cachesOffset: Int { modulesOffset + modulesBytes }
     static var reportsOffset: Int { cachesOffset + cachesBytes }
-    static var bucketsOffset: Int { reportsOffset + reportsBytes }
+    static var statisticsOffset: Int { reportsOffset + reportsBytes }
+    static var bucketsOffset: Int { statisticsOffset + statisticsBytes }
     static var stacksOffset: Int { bucketsOffset + StackDepot.bucketCount * 8 }
     static var ringOffset: Int { stacksOffset + StackDepot.storageWords * 8 }
     static var totalBytes: Int { ringOffset + ringBytes }
@@ -114,6 +118,8 @@ enum FlightRecorder {
         store(UInt64(cachesOffset), at: Field.cachesOffset)
         store(UInt64(cachesBytes), at: Field.cachesBytes)
         store(UInt64(bytes), at: Field.fileBytes)
+        store(UInt64(statisticsOffset), at: Field.statisticsOffset)
+        store(UInt64(statisticsBytes), at: Field.statisticsBytes)
         _ = DebugState.shared.pointee.options.render(into: (base + Field.options).assumingMemoryBound(to: CChar.self),
                                                      capacity: Field.optionsBytes)
         writeCommandLine(into: base + Field.commandLine, capacity: Field.commandLineBytes - 1)
@@ -172,6 +178,7 @@ enum FlightRecorder {
     static func finish(status: Int32) {
         guard isRecording else { return }
         writeMaps()
+        writeStatistics()
         sampleClock()
         store(AuditClock.now(), at: Field.endTicks)
         store(UInt64(bitPattern: Int64(status)), at: Field.exitStatus)
@@ -190,6 +197,21 @@ enum FlightRecorder {
         guard header.0 == expected, header.2 != 0, let pid = Int32(exactly: header.2),
               Platform.processExists(pid) else { return nil }
         return pid
+    }
+
+    /// The ::kmastat table into its region: written through the file descriptor (the
+    /// table's writer writes to descriptors) at the region's offset, which the shared
+    /// mapping then shows.  Skipped when the registry's lock is busy (on the way to an abort).
+    private static func writeStatistics() {
+        let s = state
+        guard s.pointee.fd >= 0, CacheRegistry.lock.tryLock() else { return }
+        CacheRegistry.lock.unlock()
+        guard Platform.seek(s.pointee.fd, to: statisticsOffset) else { return }
+        StatisticsTable.print(to: s.pointee.fd)
+        let end = Platform.position(s.pointee.fd)
+        if end > statisticsOffset {
+            store(UInt64(min(end - statisticsOffset, statisticsBytes)), at: Field.statisticsUsed)
+        }
     }
 
     /// In a forked child: the mapping becomes private, so nothing the child does reaches
