@@ -137,6 +137,31 @@ struct LogCommandTests {
         #expect(programs.contains { $0.contains("program:       /bin/true") } && programs.contains { $0.contains("program:       /bin/sh") }, "\(programs)")
     }
 
+    /// `%p` with a program that forks: the child gets a log of its own, with its own
+    /// transactions, and the parent's stays the parent's.
+    @Test func aForkedChildWritesItsOwnLogWithPid() throws {
+        let folder = try Subprocess.temporaryFolder("log-fork")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = folder.appendingPathComponent("forker").path
+        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
+                                    ["-O0", "-g", "-o", program, Self.logSources.appendingPathComponent("forker.c").path])
+        try #require(cc.status == 0, "cc forker.c: \(cc.stderr)")
+        var environment = Subprocess.cleanEnvironment()
+        environment["LD_PRELOAD"] = try ReleaseBuild.library()
+        environment["SLABGUARD_DEBUG"] = "audit,log=\(folder.path)/f.%p.log"
+        let run = try Subprocess.run(program, [], environment: environment, directory: folder.path, timeout: 120)
+        let child = try #require(run.stdout.firstMatch(of: /child (\d+)/)?.output.1, "\(run.stdout) \(run.stderr)")
+        let childLog = folder.appendingPathComponent("f.\(child).log").path
+        let logs = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".log") }
+        #expect(logs.count == 2, "\(logs)")
+        let parentLog = folder.appendingPathComponent(try #require(logs.first { !$0.contains(".\(child).") })).path
+        let childSites = try Self.log(["kmalog", childLog, "--unique"]).stdout
+        let parentSites = try Self.log(["kmalog", parentLog, "--unique"]).stdout
+        #expect(childSites.contains("child_work") && !childSites.contains("parent_work"), "\(childSites)")
+        #expect(parentSites.contains("parent_work") && !parentSites.contains("child_work"), "\(parentSites)")
+        #expect(try Self.log(["info", childLog]).stdout.contains("pid:           \(child)\n"))
+    }
+
     @Test func badFilesAreOneLineAndStatusTwo() throws {
         let folder = try Subprocess.temporaryFolder("log-bad")
         defer { try? FileManager.default.removeItem(at: folder) }

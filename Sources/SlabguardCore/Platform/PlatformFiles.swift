@@ -86,6 +86,12 @@ extension Platform {
         return p
     }
 
+    /// Maps another file shared at exactly `p`, replacing the mapping there (a forked
+    /// child's own flight recorder file, in place of its parent's).
+    static func remapFileShared(_ p: UnsafeMutableRawPointer, _ fd: Int32, _ bytes: Int) -> Bool {
+        mmap(p, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED
+    }
+
     /// Turns a shared file mapping made by mapFileShared into a private copy in place: a
     /// forked child's stores then stay its own (the parent's file is left alone).
     static func privatizeFileMapping(_ p: UnsafeMutableRawPointer, _ fd: Int32, _ bytes: Int) -> Bool {

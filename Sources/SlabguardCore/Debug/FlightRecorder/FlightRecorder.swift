@@ -214,12 +214,52 @@ enum FlightRecorder {
         }
     }
 
-    /// In a forked child: the mapping becomes private, so nothing the child does reaches
-    /// the parent's file.
+    /// In a forked child.  With `%p` in the path the child gets a file of its own: the
+    /// header, maps and stacks so far copied into it (its transactions start afresh), then
+    /// mapped over the old mapping in place, so every pointer into it stays good.  Without,
+    /// or if that fails, the mapping becomes private: nothing the child does reaches the
+    /// parent's file.
     static func detachAfterFork() {
         let s = state
         guard let base = s.pointee.base else { return }
+        if DebugState.shared.pointee.options.withLogPath(hasPidMark), let fd = childFile() {
+            let depotBytes = Int(sg_atomic_load_u64(&DebugState.shared.pointee.stackDepot.used)) * 8
+            var ok = Platform.writeAll(fd, base, bucketsOffset)   // header, maps, reports, statistics
+            ok = ok && Platform.writeAll(fd, base + bucketsOffset, stacksOffset - bucketsOffset)
+            ok = ok && Platform.writeAll(fd, base + stacksOffset, min(depotBytes, ringOffset - stacksOffset))
+            if ok, Platform.remapFileShared(base, fd, s.pointee.fileBytes) {
+                Platform.close(s.pointee.fd)
+                s.pointee.fd = fd
+                store(UInt64(getpid()), at: Field.pid)
+                store(0, at: Field.reportsUsed)
+                store(0, at: Field.statisticsUsed)
+                store(0, at: Field.exited)
+                return
+            }
+            Platform.close(fd)
+        }
         _ = Platform.privatizeFileMapping(base, s.pointee.fd, s.pointee.fileBytes)
+    }
+
+    /// Whether a path has `%p`.
+    private static func hasPidMark(_ path: UnsafePointer<CChar>) -> Bool {
+        var i = 0
+        while path[i] != 0 {
+            if path[i] == 0x25 && path[i + 1] == 0x70 { return true }
+            i += 1
+        }
+        return false
+    }
+
+    /// The child's own file (path with its pid), created and sized, or nil.
+    private static func childFile() -> Int32? {
+        guard let page = Platform.map(2 * pageSize) else { return nil }
+        defer { Platform.unmap(page, 2 * pageSize) }
+        DebugState.shared.pointee.options.withLogPath { ReportOutput.expandingPid($0, into: page, capacity: 2 * pageSize) }
+        var error: Int32 = 0
+        guard let fd = Platform.createFile(page.assumingMemoryBound(to: CChar.self), error: &error) else { return nil }
+        guard Platform.setFileSize(fd, totalBytes) else { Platform.close(fd); return nil }
+        return fd
     }
 
     private static func writeCommandLine(into out: UnsafeMutableRawPointer, capacity: Int) {
