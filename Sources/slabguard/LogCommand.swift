@@ -224,6 +224,11 @@ struct LogFindleaks: ParsableCommand {
             for r in reports { print(r + "\n") }
             return
         }
+        let checked = log.exited && log.options.split(separator: ",").contains("leaks")
+        if checked && !json {
+            print("no leaks: the run's leak check at exit found every buffer still allocated reachable")
+            return
+        }
         var live: [UInt: LogFile.Transaction] = [:]
         for t in log.transactions {
             if t.isFree { live[t.buffer] = nil } else { live[t.buffer] = t }
@@ -233,7 +238,7 @@ struct LogFindleaks: ParsableCommand {
         let sorted = groups.sorted { $0.value.bytes != $1.value.bytes ? $0.value.bytes > $1.value.bytes : $0.key < $1.key }
         if !json {
             print("buffers allocated and not freed by the end of the log, by allocation stack "
-                  + "(reachable ones included: the run made no exit check\(log.exited ? " with leaks" : ", it did not exit"))")
+                  + "(reachable ones included: \(log.exited ? "the run made no leak check at exit" : "the process did not exit"))")
         }
         for (stack, g) in sorted {
             let frames = log.frameLines(log.stack(stack))
