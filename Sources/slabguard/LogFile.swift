@@ -141,16 +141,72 @@ struct LogFile {
     }
 
     /// Frame lines for `frames` (`    #N 0xADDR (MODULE+0xOFF)`), symbolized offline from the
-    /// module map's files (ReportSymbolizer: function, file:line where debug info exists).
+    /// module map's files (ReportSymbolizer: function, file:line where debug info exists) —
+    /// only from a file whose build id is the one the run recorded: a file rebuilt since
+    /// is said, never read for names.
     func frameLines(_ frames: [UInt], indent: String = "    ") -> [String] {
         let modules = self.modules
-        let lines = frames.enumerated().map { index, pc -> String in
+        var checked: [String: Bool] = [:]
+        var mismatched: Set<Int> = []
+        var lines: [String] = []
+        for (index, pc) in frames.enumerated() {
             var line = "\(indent)#\(index) 0x" + String(pc, radix: 16)
             if let m = modules.last(where: { $0.start <= pc && pc < $0.end }) {
                 line += " (\(m.path)+0x" + String(pc - m.bias, radix: 16) + ")"
+                let same = checked[m.path] ?? LogFile.buildIdMatches(m)
+                checked[m.path] = same
+                if !same { mismatched.insert(index) }
             }
-            return line
+            lines.append(line)
         }
+        // A rebuilt file's frame keeps its module+offset, marked; the mark ends the line in
+        // "]", so the symbolizer leaves it alone.
+        for index in mismatched { lines[index] += " [build id differs: the file was rebuilt since the run]" }
         return ReportSymbolizer.rewrite(lines)
+    }
+
+    /// Whether the file at the module's path has the build id the run recorded ("-": none
+    /// recorded, so nothing to compare).
+    static func buildIdMatches(_ module: Module) -> Bool {
+        guard module.buildId != "-" else { return true }
+        guard let found = ElfNotes.buildId(path: module.path) else { return false }
+        return found == module.buildId
+    }
+}
+
+/// The GNU build id of an ELF file (its NT_GNU_BUILD_ID note), as lowercase hex.
+enum ElfNotes {
+    static func buildId(path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        func read(_ offset: Int, _ count: Int) -> [UInt8]? {
+            var bytes = [UInt8](repeating: 0, count: count)
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+            return n == count ? bytes : nil
+        }
+        func u(_ b: [UInt8], _ at: Int, _ width: Int) -> Int {
+            var v = 0
+            for i in 0..<width { v |= Int(b[at + i]) << (8 * i) }
+            return v
+        }
+        guard let header = read(0, 64), header[0] == 0x7F, header[1] == 0x45, header[4] == 2 else { return nil }  // ELF64
+        let phoff = u(header, 32, 8), phentsize = u(header, 54, 2), phnum = u(header, 56, 2)
+        for i in 0..<phnum {
+            guard let ph = read(phoff + i * phentsize, 56), u(ph, 0, 4) == 4 else { continue }   // PT_NOTE
+            let offset = u(ph, 8, 8), size = u(ph, 32, 8)
+            guard size < 1 << 20, let notes = read(offset, size) else { continue }
+            var at = 0
+            while at + 12 <= notes.count {
+                let nameSize = u(notes, at, 4), descSize = u(notes, at + 4, 4), type = u(notes, at + 8, 4)
+                let name = at + 12, desc = name + ((nameSize + 3) & ~3)
+                guard desc + descSize <= notes.count else { break }
+                if type == 3 && nameSize == 4 && notes[name] == 0x47 && notes[name + 1] == 0x4E && notes[name + 2] == 0x55 {
+                    return notes[desc..<(desc + descSize)].prefix(32).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+                }
+                at = desc + ((descSize + 3) & ~3)
+            }
+        }
+        return nil
     }
 }

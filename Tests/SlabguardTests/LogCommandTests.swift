@@ -162,6 +162,26 @@ struct LogCommandTests {
         #expect(try Self.log(["info", childLog]).stdout.contains("pid:           \(child)\n"))
     }
 
+    /// Offline symbolization reads a module's file only when its build id is the one the
+    /// run recorded: rebuilt since, its frames say so and keep module+offset.
+    @Test func aRebuiltProgramIsSaidNotGuessed() throws {
+        let folder = try Subprocess.temporaryFolder("log-rebuilt")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (path, _) = try Self.crashedLog(in: folder)
+        let before = try Self.log(["kmalog", path]).stdout
+        #expect(before.contains("release_twice") && !before.contains("build id differs"), "\(before)")
+        // The same program, rebuilt from a changed source: another build id.
+        let source = folder.appendingPathComponent("changed.c")
+        let original = try String(contentsOf: BugCorpusTests.bugSources.appendingPathComponent("double_free.c"), encoding: .utf8)
+        try (original + "\nint rebuilt_since_the_run = 1;\n").write(to: source, atomically: true, encoding: .utf8)
+        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
+                                    ["-g", "-O2", "-o", folder.appendingPathComponent("double_free").path, source.path])
+        try #require(cc.status == 0, "\(cc.stderr)")
+        let after = try Self.log(["kmalog", path]).stdout
+        #expect(after.contains("/double_free+0x") && after.contains("[build id differs: the file was rebuilt since the run]"), "\(after)")
+        #expect(!after.contains("release_twice"), "names read from a file that is not the one that ran: \(after)")
+    }
+
     @Test func badFilesAreOneLineAndStatusTwo() throws {
         let folder = try Subprocess.temporaryFolder("log-bad")
         defer { try? FileManager.default.removeItem(at: folder) }
