@@ -182,6 +182,27 @@ struct LogCommandTests {
         #expect(!after.contains("release_twice"), "names read from a file that is not the one that ran: \(after)")
     }
 
+    /// README's hunt: a buffer written after a timer thread freed it early.  The buffer's
+    /// history, distinct call sites rarest first, puts the timer's free on top.
+    @Test func theRareFreeOfABufferComesFirst() throws {
+        let folder = try Subprocess.temporaryFolder("log-timer")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = folder.appendingPathComponent("timer_uaf").path
+        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
+                                    ["-O0", "-g", "-pthread", "-o", program, Self.logSources.appendingPathComponent("timer_uaf.c").path])
+        try #require(cc.status == 0, "cc timer_uaf.c: \(cc.stderr)")
+        let path = folder.appendingPathComponent("timer.log").path
+        let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", path, "--", program], directory: folder.path, timeout: 120)
+        #expect(run.stderr.hasPrefix("slabguard: buffer modified after being freed"), "\(run.stderr)")
+        let buffer = try #require(run.stderr.firstMatch(of: /buffer (0x[0-9a-f]+), cache/)?.output.1)
+        let unique = try Self.log(["kmalog", path, String(buffer), "--unique"]).stdout
+        let groups = unique.split(separator: "\n").filter { $0.first?.isNumber == true }
+        #expect(groups.first == "1 free", "\(unique)")
+        let firstStack = unique.components(separatedBy: "\n").dropFirst().prefix { !($0.first?.isNumber ?? false) }.joined(separator: "\n")
+        #expect(firstStack.contains("expire_session") && firstStack.contains("timer"), "\(unique)")
+        #expect(groups.contains { $0.hasSuffix(" free") && $0 != "1 free" } && unique.contains("close_session"), "\(unique)")
+    }
+
     @Test func badFilesAreOneLineAndStatusTwo() throws {
         let folder = try Subprocess.temporaryFolder("log-bad")
         defer { try? FileManager.default.removeItem(at: folder) }
