@@ -20,6 +20,10 @@
  * library free through slabguard rather than through a libc that never
  * allocated the buffer.
  *
+ * Also exported: dlclose, so that the flight recorder (log=PATH) can keep a library's
+ * symbols before it is unmapped and note when it was (SlabguardCore/Entry/ModuleEntry.swift);
+ * the real dlclose is found with dlsym(RTLD_NEXT) each time (dlclose is rare).
+ *
  * Also exported: sigaction and signal, so that a program installing its own
  * SIGSEGV/SIGBUS handler while slabguard's crash explainer is installed gets
  * chained behind it rather than silently replacing it (see sg_fault.c).
@@ -68,6 +72,8 @@ SG_ENTRY void *sg_entry_aligned_alloc(size_t alignment, size_t size);
 SG_ENTRY void *sg_entry_valloc(size_t size);
 SG_ENTRY void *sg_entry_pvalloc(size_t size);
 SG_ENTRY size_t sg_entry_malloc_usable_size(void *p);
+SG_ENTRY void sg_entry_dlclose_before(uintptr_t address);
+SG_ENTRY void sg_entry_dlclose_after(uintptr_t address);
 
 SG_EXPORT void *malloc(size_t size) { return sg_entry_malloc(size); }
 SG_EXPORT void free(void *p) { sg_entry_free(p); }
@@ -154,4 +160,18 @@ __attribute__((constructor)) static void sg_restore_crash_signals(void) {
         sigemptyset(&restore.sa_mask);
         sigaction(crash_signals[i], &restore, NULL);
     }
+}
+
+SG_EXPORT int dlclose(void *handle) {
+    int (*real)(void *) = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+    if (real == NULL) return -1;
+    struct link_map *map = NULL;
+    uintptr_t inside = 0;
+    void *h = handle;
+    __asm__("" : "+r"(h));   /* glibc declares the handle nonnull; a program may still pass NULL */
+    if (h != NULL && dlinfo(h, RTLD_DI_LINKMAP, &map) == 0 && map != NULL) inside = (uintptr_t)map->l_ld;
+    if (inside != 0) sg_entry_dlclose_before(inside);
+    int result = real(handle);
+    if (inside != 0) sg_entry_dlclose_after(inside);
+    return result;
 }

@@ -221,7 +221,7 @@ struct LogFindleaks: ParsableCommand {
         let reports = log.reports.components(separatedBy: "\n\n").filter { $0.hasPrefix("slabguard: leak: ") }
         if !reports.isEmpty && !json {
             print("the run's leak check at exit (unreachable buffers only):")
-            for r in reports { print(r + "\n") }
+            for r in reports { print(resymbolized(r, log) + "\n") }
             return
         }
         let checked = log.exited && log.options.split(separator: ",").contains("leaks")
@@ -250,6 +250,27 @@ struct LogFindleaks: ParsableCommand {
             }
         }
     }
+}
+
+/// A report's frame lines symbolized again offline (file:line, and names from the symbols
+/// of libraries unloaded during the run), other lines kept.
+func resymbolized(_ report: String, _ log: LogFile) -> String {
+    var out: [String] = []
+    var frames: [UInt] = []
+    func flush() {
+        if !frames.isEmpty { out += log.frameLines(frames) }
+        frames = []
+    }
+    for line in report.split(separator: "\n", omittingEmptySubsequences: false) {
+        if let m = line.firstMatch(of: /^    #\d+ 0x([0-9a-f]+)/), let pc = UInt(m.output.1, radix: 16) {
+            frames.append(pc)
+        } else {
+            flush()
+            out.append(String(line))
+        }
+    }
+    flush()
+    return out.joined(separator: "\n")
 }
 
 struct LogKmastat: ParsableCommand {

@@ -82,6 +82,28 @@ struct LogFile {
     var exited: Bool { u64(200) == 1 }
     var exitStatus: Int { Int(Int64(bitPattern: u64(208))) }
     var reports: String { text(at: Int(u64(152)), count: Int(u64(168))) }
+    /// Libraries unloaded during the run (by their start address), with the function
+    /// symbols captured at their dlclose: (file address, size, name), sorted.
+    var unloadedLibraries: [UInt: (path: String, bias: UInt, symbols: [(UInt, UInt, String)])] {
+        guard u64(256) >= 4096 else { return [:] }
+        var captured: [UInt: (path: String, bias: UInt, symbols: [(UInt, UInt, String)])] = [:]
+        var unloaded: Set<UInt> = []
+        var current: UInt? = nil
+        for line in text(at: Int(u64(256)), count: Int(min(u64(272), u64(264)))).split(separator: "\n") {
+            let f = line.split(separator: " ", maxSplits: 4)
+            if f.first == "M", f.count == 5, let start = UInt(f[1].dropFirst(2), radix: 16), let bias = UInt(f[3].dropFirst(2), radix: 16) {
+                current = start
+                captured[start] = (String(f[4]), bias, [])
+            } else if f.first == "S", f.count >= 4, let c = current, let value = UInt(f[1].dropFirst(2), radix: 16),
+                      let size = UInt(f[2].dropFirst(2), radix: 16) {
+                captured[c]!.symbols.append((value, size, f[3...].joined(separator: " ")))
+            } else if f.first == "U", f.count >= 2, let start = UInt(f[1].dropFirst(2), radix: 16) {
+                unloaded.insert(start)
+            }
+        }
+        return captured.filter { unloaded.contains($0.key) }.mapValues { ($0.path, $0.bias, $0.symbols.sorted { $0.0 < $1.0 }) }
+    }
+
     /// The ::kmastat table written at exit ("" when the process did not exit).
     var statistics: String { u64(232) >= 4096 ? text(at: Int(u64(232)), count: Int(min(u64(248), u64(240)))) : "" }
 
@@ -146,22 +168,34 @@ struct LogFile {
     /// is said, never read for names.
     func frameLines(_ frames: [UInt], indent: String = "    ") -> [String] {
         let modules = self.modules
+        let unloaded = self.unloadedLibraries
         var checked: [String: Bool] = [:]
         var mismatched: Set<Int> = []
         var lines: [String] = []
         for (index, pc) in frames.enumerated() {
             var line = "\(indent)#\(index) 0x" + String(pc, radix: 16)
             if let m = modules.last(where: { $0.start <= pc && pc < $0.end }) {
-                line += " (\(m.path)+0x" + String(pc - m.bias, radix: 16) + ")"
                 let same = checked[m.path] ?? LogFile.buildIdMatches(m)
                 checked[m.path] = same
+                // An unloaded library whose file is gone or rebuilt: the symbols captured
+                // at its dlclose name the frame.
+                if !same, let lib = unloaded[m.start],
+                   let symbol = lib.symbols.last(where: { $0.0 <= pc - lib.bias - 1 && pc - lib.bias - 1 < $0.0 + max($0.1, 1) }) {
+                    lines.append(line + " \(symbol.2)+0x" + String(pc - lib.bias - symbol.0, radix: 16) + " (\(lib.path), unloaded)")
+                    continue
+                }
+                line += " (\(m.path)+0x" + String(pc - m.bias, radix: 16) + ")"
                 if !same { mismatched.insert(index) }
             }
             lines.append(line)
         }
-        // A rebuilt file's frame keeps its module+offset, marked; the mark ends the line in
-        // "]", so the symbolizer leaves it alone.
-        for index in mismatched { lines[index] += " [build id differs: the file was rebuilt since the run]" }
+        // A rebuilt or missing file's frame keeps its module+offset, marked; the mark ends
+        // the line in "]", so the symbolizer leaves it alone.
+        for index in mismatched {
+            let pc = frames[index]
+            let gone = modules.last(where: { $0.start <= pc && pc < $0.end }).map { access($0.path, R_OK) != 0 } ?? false
+            lines[index] += gone ? " [the file is gone]" : " [build id differs: the file was rebuilt since the run]"
+        }
         return ReportSymbolizer.rewrite(lines)
     }
 

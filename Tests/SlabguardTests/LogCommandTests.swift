@@ -203,6 +203,26 @@ struct LogCommandTests {
         #expect(groups.contains { $0.hasSuffix(" free") && $0 != "1 free" } && unique.contains("close_session"), "\(unique)")
     }
 
+    /// A plugin loaded, used and unloaded during the run, its file then deleted: its frames
+    /// in the leak report stay named, from the symbols the recorder kept at its dlclose.
+    @Test func aDeletedPluginsFramesStayNamed() throws {
+        let folder = try Subprocess.temporaryFolder("log-plugin")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cc = try Subprocess.requireTool("cc")
+        let plugin = folder.appendingPathComponent("libplugin.so").path
+        let host = folder.appendingPathComponent("plugin_host").path
+        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("plugin.c").path])
+        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("plugin_host.c").path, "-ldl"])
+        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let path = folder.appendingPathComponent("plugin.log").path
+        let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", path, "--", host, plugin], directory: folder.path, timeout: 120)
+        #expect(run.stdout == "unloaded\n" && run.stderr.contains("slabguard: leak: 3 buffers, 303 bytes not freed"), "\(run.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: plugin), "the host deletes the plugin")
+        let leaks = try Self.log(["findleaks", path]).stdout
+        #expect(leaks.contains(" plugin_make_buffer+0x") && leaks.contains("libplugin.so, unloaded)"), "\(leaks)")
+        #expect(leaks.contains("plugin_host.c:"), "the host's frames from its file: \(leaks)")
+    }
+
     @Test func badFilesAreOneLineAndStatusTwo() throws {
         let folder = try Subprocess.temporaryFolder("log-bad")
         defer { try? FileManager.default.removeItem(at: folder) }

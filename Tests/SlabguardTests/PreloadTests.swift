@@ -248,7 +248,7 @@ struct PreloadTests {
         }
         let libc = ["malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc",
                     "memalign", "valloc", "pvalloc", "malloc_usable_size", "free_sized", "free_aligned_sized",
-                    "sigaction", "signal"]
+                    "sigaction", "signal", "dlclose"]
         let api = ["sg_alloc", "sg_zalloc", "sg_free", "sg_realloc", "sg_cache_create", "sg_cache_destroy",
                    "sg_cache_alloc", "sg_cache_free", "sg_cache_reap", "sg_stats_print", "sg_verify", "sg_find_leaks"]
         let expected = Set(libc + api)

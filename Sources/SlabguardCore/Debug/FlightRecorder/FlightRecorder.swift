@@ -16,6 +16,10 @@
 //                         transaction names) and its name, rewritten like the modules
 //   reports      1 MiB    every report's text, appended
 //   statistics   64 KiB   the ::kmastat table at exit (StatisticsTable, through the fd)
+//   symbols      4 MiB    libraries' function symbols, captured at their dlclose (so their
+//                         frames stay named after the file is gone): "M START END BIAS
+//                         PATH", then "S ADDRESS SIZE NAME" lines, then "U START TICKS"
+//                         once the library was really unmapped
 //   buckets      4 MiB    the stack depot's hash buckets  } StackDepot's own storage,
 //   stacks       64 MiB   the stack depot's words         } placed in the file
 //   ring         64 MiB   the transaction ring (TransactionLog: 64-byte entries)
@@ -37,6 +41,7 @@ enum FlightRecorder {
     static let cachesBytes = 256 << 10
     static let reportsBytes = 1 << 20
     static let statisticsBytes = 64 << 10
+    static let symbolsBytes = 4 << 20
     static let ringBytes = 64 << 20
 
     /// Header field offsets (the reader, Sources/slabguard/LogFile.swift, uses the same).
@@ -51,6 +56,7 @@ enum FlightRecorder {
         static let cachesOffset = 176, cachesBytes = 184, cachesUsed = 192
         static let exited = 200, exitStatus = 208, endTicks = 216, fileBytes = 224
         static let statisticsOffset = 232, statisticsBytes = 240, statisticsUsed = 248
+        static let symbolsOffset = 256, symbolsBytes = 264, symbolsUsed = 272
         static let options = 512, optionsBytes = 1024
         static let commandLine = 1536, commandLineBytes = 2048
     }
@@ -72,7 +78,8 @@ enum FlightRecorder {
     static var cachesOffset: Int { modulesOffset + modulesBytes }
     static var reportsOffset: Int { cachesOffset + cachesBytes }
     static var statisticsOffset: Int { reportsOffset + reportsBytes }
-    static var bucketsOffset: Int { statisticsOffset + statisticsBytes }
+    static var symbolsOffset: Int { statisticsOffset + statisticsBytes }
+    static var bucketsOffset: Int { symbolsOffset + symbolsBytes }
     static var stacksOffset: Int { bucketsOffset + StackDepot.bucketCount * 8 }
     static var ringOffset: Int { stacksOffset + StackDepot.storageWords * 8 }
     static var totalBytes: Int { ringOffset + ringBytes }
@@ -120,6 +127,8 @@ enum FlightRecorder {
         store(UInt64(bytes), at: Field.fileBytes)
         store(UInt64(statisticsOffset), at: Field.statisticsOffset)
         store(UInt64(statisticsBytes), at: Field.statisticsBytes)
+        store(UInt64(symbolsOffset), at: Field.symbolsOffset)
+        store(UInt64(symbolsBytes), at: Field.symbolsBytes)
         _ = DebugState.shared.pointee.options.render(into: (base + Field.options).assumingMemoryBound(to: CChar.self),
                                                      capacity: Field.optionsBytes)
         writeCommandLine(into: base + Field.commandLine, capacity: Field.commandLineBytes - 1)
@@ -197,6 +206,58 @@ enum FlightRecorder {
         guard header.0 == expected, header.2 != 0, let pid = Int32(exactly: header.2),
               Platform.processExists(pid) else { return nil }
         return pid
+    }
+
+    // MARK: - Libraries unloaded
+
+    /// Before a `dlclose` of the library whose code holds `address`: its function symbols
+    /// go into the symbols region, so that frames in it stay named once it is unmapped and
+    /// its file perhaps deleted.  (A dlclose that does not unmap it leaves them unused.)
+    static func libraryClosing(at address: UInt) {
+        guard let base = state.pointee.base else { return }
+        var module = ModuleInfo()
+        guard ModuleMap.lookup(address, into: &module) else { return }
+        var used = Int(base.load(fromByteOffset: Field.symbolsUsed, as: UInt64.self))
+        let region = base + symbolsOffset
+        var line = ReportWriter(memory: region + used, capacity: max(0, symbolsBytes - used))
+        line.append("M ")
+        line.append(hex: module.start); line.append(" ")
+        line.append(hex: module.end); line.append(" ")
+        line.append(hex: module.base); line.append(" ")
+        withUnsafeBytes(of: &module.path) { line.append(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        line.append("\n")
+        guard !line.isTruncated else { return }
+        used += line.count
+        _ = ElfSymbols.forEachFunction(inModuleAt: address) { value, size, name in
+            var s = ReportWriter(memory: region + used, capacity: max(0, symbolsBytes - used))
+            s.append("S ")
+            s.append(hex: UInt(value)); s.append(" ")
+            s.append(hex: UInt(size)); s.append(" ")
+            s.append(cString: name)
+            s.append("\n")
+            if s.isTruncated { return false }
+            used += s.count
+            return true
+        }
+        store(UInt64(used), at: Field.symbolsUsed)
+    }
+
+    /// After that `dlclose`: when the library is gone, its unload time is recorded.
+    static func libraryClosed(at address: UInt) {
+        guard let base = state.pointee.base else { return }
+        var module = ModuleInfo()
+        ModuleMap.refresh()
+        guard ModuleMap.lookup(address, into: &module), !module.isLoaded else { return }
+        var used = Int(base.load(fromByteOffset: Field.symbolsUsed, as: UInt64.self))
+        var line = ReportWriter(memory: base + symbolsOffset + used, capacity: max(0, symbolsBytes - used))
+        line.append("U ")
+        line.append(hex: module.start); line.append(" ")
+        line.append(decimal: UInt(AuditClock.now()))
+        line.append("\n")
+        guard !line.isTruncated else { return }
+        used += line.count
+        store(UInt64(used), at: Field.symbolsUsed)
+        sampleClock()
     }
 
     /// The ::kmastat table into its region: written through the file descriptor (the

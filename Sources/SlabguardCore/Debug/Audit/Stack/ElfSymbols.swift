@@ -121,6 +121,29 @@ enum ElfSymbols {
         return true
     }
 
+    /// Calls `body` with each function symbol (file address, size, name) of the module that
+    /// contains `address`, building its index now if need be; false when the module or its
+    /// symbols are unknown.  (The flight recorder keeps them when the module is unloaded.)
+    static func forEachFunction(inModuleAt address: UInt, _ body: (UInt64, UInt64, UnsafePointer<CChar>) -> Bool) -> Bool {
+        guard let st = state() else { return false }
+        var rec = ModuleRecord()
+        let index = ModuleMap.lookupRecord(address, into: &rec)
+        guard index >= 0 else { return false }
+        sg_mutex_lock(&st.pointee.mutex)
+        defer { sg_mutex_unlock(&st.pointee.mutex) }
+        let table = st.pointee.tables + index
+        if table.pointee.state == 0 {
+            table.pointee.state = load(table, &rec, st.pointee.pathBuffer) ? 1 : 2
+        }
+        guard table.pointee.state == 1, let entries = table.pointee.entries, let strtab = table.pointee.strtab else { return false }
+        for i in 0..<table.pointee.count {
+            let e = entries[i]
+            guard Int(e.name) < table.pointee.strtabSize else { continue }
+            if !body(e.value, e.size, strtab + Int(e.name)) { break }
+        }
+        return true
+    }
+
     /// Index of the best symbol for `address` (file virtual address), or nil.
     private static func find(_ entries: UnsafeMutablePointer<ElfSymbolEntry>, _ count: Int, _ address: UInt64) -> Int? {
         var lo = 0, hi = count
