@@ -76,7 +76,8 @@ struct LogInfo: ParsableCommand {
         let stacks = Set(transactions.map(\.stackId)).subtracting([0]).count
         var ending: String
         if log.exited {
-            ending = log.exitStatus > 128 ? "killed by signal \(log.exitStatus - 128)" : "exited with status \(log.exitStatus)"
+            ending = (log.exitStatus > 128 ? "killed by signal \(log.exitStatus - 128)" : "exited with status \(log.exitStatus)")
+                + " after \(format(log.runSeconds, digits: 6))s"
         } else if let last = transactions.last, let first = transactions.first {
             ending = "did not exit: last transaction at \(format(log.seconds(from: first.ticks, to: last.ticks), digits: 6))s after the first recorded"
         } else {

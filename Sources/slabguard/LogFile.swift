@@ -80,6 +80,8 @@ struct LogFile {
     var commandLine: String { cString(at: 1536, capacity: 2048) }
     var startRealtimeSeconds: Int { Int(u64(24) / 1_000_000_000) }
     var exited: Bool { u64(200) == 1 }
+    /// Seconds from the start to the exit (exited runs).
+    var runSeconds: Double { seconds(from: u64(40), to: u64(216)) }
     var exitStatus: Int { Int(Int64(bitPattern: u64(208))) }
     var reports: String { text(at: Int(u64(152)), count: Int(u64(168))) }
     /// Libraries unloaded during the run (by their start address), with the function

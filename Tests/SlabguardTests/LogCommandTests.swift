@@ -29,7 +29,7 @@ struct LogCommandTests {
         let (path, report) = try Self.crashedLog(in: folder)
         let info = try Self.log(["info", path])
         #expect(info.status == 0, "\(info.stderr)")
-        #expect(info.stdout.contains("ended:         killed by signal 6"), "\(info.stdout)")
+        #expect(info.stdout.contains("ended:         killed by signal 6 after 0."), "\(info.stdout)")
         #expect(info.stdout.contains("  slabguard: duplicate free: buffer freed twice"), "\(info.stdout)")
         #expect(info.stdout.contains("double_free"), "the command line: \(info.stdout)")
 
