@@ -219,7 +219,8 @@ struct LogFindleaks: ParsableCommand {
     func run() throws {
         let log = openLog(file)
         // The run's own exit check knew reachability: its reports are the answer.
-        let reports = log.reports.components(separatedBy: "\n\n").filter { $0.hasPrefix("slabguard: leak: ") }
+        let reports = log.reports.components(separatedBy: "\n\n")
+            .filter { $0.hasPrefix("slabguard: leak: ") || $0.hasPrefix("slabguard: leak at unload: ") }
         if !reports.isEmpty && !json {
             print("the run's leak check at exit (unreachable buffers only):")
             for r in reports { print(resymbolized(r, log) + "\n") }

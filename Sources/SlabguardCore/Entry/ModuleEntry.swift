@@ -1,14 +1,20 @@
 // The C shim's dlclose wrapper (CSlabguardPreload/preload.c) calls these around the real
-// dlclose, with an address inside the library (its dynamic section): before, the flight
-// recorder captures the library's symbols; after, it records the unload if the library
-// is gone.  Without a flight recorder both return at once.
+// dlclose, with an address inside the library (its dynamic section).  Before: the flight
+// recorder keeps the library's symbols (and the symbolizer indexes them, so frames in it
+// stay named after it is gone).  After, when the library was really unmapped: the
+// recorder notes the unload, and with `leaks` and `audit` the buffers it allocated that
+// nothing still references are reported as `leak at unload` (design §8).
+
+import CSlabguardShim
 
 @_cdecl("sg_entry_dlclose_before")
 public func sg_entry_dlclose_before(_ address: UInt) {
-    if FlightRecorder.isRecording { FlightRecorder.libraryClosing(at: address) }
+    guard sg_debug_flags() != 0 || FlightRecorder.isRecording else { return }
+    ModuleUnload.closing(at: address)
 }
 
 @_cdecl("sg_entry_dlclose_after")
 public func sg_entry_dlclose_after(_ address: UInt) {
-    if FlightRecorder.isRecording { FlightRecorder.libraryClosed(at: address) }
+    guard sg_debug_flags() != 0 || FlightRecorder.isRecording else { return }
+    ModuleUnload.closed(at: address)
 }

@@ -61,7 +61,20 @@ enum AuditRecords {
 
     /// The requested size and offset kept with the record (the tag's copy may be damaged).
     static func size(in record: UnsafeMutableRawPointer) -> (size: Int, offset: Int) {
-        (Int(record.load(fromByteOffset: 32, as: UInt32.self)), Int(record.load(fromByteOffset: 36, as: UInt32.self)))
+        (Int(record.load(fromByteOffset: 32, as: UInt32.self)), Int(record.load(fromByteOffset: 36, as: UInt32.self) & ~reportedAtUnload))
+    }
+
+    /// Bit 31 of the offset word: the buffer was reported as leaked when its library was
+    /// unloaded (the exit check does not report it again).
+    static let reportedAtUnload: UInt32 = 1 << 31
+
+    static func isReportedAtUnload(_ record: UnsafeMutableRawPointer) -> Bool {
+        record.load(fromByteOffset: 36, as: UInt32.self) & reportedAtUnload != 0
+    }
+
+    static func markReportedAtUnload(_ record: UnsafeMutableRawPointer) {
+        let word = record.load(fromByteOffset: 36, as: UInt32.self)
+        record.storeBytes(of: word | reportedAtUnload, toByteOffset: 36, as: UInt32.self)
     }
 
     static func setSize(_ size: Int, offset: Int, in record: UnsafeMutableRawPointer) {

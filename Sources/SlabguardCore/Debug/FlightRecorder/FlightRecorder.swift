@@ -242,16 +242,13 @@ enum FlightRecorder {
         store(UInt64(used), at: Field.symbolsUsed)
     }
 
-    /// After that `dlclose`: when the library is gone, its unload time is recorded.
-    static func libraryClosed(at address: UInt) {
+    /// After that `dlclose`, the library starting at `start` being gone: its unload time.
+    static func libraryUnloaded(start: UInt) {
         guard let base = state.pointee.base else { return }
-        var module = ModuleInfo()
-        ModuleMap.refresh()
-        guard ModuleMap.lookup(address, into: &module), !module.isLoaded else { return }
         var used = Int(base.load(fromByteOffset: Field.symbolsUsed, as: UInt64.self))
         var line = ReportWriter(memory: base + symbolsOffset + used, capacity: max(0, symbolsBytes - used))
         line.append("U ")
-        line.append(hex: module.start); line.append(" ")
+        line.append(hex: start); line.append(" ")
         line.append(decimal: UInt(AuditClock.now()))
         line.append("\n")
         guard !line.isTruncated else { return }

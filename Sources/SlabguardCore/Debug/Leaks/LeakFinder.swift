@@ -37,9 +37,19 @@ enum LeakFinder {
         var largeTag: UnsafeMutableRawPointer? = nil
     }
 
-    /// Finds and reports leaks; returns the number of leaked buffers.
+    /// A library just unmapped by dlclose: its code range and path (leak at unload).
+    struct UnloadedLibrary {
+        var start: UInt
+        var end: UInt
+        var path: UnsafePointer<CChar>
+    }
+
+    /// Finds and reports leaks; returns the number of leaked buffers.  With `unloading`,
+    /// only the buffers that library allocated (design §8's leak at unload: run after its
+    /// dlclose unmapped it, so its own data, gone, is no root; what the host still holds
+    /// is reachable and no leak).
     @discardableResult
-    static func run() -> Int {
+    static func run(unloading: UnloadedLibrary? = nil) -> Int {
         // Everything the scan needs is mapped first: nothing may be mapped (Platform
         // takes a lock a stopped thread may hold) while the world is stopped.
         let estimate = countLive()
@@ -89,7 +99,7 @@ enum LeakFinder {
         // Reporting symbolizes and takes locks: the other threads run again by now.
         // What they do with reachable buffers no longer matters; unreachable ones
         // cannot be touched by a correct program.
-        return DebugReport.leaks(candidates, count)
+        return DebugReport.leaks(candidates, count, unloading: unloading)
     }
 
     private static let mapsBytes = 1 << 20

@@ -42,7 +42,7 @@ struct ReportBuilder: ~Copyable {
     /// Starts a report (takes the report lock).  `cacheFlags` are the flags of the cache
     /// involved; `noabort` and `report=json` apply when set there or globally.
     init(_ kind: DebugReport.Kind, cacheFlags: UInt32, leakBuffers: UInt = 0, leakBytes: UInt = 0,
-         fault: FaultAccess? = nil) {
+         fault: FaultAccess? = nil, library: UnsafePointer<CChar>? = nil) {
         let state = DebugState.shared
         // A report never waits on itself: when this thread holds the report lock already
         // (a signal handler interrupted a report, or left one with siglongjmp) the
@@ -60,6 +60,7 @@ struct ReportBuilder: ~Copyable {
             w.beginObject()
             w.jsonKey("report")
             if kind == .leak { w.appendJSONString("leak") } else { w.appendJSONString(kind.headline) }
+            if kind == .leakAtUnload, let library { w.jsonKey("library"); w.appendJSONString(cString: library) }
             ReportOutput.identityJSON(&w)
             if let f = fault {
                 w.jsonKey("access"); w.appendJSONString(f.isWrite ? "write" : "read")
@@ -72,12 +73,18 @@ struct ReportBuilder: ~Copyable {
         } else {
             w.append("slabguard: ")
             w.append(kind.headline)
-            if kind == .leak {
+            if kind == .leak || kind == .leakAtUnload {
                 w.append(": ")
                 w.append(decimal: leakBuffers)
                 w.append(" buffers, ")   // the fixed phrase of design.md §4, even for one
                 w.append(decimal: leakBytes)
-                w.append(" bytes not freed")
+                if kind == .leakAtUnload, let library {
+                    w.append(" bytes allocated by ")
+                    w.append(cString: library)
+                    w.append(" not freed")
+                } else {
+                    w.append(" bytes not freed")
+                }
             }
             if kind == .useAfterFree, let f = fault {
                 // use-after-free: read|write at ADDR, offset 0xOFF into buffer of SIZE bytes

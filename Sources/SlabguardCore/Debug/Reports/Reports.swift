@@ -16,7 +16,7 @@ import Glibc
 enum DebugReport {
     enum Kind: UInt8 {
         case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree, crash,
-             redzoneRead, underflow
+             redzoneRead, underflow, leakAtUnload
 
         /// Its slot in the report counts (ReportTally).
         var index: Int { Int(rawValue) }
@@ -37,6 +37,7 @@ enum DebugReport {
             case .leak: return "leak"
             case .useAfterFree: return "use-after-free"
             case .crash: return "fatal signal"
+            case .leakAtUnload: return "leak at unload"
             }
         }
 
@@ -48,6 +49,7 @@ enum DebugReport {
             case .redzone, .redzoneRead, .underflow: return Suppressions.Kind.redzone.bit
             case .duplicateFree, .invalidFree, .badFreeSize, .badFreeAddress: return Suppressions.Kind.free.bit
             case .useAfterFree: return Suppressions.Kind.useAfterFree.bit
+            case .leakAtUnload: return Suppressions.Kind.unload.bit
             case .crash: return 0
             }
         }
@@ -64,6 +66,7 @@ enum DebugReport {
             case .leak: return "leak"
             case .useAfterFree: return "use-after-free"
             case .crash: return "fatal signal"
+            case .leakAtUnload: return "leak at unload"
             }
         }
     }
@@ -208,7 +211,11 @@ enum DebugReport {
     }
 
     /// Groups unreached candidates by allocation stack and reports each group, largest first.
-    static func leaks(_ candidates: UnsafeMutablePointer<LeakFinder.Candidate>, _ count: Int) -> Int {
+    /// With `unloading`, only those allocated from that library (a frame of the first two
+    /// of its allocation stack in its range: malloc called by the library, or through one
+    /// libc function), reported as `leak at unload`.
+    static func leaks(_ candidates: UnsafeMutablePointer<LeakFinder.Candidate>, _ count: Int,
+                      unloading: LeakFinder.UnloadedLibrary? = nil) -> Int {
         // Not leaks after all: a buffer freed since the scan (by a thread left parked in
         // the kernel, see sg_world.c, once the world ran again); and in a forked child,
         // a buffer allocated before the fork — inherited, held perhaps only in the
@@ -222,6 +229,17 @@ enum DebugReport {
             if !tag.state.isAllocated { candidates[i].marked = true; continue }
             let layout = c.cache.map { DebugLayer.layout(for: DebugFlags(rawValue: $0.pointee.debugFlags)) } ?? heapLayout
             if forkTime != 0, let entry = tag.auditEntry(0, layout: layout), entry.time < forkTime { candidates[i].marked = true }
+            let record = layout.auditDepth > 0 ? AuditRecords.record(forTag: tag) : nil
+            if let library = unloading {
+                guard let entry = tag.auditEntry(0, layout: layout) else { candidates[i].marked = true; continue }
+                let frames = entry.stack, n = min(entry.frames, 2)
+                var inside = false
+                for f in 0..<n where frames[f] >= library.start && frames[f] < library.end { inside = true }
+                if !inside || record.map(AuditRecords.isReportedAtUnload) == true { candidates[i].marked = true; continue }
+                if let record { AuditRecords.markReportedAtUnload(record) }
+            } else if let record, AuditRecords.isReportedAtUnload(record) {
+                candidates[i].marked = true   // reported when its library was unloaded
+            }
         }
         // Group: identical allocation stacks (or the same cache without audit).
         var groups = 0
@@ -249,7 +267,7 @@ enum DebugReport {
                 if before && (best < 0 || bytes > bestBytes) { best = g; bestBytes = bytes }
             }
             if best < 0 { break }
-            reportLeakGroup(candidates, count, best, bytes: bestBytes)
+            reportLeakGroup(candidates, count, best, bytes: bestBytes, unloading: unloading)
             lastBytes = bestBytes
             lastGroup = best
             reported += 1
@@ -339,7 +357,8 @@ enum DebugReport {
         r.finish()
     }
 
-    private static func reportLeakGroup(_ c: UnsafeMutablePointer<LeakFinder.Candidate>, _ n: Int, _ g: Int, bytes: UInt) {
+    private static func reportLeakGroup(_ c: UnsafeMutablePointer<LeakFinder.Candidate>, _ n: Int, _ g: Int, bytes: UInt,
+                                        unloading: LeakFinder.UnloadedLibrary?) {
         var buffers: UInt = 0
         var first = -1
         for i in 0..<n where !c[i].marked && c[i].group == Int32(g) {
@@ -347,7 +366,8 @@ enum DebugReport {
             if first < 0 { first = i }
         }
         let example = c[first]
-        var r = ReportBuilder(.leak, cacheFlags: example.cache?.pointee.debugFlags ?? 0, leakBuffers: buffers, leakBytes: bytes)
+        var r = ReportBuilder(unloading == nil ? .leak : .leakAtUnload, cacheFlags: example.cache?.pointee.debugFlags ?? 0,
+                              leakBuffers: buffers, leakBytes: bytes, library: unloading?.path)
         r.field("buffers", buffers)
         r.field("bytes", bytes)
         if let cache = example.cache, let tag = example.tag {

@@ -1,0 +1,35 @@
+// What the debug layer does around a library's dlclose (Entry/ModuleEntry.swift calls in):
+// before, keep what is needed once the library is gone (its symbols, for reports and the
+// flight recorder); after, if it was unmapped, record that and look for the buffers it
+// leaked.  The rest of design §8 (stale pointers into it, the explained late jump) is
+// issue 12.
+
+import CSlabguardShim
+import Glibc
+
+enum ModuleUnload {
+    static func closing(at address: UInt) {
+        var module = ModuleInfo()
+        guard ModuleMap.lookup(address, into: &module) else { return }
+        // Index its symbols now: the symbolizer keeps them after the file is unmapped.
+        var name = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var offset: UInt = 0
+        _ = withUnsafeMutableBytes(of: &name) {
+            ElfSymbols.symbolize(address, name: $0.baseAddress!.assumingMemoryBound(to: CChar.self), capacity: 32, offset: &offset)
+        }
+        FlightRecorder.libraryClosing(at: address)
+    }
+
+    static func closed(at address: UInt) {
+        ModuleMap.refresh()
+        var module = ModuleInfo()
+        guard ModuleMap.lookup(address, into: &module), !module.isLoaded else { return }   // still mapped
+        FlightRecorder.libraryUnloaded(start: module.start)
+        let flags = DebugState.shared.pointee.options.flags
+        guard flags.contains(.leaks) && flags.contains(.audit) else { return }
+        withUnsafeBytes(of: &module.path) { path in
+            _ = LeakFinder.run(unloading: LeakFinder.UnloadedLibrary(
+                start: module.start, end: module.end, path: path.baseAddress!.assumingMemoryBound(to: CChar.self)))
+        }
+    }
+}
