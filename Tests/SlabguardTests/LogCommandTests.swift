@@ -226,6 +226,24 @@ struct LogCommandTests {
         #expect(leaks.contains("plugin_host.c:"), "the host's frames from its file: \(leaks)")
     }
 
+    /// A call into a plugin after its dlclose: the crash report says the fault is in the
+    /// unloaded library, at which function, and when it was unloaded.
+    @Test func aJumpIntoAnUnloadedPluginIsExplained() throws {
+        let folder = try Subprocess.temporaryFolder("late-call")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cc = try Subprocess.requireTool("cc")
+        let plugin = folder.appendingPathComponent("libplugin.so").path
+        let host = folder.appendingPathComponent("late_call").path
+        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("plugin.c").path])
+        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("late_call.c").path, "-ldl"])
+        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin], directory: folder.path, timeout: 120)
+        #expect(run.status == 139, "\(run.stderr)")
+        let fatal = run.stderr.components(separatedBy: "slabguard: fatal signal").dropFirst().first ?? ""
+        #expect(fatal.contains("note: the fault is in \(plugin)+0x") && fatal.contains("(plugin_start+0x0), a library already unloaded at 0."),
+                "\(run.stderr)")
+    }
+
     @Test func badFilesAreOneLineAndStatusTwo() throws {
         let folder = try Subprocess.temporaryFolder("log-bad")
         defer { try? FileManager.default.removeItem(at: folder) }

@@ -8,6 +8,36 @@ import CSlabguardShim
 import Glibc
 
 enum ModuleUnload {
+    /// The last 32 libraries unloaded (start address, audit-clock time), for the crash
+    /// explainer's "unloaded at".
+    struct Table {
+        var entries = FixedBytes512()   // 32 × (start, ticks)
+        var next = 0
+    }
+
+    @inline(__always) private static var table: UnsafeMutablePointer<Table> {
+        UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.unloads)!)
+            .assumingMemoryBound(to: Table.self)
+    }
+
+    @inline(__always) private static var words: UnsafeMutablePointer<UInt64> {
+        UnsafeMutableRawPointer(table).assumingMemoryBound(to: UInt64.self)   // entries is the first field
+    }
+
+    /// When the library starting at `start` was unloaded (ticks), or nil.
+    static func unloadTime(start: UInt) -> UInt64? {
+        for i in 0..<32 where words[2 * i] == UInt64(start) && words[2 * i + 1] != 0 { return words[2 * i + 1] }
+        return nil
+    }
+
+    private static func noteUnload(start: UInt) {
+        let t = table
+        let i = t.pointee.next & 31
+        words[2 * i] = UInt64(start)
+        words[2 * i + 1] = AuditClock.now()
+        t.pointee.next += 1
+    }
+
     static func closing(at address: UInt) {
         var module = ModuleInfo()
         guard ModuleMap.lookup(address, into: &module) else { return }
@@ -24,6 +54,7 @@ enum ModuleUnload {
         ModuleMap.refresh()
         var module = ModuleInfo()
         guard ModuleMap.lookup(address, into: &module), !module.isLoaded else { return }   // still mapped
+        noteUnload(start: module.start)
         FlightRecorder.libraryUnloaded(start: module.start)
         let flags = DebugState.shared.pointee.options.flags
         guard flags.contains(.leaks) && flags.contains(.audit) else { return }

@@ -123,6 +123,39 @@ enum FaultExplainer {
             }
             seen = true
         }
+        // A jump or call into a library that was unloaded (a stale function pointer): the
+        // fault is at, or was executing, code that is no longer there.
+        for k in 0..<2 {   // the fault address, then the pc (no array: this is a signal handler)
+            let where_ = k == 0 ? address : pc
+            var module = ModuleInfo()
+            guard where_ >= 0x10000, ModuleMap.lookup(where_, into: &module), !module.isLoaded else { continue }
+            var name = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+            var offset: UInt = 0
+            let named = withUnsafeMutableBytes(of: &name) {
+                ElfSymbols.symbolize(where_, name: $0.baseAddress!.assumingMemoryBound(to: CChar.self), capacity: 64, offset: &offset)
+            }
+            r.note { w in
+                w.append("the fault is in ")
+                withUnsafeBytes(of: &module.path) { w.append(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+                w.append("+")
+                w.append(hex: where_ - module.base)
+                if named {
+                    w.append(" (")
+                    withUnsafeBytes(of: &name) { w.append(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+                    w.append("+")
+                    w.append(hex: offset)
+                    w.append(")")
+                }
+                w.append(", a library already unloaded")
+                if let t = ModuleUnload.unloadTime(start: module.start) {
+                    w.append(" at ")
+                    w.append(seconds: AuditClock.nanosecondsSinceStart(t))
+                }
+                w.append(": a pointer into it outlived its dlclose")
+            }
+            seen = true
+            break
+        }
         if !seen { r.note { w in w.append("no fill pattern in the fault address or the registers") } }
         r.endNotes()
         r.faultStack(pc: pc, sp: sp, fp: fp, label: "crashed in thread")

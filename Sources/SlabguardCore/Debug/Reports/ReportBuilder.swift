@@ -246,10 +246,8 @@ struct ReportBuilder: ~Copyable {
             w.append(" ")
             w.append(decimal: UInt64(thread))
             w.append(" at ")
-            w.append(decimal: elapsed / 1_000_000_000)
-            w.append(".")
-            appendPadded(elapsed % 1_000_000_000 / 1000, digits: 6)
-            w.append("s:\n")
+            w.append(seconds: elapsed)
+            w.append(":\n")
         }
         var shown = 0
         var skipping = !keepInternal
@@ -375,13 +373,6 @@ struct ReportBuilder: ~Copyable {
             || hasPrefix("sg_") || equals("malloc") || equals("free") || equals("calloc") || equals("realloc")
             || equals("reallocarray") || equals("posix_memalign") || equals("aligned_alloc") || equals("memalign")
             || equals("valloc") || equals("pvalloc") || equals("malloc_usable_size")
-    }
-
-    private mutating func appendPadded(_ value: UInt64, digits: Int) {
-        var divisor: UInt64 = 1
-        for _ in 1..<digits { divisor *= 10 }
-        var v = value
-        while divisor > 0 { w.append(byte: UInt8(48 + v / divisor)); v %= divisor; divisor /= 10 }
     }
 
     /// The buffer's first bytes saved at its last free (with `contents`).

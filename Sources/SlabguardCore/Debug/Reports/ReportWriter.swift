@@ -196,6 +196,16 @@ public struct ReportWriter: ~Copyable {
     public mutating func append(decimal value: Int) { append(decimal: Int64(value)) }
     public mutating func append(decimal value: UInt) { append(decimal: UInt64(value)) }
 
+    /// Nanoseconds as seconds with six decimals and an "s": 0.000913s.
+    public mutating func append(seconds nanoseconds: UInt64) {
+        append(decimal: nanoseconds / 1_000_000_000)
+        append(byte: 0x2E)
+        var micro = nanoseconds % 1_000_000_000 / 1000
+        var divisor: UInt64 = 100_000
+        while divisor > 0 { append(byte: UInt8(48 + micro / divisor)); micro %= divisor; divisor /= 10 }
+        append(byte: 0x73)
+    }
+
     /// Appends "0x" and lowercase hex digits, zero-padded to at least `width` digits
     /// (`append(hex: 0x7f12, width: 8)` gives "0x00007f12"; width 0 means no padding).
     public mutating func append(hex value: UInt64, width: Int = 0) {
