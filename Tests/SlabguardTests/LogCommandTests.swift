@@ -244,6 +244,26 @@ struct LogCommandTests {
                 "\(run.stderr)")
     }
 
+    /// A host that keeps pointers to a plugin's function after unloading it (a callback
+    /// list in its data, a hook record on the heap): `stale pointer`, each place named.
+    @Test func pointersLeftIntoAnUnloadedPluginAreNamed() throws {
+        let folder = try Subprocess.temporaryFolder("stale")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cc = try Subprocess.requireTool("cc")
+        let plugin = folder.appendingPathComponent("libplugin.so").path
+        let host = folder.appendingPathComponent("stale_host").path
+        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("plugin.c").path])
+        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("stale_host.c").path, "-ldl"])
+        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin], directory: folder.path, timeout: 120)
+        #expect(run.stdout == "unloaded\n", "\(run.stderr)")
+        let report = run.stderr.components(separatedBy: "slabguard: stale pointer: ").dropFirst().first ?? ""
+        #expect(report.hasPrefix("\(plugin) unloaded, but 2 places still point into it\n"), "\(run.stderr)")
+        #expect(report.contains("stale_host+0x") && report.contains(" (its data) holds 0x") && report.contains("(plugin_start+0x0)"), "\(run.stderr)")
+        #expect(report.contains("  buffer 0x") && report.contains(" + 0x8 (sg_alloc_16, size 16) holds "), "\(run.stderr)")
+        #expect(report.contains("stale_host.c:"), "the hook record's allocation stack: \(run.stderr)")
+    }
+
     @Test func badFilesAreOneLineAndStatusTwo() throws {
         let folder = try Subprocess.temporaryFolder("log-bad")
         defer { try? FileManager.default.removeItem(at: folder) }

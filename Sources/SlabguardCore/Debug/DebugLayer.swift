@@ -56,6 +56,7 @@ struct DebugState {
     var lastSampleNanoseconds: UInt64 = 0   // sample=Nms: when the last guarded buffer was made
     var recorder = FlightRecorder.State()   // log=PATH (Debug/FlightRecorder)
     var unloads = ModuleUnload.Table()       // the last libraries unloaded, and when
+    var staleProbe = LeakFinder.StaleProbe() // during a scan at unload: the words found pointing into the library
 
     var logFD: Int32? {
         get { logFDPlusOne == 0 ? nil : logFDPlusOne - 1 }

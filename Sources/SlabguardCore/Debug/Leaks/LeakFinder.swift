@@ -44,6 +44,23 @@ enum LeakFinder {
         var path: UnsafePointer<CChar>
     }
 
+    /// Words found pointing into an unloaded library while scanning (stale pointers):
+    /// where, and the value.  Filled during the scan (no lock, no report), read after.
+    struct StaleFinding { var place: UInt; var value: UInt }
+    static let staleCapacity = 64
+
+    /// Set while a scan at unload runs: the library's range, and where findings go.
+    struct StaleProbe {
+        var start: UInt = 0
+        var end: UInt = 0
+        var findings: UnsafeMutablePointer<StaleFinding>? = nil
+        var count = 0
+    }
+    @inline(__always) static var probe: UnsafeMutablePointer<StaleProbe> {
+        UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.staleProbe)!)
+            .assumingMemoryBound(to: StaleProbe.self)
+    }
+
     /// Finds and reports leaks; returns the number of leaked buffers.  With `unloading`,
     /// only the buffers that library allocated (design §8's leak at unload: run after its
     /// dlclose unmapped it, so its own data, gone, is no root; what the host still holds
@@ -57,7 +74,8 @@ enum LeakFinder {
         let candidateBytes = roundUp(capacity * MemoryLayout<Candidate>.stride, pageSize)
         let workBytes = roundUp(capacity * 8, pageSize)
         let rangeBytes = roundUp(MetadataMappings.capacity * 16, pageSize)
-        guard let scratch = ScratchMemory(bytes: candidateBytes + workBytes + rangeBytes + mapsBytes) else {
+        let staleBytes = roundUp(staleCapacity * MemoryLayout<StaleFinding>.stride, pageSize)
+        guard let scratch = ScratchMemory(bytes: candidateBytes + workBytes + rangeBytes + mapsBytes + staleBytes) else {
             return skipped("no memory for the scan")
         }
         defer { scratch.release() }
@@ -65,6 +83,9 @@ enum LeakFinder {
         let work = (scratch.base + candidateBytes).bindMemory(to: Int.self, capacity: capacity)
         let own = (scratch.base + candidateBytes + workBytes).bindMemory(to: UInt.self, capacity: 2 * MetadataMappings.capacity)
         let maps = (scratch.base + candidateBytes + workBytes + rangeBytes).assumingMemoryBound(to: UInt8.self)
+        let stale = (scratch.base + candidateBytes + workBytes + rangeBytes + mapsBytes).bindMemory(to: StaleFinding.self, capacity: staleCapacity)
+        if let library = unloading { probe.pointee = StaleProbe(start: library.start, end: library.end, findings: stale, count: 0) }
+        defer { probe.pointee = StaleProbe() }
 
         // The locks the scan needs are taken first, in the global order, then the other
         // threads stopped: none of them can be stopped inside one of these, and one
@@ -99,6 +120,7 @@ enum LeakFinder {
         // Reporting symbolizes and takes locks: the other threads run again by now.
         // What they do with reachable buffers no longer matters; unreachable ones
         // cannot be touched by a correct program.
+        if let library = unloading { DebugReport.stalePointers(library, stale, probe.pointee.count, candidates, count) }
         return DebugReport.leaks(candidates, count, unloading: unloading)
     }
 
@@ -279,7 +301,7 @@ enum LeakFinder {
     }
 
     /// The candidate containing address `v`, if any (binary search).
-    @inline(__always) private static func find(_ v: UInt, _ a: UnsafeMutablePointer<Candidate>, _ n: Int) -> Int? {
+    @inline(__always) static func find(_ v: UInt, _ a: UnsafeMutablePointer<Candidate>, _ n: Int) -> Int? {
         var lo = 0, hi = n
         while lo < hi {
             let mid = (lo + hi) >> 1
@@ -294,8 +316,14 @@ enum LeakFinder {
                                   _ work: UnsafeMutablePointer<Int>, _ workCount: inout Int) {
         let low = a[0].start, high = a[n - 1].start + a[n - 1].size
         var p = (from + 7) & ~7
+        let stale = probe
+        let staleStart = stale.pointee.start, staleEnd = stale.pointee.end
         while p + 8 <= to {
             let v = UnsafePointer<UInt>(bitPattern: p)!.pointee
+            if v >= staleStart && v < staleEnd && stale.pointee.count < staleCapacity {
+                stale.pointee.findings![stale.pointee.count] = StaleFinding(place: p, value: v)
+                stale.pointee.count += 1
+            }
             if v >= low && v < high, let i = find(v, a, n), !a[i].marked {
                 a[i].marked = true
                 work[workCount] = i

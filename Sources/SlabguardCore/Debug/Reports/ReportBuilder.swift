@@ -86,6 +86,13 @@ struct ReportBuilder: ~Copyable {
                     w.append(" bytes not freed")
                 }
             }
+            if kind == .stalePointer, let library {
+                w.append(": ")
+                w.append(cString: library)
+                w.append(" unloaded, but ")
+                w.append(decimal: leakBuffers)
+                w.append(leakBuffers == 1 ? " place still points into it" : " places still point into it")
+            }
             if kind == .useAfterFree, let f = fault {
                 // use-after-free: read|write at ADDR, offset 0xOFF into buffer of SIZE bytes
                 w.append(f.isWrite ? ": write at " : ": read at ")

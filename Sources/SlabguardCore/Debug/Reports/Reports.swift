@@ -16,7 +16,7 @@ import Glibc
 enum DebugReport {
     enum Kind: UInt8 {
         case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree, crash,
-             redzoneRead, underflow, leakAtUnload
+             redzoneRead, underflow, leakAtUnload, stalePointer
 
         /// Its slot in the report counts (ReportTally).
         var index: Int { Int(rawValue) }
@@ -38,6 +38,7 @@ enum DebugReport {
             case .useAfterFree: return "use-after-free"
             case .crash: return "fatal signal"
             case .leakAtUnload: return "leak at unload"
+            case .stalePointer: return "stale pointer"
             }
         }
 
@@ -50,6 +51,7 @@ enum DebugReport {
             case .duplicateFree, .invalidFree, .badFreeSize, .badFreeAddress: return Suppressions.Kind.free.bit
             case .useAfterFree: return Suppressions.Kind.useAfterFree.bit
             case .leakAtUnload: return Suppressions.Kind.unload.bit
+            case .stalePointer: return Suppressions.Kind.stale.bit
             case .crash: return 0
             }
         }
@@ -67,6 +69,7 @@ enum DebugReport {
             case .useAfterFree: return "use-after-free"
             case .crash: return "fatal signal"
             case .leakAtUnload: return "leak at unload"
+            case .stalePointer: return "stale pointer"
             }
         }
     }
