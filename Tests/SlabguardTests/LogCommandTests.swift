@@ -264,6 +264,24 @@ struct LogCommandTests {
         #expect(report.contains("stale_host.c:"), "the hook record's allocation stack: \(run.stderr)")
     }
 
+    /// Reload needs no new mechanism: a plugin loaded, started, stopped, unloaded and loaded
+    /// again reads, in the counter it forgot to initialise, 0xbaddcafe on both starts —
+    /// on every run, not only when recycled memory happens to hold something.
+    @Test func aReloadedPluginReadsBaddcafeEveryTime() throws {
+        let folder = try Subprocess.temporaryFolder("reload")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cc = try Subprocess.requireTool("cc")
+        let plugin = folder.appendingPathComponent("libreload.so").path
+        let host = folder.appendingPathComponent("reload_host").path
+        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("reload_plugin.c").path])
+        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("reload_host.c").path, "-ldl"])
+        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        for _ in 0..<3 {
+            let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin], directory: folder.path, timeout: 120)
+            #expect(run.status == 0 && run.stdout == "counter 0xbaddcafe\ncounter 0xbaddcafe\n", "\(run.stdout) \(run.stderr)")
+        }
+    }
+
     @Test func badFilesAreOneLineAndStatusTwo() throws {
         let folder = try Subprocess.temporaryFolder("log-bad")
         defer { try? FileManager.default.removeItem(at: folder) }
