@@ -226,62 +226,6 @@ struct LogCommandTests {
         #expect(leaks.contains("plugin_host.c:"), "the host's frames from its file: \(leaks)")
     }
 
-    /// A call into a plugin after its dlclose: the crash report says the fault is in the
-    /// unloaded library, at which function, and when it was unloaded.
-    @Test func aJumpIntoAnUnloadedPluginIsExplained() throws {
-        let folder = try Subprocess.temporaryFolder("late-call")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let cc = try Subprocess.requireTool("cc")
-        let plugin = folder.appendingPathComponent("libplugin.so").path
-        let host = folder.appendingPathComponent("late_call").path
-        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("plugin.c").path])
-        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("late_call.c").path, "-ldl"])
-        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
-        let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin], directory: folder.path, timeout: 120)
-        #expect(run.status == 139, "\(run.stderr)")
-        let fatal = run.stderr.components(separatedBy: "slabguard: fatal signal").dropFirst().first ?? ""
-        #expect(fatal.contains("note: the fault is in \(plugin)+0x") && fatal.contains("(plugin_start+0x0), a library already unloaded at 0."),
-                "\(run.stderr)")
-    }
-
-    /// A host that keeps pointers to a plugin's function after unloading it (a callback
-    /// list in its data, a hook record on the heap): `stale pointer`, each place named.
-    @Test func pointersLeftIntoAnUnloadedPluginAreNamed() throws {
-        let folder = try Subprocess.temporaryFolder("stale")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let cc = try Subprocess.requireTool("cc")
-        let plugin = folder.appendingPathComponent("libplugin.so").path
-        let host = folder.appendingPathComponent("stale_host").path
-        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("plugin.c").path])
-        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("stale_host.c").path, "-ldl"])
-        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
-        let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin], directory: folder.path, timeout: 120)
-        #expect(run.stdout == "unloaded\n", "\(run.stderr)")
-        let report = run.stderr.components(separatedBy: "slabguard: stale pointer: ").dropFirst().first ?? ""
-        #expect(report.hasPrefix("\(plugin) unloaded, but 2 places still point into it\n"), "\(run.stderr)")
-        #expect(report.contains("stale_host+0x") && report.contains(" (its data) holds 0x") && report.contains("(plugin_start+0x0)"), "\(run.stderr)")
-        #expect(report.contains("  buffer 0x") && report.contains(" + 0x8 (sg_alloc_16, size 16) holds "), "\(run.stderr)")
-        #expect(report.contains("stale_host.c:"), "the hook record's allocation stack: \(run.stderr)")
-    }
-
-    /// Reload needs no new mechanism: a plugin loaded, started, stopped, unloaded and loaded
-    /// again reads, in the counter it forgot to initialise, 0xbaddcafe on both starts —
-    /// on every run, not only when recycled memory happens to hold something.
-    @Test func aReloadedPluginReadsBaddcafeEveryTime() throws {
-        let folder = try Subprocess.temporaryFolder("reload")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let cc = try Subprocess.requireTool("cc")
-        let plugin = folder.appendingPathComponent("libreload.so").path
-        let host = folder.appendingPathComponent("reload_host").path
-        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("reload_plugin.c").path])
-        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("reload_host.c").path, "-ldl"])
-        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
-        for _ in 0..<3 {
-            let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin], directory: folder.path, timeout: 120)
-            #expect(run.status == 0 && run.stdout == "counter 0xbaddcafe\ncounter 0xbaddcafe\n", "\(run.stdout) \(run.stderr)")
-        }
-    }
-
     @Test func badFilesAreOneLineAndStatusTwo() throws {
         let folder = try Subprocess.temporaryFolder("log-bad")
         defer { try? FileManager.default.removeItem(at: folder) }
