@@ -97,6 +97,13 @@ struct LogInfo: ParsableCommand {
         print("ended:         \(ending)")
         print("transactions:  \(transactions.count) in the ring (\(transactions.filter { !$0.isFree }.count) allocations, "
               + "\(transactions.filter(\.isFree).count) frees), \(stacks) distinct stacks")
+        let modules = log.modules, unloads = log.unloadTimes
+        print("modules:       \(modules.count) (\(modules.filter { $0.loadedTicks != 0 }.count) loaded and \(unloads.count) unloaded during the run)")
+        for m in modules where unloads[m.start] != nil || m.loadedTicks != 0 {
+            let loaded = format(log.secondsSinceStart(m.loadedTicks), digits: 6)
+            let unloaded = unloads[m.start].map { ", unloaded at " + format(log.secondsSinceStart($0), digits: 6) + "s" } ?? ""
+            print("  \(m.path): loaded at \(loaded)s\(unloaded)")
+        }
         print("reports:       \(headlines.count)")
         for h in headlines { print("  " + h) }
     }

@@ -13,6 +13,7 @@ struct LogFile {
     struct Module {
         var start: UInt, end: UInt, bias: UInt
         var buildId: String
+        var loadedTicks: UInt64
         var path: String
     }
 
@@ -86,6 +87,17 @@ struct LogFile {
     var reports: String { text(at: Int(u64(152)), count: Int(u64(168))) }
     /// Libraries unloaded during the run (by their start address), with the function
     /// symbols captured at their dlclose: (file address, size, name), sorted.
+    /// When each library unloaded during the run went (start address → audit-clock ticks).
+    var unloadTimes: [UInt: UInt64] {
+        guard u64(256) >= 4096 else { return [:] }
+        var times: [UInt: UInt64] = [:]
+        for line in text(at: Int(u64(256)), count: Int(min(u64(272), u64(264)))).split(separator: "\n") where line.hasPrefix("U ") {
+            let f = line.split(separator: " ")
+            if f.count == 3, let start = UInt(f[1].dropFirst(2), radix: 16), let ticks = UInt64(f[2]) { times[start] = ticks }
+        }
+        return times
+    }
+
     var unloadedLibraries: [UInt: (path: String, bias: UInt, symbols: [(UInt, UInt, String)])] {
         guard u64(256) >= 4096 else { return [:] }
         var captured: [UInt: (path: String, bias: UInt, symbols: [(UInt, UInt, String)])] = [:]
@@ -111,10 +123,10 @@ struct LogFile {
 
     var modules: [Module] {
         text(at: Int(u64(128)), count: Int(u64(144))).split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ", maxSplits: 4)
-            guard fields.count == 5, let start = UInt(fields[0], radix: 16), let end = UInt(fields[1], radix: 16),
-                  let bias = UInt(fields[2], radix: 16) else { return nil }
-            return Module(start: start, end: end, bias: bias, buildId: String(fields[3]), path: String(fields[4]))
+            let fields = line.split(separator: " ", maxSplits: 5)
+            guard fields.count == 6, let start = UInt(fields[0], radix: 16), let end = UInt(fields[1], radix: 16),
+                  let bias = UInt(fields[2], radix: 16), let loaded = UInt64(fields[4]) else { return nil }
+            return Module(start: start, end: end, bias: bias, buildId: String(fields[3]), loadedTicks: loaded, path: String(fields[5]))
         }
     }
 
@@ -154,6 +166,9 @@ struct LogFile {
         guard record + (2 + depth) * 8 <= size else { return [] }
         return (0..<depth).map { UInt(u64(record + 16 + 8 * $0)) }
     }
+
+    /// Seconds from the start of the run to an audit-clock time.
+    func secondsSinceStart(_ ticks: UInt64) -> Double { seconds(from: u64(40), to: max(ticks, u64(40))) }
 
     /// Seconds between two audit-clock times, by the rate the file's clock samples give.
     func seconds(from earlier: UInt64, to later: UInt64) -> Double {

@@ -224,6 +224,10 @@ struct LogCommandTests {
         let leaks = try Self.log(["findleaks", path]).stdout
         #expect(leaks.contains(" plugin_make_buffer+0x") && leaks.contains("libplugin.so, unloaded)"), "\(leaks)")
         #expect(leaks.contains("plugin_host.c:"), "the host's frames from its file: \(leaks)")
+        // The module map knows when the plugin came and went.
+        let info = try Self.log(["info", path]).stdout
+        #expect(info.contains("(1 loaded and 1 unloaded during the run)") && info.contains("  \(plugin): loaded at 0.")
+                && info.contains("s, unloaded at 0."), "\(info)")
     }
 
     @Test func badFilesAreOneLineAndStatusTwo() throws {

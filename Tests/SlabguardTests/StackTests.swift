@@ -328,14 +328,15 @@ struct StackTests {
         #expect(lines.count >= 3)
         var sawExe = false, sawLibc = false
         for line in lines {
-            let fields = line.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: false)
-            try #require(fields.count == 5, "bad line: \(line)")
+            // START END BIAS BUILDID LOADED PATH
+            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: false)
+            try #require(fields.count == 6 && UInt64(fields[4]) != nil, "bad line: \(line)")
             let start = try #require(UInt(fields[0], radix: 16)), end = try #require(UInt(fields[1], radix: 16))
             let bias = try #require(UInt(fields[2], radix: 16))
             #expect(start < end && bias <= start)
             #expect(fields[3] == "-" || (fields[3].count % 2 == 0 && UInt8(fields[3].prefix(2), radix: 16) != nil))
-            if String(fields[4]) == exePath && start <= here && here < end { sawExe = true }
-            if String(fields[4]) == libcPath {
+            if String(fields[5]) == exePath && start <= here && here < end { sawExe = true }
+            if String(fields[5]) == libcPath {
                 sawLibc = true
                 let hex = (0..<libc.buildIdLength).map { i -> String in
                     let s = String(libc.buildId[i], radix: 16)

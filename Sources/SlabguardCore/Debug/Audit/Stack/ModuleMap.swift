@@ -57,6 +57,9 @@ struct ModuleRecord {
     var pathLength: Int = 0
     var buildIdLength: Int = 0
     var buildId: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    /// When a refresh first saw it (audit-clock ticks): its load time, to within a refresh;
+    /// 0 for the modules the first scan found (there from the start).
+    var firstSeenTicks: UInt64 = 0
     var alive: Bool = false
     var seenEpoch: UInt = 0
 }
@@ -262,6 +265,7 @@ enum ModuleMap {
         rec.pathOffset = pathOffset
         rec.pathLength = pathLen
         rec.alive = true
+        rec.firstSeenTicks = st.pointee.scannedOnce ? AuditClock.now() : 0   // 0: there from the start
         rec.seenEpoch = st.pointee.epoch
         (st.pointee.records + st.pointee.count).initialize(to: rec)
         st.pointee.count += 1
@@ -370,7 +374,8 @@ enum ModuleMap {
     }
 
     /// Writes one line per module ever seen, in first-seen order:
-    ///     START END BIAS BUILDID PATH\n
+    ///     START END BIAS BUILDID LOADED PATH\n
+    /// (LOADED: the audit-clock ticks when it was first seen, 0: there from the start.)
     /// START/END/BIAS are 16-digit lowercase hex (no 0x); BUILDID is lowercase hex or "-";
     /// PATH is the rest of the line. file address = runtime address - BIAS. When ranges of
     /// an unloaded and a later module overlap, the later line is the current one.
@@ -422,6 +427,8 @@ enum ModuleMap {
                 n += 2 * count
             }
             line[n] = 0x20; n += 1
+            n = appendDecimal(line, n, r.pointee.firstSeenTicks)
+            line[n] = 0x20; n += 1
             let path = st.pointee.pool + r.pointee.pathOffset
             var k = 0
             while k < 4095 && path[k] != 0 {
@@ -434,6 +441,17 @@ enum ModuleMap {
         }
         sg_mutex_unlock(&st.pointee.mutex)
         return true
+    }
+
+    private static func appendDecimal(_ line: UnsafeMutablePointer<CChar>, _ at: Int, _ value: UInt64) -> Int {
+        var digits = (UInt64(0), UInt64(0), UInt64(0))   // 24 bytes: room for 20 digits
+        var count = 0
+        var v = value
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat { d[count] = UInt8(48 + v % 10); v /= 10; count += 1 } while v > 0
+            for i in 0..<count { line[at + i] = CChar(d[count - 1 - i]) }
+        }
+        return at + count
     }
 
     @inline(__always)
