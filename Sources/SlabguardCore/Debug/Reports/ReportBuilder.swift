@@ -285,6 +285,7 @@ struct ReportBuilder: ~Copyable {
                         w.jsonField("module", cString: UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self))
                     }
                     w.jsonKey("module_offset"); w.append("\""); w.append(hex: pc &- module.base); w.append("\"")
+                    if !module.isLoaded { w.jsonKey("unloaded"); w.append("true") }
                 }
                 w.endObject()
             } else {
@@ -303,8 +304,12 @@ struct ReportBuilder: ~Copyable {
                     withUnsafePointer(to: &module.path) { p in
                         w.append(cString: UnsafeRawPointer(p).assumingMemoryBound(to: CChar.self))
                     }
-                    w.append("+")
-                    w.append(hex: pc &- module.base)
+                    if module.isLoaded {
+                        w.append("+")
+                        w.append(hex: pc &- module.base)
+                    } else {
+                        w.append(", unloaded")   // named from the symbols indexed at its dlclose
+                    }
                     w.append(")")
                 }
                 w.newline()
