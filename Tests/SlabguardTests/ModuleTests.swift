@@ -65,4 +65,22 @@ struct ModuleTests {
             #expect(run.status == 0 && run.stdout == "counter 0xbaddcafe\ncounter 0xbaddcafe\n", "\(run.stdout) \(run.stderr)")
         }
     }
+
+    /// A library loaded and unloaded 2,000 times under `default`: no false report (each
+    /// cycle frees what the plugin gave), and memory stays bounded.
+    @Test func twoThousandLoadsAndUnloadsStayQuietAndBounded() throws {
+        let folder = try Subprocess.temporaryFolder("cycle")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cc = try Subprocess.requireTool("cc")
+        let plugin = folder.appendingPathComponent("libplugin.so").path
+        let host = folder.appendingPathComponent("cycle_host").path
+        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("plugin.c").path])
+        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("cycle_host.c").path, "-ldl"])
+        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin, "2000"], directory: folder.path, timeout: 240)
+        #expect(run.status == 0 && !run.stderr.contains("slabguard: "), "\(run.stderr)")
+        let numbers = run.stdout.split(separator: " ").dropFirst().compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        try #require(numbers.count == 2, "\(run.stdout)")
+        #expect(numbers[1] - numbers[0] < 8 * 1024, "peak RSS grew from \(numbers[0]) to \(numbers[1]) KiB over 1,800 cycles")
+    }
 }
