@@ -39,14 +39,8 @@ enum ModuleUnload {
     }
 
     static func closing(at address: UInt) {
-        var module = ModuleInfo()
-        guard ModuleMap.lookup(address, into: &module) else { return }
         // Index its symbols now: the symbolizer keeps them after the file is unmapped.
-        var name = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        var offset: UInt = 0
-        _ = withUnsafeMutableBytes(of: &name) {
-            ElfSymbols.symbolize(address, name: $0.baseAddress!.assumingMemoryBound(to: CChar.self), capacity: 32, offset: &offset)
-        }
+        guard ElfSymbols.prepare(moduleAt: address) else { return }
         FlightRecorder.libraryClosing(at: address)
     }
 

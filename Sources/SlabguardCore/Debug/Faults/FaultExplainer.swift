@@ -129,23 +129,12 @@ enum FaultExplainer {
             let where_ = k == 0 ? address : pc
             var module = ModuleInfo()
             guard where_ >= 0x10000, ModuleMap.lookup(where_, into: &module), !module.isLoaded else { continue }
-            var name = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-            var offset: UInt = 0
-            let named = withUnsafeMutableBytes(of: &name) {
-                ElfSymbols.symbolize(where_, name: $0.baseAddress!.assumingMemoryBound(to: CChar.self), capacity: 64, offset: &offset)
-            }
             r.note { w in
                 w.append("the fault is in ")
                 withUnsafeBytes(of: &module.path) { w.append(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
                 w.append("+")
                 w.append(hex: where_ - module.base)
-                if named {
-                    w.append(" (")
-                    withUnsafeBytes(of: &name) { w.append(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-                    w.append("+")
-                    w.append(hex: offset)
-                    w.append(")")
-                }
+                DebugReport.appendFunction(&w, at: where_)
                 w.append(", a library already unloaded")
                 if let t = ModuleUnload.unloadTime(start: module.start) {
                     w.append(" at ")

@@ -214,47 +214,50 @@ enum FlightRecorder {
     /// go into the symbols region, so that frames in it stay named once it is unmapped and
     /// its file perhaps deleted.  (A dlclose that does not unmap it leaves them unused.)
     static func libraryClosing(at address: UInt) {
-        guard let base = state.pointee.base else { return }
+        guard isRecording else { return }
         var module = ModuleInfo()
         guard ModuleMap.lookup(address, into: &module) else { return }
-        var used = Int(base.load(fromByteOffset: Field.symbolsUsed, as: UInt64.self))
-        let region = base + symbolsOffset
-        var line = ReportWriter(memory: region + used, capacity: max(0, symbolsBytes - used))
-        line.append("M ")
-        line.append(hex: module.start); line.append(" ")
-        line.append(hex: module.end); line.append(" ")
-        line.append(hex: module.base); line.append(" ")
-        withUnsafeBytes(of: &module.path) { line.append(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-        line.append("\n")
-        guard !line.isTruncated else { return }
-        used += line.count
-        _ = ElfSymbols.forEachFunction(inModuleAt: address) { value, size, name in
-            var s = ReportWriter(memory: region + used, capacity: max(0, symbolsBytes - used))
-            s.append("S ")
-            s.append(hex: UInt(value)); s.append(" ")
-            s.append(hex: UInt(size)); s.append(" ")
-            s.append(cString: name)
-            s.append("\n")
-            if s.isTruncated { return false }
-            used += s.count
-            return true
+        let header = appendSymbolsLine { line in
+            line.append("M ")
+            line.append(hex: module.start); line.append(" ")
+            line.append(hex: module.end); line.append(" ")
+            line.append(hex: module.base); line.append(" ")
+            withUnsafeBytes(of: &module.path) { line.append(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
         }
-        store(UInt64(used), at: Field.symbolsUsed)
+        guard header else { return }
+        _ = ElfSymbols.forEachFunction(inModuleAt: address) { value, size, name in
+            appendSymbolsLine { line in
+                line.append("S ")
+                line.append(hex: UInt(value)); line.append(" ")
+                line.append(hex: UInt(size)); line.append(" ")
+                line.append(cString: name)
+            }
+        }
     }
 
     /// After that `dlclose`, the library starting at `start` being gone: its unload time.
     static func libraryUnloaded(start: UInt) {
-        guard let base = state.pointee.base else { return }
-        var used = Int(base.load(fromByteOffset: Field.symbolsUsed, as: UInt64.self))
-        var line = ReportWriter(memory: base + symbolsOffset + used, capacity: max(0, symbolsBytes - used))
-        line.append("U ")
-        line.append(hex: start); line.append(" ")
-        line.append(decimal: UInt(AuditClock.now()))
-        line.append("\n")
-        guard !line.isTruncated else { return }
-        used += line.count
-        store(UInt64(used), at: Field.symbolsUsed)
+        guard isRecording else { return }
+        appendSymbolsLine { line in
+            line.append("U ")
+            line.append(hex: start); line.append(" ")
+            line.append(decimal: UInt(AuditClock.now()))
+        }
         sampleClock()
+    }
+
+    /// Appends one line (`body`'s text and a newline) to the symbols region; false when it
+    /// does not fit (then nothing is appended).
+    @discardableResult
+    private static func appendSymbolsLine(_ body: (inout ReportWriter) -> Void) -> Bool {
+        guard let base = state.pointee.base else { return false }
+        let used = Int(base.load(fromByteOffset: Field.symbolsUsed, as: UInt64.self))
+        var line = ReportWriter(memory: base + symbolsOffset + used, capacity: max(0, symbolsBytes - used))
+        body(&line)
+        line.append("\n")
+        guard !line.isTruncated else { return false }
+        store(UInt64(used + line.count), at: Field.symbolsUsed)
+        return true
     }
 
     /// The ::kmastat table into its region: written through the file descriptor (the

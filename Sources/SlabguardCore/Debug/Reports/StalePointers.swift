@@ -95,34 +95,28 @@ extension DebugReport {
         guard let entry = BufferTag(base: tag).auditEntry(0, layout: layout), entry.frames > 0 else { return false }
         var module = ModuleInfo()
         guard ModuleMap.lookup(entry.stack[0], into: &module) else { return false }
-        return withUnsafeBytes(of: &module.path) { raw in
-            let path = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
-            let marker: StaticString = "/ld-linux"
-            var i = 0
-            while path[i] != 0 {
-                var j = 0
-                while j < marker.utf8CodeUnitCount && UInt8(bitPattern: path[i + j]) == marker.utf8Start[j] { j += 1 }
-                if j == marker.utf8CodeUnitCount { return true }
-                i += 1
-            }
-            return false
-        }
+        return withUnsafeBytes(of: &module.path) { ReportBuilder.contains($0.baseAddress!.assumingMemoryBound(to: UInt8.self), "/ld-linux") }
     }
 
     /// `0xVALUE` and, when the unloaded library's symbols know it, `(function+0xOFF)`.
     private static func appendTarget(_ w: inout ReportWriter, _ value: UInt) {
         w.append(hex: value)
+        appendFunction(&w, at: value)
+    }
+
+    /// ` (function+0xOFF)` for a code address the symbolizer knows (also in a library
+    /// already unloaded: its symbols were indexed at its dlclose), else nothing.
+    static func appendFunction(_ w: inout ReportWriter, at address: UInt) {
         var name = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         var offset: UInt = 0
         let named = withUnsafeMutableBytes(of: &name) {
-            ElfSymbols.symbolize(value, name: $0.baseAddress!.assumingMemoryBound(to: CChar.self), capacity: 64, offset: &offset)
+            ElfSymbols.symbolize(address, name: $0.baseAddress!.assumingMemoryBound(to: CChar.self), capacity: 64, offset: &offset)
         }
-        if named {
-            w.append(" (")
-            withUnsafeBytes(of: &name) { w.append(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-            w.append("+")
-            w.append(hex: offset)
-            w.append(")")
-        }
+        guard named else { return }
+        w.append(" (")
+        withUnsafeBytes(of: &name) { w.append(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        w.append("+")
+        w.append(hex: offset)
+        w.append(")")
     }
 }

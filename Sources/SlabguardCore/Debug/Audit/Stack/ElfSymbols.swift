@@ -94,20 +94,41 @@ enum ElfSymbols {
     /// return address, pass return address - 1.)
     static func symbolize(_ address: UInt, name: UnsafeMutablePointer<CChar>, capacity: Int,
                           offset: UnsafeMutablePointer<UInt>) -> Bool {
-        guard capacity > 0, let st = state() else { return false }
+        guard capacity > 0 else { return false }
         name[0] = 0
+        return withTable(containing: address) { table, bias in
+            symbolize(UInt64(address &- bias), in: table, name: name, capacity: capacity, offset: offset)
+        } ?? false
+    }
+
+    /// Builds the index of the module holding `address` now (before a dlclose: it is kept
+    /// after the file is unmapped); false when the module or its symbols are unknown.
+    @discardableResult
+    static func prepare(moduleAt address: UInt) -> Bool {
+        withTable(containing: address) { _, _ in true } ?? false
+    }
+
+    /// Calls `body` with the ready symbol table of the module holding `address` and its
+    /// load bias, under the lock, indexing it first if need be; nil when unknown.
+    private static func withTable<R>(containing address: UInt,
+                                     _ body: (UnsafeMutablePointer<ElfSymbolTable>, UInt) -> R) -> R? {
+        guard let st = state() else { return nil }
         var rec = ModuleRecord()
         let index = ModuleMap.lookupRecord(address, into: &rec)
-        guard index >= 0 else { return false }
+        guard index >= 0 else { return nil }
         sg_mutex_lock(&st.pointee.mutex)
         defer { sg_mutex_unlock(&st.pointee.mutex) }
         let table = st.pointee.tables + index
         if table.pointee.state == 0 {
             table.pointee.state = load(table, &rec, st.pointee.pathBuffer) ? 1 : 2
         }
-        guard table.pointee.state == 1, let entries = table.pointee.entries,
-              let strtab = table.pointee.strtab else { return false }
-        let fileAddress = UInt64(address &- rec.bias)
+        guard table.pointee.state == 1 else { return nil }
+        return body(table, rec.bias)
+    }
+
+    private static func symbolize(_ fileAddress: UInt64, in table: UnsafeMutablePointer<ElfSymbolTable>,
+                                  name: UnsafeMutablePointer<CChar>, capacity: Int, offset: UnsafeMutablePointer<UInt>) -> Bool {
+        guard let entries = table.pointee.entries, let strtab = table.pointee.strtab else { return false }
         guard let e = find(entries, table.pointee.count, fileAddress) else { return false }
         let nameOffset = Int(entries[e].name)
         let limit = table.pointee.strtabSize
@@ -125,23 +146,15 @@ enum ElfSymbols {
     /// contains `address`, building its index now if need be; false when the module or its
     /// symbols are unknown.  (The flight recorder keeps them when the module is unloaded.)
     static func forEachFunction(inModuleAt address: UInt, _ body: (UInt64, UInt64, UnsafePointer<CChar>) -> Bool) -> Bool {
-        guard let st = state() else { return false }
-        var rec = ModuleRecord()
-        let index = ModuleMap.lookupRecord(address, into: &rec)
-        guard index >= 0 else { return false }
-        sg_mutex_lock(&st.pointee.mutex)
-        defer { sg_mutex_unlock(&st.pointee.mutex) }
-        let table = st.pointee.tables + index
-        if table.pointee.state == 0 {
-            table.pointee.state = load(table, &rec, st.pointee.pathBuffer) ? 1 : 2
-        }
-        guard table.pointee.state == 1, let entries = table.pointee.entries, let strtab = table.pointee.strtab else { return false }
-        for i in 0..<table.pointee.count {
-            let e = entries[i]
-            guard Int(e.name) < table.pointee.strtabSize else { continue }
-            if !body(e.value, e.size, strtab + Int(e.name)) { break }
-        }
-        return true
+        withTable(containing: address) { table, _ in
+            guard let entries = table.pointee.entries, let strtab = table.pointee.strtab else { return false }
+            for i in 0..<table.pointee.count {
+                let e = entries[i]
+                guard Int(e.name) < table.pointee.strtabSize else { continue }
+                if !body(e.value, e.size, strtab + Int(e.name)) { break }
+            }
+            return true
+        } ?? false
     }
 
     /// Index of the best symbol for `address` (file virtual address), or nil.
