@@ -49,19 +49,8 @@ func openLog(_ path: String) -> LogFile {
     }
 }
 
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        default: out += u.value < 0x20 ? "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16) : String(u)
-        }
-    }
-    return out + "\""
-}
+/// `s` as a JSON string literal.
+func jsonString(_ s: String) -> String { "\"" + ReportSymbolizer.jsonEscaped(s) + "\"" }
 
 struct LogInfo: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "info", abstract: "The run the log recorded.")

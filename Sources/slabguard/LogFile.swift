@@ -1,7 +1,9 @@
 // Reading a flight recorder file (`log=PATH`; the writer and the format are
 // Sources/SlabguardCore/Debug/FlightRecorder/FlightRecorder.swift): the header, the
 // module map, the cache names, the reports, the stack depot and the transaction ring.
-// The file is mapped read-only; every offset is checked against its size.
+// The file is mapped read-only; every offset is checked against its size.  What several
+// questions need (the module map, the unloaded libraries' symbols, build-id checks, the
+// symbolized stacks) is parsed or computed once per file.
 
 import Glibc
 
@@ -9,7 +11,7 @@ struct LogError: Error {
     var message: String
 }
 
-struct LogFile {
+final class LogFile {
     struct Module {
         var start: UInt, end: UInt, bias: UInt
         var buildId: String
@@ -85,10 +87,8 @@ struct LogFile {
     var runSeconds: Double { seconds(from: u64(40), to: u64(216)) }
     var exitStatus: Int { Int(Int64(bitPattern: u64(208))) }
     var reports: String { text(at: Int(u64(152)), count: Int(u64(168))) }
-    /// Libraries unloaded during the run (by their start address), with the function
-    /// symbols captured at their dlclose: (file address, size, name), sorted.
     /// When each library unloaded during the run went (start address → audit-clock ticks).
-    var unloadTimes: [UInt: UInt64] {
+    private(set) lazy var unloadTimes: [UInt: UInt64] = {
         guard u64(256) >= 4096 else { return [:] }
         var times: [UInt: UInt64] = [:]
         for line in text(at: Int(u64(256)), count: Int(min(u64(272), u64(264)))).split(separator: "\n") where line.hasPrefix("U ") {
@@ -96,12 +96,13 @@ struct LogFile {
             if f.count == 3, let start = UInt(f[1].dropFirst(2), radix: 16), let ticks = UInt64(f[2]) { times[start] = ticks }
         }
         return times
-    }
+    }()
 
-    var unloadedLibraries: [UInt: (path: String, bias: UInt, symbols: [(UInt, UInt, String)])] {
+    /// Libraries unloaded during the run (by their start address), with the function
+    /// symbols captured at their dlclose: (file address, size, name), sorted.
+    private(set) lazy var unloadedLibraries: [UInt: (path: String, bias: UInt, symbols: [(UInt, UInt, String)])] = {
         guard u64(256) >= 4096 else { return [:] }
         var captured: [UInt: (path: String, bias: UInt, symbols: [(UInt, UInt, String)])] = [:]
-        var unloaded: Set<UInt> = []
         var current: UInt? = nil
         for line in text(at: Int(u64(256)), count: Int(min(u64(272), u64(264)))).split(separator: "\n") {
             let f = line.split(separator: " ", maxSplits: 4)
@@ -111,24 +112,23 @@ struct LogFile {
             } else if f.first == "S", f.count >= 4, let c = current, let value = UInt(f[1].dropFirst(2), radix: 16),
                       let size = UInt(f[2].dropFirst(2), radix: 16) {
                 captured[c]!.symbols.append((value, size, f[3...].joined(separator: " ")))
-            } else if f.first == "U", f.count >= 2, let start = UInt(f[1].dropFirst(2), radix: 16) {
-                unloaded.insert(start)
             }
         }
-        return captured.filter { unloaded.contains($0.key) }.mapValues { ($0.path, $0.bias, $0.symbols.sorted { $0.0 < $1.0 }) }
-    }
+        let unloaded = unloadTimes
+        return captured.filter { unloaded[$0.key] != nil }.mapValues { ($0.path, $0.bias, $0.symbols.sorted { $0.0 < $1.0 }) }
+    }()
 
     /// The ::kmastat table written at exit ("" when the process did not exit).
     var statistics: String { u64(232) >= 4096 ? text(at: Int(u64(232)), count: Int(min(u64(248), u64(240)))) : "" }
 
-    var modules: [Module] {
+    private(set) lazy var modules: [Module] = {
         text(at: Int(u64(128)), count: Int(u64(144))).split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ", maxSplits: 5)
             guard fields.count == 6, let start = UInt(fields[0], radix: 16), let end = UInt(fields[1], radix: 16),
                   let bias = UInt(fields[2], radix: 16), let loaded = UInt64(fields[4]) else { return nil }
             return Module(start: start, end: end, bias: bias, buildId: String(fields[3]), loadedTicks: loaded, path: String(fields[5]))
         }
-    }
+    }()
 
     var cacheNames: [UInt: String] {
         var names: [UInt: String] = [:]
@@ -183,17 +183,27 @@ struct LogFile {
     /// module map's files (ReportSymbolizer: function, file:line where debug info exists) —
     /// only from a file whose build id is the one the run recorded: a file rebuilt since
     /// is said, never read for names.
-    func frameLines(_ frames: [UInt], indent: String = "    ") -> [String] {
-        let modules = self.modules
-        let unloaded = self.unloadedLibraries
-        var checked: [String: Bool] = [:]
-        var mismatched: Set<Int> = []
+    func frameLines(_ frames: [UInt]) -> [String] {
+        if let done = symbolized[frames] { return done }
+        let lines = symbolize(frames)
+        symbolized[frames] = lines
+        return lines
+    }
+
+    /// Stacks already symbolized (kmalog shows the same few stacks many times).
+    private var symbolized: [[UInt]: [String]] = [:]
+    /// Build-id checks made, by module path.
+    private var buildIdChecked: [String: Bool] = [:]
+
+    private func symbolize(_ frames: [UInt]) -> [String] {
+        let unloaded = unloadedLibraries
+        var mismatched: [Int: Module] = [:]
         var lines: [String] = []
         for (index, pc) in frames.enumerated() {
-            var line = "\(indent)#\(index) 0x" + String(pc, radix: 16)
+            var line = "    #\(index) 0x" + String(pc, radix: 16)
             if let m = modules.last(where: { $0.start <= pc && pc < $0.end }) {
-                let same = checked[m.path] ?? LogFile.buildIdMatches(m)
-                checked[m.path] = same
+                let same = buildIdChecked[m.path] ?? LogFile.buildIdMatches(m)
+                buildIdChecked[m.path] = same
                 // An unloaded library whose file is gone or rebuilt: the symbols captured
                 // at its dlclose name the frame.
                 if !same, let lib = unloaded[m.start],
@@ -202,16 +212,14 @@ struct LogFile {
                     continue
                 }
                 line += " (\(m.path)+0x" + String(pc - m.bias, radix: 16) + ")"
-                if !same { mismatched.insert(index) }
+                if !same { mismatched[index] = m }
             }
             lines.append(line)
         }
         // A rebuilt or missing file's frame keeps its module+offset, marked; the mark ends
         // the line in "]", so the symbolizer leaves it alone.
-        for index in mismatched {
-            let pc = frames[index]
-            let gone = modules.last(where: { $0.start <= pc && pc < $0.end }).map { access($0.path, R_OK) != 0 } ?? false
-            lines[index] += gone ? " [the file is gone]" : " [build id differs: the file was rebuilt since the run]"
+        for (index, m) in mismatched {
+            lines[index] += access(m.path, R_OK) != 0 ? " [the file is gone]" : " [build id differs: the file was rebuilt since the run]"
         }
         return ReportSymbolizer.rewrite(lines)
     }

@@ -182,7 +182,7 @@ enum ReportSymbolizer {
         }
     }
 
-    private static func jsonEscaped(_ text: String) -> String {
+    static func jsonEscaped(_ text: String) -> String {
         var out = ""
         for scalar in text.unicodeScalars {
             switch scalar {
