@@ -9,6 +9,18 @@ import Testing
 struct LogCommandTests {
     static let logSources = ReleaseBuild.integrationSources.appendingPathComponent("log")
 
+    /// Tests/Integration/log/NAME.c compiled at -O0 (at -O2 one-line helpers become tail
+    /// calls and leave no frame) into `folder`, as NAME, or as a shared library when
+    /// `output` ends in .so; `flags` are added (-pthread, -ldl).
+    static func compile(_ name: String, into folder: URL, output: String? = nil, flags: [String] = []) throws -> String {
+        let out = folder.appendingPathComponent(output ?? name).path
+        let shared = out.hasSuffix(".so") ? ["-shared", "-fPIC"] : []
+        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
+                                    ["-O0", "-g"] + shared + ["-o", out, logSources.appendingPathComponent("\(name).c").path] + flags)
+        guard cc.status == 0 else { throw ReleaseBuild.Failure(description: "cc \(name).c failed:\n\(cc.stderr)") }
+        return out
+    }
+
     static func log(_ arguments: [String]) throws -> Subprocess.Outcome {
         try Subprocess.run(try ReleaseBuild.cli(), ["log"] + arguments, timeout: 120)
     }
@@ -84,11 +96,7 @@ struct LogCommandTests {
     @Test func aProcessKilledWithSIGKILLLeavesALogThatAnswers() throws {
         let folder = try Subprocess.temporaryFolder("log-kill")
         defer { try? FileManager.default.removeItem(at: folder) }
-        // -O0: at -O2 the one-line helpers become tail calls and leave no frame.
-        let program = folder.appendingPathComponent("killed").path
-        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
-                                    ["-O0", "-g", "-o", program, Self.logSources.appendingPathComponent("killed.c").path])
-        try #require(cc.status == 0, "cc killed.c: \(cc.stderr)")
+        let program = try Self.compile("killed", into: folder)
         let path = folder.appendingPathComponent("killed.log").path
         // Only the program runs on slabguard (the shell, grep and sleep would each write the log).
         let script = "env LD_PRELOAD=\"$1\" SLABGUARD_DEBUG=\"default,log=$2\" \"$0\" > out & p=$!; n=0; "
@@ -142,10 +150,7 @@ struct LogCommandTests {
     @Test func aForkedChildWritesItsOwnLogWithPid() throws {
         let folder = try Subprocess.temporaryFolder("log-fork")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let program = folder.appendingPathComponent("forker").path
-        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
-                                    ["-O0", "-g", "-o", program, Self.logSources.appendingPathComponent("forker.c").path])
-        try #require(cc.status == 0, "cc forker.c: \(cc.stderr)")
+        let program = try Self.compile("forker", into: folder)
         var environment = Subprocess.cleanEnvironment()
         environment["LD_PRELOAD"] = try ReleaseBuild.library()
         environment["SLABGUARD_DEBUG"] = "audit,log=\(folder.path)/f.%p.log"
@@ -187,10 +192,7 @@ struct LogCommandTests {
     @Test func theRareFreeOfABufferComesFirst() throws {
         let folder = try Subprocess.temporaryFolder("log-timer")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let program = folder.appendingPathComponent("timer_uaf").path
-        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
-                                    ["-O0", "-g", "-pthread", "-o", program, Self.logSources.appendingPathComponent("timer_uaf.c").path])
-        try #require(cc.status == 0, "cc timer_uaf.c: \(cc.stderr)")
+        let program = try Self.compile("timer_uaf", into: folder, flags: ["-pthread"])
         let path = folder.appendingPathComponent("timer.log").path
         let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", path, "--", program], directory: folder.path, timeout: 120)
         #expect(run.stderr.hasPrefix("slabguard: buffer modified after being freed"), "\(run.stderr)")
@@ -208,12 +210,8 @@ struct LogCommandTests {
     @Test func aDeletedPluginsFramesStayNamed() throws {
         let folder = try Subprocess.temporaryFolder("log-plugin")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let cc = try Subprocess.requireTool("cc")
-        let plugin = folder.appendingPathComponent("libplugin.so").path
-        let host = folder.appendingPathComponent("plugin_host").path
-        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("plugin.c").path])
-        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("plugin_host.c").path, "-ldl"])
-        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let plugin = try Self.compile("plugin", into: folder, output: "libplugin.so")
+        let host = try Self.compile("plugin_host", into: folder, flags: ["-ldl"])
         let path = folder.appendingPathComponent("plugin.log").path
         let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", path, "--", host, plugin], directory: folder.path, timeout: 120)
         // At the dlclose: the plugin's three buffers, not the one the host holds; not again at exit.

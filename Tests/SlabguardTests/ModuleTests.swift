@@ -8,19 +8,13 @@ import Testing
 
 @Suite("Modules: unload and reload", .timeLimit(.minutes(5)))
 struct ModuleTests {
-    static let logSources = LogCommandTests.logSources
-
     /// A call into a plugin after its dlclose: the crash report says the fault is in the
     /// unloaded library, at which function, and when it was unloaded.
     @Test func aJumpIntoAnUnloadedPluginIsExplained() throws {
         let folder = try Subprocess.temporaryFolder("late-call")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let cc = try Subprocess.requireTool("cc")
-        let plugin = folder.appendingPathComponent("libplugin.so").path
-        let host = folder.appendingPathComponent("late_call").path
-        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("plugin.c").path])
-        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("late_call.c").path, "-ldl"])
-        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let plugin = try LogCommandTests.compile("plugin", into: folder, output: "libplugin.so")
+        let host = try LogCommandTests.compile("late_call", into: folder, flags: ["-ldl"])
         let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin], directory: folder.path, timeout: 120)
         #expect(run.status == 139, "\(run.stderr)")
         let fatal = run.stderr.components(separatedBy: "slabguard: fatal signal").dropFirst().first ?? ""
@@ -33,12 +27,8 @@ struct ModuleTests {
     @Test func pointersLeftIntoAnUnloadedPluginAreNamed() throws {
         let folder = try Subprocess.temporaryFolder("stale")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let cc = try Subprocess.requireTool("cc")
-        let plugin = folder.appendingPathComponent("libplugin.so").path
-        let host = folder.appendingPathComponent("stale_host").path
-        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("plugin.c").path])
-        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("stale_host.c").path, "-ldl"])
-        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let plugin = try LogCommandTests.compile("plugin", into: folder, output: "libplugin.so")
+        let host = try LogCommandTests.compile("stale_host", into: folder, flags: ["-ldl"])
         let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin], directory: folder.path, timeout: 120)
         #expect(run.stdout == "unloaded\n", "\(run.stderr)")
         let report = run.stderr.components(separatedBy: "slabguard: stale pointer: ").dropFirst().first ?? ""
@@ -54,12 +44,8 @@ struct ModuleTests {
     @Test func aReloadedPluginReadsBaddcafeEveryTime() throws {
         let folder = try Subprocess.temporaryFolder("reload")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let cc = try Subprocess.requireTool("cc")
-        let plugin = folder.appendingPathComponent("libreload.so").path
-        let host = folder.appendingPathComponent("reload_host").path
-        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("reload_plugin.c").path])
-        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("reload_host.c").path, "-ldl"])
-        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let plugin = try LogCommandTests.compile("reload_plugin", into: folder, output: "libreload.so")
+        let host = try LogCommandTests.compile("reload_host", into: folder, flags: ["-ldl"])
         for _ in 0..<3 {
             let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin], directory: folder.path, timeout: 120)
             #expect(run.status == 0 && run.stdout == "counter 0xbaddcafe\ncounter 0xbaddcafe\n", "\(run.stdout) \(run.stderr)")
@@ -71,12 +57,8 @@ struct ModuleTests {
     @Test func twoThousandLoadsAndUnloadsStayQuietAndBounded() throws {
         let folder = try Subprocess.temporaryFolder("cycle")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let cc = try Subprocess.requireTool("cc")
-        let plugin = folder.appendingPathComponent("libplugin.so").path
-        let host = folder.appendingPathComponent("cycle_host").path
-        let a = try Subprocess.run(cc, ["-O0", "-g", "-shared", "-fPIC", "-o", plugin, Self.logSources.appendingPathComponent("plugin.c").path])
-        let b = try Subprocess.run(cc, ["-O0", "-g", "-o", host, Self.logSources.appendingPathComponent("cycle_host.c").path, "-ldl"])
-        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let plugin = try LogCommandTests.compile("plugin", into: folder, output: "libplugin.so")
+        let host = try LogCommandTests.compile("cycle_host", into: folder, flags: ["-ldl"])
         let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--", host, plugin, "2000"], directory: folder.path, timeout: 240)
         #expect(run.status == 0 && !run.stderr.contains("slabguard: "), "\(run.stderr)")
         let numbers = run.stdout.split(separator: " ").dropFirst().compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
