@@ -22,7 +22,14 @@
  *
  * Also exported: dlclose, so that the flight recorder (log=PATH) can keep a library's
  * symbols before it is unmapped and note when it was (SlabguardCore/Entry/ModuleEntry.swift);
- * the real dlclose is found with dlsym(RTLD_NEXT) each time (dlclose is rare).
+ * the real dlclose is found with dlsym(RTLD_NEXT) each time (dlclose is rare).  And
+ * dlopen, so that the module map (and the log's copy of it) knows a library from the
+ * moment it is loaded.  glibc's dlopen looks at its caller's return address: a name
+ * without '/' is searched in the caller's DT_RUNPATH, '$ORIGIN' in the name is the
+ * caller's directory, and the caller's namespace is used.  A wrapper that called it
+ * would make all of those slabguard's; so for such a name, and for a caller outside
+ * the base namespace, the wrapper is a tail call (the program's return address stays),
+ * and the module map learns of the library at its next refresh instead.
  *
  * Also exported: sigaction and signal, so that a program installing its own
  * SIGSEGV/SIGBUS handler while slabguard's crash explainer is installed gets
@@ -74,6 +81,7 @@ SG_ENTRY void *sg_entry_pvalloc(size_t size);
 SG_ENTRY size_t sg_entry_malloc_usable_size(void *p);
 SG_ENTRY void sg_entry_dlclose_before(uintptr_t address);
 SG_ENTRY void sg_entry_dlclose_after(uintptr_t address);
+SG_ENTRY void sg_entry_dlopen_after(void);
 
 SG_EXPORT void *malloc(size_t size) { return sg_entry_malloc(size); }
 SG_EXPORT void free(void *p) { sg_entry_free(p); }
@@ -160,6 +168,28 @@ __attribute__((constructor)) static void sg_restore_crash_signals(void) {
         sigemptyset(&restore.sa_mask);
         sigaction(crash_signals[i], &restore, NULL);
     }
+}
+
+/* Whether dlopen's result depends on who calls it (see the header comment). */
+static int sg_dlopen_depends_on_caller(const char *file, void *caller) {
+    if (file != NULL && (strchr(file, '/') == NULL || strchr(file, '$') != NULL)) return 1;
+    Dl_info info;
+    struct link_map *map = NULL;
+    Lmid_t namespace_id = LM_ID_BASE;
+    if (dladdr1(caller, &info, (void **)&map, RTLD_DL_LINKMAP) != 0 && map != NULL
+        && dlinfo(map, RTLD_DI_LMID, &namespace_id) == 0 && namespace_id != LM_ID_BASE) return 1;
+    return 0;
+}
+
+SG_EXPORT void *dlopen(const char *file, int mode) {
+    void *(*real)(const char *, int) = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+    if (real == NULL) return NULL;
+    if (sg_dlopen_depends_on_caller(file, __builtin_return_address(0))) {
+        __attribute__((musttail)) return real(file, mode);
+    }
+    void *handle = real(file, mode);
+    if (handle != NULL) sg_entry_dlopen_after();
+    return handle;
 }
 
 SG_EXPORT int dlclose(void *handle) {

@@ -193,3 +193,58 @@ public enum Debug {
     /// Where reports go (standard error by default).
     public static func setReportFileDescriptor(_ fd: Int32) { DebugControl.setReportFileDescriptor(fd) }
 }
+
+/// A tag's counters (design §9): buffers and bytes in use, the peak, allocations, frees.
+public struct TagStatistics: Sendable, Equatable {
+    public let buffersInUse: Int
+    public let bytesInUse: Int
+    public let peakBytes: Int
+    public let allocations: UInt64
+    public let frees: UInt64
+}
+
+/// A tag: accounting for one subsystem (OSMalloc's tags, libkext's `memck`).  Every buffer
+/// allocated from it is charged to it; `check()` reports what is still outstanding (in
+/// debug mode with each buffer's allocation stack).  The tag is non-copyable: it has one
+/// owner, `destroy()` consumes it, so it cannot be used after it is destroyed; dropping
+/// it destroys it.  Thread-safe.
+public struct Tag: ~Copyable, @unchecked Sendable {
+    private let handle: UInt
+
+    /// A new tag named `name` (its first 63 bytes), or nil when 256 tags (with the libraries' own) are live or out of memory.
+    public init?(name: String) {
+        let h = name.withCString { TagAPI.create(name: $0) }
+        guard h != 0 else { return nil }
+        handle = h
+    }
+
+    /// At least `size` bytes charged to this tag, or nil when out of memory.
+    public func allocate(_ size: Int) -> UnsafeMutableRawPointer? { TagAPI.allocate(handle, size, zero: false) }
+
+    /// `size` zeroed bytes charged to this tag, or nil.
+    public func zeroAllocate(_ size: Int) -> UnsafeMutableRawPointer? { TagAPI.allocate(handle, size, zero: true) }
+
+    /// Frees a buffer of this tag; `size` must be the size it was allocated with.
+    public func free(_ buffer: UnsafeMutableRawPointer, size: Int) { TagAPI.free(handle, buffer, size) }
+
+    /// Reports `tag check: N buffers, M bytes outstanding in tag NAME` when buffers are
+    /// outstanding, and returns N (0: clean).
+    @discardableResult
+    public func check() -> Int { TagAPI.check(handle) }
+
+    /// The tag's counters now.
+    public var statistics: TagStatistics {
+        let s = TagAPI.statistics(handle) ?? (0, 0, 0, 0, 0)
+        return TagStatistics(buffersInUse: s.buffers, bytesInUse: s.bytes, peakBytes: s.peak, allocations: s.allocations, frees: s.frees)
+    }
+
+    /// Checks, then retires the tag; returns the number of buffers still outstanding.
+    @discardableResult
+    public consuming func destroy() -> Int {
+        let outstanding = TagAPI.destroy(handle)
+        discard self
+        return outstanding
+    }
+
+    deinit { _ = TagAPI.destroy(handle) }
+}

@@ -71,3 +71,31 @@ public func sg_verify() -> Int { DebugControl.verifyHeap() }
 
 @_cdecl("sg_find_leaks")
 public func sg_find_leaks() -> Int { DebugControl.findLeaks() }
+
+// MARK: - Tags (design §9)
+
+@_cdecl("sg_tag_create")
+public func sg_tag_create(_ name: UnsafePointer<CChar>?) -> OpaquePointer? {
+    OpaquePointer(bitPattern: TagAPI.create(name: name))
+}
+
+@_cdecl("sg_tag_alloc")
+public func sg_tag_alloc(_ tag: OpaquePointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+    TagAPI.allocate(UInt(bitPattern: tag), size, zero: false)
+}
+
+@_cdecl("sg_tag_zalloc")
+public func sg_tag_zalloc(_ tag: OpaquePointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+    TagAPI.allocate(UInt(bitPattern: tag), size, zero: true)
+}
+
+@_cdecl("sg_tag_free")
+public func sg_tag_free(_ tag: OpaquePointer?, _ buffer: UnsafeMutableRawPointer?, _ size: Int) {
+    TagAPI.free(UInt(bitPattern: tag), buffer, size)
+}
+
+@_cdecl("sg_tag_check")
+public func sg_tag_check(_ tag: OpaquePointer?) -> Int { TagAPI.check(UInt(bitPattern: tag)) }
+
+@_cdecl("sg_tag_destroy")
+public func sg_tag_destroy(_ tag: OpaquePointer?) -> Int { TagAPI.destroy(UInt(bitPattern: tag)) }

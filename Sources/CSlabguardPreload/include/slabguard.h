@@ -48,7 +48,25 @@ void *sg_realloc(void *buffer, size_t old_size, size_t new_size);
 size_t sg_verify(void);
 size_t sg_find_leaks(void);
 
-/* Prints ::kmastat-style statistics of every cache to a file descriptor. */
+/* Tags: accounting per subsystem.  Every buffer allocated from a tag is charged to it
+ * (buffers and bytes in use, peak, allocations, frees: sg_stats_print lists each tag).
+ * sg_tag_free takes the size, checked as in sg_free, and in debug mode the tag (a buffer
+ * freed to another tag is reported).  sg_tag_check reports "tag check: N buffers, M bytes
+ * outstanding in tag NAME" (in debug mode with each buffer's allocation stack) and
+ * returns N (0: clean).  sg_tag_destroy checks, then retires the tag (its own memory is
+ * given back even with buffers outstanding); any later use of it is reported as
+ * "invalid tag: tag NAME used after destroy".  Thread-safe.  sg_tag_create returns NULL
+ * with errno ENOMEM when 256 tags (with the libraries' own) are live or there is no memory.  The handle is not a
+ * pointer: never dereference it. */
+typedef struct sg_tag sg_tag_t;
+sg_tag_t *sg_tag_create(const char *name);
+void *sg_tag_alloc(sg_tag_t *tag, size_t size);
+void *sg_tag_zalloc(sg_tag_t *tag, size_t size);
+void sg_tag_free(sg_tag_t *tag, void *buffer, size_t size);
+size_t sg_tag_check(sg_tag_t *tag);
+size_t sg_tag_destroy(sg_tag_t *tag);
+
+/* Prints ::kmastat-style statistics of every cache and tag to a file descriptor. */
 void sg_stats_print(int fd);
 
 #ifdef __cplusplus

@@ -31,10 +31,14 @@ enum DebugAllocator {
         Pattern.fill(user + size, cache.pointee.tagOffset - offset - size, Pattern.redzone)
         tag.redzoneWord = Pattern.redzone
         let record = layout.auditDepth > 0 ? AuditRecords.record(forTag: tag) : nil
+        var library: UInt16
         if let record {
-            recordStack(AuditEntry(base: record), skip: 2)
+            library = libraryValue(capturedFrames: recordStack(AuditEntry(base: record), skip: 2))
             AuditRecords.setSize(size, offset: offset, in: record)
+        } else {
+            library = LibraryTags.valueOfCaller(skip: 2)
         }
+        tag.owner = UInt64(library) << 32
         tag.state = .allocated(offset: offset, size: size)
         if zero {
             memset(user, 0, size)
@@ -42,12 +46,15 @@ enum DebugAllocator {
             Pattern.fill(user, size, Pattern.uninitialized)
         }
         if let constructor = cache.pointee.debugConstructor, constructor(user, cache.pointee.callbackArgument) != 0 {
+            library = 0
+            tag.owner = 0
             tag.state = .free(offset: offset, size: size)
             Pattern.fill(chunk, cache.pointee.tagOffset, Pattern.freed)
             CacheOps.free(cache, chunk)
             return nil
         }
         if let record { TransactionLog.record(.allocation, cache: cache, buffer: user, size: size, audit: AuditEntry(base: record)) }
+        LibraryTags.chargeLibrary(library, bytes: size)
         return user
     }
 
@@ -102,6 +109,7 @@ enum DebugAllocator {
             DebugReport.underflow(cache: cache, chunk: chunk, tag: tag, size: size, at: bad)
             Pattern.fill(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
         }
+        LibraryTags.discharge(owner: tag.owner, bytes: size)
         if let destructor = cache.pointee.debugDestructor { destructor(user, cache.pointee.callbackArgument) }
         let layout = DebugLayer.layout(for: flags)
         if layout.auditDepth > 0, let record = AuditRecords.record(in: slab, chunk: chunk) {
@@ -147,7 +155,8 @@ enum DebugAllocator {
     }
 
     /// Fills an audit entry with the current thread, time and stack (interned in the depot).
-    @inline(never) static func recordStack(_ entry: AuditEntry, skip: Int) {
+    @discardableResult
+    @inline(never) static func recordStack(_ entry: AuditEntry, skip: Int) -> Int {
         let depth = min(DebugState.shared.pointee.options.auditDepth, Int(SG_STACK_SCRATCH_FRAMES))
         // The thread's scratch: a signal handler allocating in the middle of this would
         // reuse it, which costs that one record its stack at worst.
@@ -155,6 +164,13 @@ enum DebugAllocator {
         let n = StackUnwinder.captureFromProgram(into: buffer, capacity: depth, skip: skip)
         let id = StackDepot.intern(buffer, n)
         entry.record(thread: DebugLayer.threadID(), time: AuditClock.now(), stackId: id)
+        return n
+    }
+
+    /// The library tag of the allocation whose stack recordStack just left in the thread's
+    /// scratch (its first `count` frames).
+    @inline(__always) static func libraryValue(capturedFrames count: Int) -> UInt16 {
+        LibraryTags.value(frames: sg_stack_scratch().unsafelyUnwrapped, count: count)
     }
 
     /// verify=N: every N-th operation verifies the whole heap.

@@ -98,14 +98,21 @@ extension DebugAllocator {
         span.pointee.requestedSize = size
         let tag = BufferTag(base: base)
         tag.redzoneWord = Pattern.redzone
-        if let entry = tag.auditEntry(0, layout: layout) { recordStack(entry, skip: 2) }
+        let library: UInt16
+        if let entry = tag.auditEntry(0, layout: layout) {
+            library = libraryValue(capturedFrames: recordStack(entry, skip: 2))
+        } else {
+            library = LibraryTags.valueOfCaller(skip: 2)
+        }
         if let entry = tag.auditEntry(1, layout: layout) { entry.clear() }
+        tag.owner = UInt64(library) << 32
         let end = base + (span.pointee.pages << pageShift)
         Pattern.fill(user + size, end - (user + size), Pattern.redzone)
         // The tag's tail guard and any alignment pad before the buffer: an underflow lands there.
         Pattern.fill(base + layout.tailGuardOffset, user - (base + layout.tailGuardOffset), Pattern.redzone)
         if !zero && flags.contains(.uninit) { Pattern.fill(user, size, Pattern.uninitialized) }
         tag.state = .allocated(offset: 0, size: 0)
+        LibraryTags.chargeLibrary(library, bytes: size)
         return user
     }
 
@@ -137,6 +144,7 @@ extension DebugAllocator {
                      Pattern.firstMismatch(user + size, end - (user + size), Pattern.redzone) {
             DebugReport.redzoneLarge(span: span, tag: tag, layout: layout, at: bad)
         }
+        LibraryTags.discharge(owner: tag.owner, bytes: size)
         if let entry = tag.auditEntry(1, layout: layout) { recordStack(entry, skip: 2) }
         if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
         // Freed and made inaccessible under the large-span lock: the leak scan holds it

@@ -57,6 +57,7 @@ struct DebugState {
     var recorder = FlightRecorder.State()   // log=PATH (Debug/FlightRecorder)
     var unloads = ModuleUnload.Table()       // the last libraries unloaded, and when
     var staleProbe = LeakFinder.StaleProbe() // during a scan at unload: the words found pointing into the library
+    var tagTable: UInt64 = 0                  // the tag table's mapping (Tags/TagTable.swift), 0 until the first tag
 
     var logFD: Int32? {
         get { logFDPlusOne == 0 ? nil : logFDPlusOne - 1 }
@@ -94,7 +95,7 @@ enum DebugLayer {
 
     // Fork: the debug layer's mutexes are taken before the heap's, in the global
     // order of DESIGN.md (report, quarantine, retired spans, module map, ELF
-    // symbols: each may take the ones after it, and heap locks), released in the
+    // symbols, tags: each may take the ones after it, and heap locks), released in the
     // parent and re-initialized in the child, where their holders do not exist.
     static func lockForFork() {
         let s = DebugState.shared
@@ -103,10 +104,12 @@ enum DebugLayer {
         sg_mutex_lock(&s.pointee.retiredMutex)
         if let m = ModuleMap.mutexIfCreated { sg_mutex_lock(m) }
         if let m = ElfSymbols.mutexIfCreated { sg_mutex_lock(m) }
+        if let m = TagTable.mutexIfCreated { sg_mutex_lock(m) }
     }
 
     static func unlockAfterFork() {
         let s = DebugState.shared
+        if let m = TagTable.mutexIfCreated { sg_mutex_unlock(m) }
         if let m = ElfSymbols.mutexIfCreated { sg_mutex_unlock(m) }
         if let m = ModuleMap.mutexIfCreated { sg_mutex_unlock(m) }
         sg_mutex_unlock(&s.pointee.retiredMutex)
@@ -120,6 +123,7 @@ enum DebugLayer {
         ReportOutput.resetAfterFork()
         FlightRecorder.detachAfterFork()
         sg_set_thread_id(0)   // the cached id is the parent's thread's
+        if let m = TagTable.mutexIfCreated { sg_mutex_reinit(m) }
         if let m = ElfSymbols.mutexIfCreated { sg_mutex_reinit(m) }
         if let m = ModuleMap.mutexIfCreated { sg_mutex_reinit(m) }
         sg_mutex_reinit(&s.pointee.retiredMutex)
@@ -160,8 +164,9 @@ enum DebugLayer {
         openLogFile()   // the flight recorder's file, before the depot and the ring that live in it
         if options.flags.contains(.audit) || options.flags.contains(.guards) || options.flags.contains(.sample) {
             StackDepot.setUp()
-            StackUnwinder.warmUp()
         }
+        // Every debug allocation finds its library by its stack (Tags/LibraryTags.swift).
+        if !heapFlags.isEmpty || options.flags.contains(.sample) { StackUnwinder.warmUp() }
     }
 
     /// Secure execution: the options that write or read files (`log=`, `report_path=`,

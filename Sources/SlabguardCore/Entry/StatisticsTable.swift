@@ -25,6 +25,7 @@ package enum StatisticsTable {
             l.append("\n")
             l.flush(to: fd)
         }
+        printTags(to: fd)
         let arena = StateRegion.arena.bound(to: PageArena.self).pointee.statistics()
         let heap = SizeClassHeap.defaultHeap.pointee
         line.append("large allocations: ")
@@ -43,6 +44,37 @@ package enum StatisticsTable {
         line.appendPadded(arena.releasedBytes, width: 0)
         line.append(" bytes\n")
         line.flush(to: fd)
+    }
+}
+
+extension StatisticsTable {
+    /// One line per tag (design §9): explicit tags, then (debug mode) the libraries.
+    static func printTags(to fd: Int32) {
+        var any = false
+        for pass in 0..<2 {
+            let kind = pass == 0 ? TagRecord.live : TagRecord.library
+            TagTable.forEachTag { index, state in
+                guard state == kind else { return }
+                let c = TagTable.counters(index)
+                if c.allocations == 0 && state == TagRecord.library { return }
+                if !any {
+                    var h = RawLine()
+                    h.append("tag                            kind     in use  bytes in use  peak bytes       allocs        frees\n")
+                    h.flush(to: fd)
+                    any = true
+                }
+                var l = RawLine()
+                l.appendCString(TagTable.name(index), width: 30)
+                l.append(state == TagRecord.library ? " library" : " tag    ")
+                l.appendPadded(c.buffers, width: 7)
+                l.appendPadded(c.bytes, width: 14)
+                l.appendPadded(c.peak, width: 12)
+                l.appendPadded(Int(truncatingIfNeeded: c.allocations), width: 13)
+                l.appendPadded(Int(truncatingIfNeeded: c.frees), width: 13)
+                l.append("\n")
+                l.flush(to: fd)
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //         +8  state word: magic (bits 48–63: allocated, free or busy), offset of the
 //             user buffer in the chunk (bits 32–47), requested size (bits 0–31)
 //         +16 link word (slab free list, quarantine FIFO)
-//         +24 reserved
+//         +24 owner word: the buffer's explicit tag and library tag (Tags/TagTable.swift)
 //         +32 the contents area (with `contents`): first N bytes at the last free
 //         last 16 bytes: the tail guard, 0xfeedface — right before the next chunk's
 //         body, so a write before the start of that buffer (an underflow) damages it
@@ -139,6 +139,7 @@ struct TagLayout {
     static let redzoneWord = 0
     static let stateWord = 8
     static let linkWord = 16
+    static let ownerWord = 24
 
     var auditDepth: Int        // frames per audit stack (0: no audit); the record is out of line
     var contentsBytes: Int     // 0: no contents area
@@ -165,6 +166,12 @@ struct BufferTag {
     @inline(__always) var link: UnsafeMutableRawPointer? {
         get { base.load(fromByteOffset: TagLayout.linkWord, as: UnsafeMutableRawPointer?.self) }
         nonmutating set { base.storeBytes(of: newValue, toByteOffset: TagLayout.linkWord, as: UnsafeMutableRawPointer?.self) }
+    }
+
+    /// Who the buffer is charged to (Tags/TagTable.swift); written at every allocation.
+    @inline(__always) var owner: UInt64 {
+        get { base.load(fromByteOffset: TagLayout.ownerWord, as: UInt64.self) }
+        nonmutating set { base.storeBytes(of: newValue, toByteOffset: TagLayout.ownerWord, as: UInt64.self) }
     }
 
     func contents(layout: TagLayout) -> UnsafeMutableRawPointer? {

@@ -179,7 +179,17 @@ enum GuardedAllocator {
         _ = sg_atomic_add_u64(&state.pointee.guardedLive, 1)
         let tag = BufferTag(base: base)
         tag.redzoneWord = Pattern.redzone
-        if let entry = tag.auditEntry(0, layout: layout) { DebugAllocator.recordStack(entry, skip: 1) }
+        // Charged to its library only in debug mode (sampled buffers alone would make
+        // misleading statistics).
+        let debug = sg_debug_flags() != 0
+        var library: UInt16 = 0
+        if let entry = tag.auditEntry(0, layout: layout) {
+            let n = DebugAllocator.recordStack(entry, skip: 1)
+            if debug { library = DebugAllocator.libraryValue(capturedFrames: n) }
+        } else if debug {
+            library = LibraryTags.valueOfCaller(skip: 1)
+        }
+        tag.owner = UInt64(library) << 32
         if let entry = tag.auditEntry(1, layout: layout) { entry.clear() }
         let dataStart = base + (tagPages << pageShift)
         Pattern.fill(dataStart, user - dataStart, Pattern.redzone)
@@ -190,6 +200,7 @@ enum GuardedAllocator {
             Pattern.fill(user, size, Pattern.uninitialized)
         }
         tag.state = .allocated(offset: 0, size: 0)
+        LibraryTags.chargeLibrary(library, bytes: size)
         return user
     }
 

@@ -42,6 +42,7 @@ enum LeakFinder {
         var start: UInt
         var end: UInt
         var path: UnsafePointer<CChar>
+        var tagValue: UInt16 = 0   // its library tag's index + 1 (Tags/LibraryTags.swift), 0: none
     }
 
     /// Words found pointing into an unloaded library while scanning (stale pointers):

@@ -42,7 +42,7 @@ struct ReportBuilder: ~Copyable {
     /// Starts a report (takes the report lock).  `cacheFlags` are the flags of the cache
     /// involved; `noabort` and `report=json` apply when set there or globally.
     init(_ kind: DebugReport.Kind, cacheFlags: UInt32, leakBuffers: UInt = 0, leakBytes: UInt = 0,
-         fault: FaultAccess? = nil, library: UnsafePointer<CChar>? = nil) {
+         fault: FaultAccess? = nil, library: UnsafePointer<CChar>? = nil, tagUse: InvalidTagUse? = nil) {
         let state = DebugState.shared
         // A report never waits on itself: when this thread holds the report lock already
         // (a signal handler interrupted a report, or left one with siglongjmp) the
@@ -61,6 +61,9 @@ struct ReportBuilder: ~Copyable {
             w.jsonKey("report")
             if kind == .leak { w.appendJSONString("leak") } else { w.appendJSONString(kind.headline) }
             if kind == .leakAtUnload, let library { w.jsonKey("library"); w.appendJSONString(cString: library) }
+            if kind == .tagCheck || kind == .invalidTag, let library { w.jsonKey("tag"); w.appendJSONString(cString: library) }
+            if kind == .tagCheck { w.jsonField("buffers", decimal: UInt64(leakBuffers)); w.jsonField("bytes", decimal: UInt64(leakBytes)) }
+            if let tagUse { tagUse.appendJSON(&w) }
             ReportOutput.identityJSON(&w)
             if let f = fault {
                 w.jsonKey("access"); w.appendJSONString(f.isWrite ? "write" : "read")
@@ -93,6 +96,15 @@ struct ReportBuilder: ~Copyable {
                 w.append(decimal: leakBuffers)
                 w.append(leakBuffers == 1 ? " place still points into it" : " places still point into it")
             }
+            if kind == .tagCheck, let library {
+                w.append(": ")
+                w.append(decimal: leakBuffers)
+                w.append(" buffers, ")   // the fixed phrase of design.md §4, even for one
+                w.append(decimal: leakBytes)
+                w.append(" bytes outstanding in tag ")
+                w.append(cString: library)
+            }
+            if kind == .invalidTag, let tagUse { tagUse.appendHeadline(&w, name: library) }
             if kind == .useAfterFree, let f = fault {
                 // use-after-free: read|write at ADDR, offset 0xOFF into buffer of SIZE bytes
                 w.append(f.isWrite ? ": write at " : ": read at ")

@@ -16,7 +16,7 @@ import Glibc
 enum DebugReport {
     enum Kind: UInt8 {
         case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree, crash,
-             redzoneRead, underflow, leakAtUnload, stalePointer
+             redzoneRead, underflow, leakAtUnload, stalePointer, tagCheck, invalidTag
 
         /// Its slot in the report counts (ReportTally).
         var index: Int { Int(rawValue) }
@@ -39,6 +39,8 @@ enum DebugReport {
             case .crash: return "fatal signal"
             case .leakAtUnload: return "leak at unload"
             case .stalePointer: return "stale pointer"
+            case .tagCheck: return "tag check"
+            case .invalidTag: return "invalid tag"
             }
         }
 
@@ -52,7 +54,7 @@ enum DebugReport {
             case .useAfterFree: return Suppressions.Kind.useAfterFree.bit
             case .leakAtUnload: return Suppressions.Kind.unload.bit
             case .stalePointer: return Suppressions.Kind.stale.bit
-            case .crash: return 0
+            case .crash, .tagCheck, .invalidTag: return 0
             }
         }
         var headline: StaticString {
@@ -70,6 +72,8 @@ enum DebugReport {
             case .crash: return "fatal signal"
             case .leakAtUnload: return "leak at unload"
             case .stalePointer: return "stale pointer"
+            case .tagCheck: return "tag check"
+            case .invalidTag: return "invalid tag"
             }
         }
     }
@@ -233,15 +237,22 @@ enum DebugReport {
             let layout = c.cache.map { DebugLayer.layout(for: DebugFlags(rawValue: $0.pointee.debugFlags)) } ?? heapLayout
             if forkTime != 0, let entry = tag.auditEntry(0, layout: layout), entry.time < forkTime { candidates[i].marked = true }
             let record = layout.auditDepth > 0 ? AuditRecords.record(forTag: tag) : nil
+            // Reported when its library was unloaded: the mark is in the audit record (out
+            // of harm's way) and in the owner word (there without audit).
+            let reportedBefore = record.map(AuditRecords.isReportedAtUnload) == true || tag.owner & LibraryTags.reportedAtUnload != 0
             if let library = unloading {
-                guard let entry = tag.auditEntry(0, layout: layout) else { candidates[i].marked = true; continue }
-                let frames = entry.stack, n = min(entry.frames, 2)
-                var inside = false
-                for f in 0..<n where frames[f] >= library.start && frames[f] < library.end { inside = true }
-                if !inside || record.map(AuditRecords.isReportedAtUnload) == true { candidates[i].marked = true; continue }
+                // Allocated by the library: charged to its library tag (the first frame
+                // outside the runtime), or one of the first two frames in it.
+                var inside = library.tagValue != 0 && LibraryTags.libraryValue(ofOwner: tag.owner) == library.tagValue
+                if !inside, let entry = tag.auditEntry(0, layout: layout) {
+                    let frames = entry.stack, n = min(entry.frames, 2)
+                    for f in 0..<n where frames[f] >= library.start && frames[f] < library.end { inside = true }
+                }
+                if !inside || reportedBefore { candidates[i].marked = true; continue }
                 if let record { AuditRecords.markReportedAtUnload(record) }
-            } else if let record, AuditRecords.isReportedAtUnload(record) {
-                candidates[i].marked = true   // reported when its library was unloaded
+                tag.owner |= LibraryTags.reportedAtUnload
+            } else if reportedBefore {
+                candidates[i].marked = true
             }
         }
         // Group: identical allocation stacks (or the same cache without audit).

@@ -90,6 +90,9 @@ extension DebugReport {
 
     /// Whether the buffer's allocation stack starts in the dynamic loader.
     private static func allocatedByTheLoader(_ c: LeakFinder.Candidate) -> Bool {
+        guard let base = c.tag ?? c.largeTag else { return false }
+        // Noted at allocation (Tags/LibraryTags.swift), with or without audit.
+        if LibraryTags.isLoaderAllocated(owner: BufferTag(base: base).owner) { return true }
         guard let cache = c.cache, let tag = c.tag else { return false }
         let layout = DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags))
         guard let entry = BufferTag(base: tag).auditEntry(0, layout: layout), entry.frames > 0 else { return false }

@@ -465,7 +465,7 @@ enum ModuleMap {
     }
 }
 
-private typealias SGFindObject = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
+typealias SGFindObject = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
 
 /// Context for the dl_iterate_phdr fallback search.
 private struct PhdrSearch {

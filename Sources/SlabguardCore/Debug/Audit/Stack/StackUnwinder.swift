@@ -159,7 +159,7 @@ enum StackUnwinder {
     @inline(never)
     static func captureFromProgram(into buffer: UnsafeMutablePointer<UInt>, capacity: Int, skip: Int) -> Int {
         #if arch(x86_64)
-        guard capacity > 1, let st = state() else { return 0 }
+        guard capacity > 0, let st = state() else { return 0 }
         let low = st.pointee.ownLow, high = st.pointee.ownHigh
         if low != 0 {
             var pc: UInt = 0, sp: UInt = 0, fp: UInt = 0
@@ -172,6 +172,7 @@ enum StackUnwinder {
                 if ra < low || ra >= high {
                     guard ra >= 0x10000 else { break }
                     buffer[0] = ra
+                    if capacity == 1 { return 1 }
                     return 1 + walk(st, ra, frame &+ 16, callerFrame, 0, buffer + 1, capacity - 1, 0, exact: false)
                 }
                 guard callerFrame > frame else { break }

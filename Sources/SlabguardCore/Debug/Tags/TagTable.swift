@@ -1,0 +1,355 @@
+// Tags — accounting per subsystem (design §9), the OSMalloc tag / libkext `memck` idea
+// done right: every buffer allocated through a tag is charged to it, and a check lists
+// what is still outstanding.  Two kinds of tag share one table:
+//   explicit tags  sg_tag_create / Swift `Tag`: counted in every mode; in debug mode each
+//                  buffer also carries its tag's key, so a check lists the outstanding
+//                  buffers with their allocation stacks (TagCheck.swift);
+//   library tags   in debug mode, every loaded library and the executable: a buffer is
+//                  charged to the first frame of its allocation stack outside libc,
+//                  libstdc++, libgcc, the loader, the Swift runtime and slabguard
+//                  (LibraryTags.swift).  Keyed by file name: a reloaded library keeps its tag.
+//
+// The table is one anonymous mapping made at first use (a header, 256 records of 128
+// bytes, the caller caches of LibraryTags, the library tags' counter shards: 184 KiB of
+// address space, touched as used), published in DebugState.tagTable.
+//
+// A handle (sg_tag_t *) is not a pointer: 0x5347 in its top 16 bits (a non-canonical
+// address, so dereferencing it faults), the slot's generation (20 bits, from 1) and its
+// index (12 bits; 256 slots: the table is small, so that a debug run at its address-space
+// limit still has room for the exit leak scan).  Destroy marks the slot destroyed and keeps its name and generation,
+// so a later use says `invalid tag: tag NAME used after destroy`; a destroyed slot is
+// reused (generation + 1) only once every slot has been used, and an old handle then
+// fails the generation check.
+//
+// Per buffer (debug mode): the owner word of the buffer tag (BufferTag.ownerWord):
+// bits 0–31 the explicit tag's key (generation << 12 | index; 0: none), bits 32–47 the
+// library tag's index + 1 (0: none), bit 63 reported as leaked at its library's unload.
+//
+// Counters are relaxed atomics (buffers and bytes in use, peak bytes, allocations, frees),
+// read by statistics without a lock: an explicit tag's in its record, a library tag's
+// (updated by every debug allocation) in 8 shards by thread (TagShard), its peak sampled.  `tagMutex` guards the slots' life (create, destroy,
+// a library tag's creation); it nests only the mapping table's lock.
+
+import CSlabguardShim
+import Glibc
+
+/// One tag's record in the table (128 bytes).
+struct TagRecord {
+    static let free: UInt32 = 0, live: UInt32 = 1, destroyed: UInt32 = 2, library: UInt32 = 3
+
+    var state: UInt32 = 0
+    var generation: UInt32 = 0
+    var buffersInUse: UInt64 = 0     // two's complement: decremented by adding UInt64.max
+    var bytesInUse: UInt64 = 0
+    var peakBytes: UInt64 = 0
+    var allocations: UInt64 = 0
+    var frees: UInt64 = 0
+    var reserved: (UInt64, UInt64) = (0, 0)
+    var name = FixedBytes64()         // NUL-terminated, at most 63 bytes
+}
+
+/// One of a library tag's 8 counter shards (a thread uses shard `thread id & 7`): every
+/// debug allocation and free updates one, so threads do not fight over one cache line.
+/// In use = allocated - freed; the peak is taken every 64th allocation of a shard.
+struct TagShard {
+    var allocations: UInt64 = 0
+    var frees: UInt64 = 0
+    var allocatedBytes: UInt64 = 0
+    var freedBytes: UInt64 = 0
+    var padding: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+}
+
+/// The table's header.
+struct TagTableState {
+    var tagMutex = pthread_mutex_t()
+    var used = 0                      // slots ever used: [0, used)
+    var reuseCursor = 0               // where the search for a destroyed slot resumes
+    var executableName = FixedBytes64()   // the executable's file name (its library tag)
+}
+
+/// What a handle names.
+enum TagLookup {
+    case live(Int)              // the slot index
+    case destroyed(Int?)        // the slot, while it still has the destroyed tag's name
+    case invalid                // not a handle
+}
+
+enum TagTable {
+    static let capacity = 256
+    static let handlePrefix: UInt = 0x5347 << 48
+    static let headerBytes = 4096
+    static let recordsOffset = headerBytes
+    static let callerCacheOffset = recordsOffset + capacity * MemoryLayout<TagRecord>.stride
+    static let callerCacheWords = 2048
+    static let libraryCacheOffset = callerCacheOffset + callerCacheWords * 8
+    static let libraryCacheWords = 256
+    static let shardsOffset = roundUp(libraryCacheOffset + libraryCacheWords * 8, 4096)
+    static let shardCount = 8
+    static let totalBytes = shardsOffset + capacity * shardCount * MemoryLayout<TagShard>.stride
+
+    /// The table, mapped on first use; nil when no memory.
+    static func state() -> UnsafeMutablePointer<TagTableState>? {
+        precondition(MemoryLayout<TagRecord>.stride == 128 && MemoryLayout<TagTableState>.size <= headerBytes)
+        let slot = UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.tagTable)!)
+            .assumingMemoryBound(to: UInt64.self)
+        if let existing = UnsafeMutableRawPointer(bitPattern: UInt(sg_atomic_load_u64(slot))) {
+            return existing.assumingMemoryBound(to: TagTableState.self)
+        }
+        guard let memory = Platform.map(totalBytes) else { return nil }
+        let st = memory.bindMemory(to: TagTableState.self, capacity: 1)
+        st.initialize(to: TagTableState())
+        sg_mutex_reinit(&st.pointee.tagMutex)
+        var exe = FixedBytes64()
+        withUnsafeMutableBytes(of: &exe) { b in
+            let out = b.baseAddress!.assumingMemoryBound(to: CChar.self)
+            var path = FixedBytes4K()
+            withUnsafeMutableBytes(of: &path) { p in
+                let text = p.baseAddress!.assumingMemoryBound(to: CChar.self)
+                let n = readlink(StackDebugSupport.cString("/proc/self/exe"), text, 4095)
+                if n > 0 { text[n] = 0; copyName(baseName(text), into: out) } else { copyName(StackDebugSupport.cString("program"), into: out) }
+            }
+        }
+        st.pointee.executableName = exe
+        if sg_atomic_cas_u64(slot, 0, UInt64(UInt(bitPattern: memory))) == 0 {
+            Platform.unmap(memory, totalBytes)
+        }
+        return UnsafeMutableRawPointer(bitPattern: UInt(sg_atomic_load_u64(slot)))!.assumingMemoryBound(to: TagTableState.self)
+    }
+
+    /// The table if it exists (statistics and fork handlers create nothing).
+    static var stateIfCreated: UnsafeMutablePointer<TagTableState>? {
+        let slot = UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.tagTable)!)
+            .assumingMemoryBound(to: UInt64.self)
+        return UnsafeMutableRawPointer(bitPattern: UInt(sg_atomic_load_u64(slot)))?.assumingMemoryBound(to: TagTableState.self)
+    }
+
+    static var mutexIfCreated: UnsafeMutablePointer<pthread_mutex_t>? {
+        stateIfCreated.map { withUnsafeMutablePointer(to: &$0.pointee.tagMutex) { $0 } }
+    }
+
+    @inline(__always) static func record(_ st: UnsafeMutablePointer<TagTableState>, _ index: Int) -> UnsafeMutablePointer<TagRecord> {
+        (UnsafeMutableRawPointer(st) + recordsOffset).assumingMemoryBound(to: TagRecord.self) + index
+    }
+
+    /// The record of slot `index` of the existing table.
+    @inline(__always) static func record(_ index: Int) -> UnsafeMutablePointer<TagRecord>? {
+        guard let st = stateIfCreated, index >= 0, index < capacity else { return nil }
+        return record(st, index)
+    }
+
+    // MARK: - Handles and keys
+
+    static func handle(index: Int, generation: UInt32) -> UInt {
+        handlePrefix | UInt(generation & 0xF_FFFF) << 12 | UInt(index)
+    }
+
+    /// The key a buffer of slot `index` carries in its owner word.
+    static func key(of index: Int) -> UInt32 {
+        guard let r = record(index) else { return 0 }
+        return (r.pointee.generation & 0xF_FFFF) << 12 | UInt32(index)
+    }
+
+    static func lookup(handle: UInt) -> TagLookup {
+        guard handle & ~UInt(0xFFFF_FFFF) == handlePrefix, let st = stateIfCreated else { return .invalid }
+        let index = Int(handle & 0xFFF), generation = UInt32((handle >> 12) & 0xF_FFFF)
+        guard index < st.pointee.used, generation != 0 else { return .invalid }
+        let r = record(st, index)
+        let state = r.pointee.state
+        if r.pointee.generation & 0xF_FFFF == generation {
+            if state == TagRecord.live { return .live(index) }
+            if state == TagRecord.destroyed { return .destroyed(index) }
+            return .invalid
+        }
+        return r.pointee.generation & 0xF_FFFF > generation ? .destroyed(nil) : .invalid
+    }
+
+    /// The live explicit tag whose key is `key`, or nil.
+    static func liveIndex(forKey key: UInt32) -> Int? {
+        let index = Int(key & 0xFFF)
+        guard key != 0, let r = record(index), r.pointee.state == TagRecord.live,
+              r.pointee.generation & 0xF_FFFF == key >> 12 else { return nil }
+        return index
+    }
+
+    // MARK: - Life
+
+    /// A new explicit tag named `name` (truncated to 63 bytes): its handle, or nil when the
+    /// table is full of live tags or there is no memory.
+    static func create(name: UnsafePointer<CChar>) -> UInt? {
+        guard let st = state() else { return nil }
+        sg_mutex_lock(&st.pointee.tagMutex)
+        defer { sg_mutex_unlock(&st.pointee.tagMutex) }
+        guard let index = claimSlotLocked(st) else { return nil }
+        let r = record(st, index)
+        let generation = (r.pointee.generation & 0xF_FFFF) &+ 1
+        r.pointee = TagRecord()
+        r.pointee.generation = generation == 0x10_0000 ? 1 : generation
+        withUnsafeMutableBytes(of: &r.pointee.name) { copyName(name, into: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        r.pointee.state = TagRecord.live
+        return handle(index: index, generation: r.pointee.generation)
+    }
+
+    /// A library tag named `name` (tagMutex held by the caller): an existing one of that name, or a new one.
+    static func libraryTagLocked(_ st: UnsafeMutablePointer<TagTableState>, name: UnsafePointer<CChar>) -> Int? {
+        for i in 0..<st.pointee.used {
+            let r = record(st, i)
+            if r.pointee.state == TagRecord.library && sameName(r, name) { return i }
+        }
+        guard let index = claimSlotLocked(st) else { return nil }
+        let r = record(st, index)
+        r.pointee = TagRecord()
+        r.pointee.generation = 1
+        withUnsafeMutableBytes(of: &r.pointee.name) { copyName(name, into: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        r.pointee.state = TagRecord.library
+        return index
+    }
+
+    /// The library tag of that file name, as a LibraryTags value (index + 1), 0: none.
+    static func libraryTagValue(named name: UnsafePointer<CChar>) -> UInt16 {
+        guard let st = stateIfCreated else { return 0 }
+        sg_mutex_lock(&st.pointee.tagMutex)
+        defer { sg_mutex_unlock(&st.pointee.tagMutex) }
+        for i in 0..<st.pointee.used {
+            let r = record(st, i)
+            if r.pointee.state == TagRecord.library && sameName(r, name) { return UInt16(i + 1) }
+        }
+        return 0
+    }
+
+    private static func claimSlotLocked(_ st: UnsafeMutablePointer<TagTableState>) -> Int? {
+        if st.pointee.used < capacity {
+            st.pointee.used += 1
+            return st.pointee.used - 1
+        }
+        for step in 0..<capacity {
+            let i = (st.pointee.reuseCursor + step) % capacity
+            if record(st, i).pointee.state == TagRecord.destroyed {
+                st.pointee.reuseCursor = (i + 1) % capacity
+                return i
+            }
+        }
+        return nil
+    }
+
+    /// Retires a live tag: later uses of its handle are reported.
+    static func retire(_ index: Int) {
+        guard let st = stateIfCreated else { return }
+        sg_mutex_lock(&st.pointee.tagMutex)
+        let r = record(st, index)
+        if r.pointee.state == TagRecord.live { r.pointee.state = TagRecord.destroyed }
+        sg_mutex_unlock(&st.pointee.tagMutex)
+    }
+
+    // MARK: - Counters
+
+    static func charge(_ index: Int, bytes: Int) {
+        guard let r = record(index) else { return }
+        _ = sg_atomic_add_u64(&r.pointee.allocations, 1)
+        _ = sg_atomic_add_u64(&r.pointee.buffersInUse, 1)
+        let now = sg_atomic_add_u64(&r.pointee.bytesInUse, UInt64(bytes)) &+ UInt64(bytes)
+        var peak = sg_atomic_load_u64(&r.pointee.peakBytes)
+        while Int64(bitPattern: now) > Int64(bitPattern: peak) {
+            if sg_atomic_cas_u64(&r.pointee.peakBytes, peak, now) != 0 { break }
+            peak = sg_atomic_load_u64(&r.pointee.peakBytes)
+        }
+    }
+
+    static func discharge(_ index: Int, bytes: Int) {
+        guard let r = record(index) else { return }
+        _ = sg_atomic_add_u64(&r.pointee.frees, 1)
+        _ = sg_atomic_add_u64(&r.pointee.buffersInUse, UInt64.max)
+        _ = sg_atomic_add_u64(&r.pointee.bytesInUse, UInt64(bitPattern: Int64(-bytes)))
+    }
+
+    @inline(__always) static func shard(_ index: Int, _ shard: Int) -> UnsafeMutablePointer<TagShard>? {
+        guard let st = stateIfCreated else { return nil }
+        return (UnsafeMutableRawPointer(st) + shardsOffset).assumingMemoryBound(to: TagShard.self) + index * shardCount + shard
+    }
+
+    /// A library tag's allocation (debug mode, inside malloc): its thread's shard.
+    @inline(__always) static func chargeShard(_ index: Int, bytes: Int) {
+        guard let s = shard(index, Int(DebugLayer.threadID()) & (shardCount - 1)) else { return }
+        let n = sg_atomic_add_u64(&s.pointee.allocations, 1)
+        _ = sg_atomic_add_u64(&s.pointee.allocatedBytes, UInt64(bytes))
+        if n & 63 == 0 { notePeak(index, Int(sharded(index).bytes)) }
+    }
+
+    @inline(__always) static func dischargeShard(_ index: Int, bytes: Int) {
+        guard let s = shard(index, Int(DebugLayer.threadID()) & (shardCount - 1)) else { return }
+        _ = sg_atomic_add_u64(&s.pointee.frees, 1)
+        _ = sg_atomic_add_u64(&s.pointee.freedBytes, UInt64(bytes))
+    }
+
+    private static func notePeak(_ index: Int, _ bytes: Int) {
+        guard let r = record(index) else { return }
+        var peak = sg_atomic_load_u64(&r.pointee.peakBytes)
+        while bytes > Int(Int64(bitPattern: peak)) {
+            if sg_atomic_cas_u64(&r.pointee.peakBytes, peak, UInt64(bytes)) != 0 { break }
+            peak = sg_atomic_load_u64(&r.pointee.peakBytes)
+        }
+    }
+
+    /// The sums of a library tag's shards.
+    private static func sharded(_ index: Int) -> (allocations: UInt64, frees: UInt64, bytes: Int64) {
+        var a: UInt64 = 0, f: UInt64 = 0, ab: UInt64 = 0, fb: UInt64 = 0
+        for i in 0..<shardCount {
+            guard let s = shard(index, i) else { break }
+            a &+= sg_atomic_load_u64(&s.pointee.allocations)
+            f &+= sg_atomic_load_u64(&s.pointee.frees)
+            ab &+= sg_atomic_load_u64(&s.pointee.allocatedBytes)
+            fb &+= sg_atomic_load_u64(&s.pointee.freedBytes)
+        }
+        return (a, f, Int64(bitPattern: ab &- fb))
+    }
+
+    /// A snapshot of one tag's counters (each read atomically; a library tag's from its shards).
+    static func counters(_ index: Int) -> (buffers: Int, bytes: Int, peak: Int, allocations: UInt64, frees: UInt64) {
+        guard let r = record(index) else { return (0, 0, 0, 0, 0) }
+        if r.pointee.state == TagRecord.library {
+            let s = sharded(index)
+            notePeak(index, Int(s.bytes))
+            return (Int(Int64(bitPattern: s.allocations &- s.frees)), Int(s.bytes),
+                    Int(Int64(bitPattern: sg_atomic_load_u64(&r.pointee.peakBytes))), s.allocations, s.frees)
+        }
+        return (Int(Int64(bitPattern: sg_atomic_load_u64(&r.pointee.buffersInUse))),
+                Int(Int64(bitPattern: sg_atomic_load_u64(&r.pointee.bytesInUse))),
+                Int(Int64(bitPattern: sg_atomic_load_u64(&r.pointee.peakBytes))),
+                sg_atomic_load_u64(&r.pointee.allocations), sg_atomic_load_u64(&r.pointee.frees))
+    }
+
+    /// The tag's name (NUL-terminated, in the table).
+    static func name(_ index: Int) -> UnsafePointer<CChar> {
+        guard let r = record(index) else { return StackDebugSupport.cString("?") }
+        return UnsafeRawPointer(r).advanced(by: MemoryLayout<TagRecord>.offset(of: \.name)!).assumingMemoryBound(to: CChar.self)
+    }
+
+    /// Calls `body` with each used slot's index and state, in slot order.
+    static func forEachTag(_ body: (Int, UInt32) -> Void) {
+        guard let st = stateIfCreated else { return }
+        for i in 0..<st.pointee.used { body(i, record(st, i).pointee.state) }
+    }
+
+    // MARK: - Names
+
+    static func copyName(_ name: UnsafePointer<CChar>, into out: UnsafeMutablePointer<CChar>) {
+        var n = 0
+        while n < 63 && name[n] != 0 { out[n] = name[n]; n += 1 }
+        out[n] = 0
+    }
+
+    static func baseName(_ path: UnsafePointer<CChar>) -> UnsafePointer<CChar> {
+        var last = path
+        var p = path
+        while p.pointee != 0 {
+            if p.pointee == 0x2F { last = p + 1 }
+            p += 1
+        }
+        return last
+    }
+
+    private static func sameName(_ r: UnsafeMutablePointer<TagRecord>, _ name: UnsafePointer<CChar>) -> Bool {
+        var other = FixedBytes64()
+        withUnsafeMutableBytes(of: &other) { copyName(name, into: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        return withUnsafeBytes(of: &r.pointee.name) { a in withUnsafeBytes(of: &other) { b in memcmp(a.baseAddress!, b.baseAddress!, 64) == 0 } }
+    }
+}

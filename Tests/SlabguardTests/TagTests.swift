@@ -1,0 +1,177 @@
+// Tags (design §9): the C API (Tests/Integration/tags/tag_api.c, linked against
+// libslabguard_rt.so) in fast and debug mode — counts, checks with and without stacks,
+// destroy with buffers outstanding, use after destroy, a free to the wrong tag, other
+// threads allocating during a check, statistics — the Swift `Tag`, and the implicit
+// library tags (a plugin's strdup'd buffers are the plugin's; leak at unload without audit).
+// Also dlopen's interposition: a name found through the caller's DT_RUNPATH still loads.
+
+import Foundation
+import Glibc
+import Testing
+import Slabguard
+
+@Suite("Tags and library attribution", .timeLimit(.minutes(5)))
+struct TagTests {
+    static let sources = ReleaseBuild.packageRoot.appendingPathComponent("Tests/Integration/tags")
+
+    /// Compiles Tests/Integration/tags/NAME.c at -O0, linked against libslabguard_rt.so.
+    static func compile(_ name: String, into folder: URL, output: String? = nil, flags: [String] = []) throws -> String {
+        let out = folder.appendingPathComponent(output ?? name).path
+        let shared = out.hasSuffix(".so") ? ["-shared", "-fPIC"] : []
+        let lib = URL(fileURLWithPath: try ReleaseBuild.library()).deletingLastPathComponent().path
+        let include = ReleaseBuild.packageRoot.appendingPathComponent("Sources/CSlabguardPreload/include").path
+        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
+                                    ["-O0", "-g", "-I", include] + shared + ["-o", out, sources.appendingPathComponent("\(name).c").path]
+                                    + (shared.isEmpty ? ["-L", lib, "-lslabguard_rt", "-Wl,-rpath," + lib, "-pthread", "-ldl"] : []) + flags)
+        guard cc.status == 0 else { throw ReleaseBuild.Failure(description: "cc \(name).c failed:\n\(cc.stderr)") }
+        return out
+    }
+
+    static func run(_ program: String, _ arguments: [String], debug: String?, directory: URL) throws -> Subprocess.Outcome {
+        var environment = Subprocess.cleanEnvironment()
+        environment["SLABGUARD_DEBUG"] = debug
+        return try Subprocess.run(program, arguments, environment: environment, directory: directory.path, timeout: 120)
+    }
+
+    /// The statistics line of tag NAME: kind, in use, bytes in use, peak, allocations, frees.
+    static func statisticsLine(_ output: String, _ name: String) -> [String]? {
+        let line = output.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+        return line.map { $0.split(separator: " ").dropFirst().map(String.init) }
+    }
+
+    @Test(arguments: [nil, "default"] as [String?])
+    func checksCountWhatIsOutstanding(_ debug: String?) throws {
+        let folder = try Subprocess.temporaryFolder("tags")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("tag_api", into: folder)
+        let run = try Self.run(program, ["basic"], debug: debug, directory: folder)
+        // In debug mode a run that reported anything exits with `exitcode` (1).
+        #expect(run.status == (debug == nil ? 0 : 1), "\(run.stderr)")
+        #expect(run.stdout.contains("check net 4\ncheck disk 0\n") && run.stdout.contains("destroy net 4\ndestroy disk 0\n"), "\(run.stdout)")
+        // Statistics: 4 × 100 bytes in use in net; disk's 5000 came and went (its peak stays).
+        #expect(Self.statisticsLine(run.stdout, "net") == ["tag", "4", "400", "400", "4", "0"], "\(run.stdout)")
+        #expect(Self.statisticsLine(run.stdout, "disk") == ["tag", "0", "0", "5000", "1", "1"], "\(run.stdout)")
+        // The check and the destroy each report; the clean check does not.
+        let reports = run.stderr.components(separatedBy: "slabguard: tag check: 4 buffers, 400 bytes outstanding in tag net\n")
+        #expect(reports.count == 3, "\(run.stderr)")
+        #expect(!run.stderr.contains("in tag disk"), "\(run.stderr)")
+        if debug == nil {
+            #expect(run.stderr.contains("run with SLABGUARD_DEBUG=default for each buffer"), "\(run.stderr)")
+        } else {
+            // Listed with their allocation stack, through the function that asked.
+            #expect(reports[1].contains("4 buffers, 400 bytes from one allocation stack:") && reports[1].contains("net_buffer+0x"),
+                    "\(run.stderr)")
+            // In debug mode the executable is a library tag too: the tagged buffers and the rest.
+            let library = try #require(Self.statisticsLine(run.stdout, "tag_api"), "\(run.stdout)")
+            #expect(library.first == "library" && Int(library[1])! >= 4, "\(run.stdout)")
+        }
+    }
+
+    @Test(arguments: [nil, "default"] as [String?])
+    func aTagUsedAfterDestroyIsReported(_ debug: String?) throws {
+        let folder = try Subprocess.temporaryFolder("tag-after")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("tag_api", into: folder)
+        let run = try Self.run(program, ["after"], debug: debug, directory: folder)
+        #expect(run.status == SIGABRT && run.stdout.isEmpty, "status \(run.status): \(run.stdout) \(run.stderr)")
+        #expect(run.stderr.contains("slabguard: invalid tag: tag net used after destroy\n"), "\(run.stderr)")
+        #expect(run.stderr.contains("main+0x"), "the stack of the use: \(run.stderr)")
+        // With noabort the call fails harmlessly.
+        let lenient = try Self.run(program, ["after"], debug: (debug.map { $0 + "," } ?? "") + "noabort", directory: folder)
+        #expect(lenient.status == 1 && lenient.stdout == "survived 1\n", "\(lenient.stdout) \(lenient.stderr)")
+    }
+
+    @Test func aFreeToAnotherTagIsReported() throws {
+        let folder = try Subprocess.temporaryFolder("tag-wrong")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("tag_api", into: folder)
+        let run = try Self.run(program, ["wrong"], debug: "default", directory: folder)
+        #expect(run.status == SIGABRT, "\(run.stderr)")
+        #expect(run.stderr.contains("slabguard: invalid tag: buffer 0x") && run.stderr.contains(" was allocated from tag net, freed to tag disk\n"),
+                "\(run.stderr)")
+    }
+
+    /// Two threads allocate and free on the tag while main checks it 40 times: every
+    /// check's count is the one its report states, in fast mode never more than the 8
+    /// the threads can hold at once; at the end the tag is clean.
+    @Test(arguments: [nil, "default"] as [String?])
+    func checksStayConsistentWhileOtherThreadsAllocate(_ debug: String?) throws {
+        let folder = try Subprocess.temporaryFolder("tag-threads")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("tag_api", into: folder)
+        let run = try Self.run(program, ["threads"], debug: debug, directory: folder)
+        #expect(run.status == 0 || run.status == 1, "\(run.stderr)")
+        let fields = run.stdout.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        try #require(fields.count == 6, "\(run.stdout)")
+        #expect(fields[3] == "0" && fields[5] == "0", "\(run.stdout)")
+        #expect(Int(fields[1])! > 0 || !run.stderr.contains("tag check"), "\(run.stdout)")
+        if debug == nil { #expect(Int(fields[1])! <= 8, "\(run.stdout)") }
+        // Each report's buffers: its headline's N is the sum of its groups.
+        for report in run.stderr.components(separatedBy: "slabguard: tag check: ").dropFirst() {
+            let n = Int(report.prefix { $0.isNumber })!
+            #expect(n > 0 && (debug == nil || n <= 16), "\(report)")
+            if debug != nil {
+                let groups = report.matches(of: /\n  (\d+) buffers?, \d+ bytes from one allocation stack/).map { Int($0.output.1)! }
+                if !report.contains("not shown") { #expect(groups.reduce(0, +) == n, "\(report)") }
+            }
+        }
+    }
+
+    /// Swift's Tag: counts, check, destroy with buffers outstanding (in fast mode, in this
+    /// process).  Use after destroy cannot be written: destroy() consumes the tag.
+    @Test func swiftTagCountsChecksAndDestroys() throws {
+        // (Tag is non-copyable: the expectation macros get plain values, not calls on it.)
+        guard let tag = Tag(name: "swift-tag") else { Issue.record("no tag"); return }
+        var buffers: [UnsafeMutableRawPointer] = []
+        for _ in 0..<3 { if let p = tag.allocate(64) { buffers.append(p) } }
+        guard buffers.count == 3, let zeroed = tag.zeroAllocate(256) else { Issue.record("allocation failed"); return }
+        #expect(UnsafeRawBufferPointer(start: zeroed, count: 256).allSatisfy { $0 == 0 })
+        tag.free(zeroed, size: 256)
+        let s = tag.statistics
+        #expect(s.buffersInUse == 3 && s.bytesInUse == 192 && s.peakBytes == 448 && s.allocations == 4 && s.frees == 1, "\(s)")
+        tag.free(buffers.removeLast(), size: 64)
+        let checked = tag.check()
+        #expect(checked == 2)
+        let outstanding = tag.destroy()
+        #expect(outstanding == 2)
+        for b in buffers { Slabguard.free(b, size: 64) }
+        guard let clean = Tag(name: "clean") else { Issue.record("no tag"); return }
+        if let p = clean.allocate(10) { clean.free(p, size: 10) }
+        let cleanCheck = clean.check()
+        let cleanDestroy = clean.destroy()
+        #expect(cleanCheck == 0 && cleanDestroy == 0)
+    }
+
+    /// In debug mode a plugin's buffers are charged to the plugin even when libc made them
+    /// (strdup), and without `audit` its leaks at unload are still found and named.
+    @Test(arguments: ["default", "deadbeef,redzone,leaks"])
+    func aPluginsBuffersAreChargedToThePlugin(_ debug: String) throws {
+        let folder = try Subprocess.temporaryFolder("tag-library")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let plugin = try Self.compile("lib_plugin", into: folder, output: "libtagplugin.so")
+        let host = try Self.compile("lib_host", into: folder)
+        let run = try Self.run(host, [plugin], debug: debug, directory: folder)
+        #expect(run.status == 1 && run.stdout.hasSuffix("unloaded\n"), "\(run.stdout) \(run.stderr)")
+        #expect(Self.statisticsLine(run.stdout, "libtagplugin.so") == ["library", "2", "18", "18", "2", "0"], "\(run.stdout)")
+        let leaks = run.stderr.components(separatedBy: "slabguard: leak at unload: 1 buffers, ").count - 1
+        #expect(leaks == 2 && run.stderr.contains("bytes allocated by \(plugin) not freed"), "\(run.stderr)")
+        #expect(!run.stderr.contains("stale pointer"), "the loader's own records are not stale pointers: \(run.stderr)")
+        if debug == "default" { #expect(run.stderr.contains("plugin_start+0x"), "\(run.stderr)") }
+    }
+
+    /// dlopen is interposed without changing what it finds: a bare file name is still
+    /// searched in the host's DT_RUNPATH ($ORIGIN/lib), which glibc takes from the caller.
+    @Test func dlopenStillSearchesTheCallersRunpath() throws {
+        let folder = try Subprocess.temporaryFolder("tag-runpath")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("lib"), withIntermediateDirectories: true)
+        _ = try Self.compile("lib_plugin", into: folder, output: "lib/libtagplugin.so")
+        let host = try Self.compile("lib_host", into: folder, flags: ["-Wl,--enable-new-dtags,-rpath,$ORIGIN/lib"])
+        for name in ["libtagplugin.so", "$ORIGIN/lib/libtagplugin.so"] {
+            let run = try Self.run(host, [name], debug: "default", directory: folder)
+            // (It loads, runs, and leaks at unload: status 1.)
+            #expect(run.status == 1 && run.stdout.hasSuffix("unloaded\n") && run.stderr.contains("leak at unload"),
+                    "\(name): \(run.stdout) \(run.stderr)")
+        }
+    }
+}
