@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "Slabguard", targets: ["Slabguard"]),
         // The one dynamic library: C API (slabguard.h) + the malloc drop-in, shim and core inside.
         .library(name: "slabguard_rt", type: .dynamic, targets: ["SlabguardRuntime", "CSlabguardPreload"]),
+        // The plugin `slabguard demo` loads and unloads (leak at unload, stale pointer).
+        .library(name: "slabguard_demo_plugin", type: .dynamic, targets: ["CSlabguardDemoPlugin"]),
         .executable(name: "slabguard", targets: ["slabguard"]),
         .executable(name: "slabguard-bench", targets: ["slabguard-bench"]),
     ],
@@ -56,6 +58,9 @@ let package = Package(
                 "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/CSlabguardPreload/exports.map",
             ])]
         ),
+        // Plain C (SwiftPM still links the Swift runtime into the .so: the demo's victim,
+        // the slabguard executable, has it loaded anyway).
+        .target(name: "CSlabguardDemoPlugin"),
         .executableTarget(
             name: "slabguard",
             dependencies: ["SlabguardCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]

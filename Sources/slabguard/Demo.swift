@@ -16,9 +16,11 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show slabguard catching classic memory bugs (no compiler needed).",
         discussion: """
-            Runs five small buggy programs on slabguard with --debug default: a write after \
-            free, an overrun by one byte, a double free, an uninitialized counter and a leak. \
-            Exit status 0 when every bug was caught.
+            Runs seven small buggy programs on slabguard with --debug default: a write after \
+            free, an overrun by one byte, a double free, an uninitialized counter, a leak, and \
+            a plugin (libslabguard_demo_plugin.so, beside the library) unloaded with memory \
+            it never freed and with a hook of the program still pointing into it. Exit status \
+            0 when every bug was caught.
             """
     )
 
@@ -45,6 +47,12 @@ struct Demo: ParsableCommand {
         Case(bug: "leak", title: "Leak at exit",
              explanation: "The program allocates 3 buffers, drops every pointer to them and exits. At exit, buffers no longer reachable from anywhere are reported with their allocating stacks.",
              expected: "slabguard: leak: "),
+        Case(bug: "leak-at-unload", title: "Leak at unload",
+             explanation: "A kernel driver was once unloaded with memory it never freed, and only a hand-written reference counter panicking at memck time noticed. Here the program loads a plugin, which keeps two buffers in its own data, and unloads it: at that dlclose, the buffers the plugin allocated that nothing outside it references are reported, with the plugin's function names.",
+             expected: "slabguard: leak at unload: "),
+        Case(bug: "stale-pointer", title: "Stale pointer into an unloaded plugin",
+             explanation: "A tracer once kept pointers into a module's discarded init code in its patch list, and later wrote through them into memory another driver had been given. Here the program lets a plugin put its callback into the program's hook list, then unloads the plugin: at that dlclose, every place still pointing into it is named, with the function it points at, before anything calls it.",
+             expected: "slabguard: stale pointer: "),
     ]
 
     func run() throws {
@@ -62,7 +70,8 @@ struct Demo: ParsableCommand {
         for (index, demo) in Demo.cases.enumerated() {
             say("\n=== \(index + 1). \(demo.title) ===\n\(demo.explanation)\n$ slabguard run -- victim \(demo.bug)\n")
             let channel = ReportChannel(rewrite: true)
-            let status = ProgramRunner.run([exe, "demo-victim", demo.bug], environment: environment, channel: channel)
+            let status = ProgramRunner.run([exe, "demo-victim", demo.bug, Demo.pluginPath(besides: library)],
+                                           environment: environment, channel: channel)
             let reportHeadlinesSeen = channel?.headlines ?? []
             let caught: Bool
             if demo.expected.isEmpty {
@@ -82,6 +91,11 @@ struct Demo: ParsableCommand {
         }
     }
 
+    /// The demo plugin, installed beside libslabguard_rt.so (a SwiftPM build folder, or PREFIX/lib).
+    static func pluginPath(besides library: String) -> String {
+        LibraryLocator.directory(of: library) + "/libslabguard_demo_plugin.so"
+    }
+
     /// Writes to stdout at once (the victims write to the same terminal).
     func say(_ text: String) {
         print(text, terminator: "")
@@ -95,6 +109,7 @@ struct DemoVictim: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "demo-victim", shouldDisplay: false)
 
     @Argument var bug: String
+    @Argument var plugin: String = ""
 
     // Called through pointers from dlsym so the optimizer cannot see (and fold away)
     // the undefined behaviour these bugs are made of.
@@ -136,9 +151,38 @@ struct DemoVictim: ParsableCommand {
         case "leak":
             leakThree(malloc)
             scrubStack()
+        case "leak-at-unload":
+            let library = try open(plugin)
+            try call(library, "demo_plugin_start")
+            dlclose(library)                   // BUG: demo_plugin_stop never called
+            print("plugin unloaded")
+        case "stale-pointer":
+            let library = try open(plugin)
+            try call(library, "demo_plugin_start")
+            demoHooks = malloc(16)             // the program's hook list, one slot
+            memset(demoHooks!, 0, 16)
+            typealias Register = @convention(c) (UnsafeMutableRawPointer?) -> Void
+            guard let register = dlsym(library, "demo_plugin_register") else { throw ValidationError("no demo_plugin_register") }
+            unsafeBitCast(register, to: Register.self)(demoHooks)
+            try call(library, "demo_plugin_stop")
+            dlclose(library)                   // BUG: the hook list still holds demo_plugin_tick
+            print("plugin unloaded")
         default:
             throw ValidationError("unknown bug '\(bug)'")
         }
+    }
+
+    func open(_ path: String) throws -> UnsafeMutableRawPointer {
+        guard let library = dlopen(path, RTLD_NOW) else {
+            throw ValidationError("cannot load the demo plugin \(path): \(String(cString: dlerror()))")
+        }
+        return library
+    }
+
+    func call(_ library: UnsafeMutableRawPointer, _ name: String) throws {
+        typealias Entry = @convention(c) () -> Void
+        guard let entry = dlsym(library, name) else { throw ValidationError("no \(name) in the demo plugin") }
+        unsafeBitCast(entry, to: Entry.self)()
     }
 
     @inline(never) func keep(_ p: UnsafeMutableRawPointer?) {
@@ -159,3 +203,6 @@ struct DemoVictim: ParsableCommand {
         withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 16) { _ = memset($0.baseAddress!, 0, $0.count) }
     }
 }
+
+/// The stale-pointer victim's hook list (a heap buffer the program keeps).
+nonisolated(unsafe) var demoHooks: UnsafeMutableRawPointer?

@@ -204,13 +204,22 @@ struct BugCorpusTests {
     @Test func demoCatchesEveryBug() throws {
         let result = try Subprocess.run(try ReleaseBuild.cli(), ["demo"])
         #expect(result.status == 0, "stdout: \(result.stdout)\nstderr: \(result.stderr)")
-        #expect(result.stdout.contains("All 5 bugs caught"))
+        #expect(result.stdout.contains("All 7 bugs caught"))
         #expect(!result.stdout.contains("NOT caught"))
         #expect(result.stdout.contains("counter = 0xbaddcaff"))
         for headline in ["buffer modified after being freed", "redzone violation: write past end of buffer",
                          "duplicate free: buffer freed twice", "leak: "] {
             #expect(result.stderr.contains("slabguard: \(headline)"), "demo stderr lacks \(headline)")
         }
+        // The unload checks: the plugin's two buffers at its dlclose, named by its function;
+        // the program's hook naming the plugin's callback; and nothing else (the loader's and
+        // the Swift runtime's records of the plugin are not stale pointers).
+        let unload = result.stderr.components(separatedBy: "slabguard: leak at unload: 1 buffers, ").count - 1
+        #expect(unload == 2 && result.stderr.contains("libslabguard_demo_plugin.so not freed"), "\(result.stderr)")
+        #expect(result.stderr.contains("demo_plugin_start+0x"), "\(result.stderr)")
+        let stale = result.stderr.components(separatedBy: "slabguard: stale pointer: ").dropFirst()
+        #expect(stale.count == 1 && stale.first!.contains("but 1 place still points into it")
+                && stale.first!.contains("holds 0x") && stale.first!.contains("(demo_plugin_tick+0x0)"), "\(result.stderr)")
         // Reports are symbolized: Swift names demangled, the victim's source lines shown.
         #expect(result.stderr.contains("DemoVictim"))
         #expect(!result.stderr.contains("$s9slabguard10DemoVictim"), "mangled name left: \(result.stderr)")

@@ -174,4 +174,32 @@ struct TagTests {
                     "\(name): \(run.stdout) \(run.stderr)")
         }
     }
+
+    /// The flight recorder learns of a library at its dlopen: a process killed right after
+    /// loading a plugin leaves a log whose module map has it (nothing ran at exit).
+    @Test func aLibraryIsInTheLogFromItsDlopen() throws {
+        let folder = try Subprocess.temporaryFolder("tag-dlopen-log")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let plugin = try Self.compile("lib_plugin", into: folder, output: "libtagplugin.so")
+        let host = try Self.compile("open_and_die", into: folder)
+        let log = folder.appendingPathComponent("run.log").path
+        let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", log, "--", host, plugin], directory: folder.path, timeout: 120)
+        #expect(run.status == 137, "\(run.stderr)")
+        let info = try LogCommandTests.log(["info", log])
+        #expect(info.status == 0 && info.stdout.contains("1 loaded and 0 unloaded during the run") && info.stdout.contains(plugin),
+                "\(info.stdout) \(info.stderr)")
+    }
+
+    /// Per-tag statistics reach the log's kmastat (written at exit): the plugin's library tag.
+    @Test func libraryTagsAreInTheLogsKmastat() throws {
+        let folder = try Subprocess.temporaryFolder("tag-kmastat")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let plugin = try Self.compile("lib_plugin", into: folder, output: "libtagplugin.so")
+        let host = try Self.compile("lib_host", into: folder)
+        let log = folder.appendingPathComponent("run.log").path
+        _ = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", log, "--", host, plugin], directory: folder.path, timeout: 120)
+        let kmastat = try LogCommandTests.log(["kmastat", log])
+        #expect(kmastat.status == 0, "\(kmastat.stderr)")
+        #expect(Self.statisticsLine(kmastat.stdout, "libtagplugin.so")?.first == "library", "\(kmastat.stdout)")
+    }
 }

@@ -5,8 +5,10 @@
 // signal), with what it pointed at (the library's symbols, indexed before the dlclose).
 // Words on stacks or in other anonymous memory are not named: dead stack slots would
 // make false reports.  Neither are slabguard's own data (its module map records the
-// library's range) nor buffers the dynamic loader allocated (it keeps its own records of
-// past mappings): bookkeeping of where the library was, not pointers the program holds.
+// library's range) nor buffers the dynamic loader or a runtime allocated for itself (ld.so's
+// records of past mappings, the Swift runtime's list of loaded images: no frame of the
+// program in their allocation stacks, Tags/LibraryTags.swift): bookkeeping of where the
+// library was, not pointers the program holds.
 
 import CSlabguardShim
 import Glibc
@@ -88,7 +90,7 @@ extension DebugReport {
         r.finish(informational: true)
     }
 
-    /// Whether the buffer's allocation stack starts in the dynamic loader.
+    /// Whether the buffer was allocated by the dynamic loader, or by a runtime for itself.
     private static func allocatedByTheLoader(_ c: LeakFinder.Candidate) -> Bool {
         guard let base = c.tag ?? c.largeTag else { return false }
         // Noted at allocation (Tags/LibraryTags.swift), with or without audit.

@@ -25,8 +25,10 @@ enum LibraryTags {
     static let runtimeMark: UInt16 = 0xFFFF
     static let loaderMark: UInt16 = 0xFFFE
     /// In a buffer's value: bits 0–12 the library tag's index + 1; `loaderFlag`: the
-    /// allocation was made by the loader itself (frame 0 in ld.so: its records of the
-    /// libraries, which the stale-pointer check leaves out).
+    /// allocation was made by the loader or a runtime for itself (frame 0 in ld.so, or no
+    /// frame outside the runtime libraries and the loader: ld.so's records of the
+    /// libraries, the Swift runtime's list of loaded images), which the stale-pointer
+    /// check leaves out: bookkeeping of where a library was, not a pointer the program holds.
     static let indexMask: UInt16 = 0x1FFF
     static let loaderFlag: UInt16 = 0x4000
     static let captureDepth = 16
@@ -41,7 +43,7 @@ enum LibraryTags {
             if v == loaderMark && i == 0 { flags = loaderFlag }
             if v != runtimeMark && v != loaderMark { return v | flags }
         }
-        return flags
+        return loaderFlag   // no frame of the program's: the runtime's own
     }
 
     /// The library tag value of the current allocation, from a short stack of its own
