@@ -39,8 +39,8 @@ struct TagRecord {
 
     var state: UInt32 = 0
     var generation: UInt32 = 0
-    var buffersInUse: UInt64 = 0     // two's complement: decremented by adding UInt64.max
-    var bytesInUse: UInt64 = 0
+    var bytesInUse: UInt64 = 0       // two's complement: decremented by adding -bytes
+    var reservedCount: UInt64 = 0     // (buffers in use = allocations - frees)
     var peakBytes: UInt64 = 0
     var allocations: UInt64 = 0
     var frees: UInt64 = 0
@@ -244,8 +244,8 @@ enum TagTable {
 
     static func charge(_ index: Int, bytes: Int) {
         guard let r = record(index) else { return }
+        // Two atomic adds, and a CAS only when the peak moves.
         _ = sg_atomic_add_u64(&r.pointee.allocations, 1)
-        _ = sg_atomic_add_u64(&r.pointee.buffersInUse, 1)
         let now = sg_atomic_add_u64(&r.pointee.bytesInUse, UInt64(bytes)) &+ UInt64(bytes)
         var peak = sg_atomic_load_u64(&r.pointee.peakBytes)
         while Int64(bitPattern: now) > Int64(bitPattern: peak) {
@@ -257,7 +257,6 @@ enum TagTable {
     static func discharge(_ index: Int, bytes: Int) {
         guard let r = record(index) else { return }
         _ = sg_atomic_add_u64(&r.pointee.frees, 1)
-        _ = sg_atomic_add_u64(&r.pointee.buffersInUse, UInt64.max)
         _ = sg_atomic_add_u64(&r.pointee.bytesInUse, UInt64(bitPattern: Int64(-bytes)))
     }
 
@@ -311,10 +310,13 @@ enum TagTable {
             return (Int(Int64(bitPattern: s.allocations &- s.frees)), Int(s.bytes),
                     Int(Int64(bitPattern: sg_atomic_load_u64(&r.pointee.peakBytes))), s.allocations, s.frees)
         }
-        return (Int(Int64(bitPattern: sg_atomic_load_u64(&r.pointee.buffersInUse))),
+        // Frees first: a free counted is of an allocation counted, so in use is never negative.
+        let frees = sg_atomic_load_u64(&r.pointee.frees)
+        let allocations = sg_atomic_load_u64(&r.pointee.allocations)
+        return (Int(Int64(bitPattern: allocations &- frees)),
                 Int(Int64(bitPattern: sg_atomic_load_u64(&r.pointee.bytesInUse))),
                 Int(Int64(bitPattern: sg_atomic_load_u64(&r.pointee.peakBytes))),
-                sg_atomic_load_u64(&r.pointee.allocations), sg_atomic_load_u64(&r.pointee.frees))
+                allocations, frees)
     }
 
     /// The tag's name (NUL-terminated, in the table).
