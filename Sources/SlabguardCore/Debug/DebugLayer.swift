@@ -160,7 +160,8 @@ enum DebugLayer {
         flags.pointee = heapFlags.rawValue
         tagBytes.pointee = heapFlags.isEmpty ? 0 : layout(for: heapFlags).totalBytes
         sg_set_debug_flags(heapFlags.rawValue)
-        sg_set_sampling(heapFlags.isEmpty && options.flags.contains(.sample) ? 1 : 0)
+        sg_set_sampling(heapFlags.isEmpty && options.flags.contains(.sample)
+                        ? (options.sampleMilliseconds > 0 ? GuardedAllocator.timeSampling : GuardedAllocator.countSampling) : 0)
         openLogFile()   // the flight recorder's file, before the depot and the ring that live in it
         if options.flags.contains(.audit) || options.flags.contains(.guards) || options.flags.contains(.sample) {
             StackDepot.setUp()

@@ -21,8 +21,13 @@ package enum Allocator {
             let slot = sg_thread_slots() + c
             let n = slot.pointee.count
             // sample=N: the countdown to the next guarded buffer (GuardedAllocator.swift);
-            // fast mode only loads the sampling word.
-            if n > 0 && (sg_sampling() == 0 || !GuardedAllocator.countdownExpired()) {
+            // sample=Nms: every 1024th allocation of a class (by the slot's own counter, no
+            // countdown) asks the slow path whether N ms have passed; fast mode only loads
+            // the sampling word.
+            let sampling = sg_sampling()
+            if n > 0 && (sampling == 0
+                         || (sampling == GuardedAllocator.timeSampling ? slot.pointee.allocations & 1023 != 1023
+                                                                        : !GuardedAllocator.countdownExpired())) {
                 slot.pointee.count = n &- 1
                 slot.pointee.allocations &+= 1
                 return slot.pointee.rounds[Int(n &- 1)]
@@ -34,9 +39,13 @@ package enum Allocator {
     @inline(never) static func mallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
         guard size >= 0, ensureReady() else { return outOfMemory() }
         if sg_debug_flags() != 0 { return DebugAllocator.malloc(size, zero: false) ?? outOfMemory() }
-        // Sample mode: the fast path counted this allocation down only when it hit.
-        if sg_sampling() != 0 && size <= SizeClasses.maxSize
-            && (sg_sample_countdown() < 0 || GuardedAllocator.countdownExpired()),
+        // Sample mode: the fast path counted this allocation down only when it hit.  In
+        // time mode the fast path's every 1024th allocation of a class (or a magazine miss
+        // that falls on it) looks at the clock.
+        let sampling = sg_sampling()
+        if sampling != 0 && size <= SizeClasses.maxSize
+            && (sampling == GuardedAllocator.timeSampling ? GuardedAllocator.timeCheckDue(size)
+                                                          : sg_sample_countdown() < 0 || GuardedAllocator.countdownExpired()),
            let p = GuardedAllocator.sampled(size, zero: false) {
             return p
         }

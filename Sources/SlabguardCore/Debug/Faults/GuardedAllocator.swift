@@ -92,11 +92,24 @@ enum GuardedAllocator {
         return due()
     }
 
-    /// sample=Nms: the countdown runs over this many allocations; when it runs out, the
-    /// clock says whether N ms have passed since the process's last guarded buffer.  So
-    /// the cost is the countdown (as for sample=N) plus one clock read per 256 calls, and
-    /// the number of guarded buffers follows the time, not the allocation rate.
+    /// The sampling word (sg_sampling): 0 off, `countSampling` for sample=N (the fast path
+    /// counts down), `timeSampling` for sample=Nms with the fast paths on.
+    static let countSampling: UInt32 = 1
+    static let timeSampling: UInt32 = 2
+
+    /// sample=Nms: in debug mode the countdown runs over this many allocations; when it
+    /// runs out, the clock says whether N ms have passed since the process's last guarded
+    /// buffer.  With the fast paths on there is no countdown: every slow allocation and
+    /// every 1024th of a size class on the fast path (the magazine slot's own allocation
+    /// counter, already kept) reads the clock.  Either way the number of guarded buffers
+    /// follows the time, not the allocation rate.
     static let timeCheckAllocations: Int64 = 256
+
+    /// sample=Nms with the fast paths on: whether this allocation (of `size` bytes, in the
+    /// size classes) is its class's 1024th on this thread, the one that reads the clock.
+    @inline(__always) static func timeCheckDue(_ size: Int) -> Bool {
+        (sg_thread_slots() + SizeClasses.index(size)).pointee.allocations & 1023 == 1023
+    }
 
     /// The countdown ran out: whether this allocation is to be guarded (and the next
     /// countdown set).
