@@ -81,6 +81,25 @@ struct TagTests {
         #expect(lenient.status == 1 && lenient.stdout == "survived 1\n", "\(lenient.stdout) \(lenient.stderr)")
     }
 
+    /// report=json: one object per tag report, with the tag, the counts and the problem.
+    @Test func tagReportsInJSON() throws {
+        let folder = try Subprocess.temporaryFolder("tag-json")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("tag_api", into: folder)
+        let basic = try Self.run(program, ["basic"], debug: "default,report=json", directory: folder)
+        let objects = basic.stderr.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let checks = objects.filter { $0["report"] as? String == "tag check" }
+        #expect(checks.count == 2 && checks.allSatisfy { $0["tag"] as? String == "net" && $0["buffers"] as? Int == 4 && $0["bytes"] as? Int == 400 },
+                "\(basic.stderr)")
+        let after = try Self.run(program, ["after"], debug: "default,report=json,noabort", directory: folder)
+        let invalid = after.stderr.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.first { $0["report"] as? String == "invalid tag" }
+        #expect(invalid?["tag"] as? String == "net" && invalid?["problem"] as? String == "used after destroy", "\(after.stderr)")
+    }
+
     @Test func aFreeToAnotherTagIsReported() throws {
         let folder = try Subprocess.temporaryFolder("tag-wrong")
         defer { try? FileManager.default.removeItem(at: folder) }
