@@ -14,6 +14,7 @@ __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-exec")))
 __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_thread_id __attribute__((tls_model("initial-exec")));
+__thread uint32_t sg_tls_tag_slot __attribute__((tls_model("initial-exec")));
 __thread int64_t sg_tls_sample_countdown __attribute__((tls_model("initial-exec")));
 __thread void *sg_tls_quarantine[2 * SG_QUARANTINE_BATCH] __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_quarantine_count __attribute__((tls_model("initial-exec")));

@@ -178,6 +178,22 @@ struct TagTests {
         if debug == "default" { #expect(run.stderr.contains("plugin_start+0x"), "\(run.stderr)") }
     }
 
+    /// Library counters are per thread: 40 threads (more than the 16 own slots, with
+    /// slots given back and taken again as threads end) leave them exact.
+    @Test func libraryCountersStayExactAcrossManyThreads() throws {
+        let folder = try Subprocess.temporaryFolder("tag-library-threads")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let plugin = try Self.compile("lib_plugin", into: folder, output: "libtagplugin.so")
+        let host = try Self.compile("lib_host", into: folder)
+        let run = try Self.run(host, [plugin, "threads"], debug: "deadbeef,redzone,leaks", directory: folder)
+        #expect(run.stdout.hasSuffix("unloaded\n"), "\(run.stdout) \(run.stderr)")
+        let line = try #require(Self.statisticsLine(run.stdout, "libtagplugin.so"), "\(run.stdout)")
+        #expect(line.count == 6 && line[0] == "library" && line[1] == "2" && line[2] == "18" && line[4] == "40002" && line[5] == "40000",
+                "\(run.stdout)")
+        // The peak is sampled: at least the 18 bytes and one 32-byte buffer, at most 8 threads' worth.
+        #expect(line.count == 6 && (50...(18 + 8 * 32)).contains(Int(line[3]) ?? 0), "\(run.stdout)")
+    }
+
     /// dlopen is interposed without changing what it finds: a bare file name is still
     /// searched in the host's DT_RUNPATH ($ORIGIN/lib), which glibc takes from the caller.
     @Test func dlopenStillSearchesTheCallersRunpath() throws {

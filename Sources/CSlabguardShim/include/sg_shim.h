@@ -54,6 +54,8 @@ extern __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-e
 extern __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t sg_tls_thread_id __attribute__((tls_model("initial-exec")));
+/* The thread's slot of library-tag counters (Debug/Tags/TagTable.swift): 0 none yet, else slot + 1. */
+extern __thread uint32_t sg_tls_tag_slot __attribute__((tls_model("initial-exec")));
 extern __thread int64_t sg_tls_sample_countdown __attribute__((tls_model("initial-exec")));
 /* The thread's quarantine batch (Debug/Checks/Quarantine.swift): freed chunks waiting to join
  * the shared FIFO, SG_QUARANTINE_BATCH at a time, under one lock acquisition. */
@@ -73,6 +75,8 @@ static inline __attribute__((always_inline)) void sg_set_reentry(uint32_t v) { s
 /* The kernel thread id, cached (0 until first asked for). */
 static inline __attribute__((always_inline)) uint32_t sg_thread_id(void) { return sg_tls_thread_id; }
 static inline __attribute__((always_inline)) void sg_set_thread_id(uint32_t t) { sg_tls_thread_id = t; }
+static inline __attribute__((always_inline)) uint32_t sg_tag_slot(void) { return sg_tls_tag_slot; }
+static inline __attribute__((always_inline)) void sg_set_tag_slot(uint32_t s) { sg_tls_tag_slot = s; }
 
 /* sample=N: allocations this thread serves before the next guarded one.  Zero at
  * thread start, so the first small malloc of every thread reaches the slow path,

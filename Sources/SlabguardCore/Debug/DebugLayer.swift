@@ -87,7 +87,7 @@ enum DebugLayer {
             life.pointee.forkPrepare = { DebugLayer.lockForFork() }
             life.pointee.forkParent = { DebugLayer.unlockAfterFork() }
             life.pointee.forkChild = { DebugLayer.reinitializeAfterFork() }
-            ThreadRegistry.shared.pointee.exitHook = { Quarantine.flushThreadBatch() }
+            ThreadRegistry.shared.pointee.exitHook = { Quarantine.flushThreadBatch(); TagTable.releaseThreadSlot() }
             life.pointee.cacheDestroyHook = { cache in Quarantine.purge(cache.assumingMemoryBound(to: CacheCore.self)) }
             life.pointee.tagLinkOffset = TagLayout.linkWord
         }
@@ -124,6 +124,7 @@ enum DebugLayer {
         FlightRecorder.detachAfterFork()
         sg_set_thread_id(0)   // the cached id is the parent's thread's
         if let m = TagTable.mutexIfCreated { sg_mutex_reinit(m) }
+        TagTable.reinitializeThreadSlotsAfterFork()
         if let m = ElfSymbols.mutexIfCreated { sg_mutex_reinit(m) }
         if let m = ModuleMap.mutexIfCreated { sg_mutex_reinit(m) }
         sg_mutex_reinit(&s.pointee.retiredMutex)

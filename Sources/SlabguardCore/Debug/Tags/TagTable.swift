@@ -10,7 +10,7 @@
 //                  (LibraryTags.swift).  Keyed by file name: a reloaded library keeps its tag.
 //
 // The table is one anonymous mapping made at first use (a header, 256 records of 128
-// bytes, the caller caches of LibraryTags, the library tags' counter shards: 184 KiB of
+// bytes, the caller caches of LibraryTags, the library tags' counter slots: 192 KiB of
 // address space, touched as used), published in DebugState.tagTable.
 //
 // A handle (sg_tag_t *) is not a pointer: 0x5347 in its top 16 bits (a non-canonical
@@ -25,10 +25,12 @@
 // bits 0–31 the explicit tag's key (generation << 12 | index; 0: none), bits 32–47 the
 // library tag's index + 1 (0: none), bit 63 reported as leaked at its library's unload.
 //
-// Counters are relaxed atomics (buffers and bytes in use, peak bytes, allocations, frees),
-// read by statistics without a lock: an explicit tag's in its record, a library tag's
-// (updated by every debug allocation) in 8 shards by thread (TagShard), its peak sampled.  `tagMutex` guards the slots' life (create, destroy,
-// a library tag's creation); it nests only the mapping table's lock.
+// Counters (bytes in use, peak bytes, allocations, frees; buffers in use is allocations -
+// frees) are read by statistics without a lock: an explicit tag's are relaxed atomics in
+// its record; a library tag's, updated by every debug allocation, are in per-thread slots
+// (TagShard: plain stores by the slot's one thread, atomics in the shared slot), its peak
+// sampled.  `tagMutex` guards the tag slots' life (create, destroy, a library tag's
+// creation); it nests only the mapping table's lock.
 
 import CSlabguardShim
 import Glibc
@@ -48,15 +50,15 @@ struct TagRecord {
     var name = FixedBytes64()         // NUL-terminated, at most 63 bytes
 }
 
-/// One of a library tag's 8 counter shards (a thread uses shard `thread id & 7`): every
-/// debug allocation and free updates one, so threads do not fight over one cache line.
-/// In use = allocated - freed; the peak is taken every 64th allocation of a shard.
+/// A library tag's counters in one thread slot (TagTable.threadSlot): every debug
+/// allocation and free updates its thread's, with plain stores when the slot is the
+/// thread's own (the first 16 threads) and atomics in the shared slot; readers add the
+/// slots up.  In use = allocated - freed; the peak is taken every 256th allocation of a slot.
 struct TagShard {
     var allocations: UInt64 = 0
     var frees: UInt64 = 0
     var allocatedBytes: UInt64 = 0
     var freedBytes: UInt64 = 0
-    var padding: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
 }
 
 /// The table's header.
@@ -64,6 +66,7 @@ struct TagTableState {
     var tagMutex = pthread_mutex_t()
     var used = 0                      // slots ever used: [0, used)
     var reuseCursor = 0               // where the search for a destroyed slot resumes
+    var threadSlots: UInt64 = 0       // bit s: counter slot s is a live thread's own
     var executableName = FixedBytes64()   // the executable's file name (its library tag)
 }
 
@@ -84,17 +87,21 @@ enum TagTable {
     static let libraryCacheOffset = callerCacheOffset + callerCacheWords * 8
     static let libraryCacheWords = 256
     static let shardsOffset = roundUp(libraryCacheOffset + libraryCacheWords * 8, 4096)
-    static let shardCount = 8
-    static let totalBytes = shardsOffset + capacity * shardCount * MemoryLayout<TagShard>.stride
+    /// Counter slots: one per thread for the first `ownSlots` threads, then one shared.
+    static let ownSlots = 16
+    static let sharedSlot = ownSlots
+    static let totalBytes = shardsOffset + (ownSlots + 1) * capacity * MemoryLayout<TagShard>.stride
 
     /// The table, mapped on first use; nil when no memory.
-    static func state() -> UnsafeMutablePointer<TagTableState>? {
+    @inline(__always) static func state() -> UnsafeMutablePointer<TagTableState>? {
+        if let existing = stateIfCreated { return existing }
+        return createState()
+    }
+
+    @inline(never) private static func createState() -> UnsafeMutablePointer<TagTableState>? {
         precondition(MemoryLayout<TagRecord>.stride == 128 && MemoryLayout<TagTableState>.size <= headerBytes)
         let slot = UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.tagTable)!)
             .assumingMemoryBound(to: UInt64.self)
-        if let existing = UnsafeMutableRawPointer(bitPattern: UInt(sg_atomic_load_u64(slot))) {
-            return existing.assumingMemoryBound(to: TagTableState.self)
-        }
         guard let memory = Platform.map(totalBytes) else { return nil }
         let st = memory.bindMemory(to: TagTableState.self, capacity: 1)
         st.initialize(to: TagTableState())
@@ -117,7 +124,7 @@ enum TagTable {
     }
 
     /// The table if it exists (statistics and fork handlers create nothing).
-    static var stateIfCreated: UnsafeMutablePointer<TagTableState>? {
+    @inline(__always) static var stateIfCreated: UnsafeMutablePointer<TagTableState>? {
         let slot = UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.tagTable)!)
             .assumingMemoryBound(to: UInt64.self)
         return UnsafeMutableRawPointer(bitPattern: UInt(sg_atomic_load_u64(slot)))?.assumingMemoryBound(to: TagTableState.self)
@@ -260,23 +267,81 @@ enum TagTable {
         _ = sg_atomic_add_u64(&r.pointee.bytesInUse, UInt64(bitPattern: Int64(-bytes)))
     }
 
-    @inline(__always) static func shard(_ index: Int, _ shard: Int) -> UnsafeMutablePointer<TagShard>? {
+    @inline(__always) static func shard(_ index: Int, slot: Int) -> UnsafeMutablePointer<TagShard>? {
         guard let st = stateIfCreated else { return nil }
-        return (UnsafeMutableRawPointer(st) + shardsOffset).assumingMemoryBound(to: TagShard.self) + index * shardCount + shard
+        return (UnsafeMutableRawPointer(st) + shardsOffset).assumingMemoryBound(to: TagShard.self) + slot * capacity + index
     }
 
-    /// A library tag's allocation (debug mode, inside malloc): its thread's shard.
+    /// The calling thread's counter slot: its own (claimed at its first debug allocation,
+    /// given back when it exits), or the shared one.
+    @inline(__always) static func threadSlot() -> Int {
+        let s = sg_tag_slot()
+        return s != 0 ? Int(s) - 1 : claimThreadSlot()
+    }
+
+    @inline(never) private static func claimThreadSlot() -> Int {
+        guard let st = stateIfCreated, sg_thread_state() != UInt32(SG_THREAD_DEAD) else { return sharedSlot }
+        while true {
+            let mask = sg_atomic_load_u64(&st.pointee.threadSlots)
+            let free = (~mask) & ((1 << UInt64(ownSlots)) - 1)
+            guard free != 0 else {
+                sg_set_tag_slot(UInt32(sharedSlot + 1))
+                return sharedSlot
+            }
+            let bit = free.trailingZeroBitCount
+            if sg_atomic_cas_u64(&st.pointee.threadSlots, mask, mask | 1 << UInt64(bit)) != 0 {
+                sg_set_tag_slot(UInt32(bit + 1))
+                return bit
+            }
+        }
+    }
+
+    /// The thread is exiting (ThreadRegistry's exit hook): its own slot goes back (the
+    /// counts stay, added to by the slot's next thread); what it allocates from here on
+    /// (other thread-local destructors) counts in the shared slot.
+    static func releaseThreadSlot() {
+        let s = Int(sg_tag_slot()) - 1
+        sg_set_tag_slot(UInt32(sharedSlot + 1))
+        guard s >= 0, s < ownSlots, let st = stateIfCreated else { return }
+        while true {
+            let mask = sg_atomic_load_u64(&st.pointee.threadSlots)
+            if sg_atomic_cas_u64(&st.pointee.threadSlots, mask, mask & ~(1 << UInt64(s))) != 0 { return }
+        }
+    }
+
+    /// In a forked child only the forking thread exists: the other slots are free again.
+    static func reinitializeThreadSlotsAfterFork() {
+        guard let st = stateIfCreated else { return }
+        let s = Int(sg_tag_slot()) - 1
+        st.pointee.threadSlots = s >= 0 && s < ownSlots ? 1 << UInt64(s) : 0
+    }
+
+    /// A library tag's allocation (debug mode, inside malloc).
     @inline(__always) static func chargeShard(_ index: Int, bytes: Int) {
-        guard let s = shard(index, Int(DebugLayer.threadID()) & (shardCount - 1)) else { return }
-        let n = sg_atomic_add_u64(&s.pointee.allocations, 1)
-        _ = sg_atomic_add_u64(&s.pointee.allocatedBytes, UInt64(bytes))
-        if n & 63 == 0 { notePeak(index, Int(sharded(index).bytes)) }
+        let slot = threadSlot()
+        guard let s = shard(index, slot: slot) else { return }
+        let n: UInt64
+        if slot == sharedSlot {
+            n = sg_atomic_add_u64(&s.pointee.allocations, 1)
+            _ = sg_atomic_add_u64(&s.pointee.allocatedBytes, UInt64(bytes))
+        } else {
+            n = s.pointee.allocations     // the slot's only writer: plain stores, read whole by others
+            s.pointee.allocations = n &+ 1
+            s.pointee.allocatedBytes &+= UInt64(bytes)
+        }
+        if n & 255 == 0 { notePeak(index, Int(sharded(index).bytes)) }
     }
 
     @inline(__always) static func dischargeShard(_ index: Int, bytes: Int) {
-        guard let s = shard(index, Int(DebugLayer.threadID()) & (shardCount - 1)) else { return }
-        _ = sg_atomic_add_u64(&s.pointee.frees, 1)
-        _ = sg_atomic_add_u64(&s.pointee.freedBytes, UInt64(bytes))
+        let slot = threadSlot()
+        guard let s = shard(index, slot: slot) else { return }
+        if slot == sharedSlot {
+            _ = sg_atomic_add_u64(&s.pointee.frees, 1)
+            _ = sg_atomic_add_u64(&s.pointee.freedBytes, UInt64(bytes))
+        } else {
+            s.pointee.frees &+= 1
+            s.pointee.freedBytes &+= UInt64(bytes)
+        }
     }
 
     private static func notePeak(_ index: Int, _ bytes: Int) {
@@ -291,8 +356,8 @@ enum TagTable {
     /// The sums of a library tag's shards.
     private static func sharded(_ index: Int) -> (allocations: UInt64, frees: UInt64, bytes: Int64) {
         var a: UInt64 = 0, f: UInt64 = 0, ab: UInt64 = 0, fb: UInt64 = 0
-        for i in 0..<shardCount {
-            guard let s = shard(index, i) else { break }
+        for slot in 0...sharedSlot {
+            guard let s = shard(index, slot: slot) else { break }
             a &+= sg_atomic_load_u64(&s.pointee.allocations)
             f &+= sg_atomic_load_u64(&s.pointee.frees)
             ab &+= sg_atomic_load_u64(&s.pointee.allocatedBytes)
