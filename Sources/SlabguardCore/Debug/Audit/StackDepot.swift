@@ -24,6 +24,7 @@ struct StackDepotState {
     var buckets: UnsafeMutablePointer<UInt64>? = nil
     var used: UInt64 = 0                                // next free word (setUp: 1, id 0 is none)
     var stacks: UInt64 = 0
+    var setUpState: UInt64 = 0                          // 0 not yet, 1 being set up, 2 done
 }
 
 enum StackDepot {
@@ -39,6 +40,14 @@ enum StackDepot {
     /// Reserves the storage (heap set-up, with `audit` or guards).
     static func setUp() {
         let s = state
+        // Once, even when threads race here (in-process users call it directly): the
+        // loser waits for the winner, so no thread resets `used` under another's records.
+        if sg_atomic_load_u64(&s.pointee.setUpState) == 2 { return }
+        guard sg_atomic_cas_u64(&s.pointee.setUpState, 0, 1) != 0 else {
+            while sg_atomic_load_u64(&s.pointee.setUpState) != 2 { sched_yield() }
+            return
+        }
+        defer { sg_atomic_store_u64(&s.pointee.setUpState, 2) }
         guard s.pointee.words == nil else { return }
         // With log=PATH the depot lives in the flight recorder's file, so the log has every stack.
         let storage = FlightRecorder.stackStorage
