@@ -76,6 +76,8 @@ struct TagTests {
         #expect(run.status == SIGABRT && run.stdout.isEmpty, "status \(run.status): \(run.stdout) \(run.stderr)")
         #expect(run.stderr.contains("slabguard: invalid tag: tag net used after destroy\n"), "\(run.stderr)")
         #expect(run.stderr.contains("main+0x"), "the stack of the use: \(run.stderr)")
+        // With stacks kept, also where it was destroyed.
+        #expect(run.stderr.contains("destroyed by thread") == (debug != nil), "\(run.stderr)")
         // With noabort the call fails harmlessly.
         let lenient = try Self.run(program, ["after"], debug: (debug.map { $0 + "," } ?? "") + "noabort", directory: folder)
         #expect(lenient.status == 1 && lenient.stdout == "survived 1\n", "\(lenient.stdout) \(lenient.stderr)")

@@ -58,6 +58,9 @@ enum StackDepot {
         s.pointee.words = words.assumingMemoryBound(to: UInt64.self)
     }
 
+    /// Whether stacks are kept (set up with `audit`, guards or sampling).
+    static var isSetUp: Bool { state.pointee.words != nil }
+
     @inline(__always) static func hash(_ frames: UnsafePointer<UInt>, _ count: Int) -> UInt32 {
         var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(count)
         for i in 0..<count {

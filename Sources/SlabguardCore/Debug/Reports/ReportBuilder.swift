@@ -220,6 +220,11 @@ struct ReportBuilder: ~Copyable {
         }
     }
 
+    /// One recorded audit entry (a stack with its thread and time), e.g. where a tag was destroyed.
+    mutating func recordedStack(_ entry: AuditEntry, key: StaticString, label: StaticString) {
+        stack(entry, key: key, label: label)
+    }
+
     /// The stack of the thread reporting (where the error was detected).
     mutating func currentStack(_ label: StaticString) {
         guard let memory = ReportBuilder.scratch.pointee.memory else { return }

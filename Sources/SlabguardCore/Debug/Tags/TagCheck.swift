@@ -209,16 +209,18 @@ enum TagCheck {
 
     // MARK: - Invalid uses
 
-    static func reportInvalid(_ use: InvalidTagUse, name: UnsafePointer<CChar>?) {
+    static func reportInvalid(_ use: InvalidTagUse, name: UnsafePointer<CChar>?, destroyedAt: AuditEntry? = nil) {
         var r = ReportBuilder(.invalidTag, cacheFlags: 0, library: name, tagUse: use)
         r.currentStack("used by thread")
+        if let destroyedAt, destroyedAt.stackId != 0 { r.recordedStack(destroyedAt, key: "destroy_stack", label: "destroyed by thread") }
         r.finish()
     }
 
     /// A handle that is not a live tag: the report (then abort, unless noabort).
     static func reportInvalid(handle: UInt, lookup: TagLookup) {
         switch lookup {
-        case .destroyed(let index): reportInvalid(.afterDestroy, name: index.map(TagTable.name))
+        case .destroyed(let index):
+            reportInvalid(.afterDestroy, name: index.map(TagTable.name), destroyedAt: index.flatMap(TagTable.destroyEntry))
         case .invalid: reportInvalid(.notATag(handle), name: nil)
         case .live: return
         }

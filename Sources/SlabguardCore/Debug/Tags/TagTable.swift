@@ -46,7 +46,7 @@ struct TagRecord {
     var peakBytes: UInt64 = 0
     var allocations: UInt64 = 0
     var frees: UInt64 = 0
-    var reserved: (UInt64, UInt64) = (0, 0)
+    var destroyed: (UInt64, UInt64) = (0, 0)   // who destroyed it: an AuditEntry (stack id, thread, time)
     var name = FixedBytes64()         // NUL-terminated, at most 63 bytes
 }
 
@@ -189,7 +189,7 @@ enum TagTable {
         guard let index = claimSlotLocked(st) else { return nil }
         let r = record(st, index)
         let generation = (r.pointee.generation & 0xF_FFFF) &+ 1
-        r.pointee = TagRecord()
+        r.pointee = TagRecord()   // (the destroy entry too)
         r.pointee.generation = generation == 0x10_0000 ? 1 : generation
         withUnsafeMutableBytes(of: &r.pointee.name) { copyName(name, into: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
         r.pointee.state = TagRecord.live
@@ -238,13 +238,28 @@ enum TagTable {
         return nil
     }
 
-    /// Retires a live tag: later uses of its handle are reported.
+    /// Retires a live tag: later uses of its handle are reported, with (when stacks are
+    /// kept: the stack depot is set up) where it was destroyed.
     static func retire(_ index: Int) {
         guard let st = stateIfCreated else { return }
+        var id: UInt32 = 0
+        if StackDepot.isSetUp {
+            let buffer = sg_stack_scratch().unsafelyUnwrapped
+            id = StackDepot.intern(buffer, StackUnwinder.captureFromProgram(into: buffer, capacity: StackDepot.maxDepth, skip: 1))
+        }
         sg_mutex_lock(&st.pointee.tagMutex)
         let r = record(st, index)
-        if r.pointee.state == TagRecord.live { r.pointee.state = TagRecord.destroyed }
+        if r.pointee.state == TagRecord.live {
+            r.pointee.state = TagRecord.destroyed
+            destroyEntry(index)?.record(thread: DebugLayer.threadID(), time: AuditClock.now(), stackId: id)
+        }
         sg_mutex_unlock(&st.pointee.tagMutex)
+    }
+
+    /// Where slot `index`'s tag was destroyed (an audit entry; not recorded: time 0).
+    static func destroyEntry(_ index: Int) -> AuditEntry? {
+        guard let r = record(index) else { return nil }
+        return AuditEntry(base: UnsafeMutableRawPointer(r) + MemoryLayout<TagRecord>.offset(of: \.destroyed)!)
     }
 
     // MARK: - Counters
