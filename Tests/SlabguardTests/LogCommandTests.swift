@@ -9,14 +9,17 @@ import Testing
 struct LogCommandTests {
     static let logSources = ReleaseBuild.integrationSources.appendingPathComponent("log")
 
-    /// Tests/Integration/log/NAME.c compiled at -O0 (at -O2 one-line helpers become tail
-    /// calls and leave no frame) into `folder`, as NAME, or as a shared library when
-    /// `output` ends in .so; `flags` are added (-pthread, -ldl).
-    static func compile(_ name: String, into folder: URL, output: String? = nil, flags: [String] = []) throws -> String {
+    /// NAME.c of `sources` (Tests/Integration/log by default) compiled at -O0 (at -O2
+    /// one-line helpers become tail calls and leave no frame) into `folder`, as NAME, or
+    /// as a shared library when `output` ends in .so; `flags` are added (-pthread, -ldl),
+    /// and `programFlags` only when it is a program.
+    static func compile(_ name: String, into folder: URL, output: String? = nil, flags: [String] = [],
+                        sources: URL = logSources, programFlags: [String] = []) throws -> String {
         let out = folder.appendingPathComponent(output ?? name).path
         let shared = out.hasSuffix(".so") ? ["-shared", "-fPIC"] : []
         let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
-                                    ["-O0", "-g"] + shared + ["-o", out, logSources.appendingPathComponent("\(name).c").path] + flags)
+                                    ["-O0", "-g"] + shared + ["-o", out, sources.appendingPathComponent("\(name).c").path]
+                                    + (shared.isEmpty ? programFlags : []) + flags)
         guard cc.status == 0 else { throw ReleaseBuild.Failure(description: "cc \(name).c failed:\n\(cc.stderr)") }
         return out
     }

@@ -14,17 +14,13 @@ import Slabguard
 struct TagTests {
     static let sources = ReleaseBuild.packageRoot.appendingPathComponent("Tests/Integration/tags")
 
-    /// Compiles Tests/Integration/tags/NAME.c at -O0, linked against libslabguard_rt.so.
+    /// Compiles Tests/Integration/tags/NAME.c at -O0 (LogCommandTests.compile); a program
+    /// is linked against libslabguard_rt.so.
     static func compile(_ name: String, into folder: URL, output: String? = nil, flags: [String] = []) throws -> String {
-        let out = folder.appendingPathComponent(output ?? name).path
-        let shared = out.hasSuffix(".so") ? ["-shared", "-fPIC"] : []
         let lib = URL(fileURLWithPath: try ReleaseBuild.library()).deletingLastPathComponent().path
         let include = ReleaseBuild.packageRoot.appendingPathComponent("Sources/CSlabguardPreload/include").path
-        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
-                                    ["-O0", "-g", "-I", include] + shared + ["-o", out, sources.appendingPathComponent("\(name).c").path]
-                                    + (shared.isEmpty ? ["-L", lib, "-lslabguard_rt", "-Wl,-rpath," + lib, "-pthread", "-ldl"] : []) + flags)
-        guard cc.status == 0 else { throw ReleaseBuild.Failure(description: "cc \(name).c failed:\n\(cc.stderr)") }
-        return out
+        return try LogCommandTests.compile(name, into: folder, output: output, flags: ["-I", include] + flags, sources: sources,
+                                           programFlags: ["-L", lib, "-lslabguard_rt", "-Wl,-rpath," + lib, "-pthread", "-ldl"])
     }
 
     static func run(_ program: String, _ arguments: [String], debug: String?, directory: URL) throws -> Subprocess.Outcome {

@@ -70,17 +70,35 @@ extension DebugAllocator {
         let arena = StateRegion.arena.bound(to: PageArena.self)
         guard let owner = arena.pointee.owner(of: p) else { return nil }
         if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
+            let cache = owner.assumingMemoryBound(to: Slab.self).objectCache
+            if cache.pointee.debugFlags == 0 {
+                guard let chunk = owner.assumingMemoryBound(to: Slab.self).pointee.chunk(containing: p) else { return nil }
+                return p == UnsafeRawPointer(chunk) ? cache.pointee.bufferSize : nil
+            }
+        }
+        return liveTag(of: p, owner: owner)?.size
+    }
+
+    /// The tag of the live debug buffer that starts at `p`, with its requested size, or nil.
+    static func liveTag(of p: UnsafeRawPointer) -> (tag: BufferTag, size: Int)? {
+        guard let owner = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: p) else { return nil }
+        return liveTag(of: p, owner: owner)
+    }
+
+    /// `liveTag(of:)` with the page's owner (a slab or a large span) already looked up.
+    private static func liveTag(of p: UnsafeRawPointer, owner: UnsafeMutableRawPointer) -> (tag: BufferTag, size: Int)? {
+        if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
             let slab = owner.assumingMemoryBound(to: Slab.self)
             let cache = slab.objectCache
-            guard let chunk = slab.pointee.chunk(containing: p) else { return nil }
-            if cache.pointee.debugFlags == 0 { return p == UnsafeRawPointer(chunk) ? cache.pointee.bufferSize : nil }
-            let state = BufferTag(base: chunk + cache.pointee.tagOffset).state
-            return state.isAllocated && p == UnsafeRawPointer(chunk + state.offset) ? state.size : nil
+            guard cache.pointee.debugFlags != 0, let chunk = slab.pointee.chunk(containing: p) else { return nil }
+            let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
+            let state = tag.state
+            return state.isAllocated && p == UnsafeRawPointer(chunk + state.offset) ? (tag, state.size) : nil
         }
         let span = owner.assumingMemoryBound(to: LargeSpan.self)
-        guard span.pointee.base + span.pointee.userOffset == p else { return nil }
-        let state = BufferTag(base: span.pointee.base).state
-        return state.isAllocated ? span.pointee.requestedSize : nil
+        let tag = BufferTag(base: span.pointee.base)
+        guard span.pointee.base + span.pointee.userOffset == p, tag.state.isAllocated else { return nil }
+        return (tag, span.pointee.requestedSize)
     }
 
     // MARK: - Large spans

@@ -178,3 +178,23 @@ struct BufferTag {
         layout.contentsBytes > 0 ? base + layout.contentsOffset : nil
     }
 }
+
+extension UnsafeMutablePointer where Pointee == CacheCore {
+    /// Calls `body` with every allocated chunk of this debug cache (its partial and full
+    /// slabs: where live buffers are), the chunk's tag and its state.  The caller holds
+    /// the cache's slab lock (or has stopped the world with it held).
+    func forEachAllocatedChunk(_ body: (UnsafeMutableRawPointer, BufferTag, TagState) -> Void) {
+        for list in Int32(0)...Int32(1) {
+            var slab = slabs.listHead(SlabList(rawValue: list)!).pointee
+            while let s = slab {
+                for i in 0..<s.pointee.carved {
+                    let chunk = s.pointee.base + i * pointee.chunkSize
+                    let tag = BufferTag(base: chunk + pointee.tagOffset)
+                    let state = tag.state
+                    if state.isAllocated { body(chunk, tag, state) }
+                }
+                slab = s.pointee.next
+            }
+        }
+    }
+}

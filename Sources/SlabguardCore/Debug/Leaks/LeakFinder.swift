@@ -227,21 +227,11 @@ enum LeakFinder {
         while let cache = c {
             c = cache.pointee.nextCache
             guard cache.pointee.debugFlags != 0 else { continue }
-            for list in Int32(0)...Int32(1) {   // partial and full slabs hold live buffers
-                var slab = cache.slabs.listHead(SlabList(rawValue: list)!).pointee
-                while let s = slab {
-                    for i in 0..<s.pointee.carved where n < capacity {
-                        let chunk = s.pointee.base + i * cache.pointee.chunkSize
-                        let tag = chunk + cache.pointee.tagOffset
-                        let state = BufferTag(base: tag).state
-                        if state.isAllocated {
-                            out[n] = Candidate(start: UInt(bitPattern: chunk) + UInt(state.offset), size: UInt(state.size),
-                                               tag: tag, cache: cache, marked: false, group: -1)
-                            n += 1
-                        }
-                    }
-                    slab = s.pointee.next
-                }
+            cache.forEachAllocatedChunk { chunk, tag, state in
+                guard n < capacity else { return }
+                out[n] = Candidate(start: UInt(bitPattern: chunk) + UInt(state.offset), size: UInt(state.size),
+                                   tag: tag.base, cache: cache, marked: false, group: -1)
+                n += 1
             }
         }
         let heap = SizeClassHeap.defaultHeap

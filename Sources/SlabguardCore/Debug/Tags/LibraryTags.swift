@@ -114,10 +114,11 @@ enum LibraryTags {
         return index.map { UInt16($0 + 1) } ?? 0
     }
 
-    /// Libraries whose allocations are made on someone else's behalf.
+    /// Libraries whose allocations are made on someone else's behalf (the loader, ld-linux,
+    /// is told apart before: `loaderMark`).
     static func isRuntime(_ name: UnsafePointer<CChar>) -> Bool {
         func hasPrefix(_ p: StaticString) -> Bool { strncmp(name, StackDebugSupport.cString(p), p.utf8CodeUnitCount) == 0 }
-        return hasPrefix("libc.so") || hasPrefix("libstdc++.so") || hasPrefix("libgcc_s.so") || hasPrefix("ld-linux")
+        return hasPrefix("libc.so") || hasPrefix("libstdc++.so") || hasPrefix("libgcc_s.so")
             || hasPrefix("libslabguard_rt.so") || hasPrefix("libswiftCore.so") || hasPrefix("libc++.so")
             || hasPrefix("libc++abi.so") || hasPrefix("libm.so") || hasPrefix("libpthread.so") || hasPrefix("libdl.so")
     }

@@ -112,24 +112,15 @@ enum TagCheck {
             let layout = DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags))
             let lock = cache.slabLock
             lock.lock()
-            for list in Int32(0)...Int32(1) {   // partial and full slabs hold live buffers
-                var slab = cache.slabs.listHead(SlabList(rawValue: list)!).pointee
-                while let s = slab {
-                    for i in 0..<s.pointee.carved {
-                        let chunk = s.pointee.base + i * cache.pointee.chunkSize
-                        let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
-                        let state = tag.state
-                        guard state.isAllocated, LibraryTags.explicitKey(ofOwner: tag.owner) == key else { continue }
-                        total += 1
-                        bytes += UInt(state.size)
-                        if stored < capacity {
-                            out[stored] = Finding(user: UInt(bitPattern: chunk) + UInt(state.offset), size: UInt(state.size),
-                                                  tag: tag.base, cache: cache, span: nil,
-                                                  stackId: tag.auditEntry(0, layout: layout)?.stackId ?? 0, group: -1)
-                            stored += 1
-                        }
-                    }
-                    slab = s.pointee.next
+            cache.forEachAllocatedChunk { chunk, tag, state in
+                guard LibraryTags.explicitKey(ofOwner: tag.owner) == key else { return }
+                total += 1
+                bytes += UInt(state.size)
+                if stored < capacity {
+                    out[stored] = Finding(user: UInt(bitPattern: chunk) + UInt(state.offset), size: UInt(state.size),
+                                          tag: tag.base, cache: cache, span: nil,
+                                          stackId: tag.auditEntry(0, layout: layout)?.stackId ?? 0, group: -1)
+                    stored += 1
                 }
             }
             lock.unlock()
@@ -224,25 +215,5 @@ enum TagCheck {
         case .invalid: reportInvalid(.notATag(handle), name: nil)
         case .live: return
         }
-    }
-}
-
-extension DebugAllocator {
-    /// The tag of the live debug buffer that starts at `p`, with its requested size, or nil.
-    static func liveTag(of p: UnsafeRawPointer) -> (tag: BufferTag, size: Int)? {
-        let arena = StateRegion.arena.bound(to: PageArena.self)
-        guard let owner = arena.pointee.owner(of: p) else { return nil }
-        if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
-            let slab = owner.assumingMemoryBound(to: Slab.self)
-            let cache = slab.objectCache
-            guard cache.pointee.debugFlags != 0, let chunk = slab.pointee.chunk(containing: p) else { return nil }
-            let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
-            let state = tag.state
-            return state.isAllocated && p == UnsafeRawPointer(chunk + state.offset) ? (tag, state.size) : nil
-        }
-        let span = owner.assumingMemoryBound(to: LargeSpan.self)
-        let tag = BufferTag(base: span.pointee.base)
-        guard span.pointee.base + span.pointee.userOffset == p, tag.state.isAllocated else { return nil }
-        return (tag, span.pointee.requestedSize)
     }
 }

@@ -42,12 +42,12 @@ struct TagRecord {
     var state: UInt32 = 0
     var generation: UInt32 = 0
     var bytesInUse: UInt64 = 0       // two's complement: decremented by adding -bytes
-    var reservedCount: UInt64 = 0     // (buffers in use = allocations - frees)
     var peakBytes: UInt64 = 0
     var allocations: UInt64 = 0
     var frees: UInt64 = 0
     var destroyed: (UInt64, UInt64) = (0, 0)   // who destroyed it: an AuditEntry (stack id, thread, time)
     var name = FixedBytes64()         // NUL-terminated, at most 63 bytes
+    var padding: UInt64 = 0           // to 128 bytes (buffers in use = allocations - frees, not kept)
 }
 
 /// A library tag's counters in one thread slot (TagTable.threadSlot): every debug
@@ -187,27 +187,16 @@ enum TagTable {
         sg_mutex_lock(&st.pointee.tagMutex)
         defer { sg_mutex_unlock(&st.pointee.tagMutex) }
         guard let index = claimSlotLocked(st) else { return nil }
-        let r = record(st, index)
-        let generation = (r.pointee.generation & 0xF_FFFF) &+ 1
-        r.pointee = TagRecord()   // (the destroy entry too)
-        r.pointee.generation = generation == 0x10_0000 ? 1 : generation
-        withUnsafeMutableBytes(of: &r.pointee.name) { copyName(name, into: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-        r.pointee.state = TagRecord.live
+        let generation = (record(st, index).pointee.generation & 0xF_FFFF) &+ 1
+        let r = initializeSlotLocked(st, index, name: name, state: TagRecord.live, generation: generation == 0x10_0000 ? 1 : generation)
         return handle(index: index, generation: r.pointee.generation)
     }
 
     /// A library tag named `name` (tagMutex held by the caller): an existing one of that name, or a new one.
     static func libraryTagLocked(_ st: UnsafeMutablePointer<TagTableState>, name: UnsafePointer<CChar>) -> Int? {
-        for i in 0..<st.pointee.used {
-            let r = record(st, i)
-            if r.pointee.state == TagRecord.library && sameName(r, name) { return i }
-        }
+        if let index = findLibraryLocked(st, name: name) { return index }
         guard let index = claimSlotLocked(st) else { return nil }
-        let r = record(st, index)
-        r.pointee = TagRecord()
-        r.pointee.generation = 1
-        withUnsafeMutableBytes(of: &r.pointee.name) { copyName(name, into: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-        r.pointee.state = TagRecord.library
+        _ = initializeSlotLocked(st, index, name: name, state: TagRecord.library, generation: 1)
         return index
     }
 
@@ -216,11 +205,26 @@ enum TagTable {
         guard let st = stateIfCreated else { return 0 }
         sg_mutex_lock(&st.pointee.tagMutex)
         defer { sg_mutex_unlock(&st.pointee.tagMutex) }
+        return findLibraryLocked(st, name: name).map { UInt16($0 + 1) } ?? 0
+    }
+
+    private static func findLibraryLocked(_ st: UnsafeMutablePointer<TagTableState>, name: UnsafePointer<CChar>) -> Int? {
         for i in 0..<st.pointee.used {
             let r = record(st, i)
-            if r.pointee.state == TagRecord.library && sameName(r, name) { return UInt16(i + 1) }
+            if r.pointee.state == TagRecord.library && sameName(r, name) { return i }
         }
-        return 0
+        return nil
+    }
+
+    /// A fresh record in slot `index` (its counters and destroy entry zero), named `name`.
+    private static func initializeSlotLocked(_ st: UnsafeMutablePointer<TagTableState>, _ index: Int, name: UnsafePointer<CChar>,
+                                             state: UInt32, generation: UInt32) -> UnsafeMutablePointer<TagRecord> {
+        let r = record(st, index)
+        r.pointee = TagRecord()
+        r.pointee.generation = generation
+        withUnsafeMutableBytes(of: &r.pointee.name) { copyName(name, into: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        r.pointee.state = state
+        return r
     }
 
     private static func claimSlotLocked(_ st: UnsafeMutablePointer<TagTableState>) -> Int? {
