@@ -274,7 +274,7 @@ func resymbolized(_ report: String, _ log: LogFile) -> String {
 struct LogKmastat: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "kmastat", abstract: "Per-cache statistics at the end (::kmastat).")
     @Argument(help: "The log file.") var file: String
-    @Flag(help: "One JSON object per cache.") var json = false
+    @Flag(help: "One JSON object per cache and per tag.") var json = false
 
     func run() throws {
         let log = openLog(file)
@@ -283,6 +283,11 @@ struct LogKmastat: ParsableCommand {
             if !json { print(table, terminator: ""); return }
             for line in table.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: " ")
+                if f.count == 7, f[1] == "tag" || f[1] == "library" {   // sg_stats_print's tag lines
+                    print("{\"tag\":\(jsonString(String(f[0]))),\"kind\":\(jsonString(String(f[1]))),\"in_use\":\(f[2]),"
+                          + "\"bytes_in_use\":\(f[3]),\"peak_bytes\":\(f[4]),\"allocations\":\(f[5]),\"frees\":\(f[6])}")
+                    continue
+                }
                 guard f.count == 7, let size = Int(f[1]) else { continue }
                 print("{\"cache\":\(jsonString(String(f[0]))),\"buffer_size\":\(size),\"in_use\":\(f[2]),\"total\":\(f[3]),"
                       + "\"memory\":\(f[4]),\"allocations\":\(f[5]),\"failures\":\(f[6])}")

@@ -234,5 +234,11 @@ struct TagTests {
         let kmastat = try LogCommandTests.log(["kmastat", log])
         #expect(kmastat.status == 0, "\(kmastat.stderr)")
         #expect(Self.statisticsLine(kmastat.stdout, "libtagplugin.so")?.first == "library", "\(kmastat.stdout)")
+        let json = try LogCommandTests.log(["kmastat", "--json", log])
+        let tags = json.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.filter { $0["tag"] != nil }
+        #expect(tags.contains { $0["tag"] as? String == "libtagplugin.so" && $0["kind"] as? String == "library"
+                                && $0["in_use"] as? Int == 2 && $0["bytes_in_use"] as? Int == 18 }, "\(json.stdout)")
     }
 }
