@@ -68,14 +68,28 @@ static void write_number(unsigned long v) {
     write_text(digits + i);
 }
 
-__attribute__((noreturn)) static void reentered(void) {
+static void reentry_headline(void) {
     write_text("slabguard: malloc re-entered from a signal handler\n  thread ");
     write_number((unsigned long)sg_gettid());
     write_text(" of process ");
     write_number((unsigned long)getpid());
     write_text(" called the allocator while it was already inside it: a signal handler interrupted\n"
-               "  malloc or free and called it, or left it with siglongjmp.  The lock it needs is held\n"
+               "  malloc or free and called it, or left it with siglongjmp.  ");
+}
+
+__attribute__((noreturn)) static void reentered(void) {
+    reentry_headline();
+    write_text("The lock it needs is held\n"
                "  by this same thread, so waiting would hang forever; malloc and free are not\n"
+               "  async-signal-safe (signal-safety(7)).\n");
+    abort();
+}
+
+__attribute__((noreturn)) void sg_report_debug_reentry(void) {
+    reentry_headline();
+    write_text("The checked path was\n"
+               "  in the middle of changing this thread's magazine, quarantine batch or stack\n"
+               "  scratch, so going on would corrupt the heap; malloc and free are not\n"
                "  async-signal-safe (signal-safety(7)).\n");
     abort();
 }

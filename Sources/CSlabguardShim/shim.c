@@ -13,6 +13,7 @@ __thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_model("
 __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-exec")));
 __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
+__thread uint32_t sg_tls_debug_depth __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_thread_id __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_tag_slot __attribute__((tls_model("initial-exec")));
 __thread int64_t sg_tls_sample_countdown __attribute__((tls_model("initial-exec")));

@@ -5,7 +5,7 @@ import Glibc
 import Testing
 @testable import SlabguardCore
 
-@Suite("Stack depot", .timeLimit(.minutes(2)))
+@Suite("Stack depot", .timeLimit(.minutes(5)))
 struct StackDepotTests {
     init() { StackDepot.setUp() }
 

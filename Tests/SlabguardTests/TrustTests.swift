@@ -227,12 +227,14 @@ struct TrustTests {
     /// A SIGALRM handler calling malloc while the thread is inside malloc (200 µs timer),
     /// and one that siglongjmps out of it, in each mode: never a hang (they hung under
     /// guards, sample=N and quarantine=, and the next report hung after a siglongjmp in
-    /// default).  In the checking modes (every call on the locked debug path) the outcome
-    /// is a clean run or a report and SIGABRT, and after the jumps a report (the program
-    /// frees a buffer twice).  Fast mode and sample=N run on the lock-free magazine fast
-    /// path, which cannot tell it was interrupted (DESIGN.md): a handler that interrupts
-    /// it can corrupt the thread's magazine and crash the (undefined-behaviour) program,
-    /// as it was seen to in 3 of 6 fast-mode runs; there only "never a hang" holds.
+    /// default).  In the checking modes (a checked allocation or free marks the thread as
+    /// inside it, DESIGN.md) the outcome is a clean run or a report and SIGABRT, and after
+    /// the jumps a report (the program frees a buffer twice).  Before the mark, a handler
+    /// that interrupted a debug cache's magazine pop crashed the program under
+    /// quarantine=1M (a CI run).  Fast mode and sample=N run on the lock-free magazine fast
+    /// path, which cannot tell it was interrupted: a handler that interrupts it can corrupt
+    /// the thread's magazine and crash the (undefined-behaviour) program, as it was seen to
+    /// in 3 of 6 fast-mode runs; there only "never a hang" holds.
     @Test(arguments: ["none", "default", "guards", "sample=50", "quarantine=1M"])
     func signalHandlersCallingMallocNeverHang(_ debug: String) throws {
         let folder = try Subprocess.temporaryFolder("signals")
@@ -279,6 +281,24 @@ struct TrustTests {
             #expect(headlines.first == "slabguard: leak: 1 buffers, 40 bytes not freed", "\(headlines)")
             #expect(headlines.count == 2 && headlines.last?.hasPrefix("slabguard: summary: ") == true, "\(headlines)")
         }
+    }
+
+    /// Swift Testing starts a test's time limit when the test starts, and a test that is
+    /// started can wait for one of the two pool threads while others run programs: in a
+    /// full run, the in-process suites finish only near its end (~140 s here).  A 2-minute
+    /// limit on the stack-depot suite failed a CI run that way, on tests that take 30 ms.
+    /// So no limit is shorter than 5 minutes, twice the whole run.
+    @Test func everyTimeLimitOutlastsTheWholeRun() throws {
+        let tests = ReleaseBuild.packageRoot.appendingPathComponent("Tests/SlabguardTests")
+        var limits = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: tests.path) where name.hasSuffix(".swift") {
+            let text = try String(contentsOf: tests.appendingPathComponent(name), encoding: .utf8)
+            for match in text.matches(of: /\.timeLimit\(\.minutes\((\d+)\)\)/) {
+                limits += 1
+                #expect(Int(match.output.1)! >= 5, "\(name): a \(match.output.1)-minute limit")
+            }
+        }
+        #expect(limits >= 20)
     }
 
     /// DESIGN.md's lock table lists every mutex in the sources (file and field), so the

@@ -53,6 +53,7 @@ extern __thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_
 extern __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-exec")));
 extern __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
+extern __thread uint32_t sg_tls_debug_depth __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t sg_tls_thread_id __attribute__((tls_model("initial-exec")));
 /* The thread's slot of library-tag counters (Debug/Tags/TagTable.swift): 0 none yet, else slot + 1. */
 extern __thread uint32_t sg_tls_tag_slot __attribute__((tls_model("initial-exec")));
@@ -71,6 +72,13 @@ static inline __attribute__((always_inline)) void sg_set_thread_record(void *r) 
 /* Per-thread re-entry depth of the allocator (used to detect recursion during set-up and reports). */
 static inline __attribute__((always_inline)) uint32_t sg_reentry(void) { return sg_tls_reentry; }
 static inline __attribute__((always_inline)) void sg_set_reentry(uint32_t v) { sg_tls_reentry = v; }
+/* Non-zero while this thread is inside a debug cache's checked allocation or free, where
+ * it changes its magazine, quarantine batch and stack scratch without a lock
+ * (Debug/DebugAllocator.swift).  Finding it set on entry is a signal handler's call, or a
+ * siglongjmp out of one: sg_report_debug_reentry says so and aborts. */
+static inline __attribute__((always_inline)) uint32_t sg_debug_depth(void) { return sg_tls_debug_depth; }
+static inline __attribute__((always_inline)) void sg_set_debug_depth(uint32_t v) { sg_tls_debug_depth = v; }
+__attribute__((noreturn)) void sg_report_debug_reentry(void);
 
 /* The kernel thread id, cached (0 until first asked for). */
 static inline __attribute__((always_inline)) uint32_t sg_thread_id(void) { return sg_tls_thread_id; }

@@ -11,6 +11,8 @@ enum DebugAllocator {
     /// (size + alignment slack ≤ the buffer size), zeroed when `zero`.
     static func allocate(_ cache: UnsafeMutablePointer<CacheCore>, size: Int, alignment: Int = 1, zero: Bool) -> UnsafeMutableRawPointer? {
         countOperation()
+        enterChecked()
+        defer { leaveChecked() }
         guard let chunk = CacheOps.allocate(cache) else { return nil }
         let flags = DebugFlags(rawValue: cache.pointee.debugFlags)
         let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
@@ -45,7 +47,7 @@ enum DebugAllocator {
         } else if flags.contains(.uninit) {
             Pattern.fill(user, size, Pattern.uninitialized)
         }
-        if let constructor = cache.pointee.debugConstructor, constructor(user, cache.pointee.callbackArgument) != 0 {
+        if let constructor = cache.pointee.debugConstructor, runOutsideChecked({ constructor(user, cache.pointee.callbackArgument) }) != 0 {
             library = 0
             tag.owner = 0
             tag.state = .free(offset: offset, size: size)
@@ -64,6 +66,8 @@ enum DebugAllocator {
     /// free (kmem_free, sg_free) claims, or nil for free(3).
     static func free(_ p: UnsafeMutableRawPointer, slab: UnsafeMutablePointer<Slab>, expectedSize: Int?) {
         countOperation()
+        enterChecked()
+        defer { leaveChecked() }
         let cache = slab.objectCache
         guard let chunk = slab.pointee.chunk(containing: p) else {
             return DebugReport.invalidFree(p, expectedSize: expectedSize)
@@ -110,7 +114,7 @@ enum DebugAllocator {
             Pattern.fill(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
         }
         LibraryTags.discharge(owner: tag.owner, bytes: size)
-        if let destructor = cache.pointee.debugDestructor { destructor(user, cache.pointee.callbackArgument) }
+        if let destructor = cache.pointee.debugDestructor { runOutsideChecked { destructor(user, cache.pointee.callbackArgument) } }
         let layout = DebugLayer.layout(for: flags)
         if layout.auditDepth > 0, let record = AuditRecords.record(in: slab, chunk: chunk) {
             let entry = AuditEntry(base: record + AuditRecords.halfBytes)
@@ -129,6 +133,23 @@ enum DebugAllocator {
     }
 
     // MARK: - Helpers
+
+    /// Marks the thread as inside a checked allocation or free, which changes its magazine,
+    /// quarantine batch and stack scratch without a lock: already inside is a signal
+    /// handler's call (or a call after a siglongjmp out of one), reported with an abort.
+    @inline(__always) static func enterChecked() {
+        if sg_debug_depth() != 0 { sg_report_debug_reentry() }
+        sg_set_debug_depth(1)
+    }
+
+    @inline(__always) static func leaveChecked() { sg_set_debug_depth(0) }
+
+    /// A cache's constructor or destructor, which may allocate, runs outside the mark.
+    @inline(__always) static func runOutsideChecked<R>(_ body: () -> R) -> R {
+        leaveChecked()
+        defer { enterChecked() }
+        return body()
+    }
 
     /// A chunk carved for the first time: poison it and mark it free (slab lock held).
     static func prepareFreshChunk(_ rawCache: UnsafeMutableRawPointer, _ chunk: UnsafeMutableRawPointer) {
