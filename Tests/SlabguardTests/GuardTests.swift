@@ -129,6 +129,17 @@ struct GuardTests {
         #expect(total > 20 * guarded, "\(debug) \(mode): so few allocations that the count says nothing: \(result.stdout)")
     }
 
+    /// A guarded buffer's data pages are a kernel mapping of their own, live and freed: its
+    /// tag and guard pages are marked left out of core dumps, which no neighbour shares, so
+    /// each mprotect of the data covers one whole mapping and splits or merges nothing
+    /// (before, the live data merged into the mapping before it and the freed data into
+    /// the guard page's; BENCHMARKS.md has what that cost).
+    @Test func aGuardedBuffersPagesAreAMappingOfTheirOwn() throws {
+        let result = try run("guard_mappings", debug: "guards", sources: ReleaseBuild.integrationSources)
+        #expect(result.status == 0 && result.stderr.isEmpty, "stderr: \(result.stderr)")
+        #expect(result.stdout == "live 0 4096 rw-p\nfreed 0 4096 ---p\nguard 1\n", "\(result.stdout)")
+    }
+
     @Test func fastModeGuardsNothing() throws {
         let result = try run("sample_rate", debug: "none", sources: ReleaseBuild.integrationSources)
         #expect(result.status == 0 && result.stdout == "guarded 0 of 20000\n", "stdout: \(result.stdout) stderr: \(result.stderr)")

@@ -47,6 +47,7 @@ struct DebugState {
     var retiredGuarded = RetiredList()    // freed guarded spans
     var warmGuarded = RetiredList()       // guarded spans past retirement, kept for reuse
     var guardedLive: UInt64 = 0           // guarded spans allocated and not freed
+    var guardedOwnMappings: UInt64 = 0    // guarded spans whose data pages are a mapping of their own
     var leakCheckRegistered = false
     var logFDPlusOne: Int32 = 0         // log=PATH, opened at start-up (0: none)
     var forkTicks: UInt64 = 0           // in a forked child: when the fork happened (AuditClock ticks)

@@ -90,6 +90,13 @@ enum Platform {
         _ = madvise(p, bytes, MADV_DONTNEED)
     }
 
+    /// Marks a range as left out of core dumps (MADV_DONTDUMP) or put back in.  Guarded
+    /// spans use it to keep their pages in kernel mappings of their own (GuardedAllocator).
+    @discardableResult
+    static func setLeftOutOfDumps(_ p: UnsafeMutableRawPointer, _ bytes: Int, _ leftOut: Bool) -> Bool {
+        madvise(p, bytes, leftOut ? MADV_DONTDUMP : MADV_DODUMP) == 0
+    }
+
     /// Makes a range inaccessible (guard pages) or accessible again.
     static func protect(_ p: UnsafeMutableRawPointer, _ bytes: Int, accessible: Bool) -> Bool {
         mprotect(p, bytes, accessible ? (PROT_READ | PROT_WRITE) : PROT_NONE) == 0

@@ -25,10 +25,20 @@
 // sampled ones) so a stale pointer faults for a while.  The oldest span then becomes "warm" (`warmGuarded`, up to 256): its
 // pages stay as they are — guard page and data inaccessible, still resident —
 // so the next guarded buffer of the same page count costs one mprotect, and its
-// free one more: no arena work, no page faults, no madvise.  (Each mprotect
-// splits or merges kernel mappings and costs microseconds; this is what makes
-// sampling cheap.)  Past the warm list's capacity a span is unprotected and
-// returned to the arena.  Small guarded spans keep their pages resident while
+// free one more: no arena work, no page faults, no madvise.  Past the warm
+// list's capacity a span is unprotected and returned to the arena.
+//
+// Each mprotect costs microseconds, most of it splitting and merging the kernel's
+// mappings (VMAs): data pages made accessible merge with the tag page and the
+// arena before it, made inaccessible again they split off and merge with the
+// guard page.  So a guarded span's tag page(s) and guard page are marked
+// MADV_DONTDUMP when it is made (and put back when it returns to the arena): a
+// mapping differing in that flag never merges, so the data pages are a mapping of
+// their own and each change of their protection covers exactly one, splitting
+// and merging nothing (a third less time per mprotect, measured in
+// BENCHMARKS.md).  Core dumps keep the buffers, not their tags and guard pages.
+// It costs a third mapping per span, so at most `ownMappingLimit` spans get it:
+// all of sample mode's, the first two thousand of `guards`.  Small guarded spans keep their pages resident while
 // retired; spans of more than `residentPages` pages release them (madvise).
 // Freed plain large spans in debug mode go through the same retirement
 // (`retiredLarge`, 64 spans, pages released: they can be huge).
@@ -60,6 +70,11 @@ struct RetiredList {
 enum GuardedAllocator {
     /// Live guarded spans beyond this are served unguarded (two kernel mappings each).
     static let liveLimit: UInt64 = 20_000
+    /// Spans with a mapping of their own (one more each, and some arena fragmentation):
+    /// a program with `liveLimit` live guarded buffers in a fragmented arena has 58,000
+    /// mappings without them, 64,000 with 4096 of them — too close to Linux's 65,530.
+    /// 2048 covers sample mode's spans (512 retired, 256 warm, the live ones).
+    static let ownMappingLimit: UInt64 = 2048
 
     /// The tag layout of guarded spans.
     static func layout() -> TagLayout {
@@ -181,6 +196,13 @@ enum GuardedAllocator {
             guard Platform.protect(user - userOffset + guardOffset, pageSize, accessible: false) else {
                 _ = heap.freeLarge(span, user)
                 return nil
+            }
+            // The data pages' own mapping (see above); without it, only slower.
+            if sg_atomic_load_u64(&state.pointee.guardedOwnMappings) < ownMappingLimit,
+               Platform.setLeftOutOfDumps(user - userOffset, tagPages << pageShift, true),
+               Platform.setLeftOutOfDumps(user - userOffset + guardOffset, pageSize, true) {
+                span.pointee.ownMapping = true
+                _ = sg_atomic_add_u64(&state.pointee.guardedOwnMappings, 1)
             }
             span.pointee.guarded = true
             arena.pointee.setOwner(user - userOffset, pages: pages, UnsafeMutableRawPointer(span))   // faults find the span
@@ -332,6 +354,12 @@ enum Retirement {
         _ = Platform.protect(start, bytes, accessible: true)
         let base = span.pointee.base
         if span.pointee.guarded {
+            if span.pointee.ownMapping {
+                // Back into core dumps, so the pages merge into the arena's mapping again.
+                Platform.setLeftOutOfDumps(base, span.pointee.pages << pageShift, false)
+                span.pointee.ownMapping = false
+                _ = sg_atomic_add_u64(&DebugState.shared.pointee.guardedOwnMappings, UInt64.max)   // - 1
+            }
             // Every page had an owner; the heap clears only the ones it set.
             StateRegion.arena.bound(to: PageArena.self).pointee.setOwner(base, pages: span.pointee.pages, nil)
             span.pointee.guarded = false
