@@ -58,6 +58,7 @@ static struct sigaction world_previous;
 static int world_stopping;          /* futex word: 1 while the world is stopped */
 static int world_unstopped;         /* the thread that did not stop */
 static int world_inside;            /* threads in the handler's stopped branch */
+static uintptr_t world_sp[SG_WORLD_MAX_THREADS];   /* a stopped thread's stack pointer in the handler */
 static int world_installed;         /* our handler is on world_signal */
 static int world_unstopped_state;   /* its state letter ('b': running with the signal blocked) */
 
@@ -74,7 +75,13 @@ static void world_handler(int sig, siginfo_t *info, void *context) {
         int self = (int)syscall(SYS_gettid);
         while (__atomic_load_n(&world_stopping, __ATOMIC_ACQUIRE)) {
             for (int i = 0; i < world_count; i++) {
-                if (world_tids[i] == self) { __atomic_store_n(&world_acked[i], WORLD_STOPPED, __ATOMIC_RELEASE); break; }
+                if (world_tids[i] == self) {
+                    /* Below the signal frame (the interrupted registers) and the red zone: what
+                     * lies above it on this stack is live. */
+                    world_sp[i] = (uintptr_t)&self;
+                    __atomic_store_n(&world_acked[i], WORLD_STOPPED, __ATOMIC_RELEASE);
+                    break;
+                }
             }
             world_futex(&world_stopping, FUTEX_WAIT_PRIVATE, 1);
         }
@@ -148,6 +155,7 @@ static int world_signal_new_tasks(int self, int pid) {
             if (tid == self || world_known(tid)) continue;
             if (world_count == SG_WORLD_MAX_THREADS) { close(fd); return -1; }
             world_acked[world_count] = WORLD_SIGNALLED;
+            world_sp[world_count] = 0;
             world_tids[world_count++] = tid;
             added++;
             int state = world_task_state(tid);
@@ -255,6 +263,17 @@ static void world_wake_and_wait(void) {
 
 void sg_world_resume(void) {
     world_wake_and_wait();
+}
+
+uintptr_t sg_world_stack_pointer_in(uintptr_t from, uintptr_t to) {
+    if (!__atomic_load_n(&world_stopping, __ATOMIC_ACQUIRE)) return 0;
+    uintptr_t lowest = 0;
+    for (int i = 0; i < world_count; i++) {
+        uintptr_t sp = world_sp[i];
+        if (__atomic_load_n(&world_acked[i], __ATOMIC_ACQUIRE) == WORLD_STOPPED && sp >= from && sp < to
+            && (lowest == 0 || sp < lowest)) lowest = sp;
+    }
+    return lowest;
 }
 
 int sg_world_unstopped_thread(void) { return world_unstopped; }

@@ -60,6 +60,20 @@ struct TrustTests {
         Self.expectClean("thread_exit", try Self.run("thread_exit"))
     }
 
+    /// A leak whose only copy is in a dead frame below the stack pointer is a leak, as
+    /// Valgrind and LeakSanitizer say ("definitely lost: 40 bytes in 1 blocks" for both
+    /// runs): the main thread's stack is read from its stack pointer up — the scanning
+    /// thread's own, or, when another thread calls exit, where the stop signal found main.
+    /// (Before, the whole stack mapping was a root and the stale word hid the leak.)
+    @Test(arguments: [[], ["thread"]])
+    func aPointerLeftInADeadFrameDoesNotHideALeak(_ arguments: [String]) throws {
+        let result = try Self.run("stale_stack", arguments: arguments)
+        #expect(result.status == 1 && result.stdout == "ok stale_stack\n", "exit \(result.status), stderr: \(result.stderr)")
+        let headlines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("slabguard:") }
+        #expect(headlines.first == "slabguard: leak: 1 buffers, 40 bytes not freed", "\(result.stderr)")
+        #expect(headlines.count == 2, "\(result.stderr)")
+    }
+
     // MARK: 2. The exit scan with threads still running
 
     /// main returns while four threads churn 1–5000 B and 0.2–3 MB buffers: the scan

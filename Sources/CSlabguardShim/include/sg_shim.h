@@ -266,6 +266,9 @@ int sg_fault_code(void *info);
 int sg_world_stop(int timeout_ms);
 void sg_world_resume(void);
 int sg_world_unstopped_thread(void);
+/* While the world is stopped: the lowest stack pointer, in [from, to), of a thread stopped
+ * in the handler (0: none) — the scan reads that stack from there up. */
+uintptr_t sg_world_stack_pointer_in(uintptr_t from, uintptr_t to);
 /* The state letter of the thread that did not stop: its /proc state ('R', 'S', ...), or
  * 'b' when it kept running with the signal blocked. */
 int sg_world_unstopped_state(void);

@@ -63,7 +63,7 @@ struct PageArena {
     var pageMapMapped = 0           // bytes of the page map mapped (covers `mapped`)
     var bins: UnsafeMutablePointer<UnsafeMutablePointer<FreeSpan>?>? = nil
     var nonEmpty: UnsafeMutablePointer<UInt64>? = nil   // binCount bits
-    var spanPool = FixedPool(recordSize: MemoryLayout<FreeSpan>.stride)
+    var spanPool = FixedPool(recordSize: MemoryLayout<FreeSpan>.stride, keepingSpare: true)
     var freePages = 0
     var dirtyPages = 0
     var releasedPages = 0
@@ -90,7 +90,8 @@ struct PageArena {
         // without this the pool's record size is 0 and its bump allocator hands out one
         // record over and over (two free spans sharing a record corrupt the bins), and
         // the purge threshold is 0.
-        spanPool = FixedPool(recordSize: MemoryLayout<FreeSpan>.stride)
+        spanPool = FixedPool(recordSize: MemoryLayout<FreeSpan>.stride, keepingSpare: true)
+        spanPool.prepare()
         if purgeThresholdPages == 0 { purgeThresholdPages = 2048 }
         let claim = roundUp(maxBytes, pageSize)
         let mapClaim = roundUp((claim >> pageShift) * MemoryLayout<UnsafeMutableRawPointer?>.stride, pageSize)

@@ -1,8 +1,8 @@
 /* ulimit_heap.c — allocation under an address-space limit (run under
  * `ulimit -v`): allocates 1 MiB blocks, each with a few small buffers beside
  * it, until malloc says no, then checks that "no" is NULL with ENOMEM, that
- * everything allocated is usable, and that small allocations still work after
- * freeing.  Prints "ok ulimit_heap MIB" (MiB reached) and exits 0. */
+ * everything allocated is usable, and that small and large allocations still
+ * work after freeing.  Prints "ok ulimit_heap MIB" (MiB reached) and exits 0. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +36,12 @@ int main(void) {
     void *again = malloc(100);
     if (again == NULL) { fprintf(stderr, "malloc fails after freeing\n"); return 1; }
     free(again);
+    /* The freed blocks' pages are the heap's again: a large buffer fits in them (the
+     * arena had no record left for a span freed at the limit, and lost them all). */
+    void *big = malloc(600000);
+    if (big == NULL) { fprintf(stderr, "a large malloc fails after freeing\n"); return 1; }
+    memset(big, 1, 600000);
+    free(big);
     printf("ok ulimit_heap %zu\n", n);
     return 0;
 }
