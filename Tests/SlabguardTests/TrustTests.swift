@@ -74,6 +74,16 @@ struct TrustTests {
         #expect(headlines.count == 2, "\(result.stderr)")
     }
 
+    /// A quarantine batch's thread-local slots are cleared when the batch joins the shared
+    /// queue: a stale slot pointed at a chunk handed out again, and hid its leak (12 of 33
+    /// reported before; Valgrind says 33).
+    @Test func aSpentQuarantineBatchHidesNoLeak() throws {
+        let result = try Self.run("stale_batch", debug: "default,quarantine=1")
+        #expect(result.status == 1 && result.stdout == "ok stale_batch\n", "exit \(result.status), stderr: \(result.stderr)")
+        let headlines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("slabguard:") }
+        #expect(headlines.first == "slabguard: leak: 33 buffers, 1320 bytes not freed", "\(result.stderr)")
+    }
+
     // MARK: 2. The exit scan with threads still running
 
     /// main returns while four threads churn 1–5000 B and 0.2–3 MB buffers: the scan
