@@ -269,6 +269,11 @@ int sg_world_unstopped_thread(void);
 /* While the world is stopped: the lowest stack pointer, in [from, to), of a thread stopped
  * in the handler (0: none) — the scan reads that stack from there up. */
 uintptr_t sg_world_stack_pointer_in(uintptr_t from, uintptr_t to);
+/* The exit handler's entry (for on_exit: HANDLER is a void (*)(int)): its callers'
+ * registers spilled, its stack pointer kept as the mark below which the exit thread's
+ * stack holds only slabguard's frames; sg_exit_stack_mark is 0 outside it. */
+void sg_marked_exit_handler(int status, void *handler);
+uintptr_t sg_exit_stack_mark(void);
 /* The state letter of the thread that did not stop: its /proc state ('R', 'S', ...), or
  * 'b' when it kept running with the signal blocked. */
 int sg_world_unstopped_state(void);

@@ -78,7 +78,10 @@ extension DebugLayer {
         if !flags.isEmpty && !state.pointee.leakCheckRegistered {
             state.pointee.leakCheckRegistered = true
             // on_exit, not atexit: the handler needs the exit status (exitcode=N).
-            on_exit({ status, _ in DebugLayer.atExit(status: status) }, nil)
+            // Through sg_marked_exit_handler: the leak scan then reads this thread's stack
+            // from the handler's entry up, not through its own frames (LeakFinder.swift).
+            let handler: @convention(c) (Int32) -> Void = { status in DebugLayer.atExit(status: status) }
+            on_exit(sg_marked_exit_handler, unsafeBitCast(handler, to: UnsafeMutableRawPointer.self))
         }
     }
 

@@ -2,7 +2,9 @@
  * call kept the buffer's address in a local 48 KiB below main's frame, returned, and
  * the program dropped every live reference before exit.  Valgrind and LeakSanitizer
  * read a stack from its stack pointer up and report the 40 bytes as lost; so must
- * slabguard (the dead frame lies below the leak scan's own).  With the argument
+ * slabguard (the dead frame lies below the leak scan's own).  With "near" the frame is
+ * 6 KiB deep, where the exit handler's frames lie at exit: the scan reads the exiting
+ * thread's stack from the handler's entry up, not through its own frames.  With the argument
  * "thread", another thread calls exit while main waits in pthread_join: the scan then
  * reads main's stack from where the stop signal found it. */
 #include <pthread.h>
@@ -17,6 +19,13 @@ __attribute__((noinline)) static void deep(void) {
     volatile void *frame[6144];   /* 48 KiB */
     frame[0] = live;              /* the lowest address of the frame */
     for (int i = 1; i < 6144; i++) frame[i] = 0;
+}
+
+/* 6 KiB deep: where, at exit, the exit handler's own frames lie (9 KiB of them). */
+__attribute__((noinline)) static void near(void) {
+    volatile void *frame[768];
+    frame[0] = live;
+    for (int i = 1; i < 768; i++) frame[i] = 0;
 }
 
 /* Whether the main thread sleeps with no signal blocked (in pthread_join, not still in
@@ -45,7 +54,7 @@ static void *exit_from_thread(void *arg) {
 int main(int argc, char **argv) {
     live = malloc(40);
     memset((void *)live, 7, 40);
-    deep();
+    if (argc > 1 && strcmp(argv[1], "near") == 0) near(); else deep();
     live = NULL;
     if (argc > 1 && strcmp(argv[1], "thread") == 0) {
         pthread_t t;

@@ -7,8 +7,9 @@
 // /proc/self/maps), minus the ranges slabguard mapped for itself (heap region,
 // metadata: subtracted from each line, since the kernel merges neighbouring
 // mappings into one line), is a root — except the main thread's stack below its
-// stack pointer (the scanning thread's own, or the one it stopped at), which holds
-// only dead frames: stale pointers there hid real leaks that Valgrind and
+// stack pointer (the scanning thread's own — at exit, the exit handler's on entry,
+// below which lie only the checks' own frames — or the one it stopped at), which
+// holds only dead frames: stale pointers there hid real leaks that Valgrind and
 // LeakSanitizer (which read stacks from the stack pointer up) report, two of
 // gcc's among them.  Other threads' stacks are read whole (their bounds are not
 // known for certain); any word pointing into a live buffer (interior
@@ -391,12 +392,16 @@ enum LeakFinder {
     }
 
     /// Where the live part of the stack in [from, to) begins: this thread's stack pointer
-    /// when it runs on that stack, else that of the thread stopped on it, else `from`
-    /// (a thread that was not stopped in the handler: all of it is read).
+    /// when it runs on that stack — at exit, where the exit handler was entered (below
+    /// that lie only the checks' own frames) —, else that of the thread stopped on it,
+    /// else `from` (a thread that was not stopped in the handler: all of it is read).
     private static func liveStackStart(_ from: UInt, _ to: UInt) -> UInt {
         var pc: UInt = 0, sp: UInt = 0, fp: UInt = 0
         sg_current_frame(&pc, &sp, &fp)
-        if sp >= from && sp < to { return sp & ~7 }
+        if sp >= from && sp < to {
+            let mark = UInt(sg_exit_stack_mark())
+            return (mark > sp && mark < to ? mark : sp) & ~7
+        }
         let stopped = sg_world_stack_pointer_in(from, to)
         return stopped != 0 ? stopped & ~7 : from
     }
