@@ -165,14 +165,17 @@ extension DebugAllocator {
         LibraryTags.discharge(owner: tag.owner, bytes: size)
         if let entry = tag.auditEntry(1, layout: layout) { recordStack(entry, skip: 2) }
         if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
-        // Freed and made inaccessible under the large-span lock: the leak scan holds it
-        // while it reads every span it found allocated, so no thread it could not stop
-        // (one that blocks the stop signal) takes the pages away under it.
+        // Marked free under the large-span lock: the leak scan holds it while it reads every
+        // span it found allocated, so no thread it could not stop (one that blocks the stop
+        // signal) marks a span free under it; once marked, no scan reads it, so its pages
+        // are released and made inaccessible after the lock is dropped (that takes
+        // microseconds, and under sample=N two threads' frees queued behind it: futex
+        // calls by the thousand).
         let largeLock = SizeClassHeap.defaultHeap.largeLock
         largeLock.lock()
         tag.state = .free(offset: 0, size: 0)
-        Retirement.closeData(span)
         largeLock.unlock()
+        Retirement.closeData(span)
         if guarded { _ = sg_atomic_add_u64(&DebugState.shared.pointee.guardedLive, UInt64.max) }   // - 1
         Retirement.retire(span)
     }

@@ -280,7 +280,7 @@ enum Retirement {
     static let residentPages = 8
 
     /// Releases a freed span's data pages (unless it is a small guarded one) and makes
-    /// them inaccessible.  Called under the large-span lock (see DebugEntry.freeLarge).
+    /// them inaccessible.  Called once the span is marked free (see DebugEntry.freeLarge).
     static func closeData(_ span: UnsafeMutablePointer<LargeSpan>) {
         let (start, bytes) = protectedRange(span)
         if !span.pointee.guarded || span.pointee.pages > residentPages { Platform.release(start, bytes) }
