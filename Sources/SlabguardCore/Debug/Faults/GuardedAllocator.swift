@@ -38,10 +38,12 @@
 // and merging nothing (a third less time per mprotect, measured in
 // BENCHMARKS.md).  Core dumps keep the buffers, not their tags and guard pages.
 // It costs a third mapping per span, so at most `ownMappingLimit` spans get it:
-// all of sample mode's, the first two thousand of `guards`.  Small guarded spans keep their pages resident while
-// retired; spans of more than `residentPages` pages release them (madvise).
-// Freed plain large spans in debug mode go through the same retirement
-// (`retiredLarge`, 64 spans, pages released: they can be huge).
+// all of sample mode's, the first two thousand of `guards`.
+//
+// Small guarded spans keep their pages resident while retired; spans of more than
+// `residentPages` pages release them (madvise).  Freed plain large spans in debug
+// mode go through the same retirement (`retiredLarge`, 64 spans), their pages kept
+// up to `retiredResidentPages` and released above (they can be huge).
 //
 // Limits: each guarded span costs the kernel two mappings, and Linux allows
 // 65530 per process by default; beyond `liveLimit` live guarded spans, or when
@@ -278,12 +280,15 @@ enum Retirement {
     static let warmCapacity = 256
     /// Guarded spans up to this many pages keep their pages resident while retired.
     static let residentPages = 8
+    /// Plain large spans up to this many pages (256 KiB) too: releasing them cost a madvise
+    /// at free and a page fault per page at their next use (at most 64 × 256 KiB resident).
+    static let retiredResidentPages = 64
 
     /// Releases a freed span's data pages (unless it is a small guarded one) and makes
     /// them inaccessible.  Called once the span is marked free (see DebugEntry.freeLarge).
     static func closeData(_ span: UnsafeMutablePointer<LargeSpan>) {
         let (start, bytes) = protectedRange(span)
-        if !span.pointee.guarded || span.pointee.pages > residentPages { Platform.release(start, bytes) }
+        if span.pointee.pages > (span.pointee.guarded ? residentPages : retiredResidentPages) { Platform.release(start, bytes) }
         _ = Platform.protect(start, bytes, accessible: false)
     }
 
