@@ -87,6 +87,13 @@ struct TrustTests {
         #expect(headlines.first == "slabguard: leak: 33 buffers, 1320 bytes not freed", "\(result.stderr)")
     }
 
+    /// A program with tens of thousands of mappings (30,000 guarded buffers): the scan
+    /// reads /proc/self/maps whole, in pieces — cut at 1 MiB, it lost the program's globals
+    /// and reported all 31,009 reachable buffers as leaks.
+    @Test func tensOfThousandsOfMappingsLeaveNoRootUnread() throws {
+        Self.expectClean("many_mappings", debug: "default,guards", try Self.run("many_mappings", debug: "default,guards"))
+    }
+
     // MARK: 2. The exit scan with threads still running
 
     /// main returns while four threads churn 1–5000 B and 0.2–3 MB buffers: the scan

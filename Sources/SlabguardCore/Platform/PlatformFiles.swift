@@ -68,6 +68,41 @@ extension Platform {
         return length
     }
 
+    /// Calls `body(buffer, start, end)` for each line of a file (its bytes buffer[start..<end],
+    /// without the newline), read in pieces through `buffer` of `capacity` bytes: a file of
+    /// any length — /proc/self/maps with tens of thousands of mappings — and nothing
+    /// mapped (usable while other threads are stopped).  False when it cannot be opened or
+    /// read, or a line is longer than the buffer.
+    static func forEachLine(ofFile path: UnsafePointer<CChar>, buffer: UnsafeMutablePointer<UInt8>, capacity: Int,
+                            _ body: (UnsafeMutablePointer<UInt8>, Int, Int) -> Void) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var filled = 0
+        var ended = false
+        while !ended {
+            let r = read(fd, buffer + filled, capacity - filled)
+            if r < 0 && errno == EINTR { continue }
+            if r < 0 { return false }
+            if r == 0 { ended = true }
+            let scanned = filled
+            filled += max(r, 0)
+            var start = 0
+            var i = scanned
+            while i < filled {
+                if buffer[i] == 10 { body(buffer, start, i); start = i + 1 }
+                i += 1
+            }
+            if ended && start < filled { body(buffer, start, filled); start = filled }
+            if start == 0 && filled == capacity { return false }   // a line longer than the buffer
+            if start > 0 {
+                memmove(buffer, buffer + start, filled - start)
+                filled -= start
+            }
+        }
+        return true
+    }
+
     /// Empties a file slabguard writes, to be written again from its start.
     static func rewind(_ fd: Int32) {
         _ = ftruncate(fd, 0)

@@ -120,7 +120,7 @@ enum LeakFinder {
         let ownCount = MetadataMappings.snapshotLocked(into: own, capacity: MetadataMappings.capacity)
         guard scanRoots(candidates, count, work, &workCount, maps: maps, own: own, ownCount: ownCount) else {
             resume()
-            return skipped("/proc/self/maps cannot be read")
+            return skipped("/proc/self/maps cannot be read, or lists more than 65,536 mappings")
         }
         scanCachesWithoutTags(candidates, count, work, &workCount)
         while workCount > 0 {
@@ -136,7 +136,15 @@ enum LeakFinder {
         return DebugReport.leaks(candidates, count, unloading: unloading)
     }
 
-    private static let mapsBytes = 1 << 20
+    /// The maps text is read through a 64 KiB window; the ranges it names (start and end,
+    /// bit 0 of the start marking the main thread's stack) are kept for up to 65,536
+    /// mappings, Linux's default limit being 65,530.  (The whole text read into 1 MiB was
+    /// cut short past 1 MiB, about 15,000 mappings — 5,000 guarded buffers — and every
+    /// root after the cut, the program's globals among them, went unread: all its buffers
+    /// reported as leaks.)
+    private static let mapsTextBytes = 64 << 10
+    private static let mapsRangeCapacity = 1 << 16
+    private static let mapsBytes = mapsTextBytes + mapsRangeCapacity * 16
 
     /// Takes, in the global lock order (DESIGN.md), the locks the scan reads under: the
     /// cache registry, each cache's slab lock, the large-span lock, and last the
@@ -342,26 +350,33 @@ enum LeakFinder {
     private static func scanRoots(_ a: UnsafeMutablePointer<Candidate>, _ n: Int,
                                   _ work: UnsafeMutablePointer<Int>, _ workCount: inout Int,
                                   maps buffer: UnsafeMutablePointer<UInt8>, own: UnsafeMutablePointer<UInt>, ownCount: Int) -> Bool {
-        // Read the whole file first: scanning while reading would see maps change.
+        // Every range is listed first, then scanned: scanning while reading would see maps
+        // change.
         let mapsPath: StaticString = "/proc/self/maps"
-        guard let length = Platform.readFile(UnsafeRawPointer(mapsPath.utf8Start).assumingMemoryBound(to: CChar.self),
-                                             into: buffer, capacity: mapsBytes - 1) else { return false }
+        let ranges = UnsafeMutableRawPointer(buffer + mapsTextBytes).bindMemory(to: UInt.self, capacity: 2 * mapsRangeCapacity)
+        var count = 0
+        var overflow = false
+        let read = Platform.forEachLine(ofFile: UnsafeRawPointer(mapsPath.utf8Start).assumingMemoryBound(to: CChar.self),
+                                        buffer: buffer, capacity: mapsTextBytes) { text, line, end in
+            var i = line
+            let from = parseHex(text, &i); i += 1
+            let to = parseHex(text, &i); i += 1
+            guard i + 1 < end else { return }
+            let readable = text[i] == UInt8(ascii: "r"), writable = text[i + 1] == UInt8(ascii: "w")
+            guard readable && writable && !isSpecial(text, line, end) else { return }
+            guard count < mapsRangeCapacity else { overflow = true; return }
+            ranges[2 * count] = from | (isMainStack(text, line, end) ? 1 : 0)
+            ranges[2 * count + 1] = to
+            count += 1
+        }
+        guard read && !overflow else { return false }
         // Linux merges neighbouring anonymous mappings into one maps line, so a line
         // may hold the program's memory next to slabguard's: each line is scanned minus
         // slabguard's ranges, never kept or dropped whole.
-        var line = 0
-        while line < length {
-            var end = line
-            while end < length && buffer[end] != 10 { end += 1 }
-            var i = line
-            let from = parseHex(buffer, &i); i += 1
-            let to = parseHex(buffer, &i); i += 1
-            let readable = buffer[i] == UInt8(ascii: "r"), writable = buffer[i + 1] == UInt8(ascii: "w")
-            if readable && writable && !isSpecial(buffer, line, end) {
-                let live = isMainStack(buffer, line, end) ? liveStackStart(from, to) : from
-                scanExcluding(live, to, own, ownCount, a, n, work, &workCount)
-            }
-            line = end + 1
+        for r in 0..<count {
+            let from = ranges[2 * r] & ~1, to = ranges[2 * r + 1]
+            let live = ranges[2 * r] & 1 != 0 ? liveStackStart(from, to) : from
+            scanExcluding(live, to, own, ownCount, a, n, work, &workCount)
         }
         return true
     }
