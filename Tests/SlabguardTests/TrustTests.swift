@@ -94,6 +94,21 @@ struct TrustTests {
         Self.expectClean("many_mappings", debug: "default,guards", try Self.run("many_mappings", debug: "default,guards"))
     }
 
+    /// Leaks are grouped by allocation stack for large and guarded spans too: under
+    /// `guards` all seven buffers were one report with one example stack.
+    @Test(arguments: ["default", "default,guards"])
+    func leaksOfEveryKindAreGroupedByStack(_ debug: String) throws {
+        let result = try Self.run("leak_stacks", debug: debug)
+        #expect(result.status == 1 && result.stdout == "ok leak_stacks\n", "\(debug): exit \(result.status), stderr: \(result.stderr)")
+        let blocks = result.stderr.components(separatedBy: "\n\n").filter { $0.hasPrefix("slabguard: leak: ") }
+        let expected = [("2 buffers, 204800 bytes", "leak_large"), ("3 buffers, 120 bytes", "leak_small"), ("2 buffers, 80 bytes", "leak_other")]
+        #expect(blocks.count == 3, "\(debug): \(result.stderr)")
+        for (block, (headline, function)) in zip(blocks, expected) {
+            #expect(block.hasPrefix("slabguard: leak: \(headline) not freed\n") && block.contains(" \(function)+0x"),
+                    "\(debug): \(block)")
+        }
+    }
+
     // MARK: 2. The exit scan with threads still running
 
     /// main returns while four threads churn 1–5000 B and 0.2–3 MB buffers: the scan

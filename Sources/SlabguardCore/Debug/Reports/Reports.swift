@@ -295,16 +295,33 @@ enum DebugReport {
         return bytes
     }
 
+    /// Same allocation stack; without stacks, the same cache (large spans all together).
+    /// Large and guarded spans are compared by their stacks too: under `guards` every
+    /// buffer is one, and all of a run's leaks came out as one group with one example.
     private static func sameOrigin(_ a: LeakFinder.Candidate, _ b: LeakFinder.Candidate) -> Bool {
-        guard let ta = a.tag, let tb = b.tag, let ca = a.cache, let cb = b.cache else { return a.tag == nil && b.tag == nil }
-        let la = DebugLayer.layout(for: DebugFlags(rawValue: ca.pointee.debugFlags))
-        let lb = DebugLayer.layout(for: DebugFlags(rawValue: cb.pointee.debugFlags))
-        guard let ea = BufferTag(base: ta).auditEntry(0, layout: la), let eb = BufferTag(base: tb).auditEntry(0, layout: lb) else {
-            return ca == cb
+        if let ea = allocationEntry(a), let eb = allocationEntry(b) {
+            if ea.frames != eb.frames { return false }
+            for f in 0..<ea.frames where ea.stack[f] != eb.stack[f] { return false }
+            return true
         }
-        if ea.frames != eb.frames { return false }
-        for f in 0..<ea.frames where ea.stack[f] != eb.stack[f] { return false }
-        return true
+        if a.tag == nil && b.tag == nil { return true }
+        return a.tag != nil && b.tag != nil && a.cache == b.cache
+    }
+
+    /// The audit entry of a candidate's allocation, when stacks are kept.
+    private static func allocationEntry(_ c: LeakFinder.Candidate) -> AuditEntry? {
+        if let tag = c.tag, let cache = c.cache {
+            return BufferTag(base: tag).auditEntry(0, layout: DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags)))
+        }
+        guard let base = c.largeTag, let span = largeSpan(at: base) else { return nil }
+        return BufferTag(base: base).auditEntry(0, layout: DebugAllocator.tagLayout(of: span))
+    }
+
+    /// The large or guarded span whose tag page is at `base`.
+    private static func largeSpan(at base: UnsafeMutableRawPointer) -> UnsafeMutablePointer<LargeSpan>? {
+        guard let owner = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: base),
+              owner.load(as: UInt32.self) == OwnerKind.large.rawValue else { return nil }
+        return owner.assumingMemoryBound(to: LargeSpan.self)
     }
 
     static var largeName: UnsafePointer<CChar> {
@@ -388,8 +405,11 @@ enum DebugReport {
             r.buffer(cache: cache, user: UnsafeMutableRawPointer(bitPattern: example.start)!, size: Int(example.size), label: "for example buffer")
             r.auditStacks(cache: cache, tag: BufferTag(base: tag), freeFirst: false, allocationOnly: true)
         } else if let tag = example.largeTag {
-            r.buffer(name: largeName, user: UnsafeMutableRawPointer(bitPattern: example.start)!, size: Int(example.size), label: "for example buffer")
-            r.auditStacks(layout: DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags)),
+            let span = largeSpan(at: tag)
+            r.buffer(name: span.map(name(of:)) ?? largeName, user: UnsafeMutableRawPointer(bitPattern: example.start)!,
+                     size: Int(example.size), label: "for example buffer")
+            r.auditStacks(layout: span.map(DebugAllocator.tagLayout(of:))
+                              ?? DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags)),
                           tag: BufferTag(base: tag), freeFirst: false, allocationOnly: true)
         }
         r.finish(isLeak: true, leakBuffers: buffers, leakBytes: bytes)
