@@ -299,3 +299,14 @@ uintptr_t sg_exit_stack_mark(void) { return __atomic_load_n(&world_exit_mark, __
 
 int sg_world_unstopped_thread(void) { return world_unstopped; }
 int sg_world_unstopped_state(void) { return world_unstopped_state; }
+
+int sg_world_parked_count(void) {
+    int n = 0;
+    for (int i = 0; i < world_count; i++) if (world_acked[i] == WORLD_PARKED) n++;
+    return n;
+}
+
+void sg_world_pause_ms(int ms) {
+    struct timespec pause = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {}
+}

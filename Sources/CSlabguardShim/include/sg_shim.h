@@ -269,6 +269,10 @@ int sg_world_unstopped_thread(void);
 /* While the world is stopped: the lowest stack pointer, in [from, to), of a thread stopped
  * in the handler (0: none) — the scan reads that stack from there up. */
 uintptr_t sg_world_stack_pointer_in(uintptr_t from, uintptr_t to);
+/* After sg_world_stop: how many threads were parked (asleep with the signal blocked, their
+ * registers out of the scan's sight).  sg_world_pause_ms sleeps, between two scans. */
+int sg_world_parked_count(void);
+void sg_world_pause_ms(int ms);
 /* The exit handler's entry (for on_exit: HANDLER is a void (*)(int)): its callers'
  * registers spilled, its stack pointer kept as the mark below which the exit thread's
  * stack holds only slabguard's frames; sg_exit_stack_mark is 0 outside it. */
