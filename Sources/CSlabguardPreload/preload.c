@@ -35,9 +35,9 @@
  * SIGSEGV/SIGBUS handler while slabguard's crash explainer is installed gets
  * chained behind it rather than silently replacing it (see sg_fault.c).
  *
- * Not exported: glibc's __libc_malloc family, mallopt, mallinfo,
- * malloc_trim, malloc_stats and malloc_info — calls to those reach glibc's
- * own (unused) heap and are harmless.
+ * Also exported: glibc's __libc_malloc family (below).  Not exported: mallopt,
+ * mallinfo, malloc_trim, malloc_stats and malloc_info — calls to those reach
+ * glibc's own (unused) heap and are harmless.
  *
  * Built with -fno-builtin (Package.swift): without it GCC may recognise
  * allocation idioms here and call back into the exported names (design §6).
@@ -96,6 +96,25 @@ SG_EXPORT void *memalign(size_t alignment, size_t size) { return sg_entry_aligne
 SG_EXPORT void *valloc(size_t size) { return sg_entry_valloc(size); }
 SG_EXPORT void *pvalloc(size_t size) { return sg_entry_pvalloc(size); }
 SG_EXPORT size_t malloc_usable_size(void *p) { return sg_entry_malloc_usable_size(p); }
+
+/* glibc's own names for its allocator (__libc_malloc and the rest): a program or
+ * library that calls them (to bypass a replaced malloc, or through an old ABI)
+ * would mix glibc's heap with ours, and a buffer from one freed into the other
+ * aborts; jemalloc, tcmalloc and Valgrind replace them too. */
+SG_EXPORT void *__libc_malloc(size_t size);
+SG_EXPORT void __libc_free(void *p);
+SG_EXPORT void *__libc_calloc(size_t count, size_t size);
+SG_EXPORT void *__libc_realloc(void *p, size_t size);
+SG_EXPORT void *__libc_memalign(size_t alignment, size_t size);
+SG_EXPORT void *__libc_valloc(size_t size);
+SG_EXPORT void *__libc_pvalloc(size_t size);
+SG_EXPORT void *__libc_malloc(size_t size) { return sg_entry_malloc(size); }
+SG_EXPORT void __libc_free(void *p) { sg_entry_free(p); }
+SG_EXPORT void *__libc_calloc(size_t count, size_t size) { return sg_entry_calloc(count, size); }
+SG_EXPORT void *__libc_realloc(void *p, size_t size) { return sg_entry_realloc(p, size); }
+SG_EXPORT void *__libc_memalign(size_t alignment, size_t size) { return sg_entry_aligned_alloc(alignment, size); }
+SG_EXPORT void *__libc_valloc(size_t size) { return sg_entry_valloc(size); }
+SG_EXPORT void *__libc_pvalloc(size_t size) { return sg_entry_pvalloc(size); }
 
 /* C23 (not declared by glibc 2.36, so declared here).  The size and alignment
  * are hints that fast mode does not need. */

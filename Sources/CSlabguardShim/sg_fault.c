@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include "sg_shim.h"
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <ucontext.h>
@@ -31,21 +32,50 @@ extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *o
 static sg_fault_explainer sg_explain;
 static struct sigaction sg_program_actions[2];   /* SIGSEGV, SIGBUS */
 static volatile int sg_installed;
+static volatile int sg_slot_installed[2];   /* per signal: SA_RESETHAND gives one back */
 
 static int sg_slot(int sig) { return sig == SIGSEGV ? 0 : sig == SIGBUS ? 1 : -1; }
+
+/* Calls the program's handler as the kernel would have: with its sa_mask (and the
+ * signal itself, unless SA_NODEFER) blocked, and with SA_RESETHAND honoured — the
+ * disposition is the default again before it runs, so a one-shot crash handler that
+ * returns lets the fault kill the process instead of looping through us forever. */
+static void sg_call_program_handler(int sig, siginfo_t *info, void *uc, struct sigaction next) {
+    if (next.sa_flags & SA_RESETHAND) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sg_program_actions[sg_slot(sig)] = dfl;
+        sg_slot_installed[sg_slot(sig)] = 0;   /* the program's next sigaction goes to the kernel */
+        __sigaction(sig, &dfl, NULL);   /* ours is gone for this signal, as theirs would be */
+    }
+    sigset_t during, before;
+    during = next.sa_mask;
+    if (next.sa_flags & SA_NODEFER) {
+        pthread_sigmask(SIG_BLOCK, &during, &before);
+        sigset_t self;
+        sigemptyset(&self);
+        sigaddset(&self, sig);
+        pthread_sigmask(SIG_UNBLOCK, &self, NULL);
+    } else {
+        sigaddset(&during, sig);
+        pthread_sigmask(SIG_BLOCK, &during, &before);
+    }
+    if (next.sa_flags & SA_SIGINFO) next.sa_sigaction(sig, info, uc);
+    else next.sa_handler(sig);
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
+}
 
 static void sg_fault_entry(int sig, siginfo_t *info, void *uc) {
     int saved_errno = errno;
     int slot = sg_slot(sig);
     if (sg_explain != NULL) (void)sg_explain(sig, info, uc);
-    const struct sigaction *next = &sg_program_actions[slot];
-    if ((next->sa_flags & SA_SIGINFO) && next->sa_sigaction != NULL) {
-        next->sa_sigaction(sig, info, uc);
-        errno = saved_errno;
-        return;
-    }
-    if (!(next->sa_flags & SA_SIGINFO) && next->sa_handler != SIG_DFL && next->sa_handler != SIG_IGN) {
-        next->sa_handler(sig);
+    struct sigaction next = sg_program_actions[slot];
+    int has_handler = (next.sa_flags & SA_SIGINFO) ? next.sa_sigaction != NULL
+                                                   : next.sa_handler != SIG_DFL && next.sa_handler != SIG_IGN;
+    if (has_handler) {
+        sg_call_program_handler(sig, info, uc, next);
         errno = saved_errno;
         return;
     }
@@ -72,6 +102,7 @@ int sg_fault_install(sg_fault_explainer explain) {
         __sigaction(SIGSEGV, &sg_program_actions[0], NULL);
         return -1;
     }
+    sg_slot_installed[0] = sg_slot_installed[1] = 1;
     sg_installed = 1;
     return 0;
 }
@@ -79,11 +110,15 @@ int sg_fault_install(sg_fault_explainer explain) {
 void sg_fault_uninstall(void) {
     if (!sg_installed) return;
     sg_installed = 0;
-    __sigaction(SIGSEGV, &sg_program_actions[0], NULL);
-    __sigaction(SIGBUS, &sg_program_actions[1], NULL);
+    if (sg_slot_installed[0]) __sigaction(SIGSEGV, &sg_program_actions[0], NULL);
+    if (sg_slot_installed[1]) __sigaction(SIGBUS, &sg_program_actions[1], NULL);
+    sg_slot_installed[0] = sg_slot_installed[1] = 0;
 }
 
-int sg_fault_owns(int sig) { return sg_installed && sg_slot(sig) >= 0; }
+int sg_fault_owns(int sig) {
+    int slot = sg_slot(sig);
+    return sg_installed && slot >= 0 && sg_slot_installed[slot];
+}
 
 int sg_fault_program_has_handler(int sig) {
     int slot = sg_slot(sig);

@@ -17,37 +17,53 @@
  * locks it holds or is taking (recorded before the attempt, removed after the
  * release, so a signal arriving in between still sees it); glibc's owner field
  * cannot tell, since a signal can land between its lock and its owner store.
- * Deeper nesting than the list holds (the fork handlers take every lock) falls
- * back on that owner field. */
+ * The list has SG_HELD_LOCKS slots, a free slot being NULL (locks are released in
+ * any order, so holes are normal); the fork handlers take two locks per cache, far
+ * more than that, and the locks that find no free slot are only counted
+ * (held_overflow), checked through glibc's owner field while any are.  A lock
+ * released that is not listed is one of the counted ones. */
 #define SG_HELD_LOCKS 16
 static __thread pthread_mutex_t *held_locks[SG_HELD_LOCKS] __attribute__((tls_model("initial-exec")));
-static __thread uint32_t held_count __attribute__((tls_model("initial-exec")));     /* may exceed SG_HELD_LOCKS */
+static __thread uint32_t held_count __attribute__((tls_model("initial-exec")));      /* listed + overflow */
+static __thread uint32_t held_overflow __attribute__((tls_model("initial-exec")));   /* held, not listed */
 
 static int mutex_held_by_caller(pthread_mutex_t *m) {
-    uint32_t listed = held_count < SG_HELD_LOCKS ? held_count : SG_HELD_LOCKS;
-    for (uint32_t i = 0; i < listed; i++) if (held_locks[i] == m) return 1;
-    if (held_count > SG_HELD_LOCKS) return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == (int)sg_gettid();
+    for (uint32_t i = 0; i < SG_HELD_LOCKS; i++) if (held_locks[i] == m) return 1;
+    if (held_overflow != 0) return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == (int)sg_gettid();
+    return 0;
+}
+
+/* Takes m off the list; returns whether it was listed. */
+static int unlist_lock(pthread_mutex_t *m) {
+    for (uint32_t i = 0; i < SG_HELD_LOCKS; i++) {
+        if (held_locks[i] == m) {
+            held_locks[i] = NULL;
+            __atomic_signal_fence(__ATOMIC_SEQ_CST);
+            held_count--;
+            return 1;
+        }
+    }
     return 0;
 }
 
 static void forget_lock(pthread_mutex_t *m) {
-    uint32_t listed = held_count < SG_HELD_LOCKS ? held_count : SG_HELD_LOCKS;
-    for (uint32_t i = listed; i-- > 0;) {
-        if (held_locks[i] == m) {
-            held_locks[i] = held_locks[listed - 1];
-            held_locks[listed - 1] = NULL;
-            if (held_count > SG_HELD_LOCKS) held_count--; else held_count = listed - 1;
-            return;
-        }
+    if (unlist_lock(m)) return;
+    if (held_overflow != 0) {
+        held_overflow--;
+        held_count--;
     }
-    if (held_count > SG_HELD_LOCKS) held_count--;
 }
 
 static void note_lock(pthread_mutex_t *m) {
-    if (held_count < SG_HELD_LOCKS) held_locks[held_count] = m;
+    uint32_t i = 0;
+    while (i < SG_HELD_LOCKS && held_locks[i] != NULL) i++;
+    if (i < SG_HELD_LOCKS) held_locks[i] = m; else held_overflow++;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);   /* listed before the attempt, as a handler sees it */
     held_count++;
 }
+
+uint32_t sg_held_lock_count(void) { return held_count; }
+int sg_holds_lock(pthread_mutex_t *m) { return mutex_held_by_caller(m); }
 
 static void write_text(const char *text) {
     size_t n = 0;
@@ -165,7 +181,17 @@ void sg_mutex_unlock(pthread_mutex_t *m) {
     forget_lock(m);
 }
 
+/* In a forked child, on every lock the fork handler took (so each is held by this
+ * thread, listed or counted): a fresh mutex, and the thread no longer holds it. */
 void sg_mutex_reinit(pthread_mutex_t *m) {
     pthread_mutex_init(m, NULL);
     forget_lock(m);
+}
+
+/* The end of the fork child's handler: every allocator lock is fresh, so the
+ * child's one thread holds none, whatever the counts say. */
+void sg_held_locks_reset(void) {
+    for (uint32_t i = 0; i < SG_HELD_LOCKS; i++) held_locks[i] = NULL;
+    held_overflow = 0;
+    held_count = 0;
 }

@@ -129,6 +129,13 @@ int sg_mutex_trylock(pthread_mutex_t *m);       /* 1: taken */
 void sg_mutex_unlock(pthread_mutex_t *m);
 /* Re-initializes a mutex in a forked child (its holder is gone). */
 void sg_mutex_reinit(pthread_mutex_t *m);
+void sg_held_locks_reset(void);
+/* Whether a seccomp filter is in force, or /proc/self/status cannot be read (shim.c). */
+int sg_system_calls_filtered(void);
+/* The calling thread's held-lock bookkeeping, for tests: how many it holds or is
+ * taking, and whether it holds m. */
+uint32_t sg_held_lock_count(void);
+int sg_holds_lock(pthread_mutex_t *m);
 /* The fork gate (sg_locks.c): closed by the fork handler while it gathers every
  * allocator lock, so threads taking their first lock wait instead of starving it;
  * opened once it holds them all; reset in the child. */
@@ -160,8 +167,15 @@ static inline int sg_tsc_is_invariant(void) {
     return (d >> 8) & 1;
 }
 
-/* The kernel thread id (uncached). */
-static inline uint32_t sg_gettid(void) { return (uint32_t)syscall(SYS_gettid); }
+/* The kernel thread id, read from glibc's thread descriptor where its place was
+ * verified at load (shim.c): no system call, so a sandboxed program (seccomp) that
+ * forbids gettid is never killed by its allocator; else asked of the kernel. */
+extern int sg_tid_offset;
+static inline uint32_t sg_gettid(void) {
+    int offset = sg_tid_offset;
+    if (offset != 0) return (uint32_t)*(volatile int *)((char *)pthread_self() + offset);
+    return (uint32_t)syscall(SYS_gettid);
+}
 
 /* The static memory map of the Swift core: every layer's process-wide state, one
  * region each, in zeroed .bss (DESIGN.md's "Static memory map"; TrustTests checks the

@@ -152,5 +152,6 @@ public enum Heap {
         ThreadRegistry.lock.unlock()
         if let hook = HeapLifecycle.shared.pointee.forkChild { hook() }
         sg_mutex_reinit(&HeapLifecycle.shared.pointee.initMutex)
+        sg_held_locks_reset()
     }
 }

@@ -95,7 +95,9 @@ extension DebugLayer {
         // What a stale pointer wrote into a freed buffer still waiting (in quarantine or
         // on a free list), or an overrun into a neighbour, is found now, not never.
         if !options.flags.isDisjoint(with: [.deadbeef, .redzone]) { _ = HeapVerifier.verifyAll() }
-        if options.flags.contains(.leaks) { LeakFinder.run() }
+        if options.flags.contains(.leaks) {
+            if sg_system_calls_filtered() == 0 { LeakFinder.run() } else { noteSandboxedExit() }
+        }
         FlightRecorder.finish(status: status)
         let owns = sg_mutex_lock_unless_held(&state.pointee.reportMutex) != 0
         ReportOutput.writeSummary(json: options.flags.contains(.jsonReport))
@@ -103,6 +105,17 @@ extension DebugLayer {
         if status == 0 && ReportOutput.anyReported && ReportOutput.setsExitStatus && options.effectiveExitCode != 0 {
             exit(Int32(options.effectiveExitCode))
         }
+    }
+
+    /// The program sandboxed itself (seccomp): the scan's system calls (listing threads,
+    /// stopping them, reading the memory map) could kill it with SIGSYS, so no scan, one line
+    /// straight to standard error (a report channel needs a socket).
+    private static func noteSandboxedExit() {
+        var line = RawLine()
+        line.append("slabguard: the leak check at exit was skipped: a seccomp filter\n")
+        line.flush(to: 2)
+        line.append("  is in force, and the check's system calls could kill the process\n")
+        line.flush(to: 2)
     }
 
     /// log=PATH: the flight recorder's last words before an abort (its maps and clock).

@@ -72,10 +72,8 @@ public func sg_entry_reallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: 
 @_cdecl("sg_entry_posix_memalign")
 public func sg_entry_posix_memalign(_ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ alignment: UInt, _ size: UInt) -> Int32 {
     guard let out else { return EINVAL }
-    if alignment < UInt(MemoryLayout<UnsafeRawPointer>.size) || alignment & (alignment &- 1) != 0 || alignment > maxRequest {
-        return EINVAL
-    }
-    if size > maxRequest { return ENOMEM }
+    if alignment < UInt(MemoryLayout<UnsafeRawPointer>.size) || alignment & (alignment &- 1) != 0 { return EINVAL }
+    if alignment > maxRequest || size > maxRequest { return ENOMEM }   // a valid alignment too big to serve, as glibc says
     let saved = errno
     guard let p = Allocator.alignedAlloc(Int(bitPattern: alignment), Int(bitPattern: size)) else {
         errno = saved

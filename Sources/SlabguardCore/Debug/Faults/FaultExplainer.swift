@@ -31,7 +31,7 @@ enum FaultExplainer {
             guard let info, let context else { return 0 }
             return FaultExplainer.explain(sig, info, context)
         }) == 0 else { return }
-        atexit { sg_fault_uninstall() }
+        atexit { if sg_system_calls_filtered() == 0 { sg_fault_uninstall() } }   // sandboxed: rt_sigaction may kill
     }
 
     /// Returns 1 when a heap error was reported, 0 otherwise.

@@ -5,7 +5,8 @@
 // signal), with what it pointed at (the library's symbols, indexed before the dlclose).
 // Words on stacks or in other anonymous memory are not named: dead stack slots would
 // make false reports.  Neither are slabguard's own data (its module map records the
-// library's range) nor buffers the dynamic loader or a runtime allocated for itself (ld.so's
+// library's range), the loader's and the C library's data (ld.so's dead pointer to the
+// ld.so.cache mapping it unmapped, which the next library may land on), nor buffers the dynamic loader or a runtime allocated for itself (ld.so's
 // records of past mappings, the Swift runtime's list of loaded images: no frame of the
 // program in their allocation stacks, Tags/LibraryTags.swift): bookkeeping of where the
 // library was, not pointers the program holds.
@@ -26,7 +27,7 @@ extension DebugReport {
             if count > 0, let c = LeakFinder.find(f.place, candidates, count) {
                 keep = !allocatedByTheLoader(candidates[c])
             } else if ModuleMap.lookup(f.place, into: &module) && module.isLoaded {
-                keep = !ModuleMap.isSlabguardLibrary(module)
+                keep = !ModuleMap.isSlabguardLibrary(module) && !ModuleMap.isLoaderOrCLibrary(module)
             }
             if keep {
                 findings[kept] = f

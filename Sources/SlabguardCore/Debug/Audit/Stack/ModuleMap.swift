@@ -46,6 +46,23 @@ extension ModuleMap {
         for i in 0..<n where UInt8(bitPattern: module.path[length - n + i]) != name.utf8Start[i] { return false }
         return true
     }
+
+    /// Whether `module` is the dynamic loader or the C library (by file name): their
+    /// writable data is theirs, not the program's (ld.so keeps dead pointers to mappings
+    /// it has unmapped, such as ld.so.cache, which a later library may land on).
+    static func isLoaderOrCLibrary(_ module: ModuleInfo) -> Bool {
+        var length = 0
+        while length < 4095 && module.path[length] != 0 { length += 1 }
+        var start = length
+        while start > 0 && module.path[start - 1] != 0x2F { start -= 1 }
+        func hasPrefix(_ p: StaticString) -> Bool {
+            let n = p.utf8CodeUnitCount
+            guard length - start >= n else { return false }
+            for i in 0..<n where UInt8(bitPattern: module.path[start + i]) != p.utf8Start[i] { return false }
+            return true
+        }
+        return hasPrefix("ld-linux") || hasPrefix("libc.so")
+    }
 }
 
 /// Internal per-module record kept in the mmapped snapshot.
