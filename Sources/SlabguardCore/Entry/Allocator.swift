@@ -81,6 +81,13 @@ package enum Allocator {
 
     @inline(never) static func freeSlow(_ p: UnsafeMutableRawPointer) {
         if sg_debug_flags() != 0 || isSampled(p) { return DebugAllocator.free(p, expectedSize: nil) }
+        // A full magazine: the free goes on to the magazine layer, checked as on the fast path.
+        let mark = StateRegion.arena.bound(to: PageArena.self).pointee.entryWord(of: p) >> PageArena.markShift
+        if mark != 0 {
+            let first = p.assumingMemoryBound(to: UInt.self)
+            if first.pointee == DuplicateFree.mark { DuplicateFree.check(p, sg_thread_slots() + Int(mark &- 1)) }
+            first.pointee = DuplicateFree.mark
+        }
         if !SizeClassHeap.defaultHeap.free(p) { InvalidFree.report(p) }
     }
 
