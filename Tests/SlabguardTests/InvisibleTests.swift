@@ -161,5 +161,56 @@ struct InvisibleTests {
         #expect(sg_held_lock_count() == 0)
     }
 
+    /// A program that closes every descriptor and opens its data file gets fd 3, which
+    /// slabguard once kept for `log=` and `report_path=`: the exit statistics or the leak
+    /// report then landed in the program's file.  Now no descriptor is kept: the data file
+    /// holds exactly what the program wrote, the report file the report, the log its tables.
+    @Test func closedDescriptorsAreNotReused() throws {
+        let folder = try Subprocess.temporaryFolder("closefds")
+        let program = try Self.compile("closefds", into: folder)
+        let expected = folder.appendingPathComponent("plain.dat").path
+        #expect(try Subprocess.run(program, [expected], timeout: 20).status == 0)
+        let data = folder.appendingPathComponent("checked.dat").path
+        let report = folder.appendingPathComponent("report.txt").path, log = folder.appendingPathComponent("run.log").path
+        let checked = try Subprocess.run(program, [data], environment: try Self.preloaded("default,report_path=\(report),log=\(log)"),
+                                         timeout: 60)
+        #expect(checked.stdout == "data file on fd 3\n" && !checked.signaled, "\(checked.stderr)")
+        #expect(FileManager.default.contentsEqual(atPath: data, andPath: expected), "the program's data file was written into")
+        let reported = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
+        #expect(reported.contains("slabguard: leak: 1 buffer"), "report file: \(reported)")
+        let info = try LogCommandTests.log(["info", log])
+        #expect(info.status == 0 && info.stdout.contains("exited with status"), "\(info.stdout)\(info.stderr)")
+        let kmastat = try LogCommandTests.log(["kmastat", log])
+        #expect(kmastat.status == 0 && kmastat.stdout.contains("sg_alloc_80"), "\(kmastat.stdout)\(kmastat.stderr)")
+    }
+
+    /// With only fd 3 free (RLIMIT_NOFILE 4), the program's own open gets it: slabguard holds
+    /// none between reports, whatever the mode.
+    @Test(arguments: ["none", "default", "default,log=LOG,report_path=REPORT"])
+    func aProgramWithFewDescriptorsKeepsThemAll(debug: String) throws {
+        let folder = try Subprocess.temporaryFolder("fewfds")
+        let program = try Self.compile("closefds", into: folder)
+        let data = folder.appendingPathComponent("data").path
+        let plain = try Subprocess.run(program, [data, "limit"], timeout: 20)
+        #expect(plain.status == 0 && plain.stdout == "data file on fd 3\n")
+        let options = debug.replacingOccurrences(of: "LOG", with: folder.appendingPathComponent("run.log").path)
+            .replacingOccurrences(of: "REPORT", with: folder.appendingPathComponent("report.txt").path)
+        let checked = try Subprocess.run(program, [data, "limit"], environment: try Self.preloaded(options), timeout: 60)
+        #expect(checked.stdout == plain.stdout, "\(options): \(checked.stderr)")
+        #expect(!checked.signaled, "\(options): \(checked.stderr)")
+    }
+
+    /// A FIFO named as slabguard's file (log=, suppressions=, report_path=) is refused with one
+    /// line, never opened waiting for a writer (before: log= and suppressions= hung in open).
+    @Test(arguments: ["log", "suppressions", "report_path"])
+    func aFifoIsRefusedWithoutWaiting(option: String) throws {
+        let folder = try Subprocess.temporaryFolder("fifo")
+        let fifo = folder.appendingPathComponent("fifo").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let run = try Subprocess.run("/bin/true", [], environment: try Self.preloaded("default,\(option)=\(fifo)"), timeout: 20)
+        #expect(!run.timedOut, "\(option)=FIFO hung")
+        #expect(run.stderr.contains("not a regular file"), "\(run.stderr)")
+    }
+
     private func order(_ n: Int) -> [Int] { (0..<n).map { ($0 * 7) % n } }
 }

@@ -49,7 +49,6 @@ struct DebugState {
     var guardedLive: UInt64 = 0           // guarded spans allocated and not freed
     var guardedOwnMappings: UInt64 = 0    // guarded spans whose data pages are a mapping of their own
     var leakCheckRegistered = false
-    var logFDPlusOne: Int32 = 0         // log=PATH, opened at start-up (0: none)
     var forkTicks: UInt64 = 0           // in a forked child: when the fork happened (AuditClock ticks)
     var reports = ReportState()         // the tally of reports, the report channel
     var suppressions = SuppressionsState()
@@ -60,10 +59,6 @@ struct DebugState {
     var staleProbe = LeakFinder.StaleProbe() // during a scan at unload: the words found pointing into the library
     var tagTable: UInt64 = 0                  // the tag table's mapping (Tags/TagTable.swift), 0 until the first tag
 
-    var logFD: Int32? {
-        get { logFDPlusOne == 0 ? nil : logFDPlusOne - 1 }
-        set { logFDPlusOne = newValue.map { $0 + 1 } ?? 0 }
-    }
 
     @inline(__always) static var shared: UnsafeMutablePointer<DebugState> { StateRegion.debug.bound(to: DebugState.self) }
 
@@ -208,7 +203,7 @@ enum DebugLayer {
         let fd = Platform.createFile(path, error: &error)
         if let fd {
             if FlightRecorder.create(fd: fd) {
-                state.pointee.logFD = fd
+                Platform.close(fd)   // the mapping is the log: no descriptor kept (a program may close or reuse it)
                 return
             }
             error = errno

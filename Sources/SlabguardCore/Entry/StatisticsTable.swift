@@ -4,13 +4,46 @@
 import CSlabguardShim
 import Glibc
 
+/// Where the table's lines go: a descriptor (sg_stats_print), or memory (the flight
+/// recorder's statistics region, written through its mapping: no descriptor kept).
+struct TextSink {
+    var fd: Int32 = -1
+    var memory: UnsafeMutableRawPointer? = nil
+    var capacity = 0
+    var used = 0
+
+    init(fd: Int32) { self.fd = fd }
+    init(memory: UnsafeMutableRawPointer, capacity: Int) { (self.memory, self.capacity) = (memory, capacity) }
+
+    mutating func write(_ bytes: UnsafeRawPointer, _ count: Int) {
+        guard let memory else { _ = Platform.writeAll(fd, bytes, count); return }
+        let n = min(count, capacity - used)
+        guard n > 0 else { return }
+        (memory + used).copyMemory(from: bytes, byteCount: n)
+        used += n
+    }
+}
+
+extension RawLine {
+    mutating func flush(to sink: inout TextSink) {
+        let n = length
+        withUnsafeBytes(of: &storage) { sink.write($0.baseAddress!, n) }
+        length = 0
+    }
+}
+
 package enum StatisticsTable {
     /// Prints one line per cache with buffers, then arena and large-allocation totals.
     package static func print(to fd: Int32) {
+        var sink = TextSink(fd: fd)
+        print(to: &sink)
+    }
+
+    static func print(to fd: inout TextSink) {
         guard Heap.ensureReady() else { return }
         var line = RawLine()
         line.append("cache                          buf size   in use    total  mem in use       allocs  fails\n")
-        line.flush(to: fd)
+        line.flush(to: &fd)
         CacheOps.forEachCache { cache in
             let s = CacheOps.statisticsValues(cache)
             if s.buffersTotal == 0 && s.allocations == 0 { return }
@@ -23,9 +56,9 @@ package enum StatisticsTable {
             l.appendPadded(Int(truncatingIfNeeded: s.allocations), width: 13)
             l.appendPadded(s.failures, width: 7)
             l.append("\n")
-            l.flush(to: fd)
+            l.flush(to: &fd)
         }
-        printTags(to: fd)
+        printTags(to: &fd)
         let arena = StateRegion.arena.bound(to: PageArena.self).pointee.statistics()
         let heap = SizeClassHeap.defaultHeap.pointee
         line.append("large allocations: ")
@@ -33,7 +66,7 @@ package enum StatisticsTable {
         line.append(" spans, ")
         line.appendPadded(heap.largeBytes, width: 0)
         line.append(" bytes\n")
-        line.flush(to: fd)
+        line.flush(to: &fd)
         line.append("arena: carved ")
         line.appendPadded(arena.carvedBytes, width: 0)
         line.append(", free ")
@@ -43,13 +76,13 @@ package enum StatisticsTable {
         line.append(", released ")
         line.appendPadded(arena.releasedBytes, width: 0)
         line.append(" bytes\n")
-        line.flush(to: fd)
+        line.flush(to: &fd)
     }
 }
 
 extension StatisticsTable {
     /// One line per tag (design §9): explicit tags, then (debug mode) the libraries.
-    static func printTags(to fd: Int32) {
+    static func printTags(to fd: inout TextSink) {
         var any = false
         for pass in 0..<2 {
             let kind = pass == 0 ? TagRecord.live : TagRecord.library
@@ -60,7 +93,7 @@ extension StatisticsTable {
                 if !any {
                     var h = RawLine()
                     h.append("tag                            kind     in use  bytes in use  peak bytes       allocs        frees\n")
-                    h.flush(to: fd)
+                    h.flush(to: &fd)
                     any = true
                 }
                 var l = RawLine()
@@ -72,7 +105,7 @@ extension StatisticsTable {
                 l.appendPadded(Int(truncatingIfNeeded: c.allocations), width: 13)
                 l.appendPadded(Int(truncatingIfNeeded: c.frees), width: 13)
                 l.append("\n")
-                l.flush(to: fd)
+                l.flush(to: &fd)
             }
         }
     }

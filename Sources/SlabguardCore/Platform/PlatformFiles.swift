@@ -20,7 +20,7 @@ extension Platform {
     /// (memory, bytes read, bytes mapped), or nil with an errno in `error` (EINVAL: not a
     /// regular file).  The caller unmaps it (or keeps it for the process's life).
     static func readFile(_ path: UnsafePointer<CChar>, error: inout Int32) -> (UnsafeMutableRawPointer, Int, Int)? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { error = errno; return nil }
         defer { close(fd) }
         var info = stat()
@@ -43,7 +43,7 @@ extension Platform {
     /// A regular file of at least `minimum` bytes mapped read-only (recorded as slabguard's
     /// own): (address, size), or nil.
     static func mapFile(_ path: UnsafePointer<CChar>, minimum: Int) -> (UnsafeRawPointer, Int)? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var info = stat()
@@ -55,7 +55,7 @@ extension Platform {
     /// Reads up to `capacity` bytes of a file into `buffer` (nothing mapped: usable while
     /// other threads are stopped); the byte count, or nil when it cannot be opened.
     static func readFile(_ path: UnsafePointer<CChar>, into buffer: UnsafeMutableRawPointer, capacity: Int) -> Int? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var length = 0
@@ -75,7 +75,7 @@ extension Platform {
     /// read, or a line is longer than the buffer.
     static func forEachLine(ofFile path: UnsafePointer<CChar>, buffer: UnsafeMutablePointer<UInt8>, capacity: Int,
                             _ body: (UnsafeMutablePointer<UInt8>, Int, Int) -> Void) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var filled = 0
@@ -150,6 +150,48 @@ extension Platform {
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return nil }
         return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
+
+    /// An open file's identity (device, inode).
+    static func fileIdentity(_ fd: Int32) -> (device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
+
+    /// Opens an existing file for reading: never through a symbolic link, never waiting (a FIFO).
+    static func openForReading(_ path: UnsafePointer<CChar>) -> Int32? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        return fd >= 0 ? fd : nil
+    }
+
+    /// Opens an existing file to append to it, under design §11's rules (a regular file
+    /// owned by this user, never through a symbolic link); nil with an errno otherwise.
+    static func openForAppend(_ path: UnsafePointer<CChar>, error: inout Int32) -> Int32? {
+        let fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { error = errno; return nil }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() else {
+            close(fd)
+            error = notRegularFile
+            return nil
+        }
+        return fd
+    }
+
+    /// Replaces the mapping at `p` with private anonymous memory holding the same bytes
+    /// (when the file behind a shared mapping cannot be reopened).
+    static func replaceWithPrivateCopy(_ p: UnsafeMutableRawPointer, _ bytes: Int) -> Bool {
+        guard let copy = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), copy != MAP_FAILED else {
+            return false
+        }
+        defer { munmap(copy, bytes) }
+        memcpy(copy, p, bytes)
+        guard mmap(p, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED else {
+            return false
+        }
+        memcpy(p, copy, bytes)
+        return true
     }
 
     /// A new Unix datagram socket (close-on-exec), or nil.

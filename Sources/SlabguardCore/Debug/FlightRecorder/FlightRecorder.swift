@@ -15,7 +15,7 @@
 //   caches       256 KiB  "ADDRESS NAME" lines: each cache's record address (what a
 //                         transaction names) and its name, rewritten like the modules
 //   reports      1 MiB    every report's text, appended
-//   statistics   64 KiB   the ::kmastat table at exit (StatisticsTable, through the fd)
+//   statistics   64 KiB   the ::kmastat table at exit (StatisticsTable, through the mapping)
 //   symbols      4 MiB    libraries' function symbols, captured at their dlclose (so their
 //                         frames stay named after the file is gone): "M START END BIAS
 //                         PATH", then "S ADDRESS SIZE NAME" lines, then "U START TICKS"
@@ -64,7 +64,8 @@ enum FlightRecorder {
     struct State {
         var base: UnsafeMutableRawPointer? = nil
         var fileBytes = 0
-        var fd: Int32 = -1
+        var device: UInt64 = 0   // the file's identity: a forked child reopens it by path only if it is still this file
+        var inode: UInt64 = 0
     }
 
     @inline(__always) static var state: UnsafeMutablePointer<State> {
@@ -97,7 +98,7 @@ enum FlightRecorder {
         let s = state
         s.pointee.base = base
         s.pointee.fileBytes = bytes
-        s.pointee.fd = fd
+        if let identity = Platform.fileIdentity(fd) { (s.pointee.device, s.pointee.inode) = (identity.device, identity.inode) }
         let magic: StaticString = "SLABGLOG"
         memcpy(base, magic.utf8Start, 8)
         base.storeBytes(of: version, toByteOffset: Field.version, as: UInt32.self)
@@ -260,19 +261,14 @@ enum FlightRecorder {
         return true
     }
 
-    /// The ::kmastat table into its region: written through the file descriptor (the
-    /// table's writer writes to descriptors) at the region's offset, which the shared
-    /// mapping then shows.  Skipped when the registry's lock is busy (on the way to an abort).
+    /// The ::kmastat table into its region, through the mapping.  Skipped when the
+    /// registry's lock is busy (on the way to an abort).
     private static func writeStatistics() {
-        let s = state
-        guard s.pointee.fd >= 0, CacheRegistry.lock.tryLock() else { return }
+        guard let base = state.pointee.base, CacheRegistry.lock.tryLock() else { return }
         CacheRegistry.lock.unlock()
-        guard Platform.seek(s.pointee.fd, to: statisticsOffset) else { return }
-        StatisticsTable.print(to: s.pointee.fd)
-        let end = Platform.position(s.pointee.fd)
-        if end > statisticsOffset {
-            store(UInt64(min(end - statisticsOffset, statisticsBytes)), at: Field.statisticsUsed)
-        }
+        var sink = TextSink(memory: base + statisticsOffset, capacity: statisticsBytes)
+        StatisticsTable.print(to: &sink)
+        store(UInt64(sink.used), at: Field.statisticsUsed)
     }
 
     /// In a forked child.  With `%p` in the path the child gets a file of its own: the
@@ -289,8 +285,8 @@ enum FlightRecorder {
             ok = ok && Platform.writeAll(fd, base + bucketsOffset, stacksOffset - bucketsOffset)
             ok = ok && Platform.writeAll(fd, base + stacksOffset, min(depotBytes, ringOffset - stacksOffset))
             if ok, Platform.remapFileShared(base, fd, s.pointee.fileBytes) {
-                Platform.close(s.pointee.fd)
-                s.pointee.fd = fd
+                if let identity = Platform.fileIdentity(fd) { (s.pointee.device, s.pointee.inode) = (identity.device, identity.inode) }
+                Platform.close(fd)
                 store(UInt64(getpid()), at: Field.pid)
                 store(0, at: Field.reportsUsed)
                 store(0, at: Field.statisticsUsed)
@@ -299,7 +295,22 @@ enum FlightRecorder {
             }
             Platform.close(fd)
         }
-        _ = Platform.privatizeFileMapping(base, s.pointee.fd, s.pointee.fileBytes)
+        privatize(base, s.pointee.fileBytes)
+    }
+
+    /// The child's copy of the mapping made private: the file reopened read-only by its path
+    /// when it is still the same file, else its contents copied into anonymous memory.
+    private static func privatize(_ base: UnsafeMutableRawPointer, _ bytes: Int) {
+        let s = state
+        var done = false
+        DebugState.shared.pointee.options.withLogPath { path in
+            guard let fd = Platform.openForReading(path) else { return }
+            if let identity = Platform.fileIdentity(fd), identity.device == s.pointee.device && identity.inode == s.pointee.inode {
+                done = Platform.privatizeFileMapping(base, fd, bytes)
+            }
+            Platform.close(fd)
+        }
+        if !done && !Platform.replaceWithPrivateCopy(base, bytes) { s.pointee.base = nil }
     }
 
     /// Whether a path has `%p`.

@@ -7,9 +7,10 @@
 // names in SLABGUARD_REPORT_SOCKET: each report is one datagram, whole, never mixed with
 // another process's, and every process of the run reaches it — children whose
 // descriptors were closed (Python's close_fds) too, since each process opens its own
-// socket.  The socket is checked before each report (the program may have closed the
-// descriptor, or reused its number: then a new one is opened); a channel that is gone
-// (run has exited before a background child reports) falls back to standard error.
+// socket.  No descriptor is kept between reports (a program may close every descriptor
+// and reuse the numbers for its own files, or run with few of them): each report opens
+// its socket, or its report file, and closes it; a channel that is gone (run has exited
+// before a background child reports) falls back to standard error.
 //
 // A report is built whole in the report scratch (ReportBuilder), then one of: printed
 // (one write); folded — the same kind and the same stacks as one printed before, so it
@@ -73,9 +74,6 @@ struct ReportTally {
 /// The tally and the destination (in DebugState; valid when zeroed).
 struct ReportState {
     var tally = ReportTally()
-    var channelFDPlusOne: Int32 = 0       // our datagram socket to run's channel (0: none)
-    var channelDevice: UInt64 = 0         // its identity, to tell it from a reused descriptor
-    var channelInode: UInt64 = 0
     var channelAddress = sockaddr_un()    // SLABGUARD_REPORT_SOCKET
     var channelOpen = false               // run's channel is there
     var underRun = false                  // started by `slabguard run`, which sets the exit status itself
@@ -115,19 +113,6 @@ enum ReportOutput {
         }
     }
 
-    /// Our socket to the channel: the one opened before if it is still ours, else a new one.
-    private static func channelSocket() -> Int32? {
-        let s = state
-        if s.pointee.channelFDPlusOne != 0, let identity = Platform.socketIdentity(s.pointee.channelFDPlusOne - 1),
-           identity.device == s.pointee.channelDevice && identity.inode == s.pointee.channelInode {
-            return s.pointee.channelFDPlusOne - 1
-        }
-        guard let fd = Platform.datagramSocket(), let identity = Platform.socketIdentity(fd) else { return nil }
-        (s.pointee.channelDevice, s.pointee.channelInode) = (identity.device, identity.inode)
-        s.pointee.channelFDPlusOne = fd + 1
-        return fd
-    }
-
     /// `path` with each `%p` replaced by the process id, as a C string in `page`.
     static func expandingPid(_ path: UnsafePointer<CChar>, into page: UnsafeMutableRawPointer, capacity: Int) {
         var w = ReportWriter(memory: page, capacity: capacity)
@@ -147,47 +132,73 @@ enum ReportOutput {
     /// In a forked child: its own counts, its own repeats (its reports name its pid).
     static func resetAfterFork() { tally.pointee = ReportTally() }
 
-    /// `report_path=PATH`: created now, so a bad path is said at start-up; reports go to
-    /// standard error when it cannot be written.
+    /// `report_path=PATH`: created now, so a bad path is said at start-up, and closed: each
+    /// report opens it again (no descriptor kept, which a program closing its descriptors
+    /// would reuse for its own file); reports go to standard error when it cannot be written.
     private static func openReportPath() {
-        let debug = DebugState.shared
-        // The expanded path (%p → pid) is built in a mapped page: no heap here.
-        guard let page = Platform.map(2 * pageSize) else { return }
-        defer { Platform.unmap(page, 2 * pageSize) }
-        debug.pointee.options.withReportPath { expandingPid($0, into: page, capacity: 2 * pageSize) }
         var error: Int32 = 0
-        if let fd = Platform.createFile(page.assumingMemoryBound(to: CChar.self), error: &error) {
-            debug.pointee.reportFD = fd
+        let created = withReportPath { path -> Bool in
+            guard let fd = Platform.createFile(path, error: &error) else { return false }
+            Platform.close(fd)
+            return true
+        }
+        if created == true {
             state.pointee.toFile = true
             return
         }
         ReportWriter.withStackBuffer(fd: 2) { e in
             e.append("slabguard: cannot write the report file '")
-            e.append(cString: page.assumingMemoryBound(to: CChar.self))
+            DebugState.shared.pointee.options.withReportPath { e.append(cString: $0) }
             e.append("': ")
             e.append(cString: Platform.fileErrorText(error))
             e.append(" (report_path= gives a writable path; reports go to standard error)\n")
         }
     }
 
+    /// `body` on the report path with `%p` replaced by this process's id (built in a mapped
+    /// page: no heap, and little stack in a signal handler's); nil when no page could be had.
+    private static func withReportPath<T>(_ body: (UnsafePointer<CChar>) -> T) -> T? {
+        guard let page = Platform.map(2 * pageSize) else { return nil }
+        defer { Platform.unmap(page, 2 * pageSize) }
+        DebugState.shared.pointee.options.withReportPath { expandingPid($0, into: page, capacity: 2 * pageSize) }
+        return body(UnsafePointer(page.assumingMemoryBound(to: CChar.self)))
+    }
+
     /// Writes one whole report (or line) to the destination.
     static func emit(_ bytes: UnsafeRawPointer, _ count: Int) {
         FlightRecorder.appendReport(bytes, count)
         let s = state
-        if s.pointee.channelOpen && !s.pointee.toFile {
+        if s.pointee.toFile {
+            if appendToReportPath(bytes, count) { return }
+        } else if s.pointee.channelOpen {
             if sendToChannel(bytes, count) { return }
-            Platform.writeAll(2, bytes, count)   // run is gone: standard error from now on
+        } else {
+            Platform.writeAll(DebugState.shared.pointee.reportFD, bytes, count)
             return
         }
-        Platform.writeAll(DebugState.shared.pointee.reportFD, bytes, count)
+        Platform.writeAll(2, bytes, count)   // run is gone, or the file cannot be written: standard error
     }
 
-    /// One datagram to run's channel; false (and the channel closed) when run is gone.
+    /// One report appended to `report_path=` (a forked child with `%p` creates its own file).
+    private static func appendToReportPath(_ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
+        withReportPath { path -> Bool in
+            var error: Int32 = 0
+            guard let fd = Platform.openForAppend(path, error: &error)
+                    ?? (error == ENOENT ? Platform.createFile(path, error: &error) : nil) else { return false }
+            defer { Platform.close(fd) }
+            return Platform.writeAll(fd, bytes, count)
+        } ?? false
+    }
+
+    /// One datagram to run's channel, on a socket opened for it; false (and the channel
+    /// closed) when run is gone.
     private static func sendToChannel(_ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
         let s = state
-        if let fd = channelSocket(),
-           withUnsafePointer(to: &s.pointee.channelAddress, { Platform.sendDatagram(fd, to: $0, bytes, count) }) {
-            return true
+        if let fd = Platform.datagramSocket() {
+            defer { Platform.close(fd) }
+            if withUnsafePointer(to: &s.pointee.channelAddress, { Platform.sendDatagram(fd, to: $0, bytes, count) }) {
+                return true
+            }
         }
         s.pointee.channelOpen = false
         return false
