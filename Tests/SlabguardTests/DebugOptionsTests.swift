@@ -49,7 +49,7 @@ struct DebugOptionsTests {
     @Test(arguments: [
         ("deadbeef", DebugFlags.deadbeef), ("redzone", .redzone), ("uninit", .uninit),
         ("audit", .audit), ("contents", .contents), ("guards", .guards), ("leaks", .leaks),
-        ("noabort", .noabort), ("report=json", .jsonReport), ("quarantine=1", .quarantine),
+        ("modules", .modules), ("noabort", .noabort), ("report=json", .jsonReport), ("quarantine=1", .quarantine),
         ("sample=3", .sample), ("verify=9", .verify), ("log=/tmp/sg.log", .log),
     ])
     func eachWordSetsExactlyItsFlag(word: String, flag: DebugFlags) throws {
@@ -60,11 +60,11 @@ struct DebugOptionsTests {
 
     @Test func defaultExpandsExactly() throws {
         let o = try parse("default")
-        #expect(o.flags == DebugFlags.deadbeef.union(.redzone).union(.uninit).union(.audit).union(.quarantine).union(.leaks))
+        #expect(o.flags == DebugFlags.deadbeef.union(.redzone).union(.uninit).union(.audit).union(.quarantine).union(.leaks).union(.modules))
         #expect(o.flags == .defaultSet)
         #expect(o.auditDepth == 16)
         #expect(o.quarantineBytes == 1 << 20)
-        #expect(o.description == "deadbeef,redzone,uninit,audit=16,quarantine=1M,leaks")
+        #expect(o.description == "deadbeef,redzone,uninit,audit=16,quarantine=1M,leaks,modules")
         // A quarantine set before `default` stays; one after it wins.
         #expect(try parse("quarantine=64M,default").quarantineBytes == 64 << 20)
         #expect(try parse("default,quarantine=1K").quarantineBytes == 1024)
@@ -215,7 +215,7 @@ struct DebugOptionsTests {
         #expect(e?.message == "slabguard: unknown debug option 'dead\\x0abeef\\x01' in --debug; " + validList)
         let noSource = failure("x", source: "")
         #expect(noSource?.message == "slabguard: unknown debug option 'x'; " + validList)
-        for bad in ["x", "audit=", "leaks=1", "none,leaks", "sample=0"] {
+        for bad in ["x", "audit=", "leaks=1", "none,leaks", "sample=0", "modules=1"] {
             let m = failure(bad)?.message ?? "\n"
             #expect(!m.contains("\n") && m.hasPrefix("slabguard: ") && m.contains(validList))
             #expect(failure(bad)?.description == m)
@@ -269,6 +269,19 @@ struct DebugOptionsTests {
 
     // MARK: Rendering
 
+    /// Every number is bounded, so nothing computed from it overflows (before: sample=2^62
+    /// was accepted and trapped at start-up).
+    @Test func numbersAreBounded() throws {
+        for bad in ["sample=4611686018427387904", "sample=1073741825", "sample=3600001ms", "verify=1073741825",
+                    "quarantine=65G", "quarantine=9223372036854775807"] {
+            #expect(failure(bad)?.message.contains("bad value") == true || failure(bad)?.message.contains("value") == true,
+                    "\(bad) accepted")
+        }
+        #expect(try parse("sample=1073741824").sampleRate == 1 << 30)
+        #expect(try parse("sample=3600000ms").sampleMilliseconds == 3_600_000)
+        #expect(try parse("quarantine=64G").quarantineBytes == 64 << 30)
+    }
+
     @Test func canonicalRendering() throws {
         #expect(DebugOptions().description == "none")
         #expect(try parse("report=json,leaks,quarantine=65536,audit").description == "audit=16,quarantine=64K,leaks,report=json")
@@ -282,7 +295,7 @@ struct DebugOptionsTests {
     /// deadbeef, redzone, uninit, audit, contents, quarantine, guards, sample, verify, leaks,
     /// noabort, log, report), and the rendering parses back to the same options.
     @Test(arguments: [
-        ("default", "deadbeef,redzone,uninit,audit=16,quarantine=1M,leaks"),
+        ("default", "deadbeef,redzone,uninit,audit=16,quarantine=1M,leaks,modules"),
         ("none", "none"),
         ("guards,deadbeef", "deadbeef,guards"),
         ("default,quarantine=64M,noabort", "deadbeef,redzone,uninit,audit=16,quarantine=64M,leaks,noabort"),

@@ -79,7 +79,7 @@ struct RunConventionTests {
         let cli = try ReleaseBuild.cli()
         let shown = try Subprocess.run(script, ["-qec", "'\(cli)' run -- '\(program)' clean", "/dev/null"])
         #expect(shown.stdout.replacingOccurrences(of: "\r", with: "")
-                == "slabguard: checking \(program) (deadbeef,redzone,uninit,audit=16,quarantine=1M,leaks)\n", "\(shown.stdout)")
+                == "slabguard: checking \(program) (deadbeef,redzone,uninit,audit=16,quarantine=1M,leaks,modules)\n", "\(shown.stdout)")
         let fast = try Subprocess.run(script, ["-qec", "'\(cli)' run --debug none -- '\(program)' clean", "/dev/null"])
         #expect(fast.stdout.contains("(none: fast mode, no checks)"), "\(fast.stdout)")
         let quiet = try Subprocess.run(script, ["-qec", "'\(cli)' run --quiet -- '\(program)' clean", "/dev/null"])

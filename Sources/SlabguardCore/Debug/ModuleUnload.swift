@@ -59,7 +59,7 @@ enum ModuleUnload {
         FlightRecorder.libraryUnloaded(start: module.start)
         LibraryTags.forgetCallers()   // its addresses and link_map may be the next library's
         let flags = DebugState.shared.pointee.options.flags
-        guard flags.contains(.leaks) && sg_debug_flags() != 0 else { return }
+        guard flags.contains(.modules) && sg_debug_flags() != 0 else { return }
         withUnsafeBytes(of: &module.path) { raw in
             let path = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
             _ = LeakFinder.run(unloading: LeakFinder.UnloadedLibrary(

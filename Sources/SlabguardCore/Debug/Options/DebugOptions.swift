@@ -49,11 +49,13 @@ public struct DebugFlags: OptionSet, Sendable, BitwiseCopyable, Hashable {
     @inlinable public static var jsonReport: DebugFlags { DebugFlags(rawValue: 1 << 11) }
     /// `log=PATH`; the path is in `DebugOptions.logPath`.
     @inlinable public static var log: DebugFlags { DebugFlags(rawValue: 1 << 12) }
+    /// `modules`: what a library leaves behind when `dlclose` unmaps it (design §8).
+    @inlinable public static var modules: DebugFlags { DebugFlags(rawValue: 1 << 13) }
 
     /// What the word `default` turns on: deadbeef, redzone, uninit, audit, a small
-    /// quarantine (`DebugOptions.defaultQuarantineBytes` unless one was set), leaks.
+    /// quarantine (`DebugOptions.defaultQuarantineBytes` unless one was set), leaks, modules.
     @inlinable public static var defaultSet: DebugFlags {
-        DebugFlags(rawValue: (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 9))
+        DebugFlags(rawValue: (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 9) | (1 << 13))
     }
 }
 
@@ -90,6 +92,10 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     public static var maxAuditDepth: Int { 64 }
     public static var defaultContentsBytes: Int { 256 }
     public static var maxContentsBytes: Int { 4096 }
+    public static var maxSampleRate: Int { 1 << 30 }
+    public static var maxSampleMilliseconds: Int { 3_600_000 }
+    public static var maxVerifyInterval: Int { 1 << 30 }
+    public static var maxQuarantineBytes: Int { 64 << 30 }
     /// Longest accepted log path in bytes (the storage holds one more, for the NUL).
     public static var maxLogPathLength: Int { 4095 }
     /// An error buffer this large always holds the whole message.
@@ -315,7 +321,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             && value[value.count - 2] | 0x20 == 0x6D && value[value.count - 1] | 0x20 == 0x73
         if value.count > 0 && (kind == .optionalNumber || kind == .number || kind == .size) {
             guard let n = parseNumber(milliseconds ? value.prefix(value.count - 2) : value, sizeSuffix: kind == .size),
-                  n >= word.minimum && n <= word.maximum else {
+                  n >= word.minimum && n <= (milliseconds ? DebugOptions.maxSampleMilliseconds : word.maximum) else {
                 failure.kind = .badValue
                 return failure
             }
@@ -331,6 +337,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         case .uninit: options.flags.insert(.uninit)
         case .guards: options.flags.insert(.guards)
         case .leaks: options.flags.insert(.leaks)
+        case .modules: options.flags.insert(.modules)
         case .noabort: options.flags.insert(.noabort)
         case .audit: options.flags.insert(.audit); if number > 0 { options.auditDepth = number }
         case .contents: options.flags.insert(.contents); if number > 0 { options.contentsBytes = number }
@@ -492,6 +499,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         }
         if flags.contains(.verify) { DebugOptions.word("verify=", &first, &w); w.append(decimal: verifyInterval) }
         if flags.contains(.leaks) { DebugOptions.word("leaks", &first, &w) }
+        if flags.contains(.modules) { DebugOptions.word("modules", &first, &w) }
         if flags.contains(.noabort) { DebugOptions.word("noabort", &first, &w) }
         if flags.contains(.log) {
             DebugOptions.word("log=", &first, &w)
