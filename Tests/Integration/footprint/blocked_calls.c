@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,9 @@ static ssize_t late_write(void *cookie, const char *data, size_t size) {
 
 int main(int argc, char **argv) {
     if (argc < 2 || pipe(fds) != 0) return 2;
+    sigset_t none;   /* a test runner's thread may have started us with signals blocked */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     for (int i = 0; i < CALLS; i++) pthread_create(&threads[i], NULL, blocked, (void *)(long)i);
     struct timespec settle = {0, 300000000};
     nanosleep(&settle, NULL);   /* every thread asleep in its call */
