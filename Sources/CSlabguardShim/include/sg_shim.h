@@ -274,15 +274,19 @@ uintptr_t sg_fault_register(void *ucontext, int i, const char **name);
 void *sg_fault_address(void *info);
 int sg_fault_code(void *info);
 
-/* Stopping the other threads for the leak scan (sg_world.c): returns how many
- * threads were stopped, or -1 when one did not stop within `timeout_ms` (the
- * world is then running again; sg_world_unstopped_thread names it). */
+/* Stopping the other threads for the leak scan (sg_world.c: ptrace through a helper
+ * task, signals where ptrace cannot be used): returns how many threads were stopped or
+ * parked, or -1 when one did not stop within `timeout_ms` (the world is then running
+ * again; sg_world_unstopped_thread names it). */
 int sg_world_stop(int timeout_ms);
 void sg_world_resume(void);
 int sg_world_unstopped_thread(void);
 /* While the world is stopped: the lowest stack pointer, in [from, to), of a thread stopped
  * in the handler (0: none) — the scan reads that stack from there up. */
 uintptr_t sg_world_stack_pointer_in(uintptr_t from, uintptr_t to);
+/* While the world is stopped: the registers read from the stopped threads (ptrace; none
+ * with the signal method, whose threads keep them on their stacks), a root of the scan. */
+void sg_world_registers(const uintptr_t **words, size_t *count);
 /* After sg_world_stop: how many threads were parked (asleep with the signal blocked, their
  * registers out of the scan's sight).  sg_world_pause_ms sleeps, between two scans. */
 int sg_world_parked_count(void);

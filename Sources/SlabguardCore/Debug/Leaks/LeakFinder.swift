@@ -24,8 +24,9 @@
 // done right is skipped with one line, never turned into reports.
 //
 // Threads: at exit other threads may still be running, allocating, freeing and
-// moving pointers.  The scan stops them (sg_world.c: a signal whose handler
-// waits, its registers saved on the thread's stack, which is a root), with none
+// moving pointers.  The scan stops them (sg_world.c: ptrace through a helper task,
+// their registers read into a table that is a root; where ptrace cannot be used, a
+// signal whose handler waits, the registers saved on the thread's stack), with none
 // of them inside a lock the scan takes, and lets them go before reporting.
 
 import CSlabguardShim
@@ -162,6 +163,7 @@ enum LeakFinder {
             skip = skipped("/proc/self/maps cannot be read, or lists more than 65,536 mappings")
             return nil
         }
+        scanRegisters(candidates, count, work, &workCount)
         scanCachesWithoutTags(candidates, count, work, &workCount)
         while workCount > 0 {
             workCount -= 1
@@ -398,7 +400,9 @@ enum LeakFinder {
                                   maps buffer: UnsafeMutablePointer<UInt8>, own: UnsafeMutablePointer<UInt>, ownCount: Int) -> Bool {
         // Every range is listed first, then scanned: scanning while reading would see maps
         // change.
-        let mapsPath: StaticString = "/proc/self/maps"
+        // This thread's view of the (shared) maps: /proc/self is the leader's, empty once
+        // main ended with pthread_exit (a zombie leader), and every buffer was a leak.
+        let mapsPath: StaticString = "/proc/thread-self/maps"
         let ranges = UnsafeMutableRawPointer(buffer + mapsTextBytes).bindMemory(to: UInt.self, capacity: 2 * mapsRangeCapacity)
         var count = 0
         var overflow = false
@@ -425,6 +429,24 @@ enum LeakFinder {
             scanExcluding(live, to, own, ownCount, a, n, work, &workCount)
         }
         return true
+    }
+
+    /// The registers of the threads stopped by ptrace (sg_world_ptrace.c): a thread that
+    /// blocks every signal may hold its only pointer to a buffer in one.  A root, never
+    /// subtracted as slabguard's memory; no place in it is a stale pointer of a library.
+    private static func scanRegisters(_ a: UnsafeMutablePointer<Candidate>, _ n: Int,
+                                      _ work: UnsafeMutablePointer<Int>, _ workCount: inout Int) {
+        var words: UnsafePointer<UInt>? = nil
+        var count = 0
+        sg_world_registers(&words, &count)
+        guard let words, count > 0 else { return }
+        let saved = probe.pointee
+        probe.pointee.start = 0
+        probe.pointee.end = 0
+        let start = UInt(bitPattern: words)
+        scanRange(start, start + UInt(count * 8), a, n, work, &workCount)
+        probe.pointee.start = saved.start
+        probe.pointee.end = saved.end
     }
 
     /// Scans [from, to) except the parts inside the sorted ranges `own[0..<count]`.
