@@ -214,7 +214,7 @@ struct BugCorpusTests {
         // The unload checks: the plugin's two buffers at its dlclose, named by its function;
         // the program's hook naming the plugin's callback; and nothing else (the loader's and
         // the Swift runtime's records of the plugin are not stale pointers).
-        let unload = result.stderr.components(separatedBy: "slabguard: leak at unload: 1 buffers, ").count - 1
+        let unload = result.stderr.components(separatedBy: "slabguard: leak at unload: 1 buffer, ").count - 1
         #expect(unload == 2 && result.stderr.contains("libslabguard_demo_plugin.so not freed"), "\(result.stderr)")
         #expect(result.stderr.contains("demo_plugin_start+0x"), "\(result.stderr)")
         let stale = result.stderr.components(separatedBy: "slabguard: stale pointer: ").dropFirst()

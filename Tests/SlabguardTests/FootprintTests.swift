@@ -65,7 +65,7 @@ struct FootprintTests {
 
     /// A thread that blocks every signal keeps the only pointer to a buffer in r12 while
     /// main exits: no leak (the signal stop parked it, its registers out of sight: a
-    /// false `leak: 1 buffers, 777 bytes`).
+    /// false `leak: 1 buffer, 777 bytes`).
     @Test func aPointerHeldOnlyInARegisterIsARoot() throws {
         let folder = try Subprocess.temporaryFolder("footprint-register")
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -99,7 +99,7 @@ struct FootprintTests {
         Self.expectOK("leader_exit", runs.plain)
         Self.expectOK("leader_exit", runs.checked, clean: false)
         let headlines = runs.checked.outcome.stderr.split(separator: "\n").filter { $0.hasPrefix("slabguard:") }
-        #expect(headlines.first == "slabguard: leak: 1 buffers, 1234 bytes not freed", "\(runs.checked.outcome.stderr)")
+        #expect(headlines.first == "slabguard: leak: 1 buffer, 1234 bytes not freed", "\(runs.checked.outcome.stderr)")
         #expect(headlines.count == 2 && headlines.last?.hasPrefix("slabguard: summary: ") == true, "\(headlines)")
         #expect(runs.checked.seconds < 1.5, "took \(runs.checked.seconds) s")
     }
@@ -129,7 +129,7 @@ struct FootprintTests {
         Self.expectOK("fallback_leak", runs.plain)
         Self.expectOK("fallback_leak", runs.checked, clean: false)
         let headlines = runs.checked.outcome.stderr.split(separator: "\n").filter { $0.hasPrefix("slabguard:") }
-        #expect(headlines.first == "slabguard: leak: 1 buffers, 4321 bytes not freed", "\(runs.checked.outcome.stderr)")
+        #expect(headlines.first == "slabguard: leak: 1 buffer, 4321 bytes not freed", "\(runs.checked.outcome.stderr)")
         #expect(headlines.count == 2, "\(headlines)")
     }
 }

@@ -93,7 +93,7 @@ struct RunConventionTests {
     @Test func leaksMakeTheExitStatusOne() throws {
         let leak = try Self.run([], ["leak"])
         #expect(leak.status == 1 && !leak.signaled, "\(leak.status) \(leak.stderr)")
-        #expect(leak.stderr.contains("slabguard: leak: 1 buffers, 77 bytes not freed"))
+        #expect(leak.stderr.contains("slabguard: leak: 1 buffer, 77 bytes not freed"))
         #expect(try Self.run(["--error-exitcode", "7"], ["leak"]).status == 7)
         #expect(try Self.run(["--error-exitcode", "0"], ["leak"]).status == 0)
         #expect(try Self.run([], ["leak-exit3"]).status == 3)          // the program's own status stays
@@ -182,7 +182,7 @@ struct RunConventionTests {
     // MARK: 5. Suppressions
 
     @Test(arguments: [
-        ("leak", ["leak"], "default", "leak: 1 buffers"),
+        ("leak", ["leak"], "default", "leak: 1 buffer,"),
         ("free", ["double-free"], "default", "duplicate free"),
         ("redzone", ["overrun"], "default", "redzone violation"),
         ("modified", ["modified"], "default", "buffer modified after being freed"),
@@ -350,7 +350,7 @@ struct RunConventionTests {
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix("reports.") }
         try #require(files.count == 1, "\(files)")
         let text = try String(contentsOfFile: folder.appendingPathComponent(files[0]).path, encoding: .utf8)
-        #expect(text.hasPrefix("slabguard: leak: 1 buffers, 77 bytes not freed\n"), "\(text)")
+        #expect(text.hasPrefix("slabguard: leak: 1 buffer, 77 bytes not freed\n"), "\(text)")
         #expect(files[0] == "reports.\(Self.pid(in: text) ?? -1)")
     }
 }

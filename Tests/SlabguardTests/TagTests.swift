@@ -170,7 +170,7 @@ struct TagTests {
         let run = try Self.run(host, [plugin], debug: debug, directory: folder)
         #expect(run.status == 1 && run.stdout.hasSuffix("unloaded\n"), "\(run.stdout) \(run.stderr)")
         #expect(Self.statisticsLine(run.stdout, "libtagplugin.so") == ["library", "2", "18", "18", "2", "0"], "\(run.stdout)")
-        let leaks = run.stderr.components(separatedBy: "slabguard: leak at unload: 1 buffers, ").count - 1
+        let leaks = run.stderr.components(separatedBy: "slabguard: leak at unload: 1 buffer, ").count - 1
         #expect(leaks == 2 && run.stderr.contains("bytes allocated by \(plugin) not freed"), "\(run.stderr)")
         #expect(!run.stderr.contains("stale pointer"), "the loader's own records are not stale pointers: \(run.stderr)")
         if debug == "default" { #expect(run.stderr.contains("plugin_start+0x"), "\(run.stderr)") }

@@ -55,7 +55,7 @@ struct TrustTests {
     }
 
     /// pthread_exit makes glibc load libgcc_s, whose link map lives in ld.so's memory
-    /// next to slabguard's: no `leak: 1 buffers, 56 bytes`.
+    /// next to slabguard's: no `leak: 1 buffer, 56 bytes`.
     @Test func threadEndingWithPthreadExitLeavesNoLeak() throws {
         Self.expectClean("thread_exit", try Self.run("thread_exit"))
     }
@@ -73,7 +73,7 @@ struct TrustTests {
         let result = try Self.run("stale_stack", arguments: arguments)
         #expect(result.status == 1 && result.stdout == "ok stale_stack\n", "exit \(result.status), stderr: \(result.stderr)")
         let headlines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("slabguard:") }
-        #expect(headlines.first == "slabguard: leak: 1 buffers, 40 bytes not freed", "\(result.stderr)")
+        #expect(headlines.first == "slabguard: leak: 1 buffer, 40 bytes not freed", "\(result.stderr)")
         #expect(headlines.count == 2, "\(result.stderr)")
     }
 
@@ -327,7 +327,7 @@ struct TrustTests {
                     "exit \(result.status) (signal: \(result.signaled)), stdout: \(result.stdout), stderr: \(result.stderr.prefix(3000))")
             let headlines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("slabguard:") }
             // Six scans find the one leak: printed once, the repeats folded into the summary.
-            #expect(headlines.first == "slabguard: leak: 1 buffers, 40 bytes not freed", "\(headlines)")
+            #expect(headlines.first == "slabguard: leak: 1 buffer, 40 bytes not freed", "\(headlines)")
             #expect(headlines.count == 2 && headlines.last?.hasPrefix("slabguard: summary: ") == true, "\(headlines)")
         }
     }

@@ -60,6 +60,7 @@ enum ModuleUnload {
         LibraryTags.forgetCallers()   // its addresses and link_map may be the next library's
         let flags = DebugState.shared.pointee.options.flags
         guard flags.contains(.modules) && sg_debug_flags() != 0 else { return }
+        guard sg_system_calls_filtered() == 0 else { return }   // sandboxed: the scan's system calls could kill it
         withUnsafeBytes(of: &module.path) { raw in
             let path = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
             _ = LeakFinder.run(unloading: LeakFinder.UnloadedLibrary(

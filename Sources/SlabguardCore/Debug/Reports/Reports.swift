@@ -117,6 +117,7 @@ enum DebugReport {
             w.append(hex: UInt(UnsafePointer<UInt8>(bitPattern: address)!.pointee), width: 2)
             w.append(" where the redzone has ")
             w.append(hex: UInt(Pattern.byte(Pattern.redzone, at: address)), width: 2)
+            w.append(" (a byte of its 0xfeedface pattern)")
         }
         r.field("offset", offset)
         if let size {
