@@ -248,7 +248,9 @@ struct PreloadTests {
         }
         let libc = ["malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc",
                     "memalign", "valloc", "pvalloc", "malloc_usable_size", "free_sized", "free_aligned_sized",
-                    "sigaction", "signal", "dlopen", "dlclose"]
+                    "sigaction", "signal", "dlopen", "dlclose",
+                    "__libc_malloc", "__libc_free", "__libc_calloc", "__libc_realloc", "__libc_memalign", "__libc_valloc",
+                    "__libc_pvalloc"]
         let api = ["sg_alloc", "sg_zalloc", "sg_free", "sg_realloc", "sg_cache_create", "sg_cache_destroy",
                    "sg_cache_alloc", "sg_cache_free", "sg_cache_reap", "sg_stats_print", "sg_verify", "sg_find_leaks",
                    "sg_tag_create", "sg_tag_alloc", "sg_tag_zalloc", "sg_tag_free", "sg_tag_check", "sg_tag_destroy"]

@@ -161,7 +161,8 @@ struct TagTests {
 
     /// In debug mode a plugin's buffers are charged to the plugin even when libc made them
     /// (strdup), and without `audit` its leaks at unload are still found and named.
-    @Test(arguments: ["default", "deadbeef,redzone,leaks"])
+    /// `modules` alone (design §3) turns the unload checks on; `leaks` alone does not.
+    @Test(arguments: ["default", "deadbeef,redzone,leaks,modules", "modules"])
     func aPluginsBuffersAreChargedToThePlugin(_ debug: String) throws {
         let folder = try Subprocess.temporaryFolder("tag-library")
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -176,6 +177,15 @@ struct TagTests {
         if debug == "default" { #expect(run.stderr.contains("plugin_start+0x"), "\(run.stderr)") }
     }
 
+    @Test func leaksAloneLeavesUnloadsUnchecked() throws {
+        let folder = try Subprocess.temporaryFolder("tag-library-leaks-only")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let plugin = try Self.compile("lib_plugin", into: folder, output: "libtagplugin.so")
+        let host = try Self.compile("lib_host", into: folder)
+        let run = try Self.run(host, [plugin], debug: "leaks", directory: folder)
+        #expect(run.stdout.hasSuffix("unloaded\n") && !run.stderr.contains("leak at unload"), "\(run.stderr)")
+    }
+
     /// Library counters are per thread: 40 threads (more than the 16 own slots, with
     /// slots given back and taken again as threads end) leave them exact.
     @Test func libraryCountersStayExactAcrossManyThreads() throws {
@@ -183,7 +193,7 @@ struct TagTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         let plugin = try Self.compile("lib_plugin", into: folder, output: "libtagplugin.so")
         let host = try Self.compile("lib_host", into: folder)
-        let run = try Self.run(host, [plugin, "threads"], debug: "deadbeef,redzone,leaks", directory: folder)
+        let run = try Self.run(host, [plugin, "threads"], debug: "deadbeef,redzone,leaks,modules", directory: folder)
         #expect(run.stdout.hasSuffix("unloaded\n"), "\(run.stdout) \(run.stderr)")
         let line = try #require(Self.statisticsLine(run.stdout, "libtagplugin.so"), "\(run.stdout)")
         #expect(line.count == 6 && line[0] == "library" && line[1] == "2" && line[2] == "18" && line[4] == "40002" && line[5] == "40000",

@@ -33,6 +33,9 @@ struct HeapLifecycle {
     /// Called (no lock held) before a cache is destroyed: the debug layer hands back the
     /// buffers of it that wait in quarantine.
     var cacheDestroyHook: (@convention(c) (UnsafeMutableRawPointer) -> Void)? = nil
+    /// Called (no allocator lock held) when the arena has no room for a large span: the
+    /// debug layer gives back the freed spans it keeps out of reuse; true when it gave any.
+    var reclaimHook: (@convention(c) () -> Bool)? = nil
     /// Where a debug cache's slab free-list link lives in its tag (set by the debug layer,
     /// which owns the tag's layout).
     var tagLinkOffset = 0

@@ -132,7 +132,13 @@ extension UnsafeMutablePointer where Pointee == SizeClassHeap {
         let record = pointee.largePool.allocate()
         lock.unlock()
         guard let record else { return nil }
-        guard let base = arena.pointee.allocate(pages: pages, alignPages: alignment >> pageShift, zeroed: &zeroed) else {
+        var fresh = arena.pointee.allocate(pages: pages, alignPages: alignment >> pageShift, zeroed: &zeroed)
+        // Out of address space (ulimit -v): what the debug layer keeps out of reuse is freed
+        // memory the program may have again — never while this thread holds a lock.
+        if fresh == nil, sg_held_lock_count() == 0, let reclaim = HeapLifecycle.shared.pointee.reclaimHook, reclaim() {
+            fresh = arena.pointee.allocate(pages: pages, alignPages: alignment >> pageShift, zeroed: &zeroed)
+        }
+        guard let base = fresh else {
             lock.lock()
             pointee.largePool.free(record)
             pointee.largeFailures += 1

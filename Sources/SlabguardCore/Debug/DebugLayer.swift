@@ -85,6 +85,7 @@ enum DebugLayer {
             life.pointee.forkChild = { DebugLayer.reinitializeAfterFork() }
             ThreadRegistry.shared.pointee.exitHook = { Quarantine.flushThreadBatch(); TagTable.releaseThreadSlot() }
             life.pointee.cacheDestroyHook = { cache in Quarantine.purge(cache.assumingMemoryBound(to: CacheCore.self)) }
+            life.pointee.reclaimHook = { Retirement.releaseAll() }
             life.pointee.tagLinkOffset = TagLayout.linkWord
         }
     }

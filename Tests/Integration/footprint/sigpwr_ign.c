@@ -1,7 +1,7 @@
 /* A program that ignores SIGPWR: after a leak scan at dlclose (a thread asleep
  * meanwhile, so the scan has a thread to stop), it still reads SIG_IGN, and a child it
- * execs inherits SIG_IGN.  `sigpwr_ign LIB [seccomp]` (seccomp: ptrace refused, see
- * seccomp.h); `sigpwr_ign child` prints the disposition it inherited.  Prints
+ * execs inherits SIG_IGN.  `sigpwr_ign LIB [traced]` (traced: a tracer attached, so
+ * the signal fallback stops the world; see traced.h); `sigpwr_ign child` prints the disposition it inherited.  Prints
  * "ok sigpwr_ign" and exits 0. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "seccomp.h"
+#include "traced.h"
 
 static const char *disposition(void) {
     struct sigaction a;
@@ -31,7 +31,7 @@ static void *sleeper(void *unused) {
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     if (strcmp(argv[1], "child") == 0) { printf("child: SIGPWR %s\n", disposition()); return 0; }
-    if (argc > 2 && strcmp(argv[2], "seccomp") == 0 && refuse_ptrace() != 0) { printf("seccomp refused\n"); return 1; }
+    if (argc > 2 && strcmp(argv[2], "traced") == 0 && start_tracer() != 0) { printf("no tracer\n"); return 1; }
     signal(SIGPWR, SIG_IGN);
     pthread_t thread;
     pthread_create(&thread, NULL, sleeper, NULL);

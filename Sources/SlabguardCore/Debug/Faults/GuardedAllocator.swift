@@ -311,6 +311,35 @@ enum Retirement {
         if let v = victim { release(v) }
     }
 
+    /// Every retired and warm span back to the arena (it is out of address space: freed
+    /// memory must be allocatable again).  True when there was any.
+    static func releaseAll() -> Bool {
+        let state = DebugState.shared
+        var all: UnsafeMutablePointer<LargeSpan>? = nil
+        sg_mutex_lock(&state.pointee.retiredMutex)
+        take(&state.pointee.retiredLarge, onto: &all)
+        take(&state.pointee.retiredGuarded, onto: &all)
+        take(&state.pointee.warmGuarded, onto: &all)
+        sg_mutex_unlock(&state.pointee.retiredMutex)
+        let any = all != nil
+        while let x = all {
+            all = x.pointee.retiredNext
+            release(x)
+        }
+        return any
+    }
+
+    /// Empties `list` onto the chain `all` (linked through retiredNext).
+    private static func take(_ list: inout RetiredList, onto all: inout UnsafeMutablePointer<LargeSpan>?) {
+        var s = list.oldest
+        while let x = s {
+            s = x.pointee.retiredNext
+            x.pointee.retiredNext = all
+            all = x
+        }
+        list = RetiredList()
+    }
+
     /// A warm guarded span of exactly `pages` pages (among the most recent few), or nil.
     static func takeWarm(pages: Int) -> UnsafeMutablePointer<LargeSpan>? {
         let state = DebugState.shared

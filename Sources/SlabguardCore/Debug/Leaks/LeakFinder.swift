@@ -260,9 +260,13 @@ enum LeakFinder {
                 return
             }
             var zeroed = false
-            guard let p = StateRegion.arena.bound(to: PageArena.self).pointee.allocate(pages: bytes >> pageShift, zeroed: &zeroed) else {
-                return nil
+            let arena = StateRegion.arena.bound(to: PageArena.self)
+            var fresh = arena.pointee.allocate(pages: bytes >> pageShift, zeroed: &zeroed)
+            // Out of address space (ulimit -v): the freed spans kept out of reuse go back first.
+            if fresh == nil, sg_held_lock_count() == 0, Retirement.releaseAll() {
+                fresh = arena.pointee.allocate(pages: bytes >> pageShift, zeroed: &zeroed)
             }
+            guard let p = fresh else { return nil }
             base = p
             fromArena = true
         }

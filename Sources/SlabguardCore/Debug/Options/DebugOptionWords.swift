@@ -103,10 +103,10 @@ enum OptionWord: UInt8 {
         case .audit: DebugOptions.maxAuditDepth
         case .contents: DebugOptions.maxContentsBytes
         case .exitcode: 255
-        // Bounded so that no arithmetic on them can overflow (sample=N's countdown is 2N).
+        // Bounded so that no arithmetic on them can overflow (sample=N's countdown is 2N);
+        // a quarantine's bytes are only compared.
         case .sample: DebugOptions.maxSampleRate
         case .verify: DebugOptions.maxVerifyInterval
-        case .quarantine: DebugOptions.maxQuarantineBytes
         default: Int.max
         }
     }
@@ -129,7 +129,7 @@ enum OptionWord: UInt8 {
         switch self {
         case .audit: "a number of frames from 1 to 64"
         case .contents: "a number of bytes from 1 to 4096"
-        case .quarantine: "a size from 1 byte to 64G, with an optional K, M or G suffix, e.g. 64M"
+        case .quarantine: "a size in bytes of 1 or more, with an optional K, M or G suffix, e.g. 64M"
         case .sample: "a whole number from 1 to 1073741824, about 1 in N allocations guarded; or Nms (N up to 3600000), one allocation every N milliseconds"
         case .verify: "a whole number from 1 to 1073741824; the heap is verified every N allocator calls"
         case .log, .reportPath, .suppressions: "a file path of 1 to 4095 bytes"

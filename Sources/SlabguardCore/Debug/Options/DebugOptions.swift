@@ -95,7 +95,6 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     public static var maxSampleRate: Int { 1 << 30 }
     public static var maxSampleMilliseconds: Int { 3_600_000 }
     public static var maxVerifyInterval: Int { 1 << 30 }
-    public static var maxQuarantineBytes: Int { 64 << 30 }
     /// Longest accepted log path in bytes (the storage holds one more, for the NUL).
     public static var maxLogPathLength: Int { 4095 }
     /// An error buffer this large always holds the whole message.
@@ -255,7 +254,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
 
     /// The list of valid words, as printed at the end of every error line.
     public static var validOptionsList: StaticString {
-        "default, none, deadbeef, redzone, uninit, audit[=N], contents[=N], quarantine=SIZE, guards, sample=N, verify=N, leaks, noabort, log=PATH, report=text|json, report_path=PATH, exitcode=N, suppressions=FILE"
+        "default, none, deadbeef, redzone, uninit, audit[=N], contents[=N], quarantine=SIZE, guards, sample=N, verify=N, leaks, modules, noabort, log=PATH, report=text|json, report_path=PATH, exitcode=N, suppressions=FILE"
     }
 
     /// One outcome of `parseItems`: success when `kind` is nil, else what went wrong where.
