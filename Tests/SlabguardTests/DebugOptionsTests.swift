@@ -324,7 +324,7 @@ struct DebugOptionsTests {
         #expect(buffer[10] == 0x55)
         // The longest possible rendering fits in renderCapacity.
         var longest = try parse("deadbeef,redzone,uninit,audit=64,contents=4096,quarantine=9223372036854775807,guards,"
-            + "sample=9223372036854775807,verify=9223372036854775807,leaks,noabort,report=json,exitcode=255,"
+            + "sample=1073741824,verify=1073741824,leaks,modules,noabort,report=json,exitcode=255,"
             + "report_path=/" + String(repeating: "r", count: 4094) + ",suppressions=/" + String(repeating: "s", count: 4094))
         let set = longest.setLogPath("/" + String(repeating: "z", count: 4094))
         #expect(set)

@@ -53,7 +53,7 @@ struct DebugReportTests {
         let text = stderrText(result)
         #expect(text.contains("slabguard: redzone violation: write past end of buffer"))
         #expect(text.contains("first damaged byte at offset 0x32 (0 bytes past the end)"))
-        #expect(text.contains("where the redzone has 0xce (a byte of its 0xfeedface pattern)"), "\(text)")
+        #expect(text.contains("where the redzone has 0xed (a byte of its 0xfeedface pattern)"), "\(text)")
         #expect(text.contains("size 50"))
         #expect(text.contains("sgTestAllocate"))
     }
