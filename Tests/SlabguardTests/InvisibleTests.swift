@@ -230,5 +230,19 @@ struct InvisibleTests {
         }
     }
 
+    /// A thread whose first allocator call comes after its key destructors ran (glibc's
+    /// clean-up frees thread state then) is not remembered after it ends: a forked child
+    /// once read its unmapped slots, faulted, and the fault handler's lock gave the false
+    /// `malloc re-entered` abort of CPython's test_threading.
+    @Test(arguments: ["none", "default", "sample=100"])
+    func aThreadSeenOnlyAfterItsDestructorsIsForgotten(debug: String) throws {
+        let folder = try Subprocess.temporaryFolder("late-thread")
+        let program = try Self.compile("late_thread", into: folder)
+        let plain = try Subprocess.run(program, [], timeout: 20)
+        #expect(plain.stdout == "rounds 4, child ok\n")
+        let checked = try Subprocess.run(program, [], environment: try Self.preloaded(debug), timeout: 60)
+        #expect(checked.stdout == plain.stdout && !checked.stderr.contains("slabguard:"), "\(debug): \(checked.stdout)\(checked.stderr)")
+    }
+
     private func order(_ n: Int) -> [Int] { (0..<n).map { ($0 * 7) % n } }
 }

@@ -45,14 +45,19 @@ struct ThreadRegistry {
         }
     }
 
-    /// The calling thread's magazine slot for `cache`, registering the thread on first
-    /// use; nil when the thread cannot use magazines now.
-    @inline(__always) static func slot(for cache: UnsafeMutablePointer<MagazineCache>) -> UnsafeMutablePointer<sg_magazine_slot>? {
+    /// The calling thread's magazine slot for `cache`, registering the thread on its first
+    /// allocation; nil when the thread cannot use magazines now.  A free does not register
+    /// a thread: a thread's first allocator call can come after its key destructors have
+    /// run (glibc frees thread state in __libc_thread_freeres), and a thread registered
+    /// then would stay in the list after its stack is gone (a forked child then faulted
+    /// reading its slots: the false `malloc re-entered` abort of CPython's test_threading).
+    @inline(__always) static func slot(for cache: UnsafeMutablePointer<MagazineCache>,
+                                       registering: Bool = true) -> UnsafeMutablePointer<sg_magazine_slot>? {
         let id = Int(cache.pointee.id)
         if id < 0 { return nil }
         let state = sg_thread_state()
         if state == UInt32(SG_THREAD_LIVE) { return sg_thread_slots() + id }
-        if state == UInt32(SG_THREAD_NEW) && register() { return sg_thread_slots() + id }
+        if state == UInt32(SG_THREAD_NEW) && registering && register() { return sg_thread_slots() + id }
         return nil
     }
 
@@ -60,6 +65,13 @@ struct ThreadRegistry {
         let r = shared
         guard r.pointee.keyReady else { return false }
         lock.lock()
+        // A record with our slots belongs to a thread that ended without its key destructor
+        // (registered too late for it): its TLS is ours now, its magazines gone with it.
+        var stale = r.pointee.first
+        while let x = stale {
+            stale = x.pointee.next
+            if x.pointee.slots == sg_thread_slots() { unlink(x) }
+        }
         guard let raw = r.pointee.pool.allocate() else { lock.unlock(); return false }
         let record = raw.bindMemory(to: ThreadRecord.self, capacity: 1)
         record.initialize(to: ThreadRecord(slots: sg_thread_slots(), next: r.pointee.first, previous: nil))
@@ -142,7 +154,10 @@ struct ThreadRegistry {
         while let rec = record {
             record = rec.pointee.next
             if UnsafeMutableRawPointer(rec) == me { continue }
-            flushAll(rec.pointee.slots)
+            // A thread that ended unseen (see `slot(for:)`) may have had its stack unmapped.
+            if Platform.isMapped(UnsafeRawPointer(rec.pointee.slots), bytes: Int(SG_MAX_CACHES) * MemoryLayout<sg_magazine_slot>.stride) {
+                flushAll(rec.pointee.slots)
+            }
             unlink(rec)
         }
     }

@@ -138,6 +138,19 @@ enum Platform {
 
     static func setErrno(_ value: Int32) { errno = value }
 
+    /// Whether every page of [p, p + bytes) is mapped (mincore fails with ENOMEM on a hole).
+    static func isMapped(_ p: UnsafeRawPointer, bytes: Int) -> Bool {
+        let start = UInt(bitPattern: p) & ~UInt(pageSize - 1)
+        let end = UInt(bitPattern: p) + UInt(bytes)
+        var page = start
+        while page < end {
+            var resident: UInt8 = 0
+            if mincore(UnsafeMutableRawPointer(bitPattern: page), pageSize, &resident) != 0 { return false }
+            page += UInt(pageSize)
+        }
+        return true
+    }
+
     /// Why `createFile` refused a path: an errno value, or one of these.
     static let notRegularFile: Int32 = -1
     static let ownedByAnotherUser: Int32 = -2
