@@ -122,6 +122,7 @@ struct LogKmalog: ParsableCommand {
                 counts[key]!.count += 1
             }
             let sorted = order.sorted { counts[$0]!.count < counts[$1]!.count }
+            log.prefetchFrameLines(sorted.map { log.stack(counts[$0]!.stack) })
             for key in sorted {
                 let c = counts[key]!
                 let frames = log.frameLines(log.stack(c.stack))
@@ -136,6 +137,7 @@ struct LogKmalog: ParsableCommand {
             return
         }
         if chosen.count > 10_000 && address == nil { chosen = Array(chosen.prefix(10_000)) }
+        log.prefetchFrameLines(Set(chosen.map(\.stackId)).map { log.stack($0) })
         for t in chosen {
             let ago = format(log.seconds(from: t.ticks, to: last.ticks), digits: 6)
             let cache = caches[t.cache] ?? "?"
@@ -241,6 +243,7 @@ struct LogFindleaks: ParsableCommand {
                 ? Int.max : groups[t.stackId]!.bytes + size
         }
         let sorted = groups.sorted { $0.value.bytes != $1.value.bytes ? $0.value.bytes > $1.value.bytes : $0.key < $1.key }
+        log.prefetchFrameLines(sorted.map { log.stack($0.key) })
         if !json {
             let why = log.exited ? (log.killedBySignal != nil ? "no leak check at exit ran: the run was \(log.ending)"
                                                               : "the run made no leak check at exit (its options did not ask for one)")

@@ -49,6 +49,9 @@ final class LogFile {
     private var modulesRegion = Region(), reportsRegion = Region(), cachesRegion = Region()
     private var statisticsRegion = Region(), symbolsRegion = Region()
     private var ringOffset = 0, ringEntries = 0, entryBytes = 0
+    /// The ring's slots that hold data (the file is sparse: a short run's 64 MiB ring is
+    /// mostly holes, which are not read).
+    private var ringSlots: [Range<Int>] = []
     private var stacksOffset = 0, stackWords = 0
 
     init(path: String) throws(LogError) {
@@ -124,7 +127,31 @@ final class LogFile {
             throw damaged("its transaction ring has \(ring.capacity) entries, not a power of two")
         }
         (ringOffset, ringEntries, entryBytes) = (ring.offset, ring.capacity, Int(entry))
+        ringSlots = LogFile.slotsWithData(fd: fd, offset: ring.offset, entries: ring.capacity, entryBytes: Int(entry))
         guard u64(200) <= 1 else { throw damaged("its exit flag is \(u64(200)), neither 0 nor 1") }
+    }
+
+    /// The slot ranges of the ring where the file has data (SEEK_DATA / SEEK_HOLE); every
+    /// slot where the file system cannot tell.
+    static func slotsWithData(fd: Int32, offset: Int, entries: Int, entryBytes: Int) -> [Range<Int>] {
+        let end = offset + entries * entryBytes
+        var ranges: [Range<Int>] = []
+        var at = offset
+        while at < end {
+            let data = lseek(fd, off_t(at), 3 /* SEEK_DATA */)
+            if data < 0 {
+                if errno == ENXIO { break }                      // no data after `at`
+                return [0..<entries]                             // not supported: read it all
+            }
+            let hole = lseek(fd, off_t(data), 4 /* SEEK_HOLE */)
+            guard hole > data else { return [0..<entries] }
+            let first = (Int(data) - offset) / entryBytes
+            let last = min((Int(hole) - offset + entryBytes - 1) / entryBytes, entries)
+            if first >= entries { break }
+            if first < last { ranges.append(max(first, 0)..<last) }
+            at = Int(hole)
+        }
+        return ranges
     }
 
     /// What a file of mode `mode` is, in words ("a directory").
@@ -250,7 +277,7 @@ final class LogFile {
     private(set) lazy var transactions: [Transaction] = {
         var found: [Transaction] = []
         let mask = UInt64(ringEntries &- 1)
-        for slot in 0..<ringEntries {
+        for slot in ringSlots.joined() {
             let e = ringOffset + slot * entryBytes
             let sequence = u64(e)
             // A slot holds transaction `sequence - 1`; 0 is never written or being rewritten.
@@ -315,12 +342,37 @@ final class LogFile {
         return lines
     }
 
+    /// Symbolizes many stacks at once: one symbolizer call per module for all of them
+    /// (kmalog, findleaks), instead of one per module per stack.
+    func prefetchFrameLines(_ stacks: [[UInt]]) {
+        let pending = Array(Set(stacks.filter { !$0.isEmpty && symbolized[$0] == nil }))
+        guard !pending.isEmpty else { return }
+        let separator = "slabguard-stack-separator"
+        var lines: [String] = []
+        for frames in pending { lines += unsymbolizedLines(frames) + [separator] }
+        let rewritten = ReportSymbolizer.rewrite(lines)
+        var current: [String] = [], index = 0
+        for line in rewritten {
+            if line == separator {
+                if index < pending.count { symbolized[pending[index]] = current }
+                index += 1
+                current = []
+            } else {
+                current.append(line)
+            }
+        }
+    }
+
     /// Stacks already symbolized (kmalog shows the same few stacks many times).
     private var symbolized: [[UInt]: [String]] = [:]
     /// Build-id checks made, by module path.
     private var buildIdChecked: [String: Bool] = [:]
 
-    private func symbolize(_ frames: [UInt]) -> [String] {
+    private func symbolize(_ frames: [UInt]) -> [String] { ReportSymbolizer.rewrite(unsymbolizedLines(frames)) }
+
+    /// The frame lines before the symbolizer: module+offset, or the captured symbol of an
+    /// unloaded library, or the build-id mark.
+    private func unsymbolizedLines(_ frames: [UInt]) -> [String] {
         let unloaded = unloadedLibraries
         var mismatched: [Int: Module] = [:]
         var lines: [String] = []
@@ -346,7 +398,7 @@ final class LogFile {
         for (index, m) in mismatched {
             lines[index] += access(m.path, R_OK) != 0 ? " [the file is gone]" : " [build id differs: the file was rebuilt since the run]"
         }
-        return ReportSymbolizer.rewrite(lines)
+        return lines
     }
 
     /// Whether the file at the module's path has the build id the run recorded ("-": none
