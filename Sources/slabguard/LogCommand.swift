@@ -298,7 +298,11 @@ struct LogKmastat: ParsableCommand {
         let log = openLog(file)
         let table = log.statistics
         if !table.isEmpty {
-            if !json { print(table, terminator: ""); return }
+            if !json {
+                print(table, terminator: "")
+                print("(the table the run wrote as it ended: \(log.ending))")
+                return
+            }
             for line in table.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: " ")
                 if f.count == 7, f[1] == "tag" || f[1] == "library" {   // sg_stats_print's tag lines
@@ -320,7 +324,10 @@ struct LogKmastat: ParsableCommand {
             if t.isFree { rows[name, default: (0, 0, 0)].frees += 1; rows[name]!.bytes &-= t.size }
             else { rows[name, default: (0, 0, 0)].allocs += 1; rows[name]!.bytes &+= t.size }
         }
-        if !json { print("the process did not exit: counts from the \(log.transactions.count) transactions in the ring\ncache                          allocs    frees") }
+        if !json {
+            let how = log.exited ? "the run \(log.ending), but wrote no table" : "the process \(log.ending)"
+            print("\(how): counts from the \(counted(log.transactions.count, "transaction")) in the ring\ncache                          allocs    frees")
+        }
         for (name, r) in rows.sorted(by: { $0.key < $1.key }) {
             if json {
                 print("{\"cache\":\(jsonString(name)),\"allocations\":\(r.allocs),\"frees\":\(r.frees)}")

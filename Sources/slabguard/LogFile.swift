@@ -123,7 +123,7 @@ final class LogFile {
         let entry = u64(88)
         guard entry >= 56, entry <= 4096, entry % 8 == 0 else { throw damaged("its transaction entries are \(entry) bytes (format 1 has 64)") }
         let ring = try region("transaction", 72, 80, nil, unit: entry)
-        guard ring.capacity & (ring.capacity &- 1) == 0 else {
+        guard ring.capacity > 0, ring.capacity & (ring.capacity - 1) == 0 else {
             throw damaged("its transaction ring has \(ring.capacity) entries, not a power of two")
         }
         (ringOffset, ringEntries, entryBytes) = (ring.offset, ring.capacity, Int(entry))
@@ -276,7 +276,7 @@ final class LogFile {
     /// inside the file; a damaged entry's values are kept as they are, never trapped on).
     private(set) lazy var transactions: [Transaction] = {
         var found: [Transaction] = []
-        let mask = UInt64(ringEntries &- 1)
+        let mask = UInt64(truncatingIfNeeded: ringEntries &- 1)
         for slot in ringSlots.joined() {
             let e = ringOffset + slot * entryBytes
             let sequence = u64(e)

@@ -153,6 +153,34 @@ struct LogFuzzTests {
         return logs
     }
 
+    /// Every header field (FlightRecorder.Field, version to symbolsUsed) set to each extreme
+    /// value in turn: info, kmalog and findleaks on each.
+    @Test(.timeLimit(.minutes(5)))
+    func everyHeaderFieldAtEveryExtreme() throws {
+        let folder = try Subprocess.temporaryFolder("log-fields")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cli = try ReleaseBuild.cli()
+        let log = try Self.realLogs(in: folder)[0]
+        let image = try Image(path: log.path)
+        let damaged = folder.appendingPathComponent("damaged.log").path
+        let errorFile = folder.appendingPathComponent("stderr").path
+        let size = UInt64(image.size)
+        var failures: [String] = []
+        for field in [8] + Self.headerFields {
+            for value in [0, UInt64.max, 1 << 63, size, size + 1, 4095] {
+                let fd = try image.write(to: damaged)
+                var v = value
+                _ = withUnsafeBytes(of: &v) { pwrite(fd, $0.baseAddress, field == 8 ? 4 : 8, off_t(field)) }
+                close(fd)
+                for variant in [["info", "--json"], ["kmalog"], ["findleaks"]] {
+                    let o = Self.run(cli, ["log", variant[0], damaged] + variant.dropFirst(), errorFile: errorFile)
+                    if let p = Self.problem(o) { failures.append("field \(field) = \(value) \(variant): \(p)") }
+                }
+            }
+        }
+        #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+    }
+
     /// A few hundred damaged files, each read by every subcommand.
     @Test(.timeLimit(.minutes(5)))
     func damagedLogsNeverTrapOrHang() throws {
