@@ -63,15 +63,7 @@ struct LogInfo: ParsableCommand {
         let headlines = log.reports.split(separator: "\n").map(String.init)
             .filter { $0.hasPrefix("slabguard: ") && !$0.hasPrefix("slabguard: summary:") }
         let stacks = Set(transactions.map(\.stackId)).subtracting([0]).count
-        var ending: String
-        if log.exited {
-            ending = (log.exitStatus > 128 ? "killed by signal \(log.exitStatus - 128)" : "exited with status \(log.exitStatus)")
-                + " after \(format(log.runSeconds, digits: 6))s"
-        } else if let last = transactions.last, let first = transactions.first {
-            ending = "did not exit: last transaction at \(format(log.seconds(from: first.ticks, to: last.ticks), digits: 6))s after the first recorded"
-        } else {
-            ending = "did not exit: no transactions recorded"
-        }
+        let ending = log.ending
         if json {
             print("{\"program\":\(jsonString(log.commandLine)),\"pid\":\(log.pid),\"options\":\(jsonString(log.options)),"
                   + "\"start\":\(log.startRealtimeSeconds),\"exited\":\(log.exited),\"status\":\(log.exited ? String(log.exitStatus) : "null"),"
@@ -114,7 +106,7 @@ struct LogKmalog: ParsableCommand {
         guard let last = all.last else { print("no transactions in \(file)"); return }
         var chosen = all.reversed().filter { t in
             guard let a = address else { return true }
-            return t.buffer <= a && a < t.buffer + UInt(max(t.size, 1))
+            return t.holds(a)
         }
         if chosen.isEmpty {
             print("no transactions for 0x" + String(address ?? 0, radix: 16))
@@ -130,6 +122,7 @@ struct LogKmalog: ParsableCommand {
                 counts[key]!.count += 1
             }
             let sorted = order.sorted { counts[$0]!.count < counts[$1]!.count }
+            log.prefetchFrameLines(sorted.map { log.stack(counts[$0]!.stack) })
             for key in sorted {
                 let c = counts[key]!
                 let frames = log.frameLines(log.stack(c.stack))
@@ -144,6 +137,7 @@ struct LogKmalog: ParsableCommand {
             return
         }
         if chosen.count > 10_000 && address == nil { chosen = Array(chosen.prefix(10_000)) }
+        log.prefetchFrameLines(Set(chosen.map(\.stackId)).map { log.stack($0) })
         for t in chosen {
             let ago = format(log.seconds(from: t.ticks, to: last.ticks), digits: 6)
             let cache = caches[t.cache] ?? "?"
@@ -172,7 +166,7 @@ struct LogWhatis: ParsableCommand {
         let hex = "0x" + String(a, radix: 16)
         let all = log.transactions
         // The buffer's newest transaction decides its state at the end.
-        if let newest = all.last(where: { $0.buffer <= a && a < $0.buffer + UInt(max($0.size, 1)) }) {
+        if let newest = all.last(where: { $0.holds(a) }) {
             let cache = log.cacheNames[newest.cache] ?? "?"
             let offset = a - newest.buffer
             let state = newest.isFree ? "free" : "allocated"
@@ -194,12 +188,12 @@ struct LogWhatis: ParsableCommand {
             return
         }
         if let module = log.modules.last(where: { $0.start <= a && a < $0.end }) {
-            let frame = log.frameLines([a + 1])[0]   // frame lines look up return address - 1
+            let frame = log.frameLines([a &+ 1])[0]   // frame lines look up return address - 1
             let name = frame.firstMatch(of: /#0 0x[0-9a-f]+ (.*)$/).map { String($0.output.1) } ?? module.path
             if json {
-                print("{\"address\":\"\(hex)\",\"module\":\(jsonString(module.path)),\"offset\":\(a - module.bias),\"where\":\(jsonString(name))}")
+                print("{\"address\":\"\(hex)\",\"module\":\(jsonString(module.path)),\"offset\":\(a &- module.bias),\"where\":\(jsonString(name))}")
             } else {
-                print("\(hex) is in \(module.path) at +0x\(String(a - module.bias, radix: 16)): \(name)")
+                print("\(hex) is in \(module.path) at +0x\(String(a &- module.bias, radix: 16)): \(name)")
             }
             return
         }
@@ -214,38 +208,62 @@ struct LogFindleaks: ParsableCommand {
 
     func run() throws {
         let log = openLog(file)
-        // The run's own exit check knew reachability: its reports are the answer.
+        let checked = log.exitLeakCheckRan
+        // The run's own leak checks knew reachability: their reports are the answer.
         let reports = log.reports.components(separatedBy: "\n\n")
             .filter { $0.hasPrefix("slabguard: leak: ") || $0.hasPrefix("slabguard: leak at unload: ") }
-        if !reports.isEmpty && !json {
-            print("the run's leak check at exit (unreachable buffers only):")
-            for r in reports { print(resymbolized(r, log) + "\n") }
+        if checked && !json {
+            if reports.isEmpty {
+                print("no leaks: the run's leak check at exit found every buffer still allocated reachable")
+            } else {
+                print("the run's leak check at exit (unreachable buffers only):")
+                for r in reports { print(resymbolized(r, log) + "\n") }
+            }
             return
         }
-        let checked = log.exited && log.options.split(separator: ",").contains("leaks")
-        if checked && !json {
-            print("no leaks: the run's leak check at exit found every buffer still allocated reachable")
-            return
+        if !reports.isEmpty && !json {
+            print("the run's leak reports (unreachable buffers only):")
+            for r in reports { print(resymbolized(r, log) + "\n") }
         }
         var live: [UInt: LogFile.Transaction] = [:]
         for t in log.transactions {
             if t.isFree { live[t.buffer] = nil } else { live[t.buffer] = t }
         }
         var groups: [UInt32: (count: Int, bytes: Int)] = [:]
-        for t in live.values { groups[t.stackId, default: (0, 0)].count += 1; groups[t.stackId]!.bytes += t.size }
+        var own = (count: 0, bytes: 0)
+        for t in live.values {
+            let size = max(t.size, 0)
+            if log.isSlabguardsOwn(t) {
+                own.count += 1
+                own.bytes = own.bytes.addingReportingOverflow(size).overflow ? Int.max : own.bytes + size
+                continue
+            }
+            groups[t.stackId, default: (0, 0)].count += 1
+            groups[t.stackId]!.bytes = groups[t.stackId]!.bytes.addingReportingOverflow(size).overflow
+                ? Int.max : groups[t.stackId]!.bytes + size
+        }
         let sorted = groups.sorted { $0.value.bytes != $1.value.bytes ? $0.value.bytes > $1.value.bytes : $0.key < $1.key }
+        log.prefetchFrameLines(sorted.map { log.stack($0.key) })
         if !json {
+            let why = log.exited ? (log.killedBySignal != nil ? "no leak check at exit ran: the run was \(log.ending)"
+                                                              : "the run made no leak check at exit (its options did not ask for one)")
+                                 : "no leak check at exit ran: the process \(log.ending)"
             print("buffers allocated and not freed by the end of the log, by allocation stack "
-                  + "(reachable ones included: \(log.exited ? "the run made no leak check at exit" : "the process did not exit"))")
+                  + "(reachable ones included: \(why))")
+            if sorted.isEmpty { print("none") }
         }
         for (stack, g) in sorted {
             let frames = log.frameLines(log.stack(stack))
             if json {
                 print("{\"buffers\":\(g.count),\"bytes\":\(g.bytes),\"stack\":[" + frames.map { jsonString($0.trimmingLeadingSpaces) }.joined(separator: ",") + "]}")
             } else {
-                print("\(g.count) buffers, \(g.bytes) bytes, allocated at:")
+                print("\(counted(g.count, "buffer")), \(counted(g.bytes, "byte")), allocated at:")
                 for f in frames { print(f) }
             }
+        }
+        if own.count > 0 && !json {
+            print("(not listed: \(counted(own.count, "buffer")), \(counted(own.bytes, "byte")) allocated by slabguard itself or the dynamic loader, "
+                  + "no code of the program's or its libraries')")
         }
     }
 }
@@ -280,7 +298,11 @@ struct LogKmastat: ParsableCommand {
         let log = openLog(file)
         let table = log.statistics
         if !table.isEmpty {
-            if !json { print(table, terminator: ""); return }
+            if !json {
+                print(table, terminator: "")
+                print("(the table the run wrote as it ended: \(log.ending))")
+                return
+            }
             for line in table.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: " ")
                 if f.count == 7, f[1] == "tag" || f[1] == "library" {   // sg_stats_print's tag lines
@@ -299,10 +321,13 @@ struct LogKmastat: ParsableCommand {
         var rows: [String: (allocs: Int, frees: Int, bytes: Int)] = [:]
         for t in log.transactions {
             let name = names[t.cache] ?? "?"
-            if t.isFree { rows[name, default: (0, 0, 0)].frees += 1; rows[name]!.bytes -= t.size }
-            else { rows[name, default: (0, 0, 0)].allocs += 1; rows[name]!.bytes += t.size }
+            if t.isFree { rows[name, default: (0, 0, 0)].frees += 1; rows[name]!.bytes &-= t.size }
+            else { rows[name, default: (0, 0, 0)].allocs += 1; rows[name]!.bytes &+= t.size }
         }
-        if !json { print("the process did not exit: counts from the \(log.transactions.count) transactions in the ring\ncache                          allocs    frees") }
+        if !json {
+            let how = log.exited ? "the run \(log.ending), but wrote no table" : "the process \(log.ending)"
+            print("\(how): counts from the \(counted(log.transactions.count, "transaction")) in the ring\ncache                          allocs    frees")
+        }
         for (name, r) in rows.sorted(by: { $0.key < $1.key }) {
             if json {
                 print("{\"cache\":\(jsonString(name)),\"allocations\":\(r.allocs),\"frees\":\(r.frees)}")
@@ -319,11 +344,17 @@ extension String {
     var trimmingLeadingSpaces: String { String(drop { $0 == " " }) }
 }
 
-/// `value` with `digits` decimals.
+/// "1 buffer", "2 buffers".
+func counted(_ n: Int, _ noun: String) -> String { "\(n) \(noun)" + (n == 1 ? "" : "s") }
+
+/// `value` with `digits` decimals (a value no run can have, from a damaged file, as
+/// Swift prints a Double: never a trap).
 func format(_ value: Double, digits: Int) -> String {
     var scale = 1.0
     for _ in 0..<digits { scale *= 10 }
-    let whole = Int(value), fraction = Int(((value - Double(whole)) * scale).rounded())
+    guard value.isFinite, value >= 0, value < 1e12 else { return "\(value)" }
+    var whole = Int(value), fraction = Int(((value - Double(whole)) * scale).rounded())
+    if Double(fraction) >= scale { whole += 1; fraction = 0 }
     let text = String(fraction)
     return "\(whole)." + String(repeating: "0", count: max(0, digits - text.count)) + text
 }

@@ -28,49 +28,149 @@ final class LogFile {
         var size: Int
         var cache: UInt
         var stackId: UInt32
+
+        /// Whether `address` is inside the buffer (no overflow at the top of the address space).
+        func holds(_ address: UInt) -> Bool { address >= buffer && address - buffer < UInt(max(size, 1)) }
     }
 
     static let readableVersion: UInt32 = 1
+    static let headerBytes = 4096
+
+    /// A region of the file: where it starts and how many of its bytes hold data.
+    struct Region {
+        var offset = 0, count = 0
+    }
 
     let path: String
     private let base: UnsafeRawPointer
     let size: Int
+    /// The regions, each checked against the file's size when the file was opened
+    /// (a damaged header is one line, never a read outside the mapping).
+    private var modulesRegion = Region(), reportsRegion = Region(), cachesRegion = Region()
+    private var statisticsRegion = Region(), symbolsRegion = Region()
+    private var ringOffset = 0, ringEntries = 0, entryBytes = 0
+    /// The ring's slots that hold data (the file is sparse: a short run's 64 MiB ring is
+    /// mostly holes, which are not read).
+    private var ringSlots: [Range<Int>] = []
+    private var stacksOffset = 0, stackWords = 0
 
     init(path: String) throws(LogError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO (or a device) is refused below, not waited on.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw LogError(message: "cannot read '\(path)': \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-            throw LogError(message: "'\(path)' is not a regular file, so not a slabguard log")
+        guard fstat(fd, &info) == 0 else { throw LogError(message: "cannot read '\(path)': \(String(cString: strerror(errno)))") }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw LogError(message: "'\(path)' is \(LogFile.kind(of: info.st_mode)), not a slabguard log (logs are regular files, written with --log PATH or log=PATH)")
         }
-        size = Int(info.st_size)
+        guard let bytes = Int(exactly: info.st_size), bytes > 0 else {
+            throw LogError(message: "'\(path)' is empty, not a slabguard log (logs are written with --log PATH or log=PATH)")
+        }
+        size = bytes
         guard size >= 8, let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-            throw LogError(message: "'\(path)' is not a slabguard log (it is empty or cannot be mapped)")
+            throw LogError(message: "'\(path)' is not a slabguard log (it is too short or cannot be mapped)")
         }
         base = UnsafeRawPointer(p)
         guard Array(UnsafeRawBufferPointer(start: base, count: 8)) == Array("SLABGLOG".utf8) else {
-            throw LogError(message: "'\(path)' is not a slabguard log (no SLABGLOG header; logs are written with log=PATH or --log PATH)")
+            throw LogError(message: "'\(path)' is not a slabguard log (no SLABGLOG header; logs are written with --log PATH or log=PATH)")
         }
-        guard size >= 4096 else { throw LogError(message: "'\(path)' is truncated: \(size) bytes, not even its 4096-byte header") }
+        guard size >= 16 else { throw LogError(message: "'\(path)' is truncated: \(size) bytes, not even its 4096-byte header") }
         let version = base.load(fromByteOffset: 8, as: UInt32.self)
-        guard version <= LogFile.readableVersion else {
-            throw LogError(message: "'\(path)' was written by a newer slabguard (log format \(version)); this one reads format \(LogFile.readableVersion)")
+        guard version == LogFile.readableVersion else {
+            throw LogError(message: version > LogFile.readableVersion
+                ? "'\(path)' was written by a newer slabguard (log format \(version)); this one reads format \(LogFile.readableVersion)"
+                : "'\(path)' has log format \(version), which no slabguard writes (this one reads format \(LogFile.readableVersion)): the file is damaged")
         }
-        let expected = Int(u64(224))
-        guard expected == size else { throw LogError(message: "'\(path)' is truncated: \(size) of its \(expected) bytes") }
-        for (offset, bytes) in [(72, 0), (96, 0), (112, 0), (128, 136), (152, 160), (176, 184)] {
-            let start = Int(u64(offset))
-            let length = bytes == 0 ? 0 : Int(u64(bytes))
-            guard start >= 4096, start + length <= size else { throw LogError(message: "'\(path)' is damaged: a region lies outside the file") }
+        guard size >= LogFile.headerBytes else { throw LogError(message: "'\(path)' is truncated: \(size) bytes, not even its 4096-byte header") }
+        let header = base.load(fromByteOffset: 12, as: UInt32.self)
+        guard header == UInt32(LogFile.headerBytes) else {
+            throw LogError(message: "'\(path)' is damaged: its header size field says \(header) bytes (format 1 has 4096)")
+        }
+        let expected = u64(224)
+        guard expected == UInt64(size) else {
+            throw LogError(message: expected > UInt64(size) ? "'\(path)' is truncated: \(size) of its \(expected) bytes"
+                : "'\(path)' is damaged: its header gives its size as \(expected) bytes, but it has \(size)")
+        }
+        func damaged(_ what: String) -> LogError { LogError(message: "'\(path)' is damaged: \(what)") }
+        /// A region named by (offset, capacity in units of `unit` bytes[, bytes used]) in the header.
+        func region(_ name: String, _ offsetField: Int, _ capacityField: Int, _ usedField: Int?, unit: UInt64 = 1,
+                    optional: Bool = false) throws(LogError) -> (offset: Int, capacity: Int, used: Int) {
+            let offset = u64(offsetField), capacity = u64(capacityField), used = usedField.map(u64) ?? 0
+            if optional && offset == 0 && capacity == 0 && used == 0 { return (0, 0, 0) }   // a file from before the region
+            let (bytes, overflow) = capacity.multipliedReportingOverflow(by: unit)
+            guard offset >= UInt64(LogFile.headerBytes), offset <= UInt64(size), !overflow, bytes <= UInt64(size) - offset else {
+                throw damaged("its \(name) region (\(capacity) \(unit == 1 ? "bytes" : "entries") at offset \(offset)) lies outside the file of \(size) bytes")
+            }
+            guard used <= bytes else { throw damaged("its \(name) region says \(used) bytes are used of its \(bytes)") }
+            // Each value is at most `size` here, so the conversions are exact.
+            return (Int(offset), Int(capacity), Int(used))
+        }
+        let modules = try region("module map", 128, 136, 144)
+        modulesRegion = Region(offset: modules.offset, count: modules.used)
+        let reports = try region("reports", 152, 160, 168)
+        reportsRegion = Region(offset: reports.offset, count: reports.used)
+        let caches = try region("cache names", 176, 184, 192)
+        cachesRegion = Region(offset: caches.offset, count: caches.used)
+        let statistics = try region("statistics", 232, 240, 248, optional: true)
+        statisticsRegion = Region(offset: statistics.offset, count: statistics.used)
+        let symbols = try region("symbols", 256, 264, 272, optional: true)
+        symbolsRegion = Region(offset: symbols.offset, count: symbols.used)
+        let stacks = try region("stack", 96, 104, nil, unit: 8)
+        (stacksOffset, stackWords) = (stacks.offset, stacks.capacity)
+        _ = try region("stack bucket", 112, 120, nil, unit: 8)
+        let entry = u64(88)
+        guard entry >= 56, entry <= 4096, entry % 8 == 0 else { throw damaged("its transaction entries are \(entry) bytes (format 1 has 64)") }
+        let ring = try region("transaction", 72, 80, nil, unit: entry)
+        guard ring.capacity > 0, ring.capacity & (ring.capacity - 1) == 0 else {
+            throw damaged("its transaction ring has \(ring.capacity) entries, not a power of two")
+        }
+        (ringOffset, ringEntries, entryBytes) = (ring.offset, ring.capacity, Int(entry))
+        ringSlots = LogFile.slotsWithData(fd: fd, offset: ring.offset, entries: ring.capacity, entryBytes: Int(entry))
+        guard u64(200) <= 1 else { throw damaged("its exit flag is \(u64(200)), neither 0 nor 1") }
+    }
+
+    /// The slot ranges of the ring where the file has data (SEEK_DATA / SEEK_HOLE); every
+    /// slot where the file system cannot tell.
+    static func slotsWithData(fd: Int32, offset: Int, entries: Int, entryBytes: Int) -> [Range<Int>] {
+        let end = offset + entries * entryBytes
+        var ranges: [Range<Int>] = []
+        var at = offset
+        while at < end {
+            let data = lseek(fd, off_t(at), 3 /* SEEK_DATA */)
+            if data < 0 {
+                if errno == ENXIO { break }                      // no data after `at`
+                return [0..<entries]                             // not supported: read it all
+            }
+            let hole = lseek(fd, off_t(data), 4 /* SEEK_HOLE */)
+            guard hole > data else { return [0..<entries] }
+            let first = (Int(data) - offset) / entryBytes
+            let last = min((Int(hole) - offset + entryBytes - 1) / entryBytes, entries)
+            if first >= entries { break }
+            if first < last { ranges.append(max(first, 0)..<last) }
+            at = Int(hole)
+        }
+        return ranges
+    }
+
+    /// What a file of mode `mode` is, in words ("a directory").
+    static func kind(of mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        default: return "not a regular file"
         }
     }
 
     func u64(_ offset: Int) -> UInt64 { base.load(fromByteOffset: offset, as: UInt64.self) }
 
-    private func text(at offset: Int, count: Int) -> String {
-        String(decoding: UnsafeRawBufferPointer(start: base + offset, count: max(0, min(count, size - offset))), as: UTF8.self)
+    private func text(_ region: Region) -> String {
+        guard region.offset > 0 else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: base + region.offset, count: region.count), as: UTF8.self)
     }
 
     private func cString(at offset: Int, capacity: Int) -> String {
@@ -78,20 +178,54 @@ final class LogFile {
         return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
     }
 
-    var pid: Int { Int(u64(16)) }
+    /// The pid the header records (any 64-bit value a damaged header holds is shown as is).
+    var pid: UInt64 { u64(16) }
     var options: String { cString(at: 512, capacity: 1024) }
     var commandLine: String { cString(at: 1536, capacity: 2048) }
     var startRealtimeSeconds: Int { Int(u64(24) / 1_000_000_000) }
     var exited: Bool { u64(200) == 1 }
     /// Seconds from the start to the exit (exited runs).
     var runSeconds: Double { seconds(from: u64(40), to: u64(216)) }
-    var exitStatus: Int { Int(Int64(bitPattern: u64(208))) }
-    var reports: String { text(at: Int(u64(152)), count: Int(u64(168))) }
+    /// The status the exit recorded (an abort records 128 + SIGABRT).
+    var exitStatus: Int64 { Int64(bitPattern: u64(208)) }
+    var reports: String { text(reportsRegion) }
+
+    /// How the run ended, in the words every subcommand uses (design §7: recorded once,
+    /// told the same way everywhere): "exited with status N after Ts", "killed by signal N
+    /// after Ts", "did not exit: last transaction at Ts after the first recorded".
+    private(set) lazy var ending: String = {
+        if exited {
+            let status = exitStatus
+            let after = " after \(format(runSeconds, digits: 6))s"
+            if status > 128 && status < 128 + 65 { return "killed by signal \(status - 128)" + after }
+            if status >= 0 && status <= 255 { return "exited with status \(status)" + after }
+            return "exited with status \(status & 0xff) (exit(\(status)))" + after
+        }
+        let all = transactions
+        guard let first = all.first, let last = all.last else { return "did not exit: no transactions recorded" }
+        return "did not exit: last transaction at \(format(seconds(from: first.ticks, to: last.ticks), digits: 6))s after the first recorded"
+    }()
+
+    /// The signal that ended the run, when a signal did (an abort after a report records
+    /// 128 + SIGABRT).
+    var killedBySignal: Int? {
+        guard exited, exitStatus > 128, exitStatus < 128 + 65 else { return nil }
+        return Int(exitStatus - 128)
+    }
+
+    /// Whether the run's own leak check at exit ran: the options asked for it (`leaks`,
+    /// or `default`, which holds it) and the process exited, not killed by a signal (the
+    /// abort after a report writes the log's last words and checks nothing).
+    var exitLeakCheckRan: Bool {
+        guard exited, killedBySignal == nil else { return false }
+        let words = options.split(separator: ",").map { $0.split(separator: "=").first.map(String.init) ?? "" }
+        return words.contains("leaks") || words.contains("default")
+    }
+
     /// When each library unloaded during the run went (start address → audit-clock ticks).
     private(set) lazy var unloadTimes: [UInt: UInt64] = {
-        guard u64(256) >= 4096 else { return [:] }
         var times: [UInt: UInt64] = [:]
-        for line in text(at: Int(u64(256)), count: Int(min(u64(272), u64(264)))).split(separator: "\n") where line.hasPrefix("U ") {
+        for line in text(symbolsRegion).split(separator: "\n") where line.hasPrefix("U ") {
             let f = line.split(separator: " ")
             if f.count == 3, let start = UInt(f[1].dropFirst(2), radix: 16), let ticks = UInt64(f[2]) { times[start] = ticks }
         }
@@ -101,10 +235,9 @@ final class LogFile {
     /// Libraries unloaded during the run (by their start address), with the function
     /// symbols captured at their dlclose: (file address, size, name), sorted.
     private(set) lazy var unloadedLibraries: [UInt: (path: String, bias: UInt, symbols: [(UInt, UInt, String)])] = {
-        guard u64(256) >= 4096 else { return [:] }
         var captured: [UInt: (path: String, bias: UInt, symbols: [(UInt, UInt, String)])] = [:]
         var current: UInt? = nil
-        for line in text(at: Int(u64(256)), count: Int(min(u64(272), u64(264)))).split(separator: "\n") {
+        for line in text(symbolsRegion).split(separator: "\n") {
             let f = line.split(separator: " ", maxSplits: 4)
             if f.first == "M", f.count == 5, let start = UInt(f[1].dropFirst(2), radix: 16), let bias = UInt(f[3].dropFirst(2), radix: 16) {
                 current = start
@@ -119,10 +252,10 @@ final class LogFile {
     }()
 
     /// The ::kmastat table written at exit ("" when the process did not exit).
-    var statistics: String { u64(232) >= 4096 ? text(at: Int(u64(232)), count: Int(min(u64(248), u64(240)))) : "" }
+    var statistics: String { text(statisticsRegion) }
 
     private(set) lazy var modules: [Module] = {
-        text(at: Int(u64(128)), count: Int(u64(144))).split(separator: "\n").compactMap { line in
+        text(modulesRegion).split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ", maxSplits: 5)
             guard fields.count == 6, let start = UInt(fields[0], radix: 16), let end = UInt(fields[1], radix: 16),
                   let bias = UInt(fields[2], radix: 16), let loaded = UInt64(fields[4]) else { return nil }
@@ -130,42 +263,61 @@ final class LogFile {
         }
     }()
 
-    var cacheNames: [UInt: String] {
+    private(set) lazy var cacheNames: [UInt: String] = {
         var names: [UInt: String] = [:]
-        for line in text(at: Int(u64(176)), count: Int(u64(192))).split(separator: "\n") {
+        for line in text(cachesRegion).split(separator: "\n") {
             let fields = line.split(separator: " ", maxSplits: 1)
             if fields.count == 2, let address = UInt(fields[0].dropFirst(2), radix: 16) { names[address] = String(fields[1]) }
         }
         return names
-    }
+    }()
 
-    /// Every complete transaction in the ring, oldest first.
-    var transactions: [Transaction] {
-        let ring = Int(u64(72)), entries = Int(u64(80)), entryBytes = Int(u64(88))
-        guard entryBytes >= 56, ring + entries * entryBytes <= size else { return [] }
+    /// Every complete transaction in the ring, oldest first (the ring was checked to lie
+    /// inside the file; a damaged entry's values are kept as they are, never trapped on).
+    private(set) lazy var transactions: [Transaction] = {
         var found: [Transaction] = []
-        for slot in 0..<entries {
-            let e = ring + slot * entryBytes
+        let mask = UInt64(truncatingIfNeeded: ringEntries &- 1)
+        for slot in ringSlots.joined() {
+            let e = ringOffset + slot * entryBytes
             let sequence = u64(e)
             // A slot holds transaction `sequence - 1`; 0 is never written or being rewritten.
-            guard sequence != 0, Int((sequence - 1) & UInt64(entries - 1)) == slot else { continue }
+            guard sequence != 0, (sequence &- 1) & mask == UInt64(slot) else { continue }
             let kindThread = u64(e + 8)
             found.append(Transaction(sequence: sequence, isFree: kindThread >> 32 == 2, thread: UInt32(truncatingIfNeeded: kindThread),
-                                     ticks: u64(e + 16), buffer: UInt(u64(e + 24)), size: Int(u64(e + 32)),
+                                     ticks: u64(e + 16), buffer: UInt(u64(e + 24)), size: Int(clamping: u64(e + 32)),
                                      cache: UInt(u64(e + 40)), stackId: UInt32(truncatingIfNeeded: u64(e + 48))))
         }
         return found.sorted { $0.ticks != $1.ticks ? $0.ticks < $1.ticks : $0.sequence < $1.sequence }
-    }
+    }()
 
-    /// The frames of stack `id`.
+    /// The frames of stack `id` (none when its record is not inside the stack region).
     func stack(_ id: UInt32) -> [UInt] {
-        let words = Int(u64(96)), count = Int(u64(104))
-        guard id != 0, Int(id) + 2 <= count, words + (Int(id) + 2) * 8 <= size else { return [] }
-        let record = words + Int(id) * 8
-        let depth = min(Int(u64(record + 8)), 64)
-        guard record + (2 + depth) * 8 <= size else { return [] }
+        let index = Int(id)
+        guard id != 0, index + 2 <= stackWords else { return [] }
+        let record = stacksOffset + index * 8
+        let depth = Int(min(u64(record + 8), 64))
+        guard index + 2 + depth <= stackWords else { return [] }
         return (0..<depth).map { UInt(u64(record + 16 + 8 * $0)) }
     }
+
+    /// Whether a buffer was allocated by no code of the program or its libraries: by
+    /// slabguard itself or the dynamic loader.  The library records a stack from the
+    /// first return address outside its own text (it hops over its frames), so:
+    /// - past the C library's frames (strdup and the like), the caller is in
+    ///   libslabguard_rt.so: slabguard's code asked the C library for it;
+    /// - every frame is in the dynamic loader: the allocation came straight from a
+    ///   constructor whose frames were hopped over, slabguard's own (a constructor of the
+    ///   program or another library is a frame of its own), or from the loader itself.
+    func isSlabguardsOwn(_ t: Transaction) -> Bool {
+        let frames = stack(t.stackId)
+        guard !frames.isEmpty else { return false }
+        let names = frames.map { pc in modules.last(where: { $0.start <= pc && pc < $0.end }).map { LogFile.baseName($0.path) } ?? "" }
+        if names.allSatisfy(LogFile.isLoader) { return true }
+        return names.first { !($0.hasPrefix("libc.so") || $0.hasPrefix("libc-")) }?.hasPrefix("libslabguard_rt") == true
+    }
+
+    static func baseName(_ path: String) -> String { path.split(separator: "/").last.map(String.init) ?? path }
+    static func isLoader(_ name: String) -> Bool { name.hasPrefix("ld-linux") || name.hasPrefix("ld64.so") || name.hasPrefix("ld-musl") }
 
     /// Seconds from the start of the run to an audit-clock time.
     func secondsSinceStart(_ ticks: UInt64) -> Double { seconds(from: u64(40), to: max(ticks, u64(40))) }
@@ -190,12 +342,37 @@ final class LogFile {
         return lines
     }
 
+    /// Symbolizes many stacks at once: one symbolizer call per module for all of them
+    /// (kmalog, findleaks), instead of one per module per stack.
+    func prefetchFrameLines(_ stacks: [[UInt]]) {
+        let pending = Array(Set(stacks.filter { !$0.isEmpty && symbolized[$0] == nil }))
+        guard !pending.isEmpty else { return }
+        let separator = "slabguard-stack-separator"
+        var lines: [String] = []
+        for frames in pending { lines += unsymbolizedLines(frames) + [separator] }
+        let rewritten = ReportSymbolizer.rewrite(lines)
+        var current: [String] = [], index = 0
+        for line in rewritten {
+            if line == separator {
+                if index < pending.count { symbolized[pending[index]] = current }
+                index += 1
+                current = []
+            } else {
+                current.append(line)
+            }
+        }
+    }
+
     /// Stacks already symbolized (kmalog shows the same few stacks many times).
     private var symbolized: [[UInt]: [String]] = [:]
     /// Build-id checks made, by module path.
     private var buildIdChecked: [String: Bool] = [:]
 
-    private func symbolize(_ frames: [UInt]) -> [String] {
+    private func symbolize(_ frames: [UInt]) -> [String] { ReportSymbolizer.rewrite(unsymbolizedLines(frames)) }
+
+    /// The frame lines before the symbolizer: module+offset, or the captured symbol of an
+    /// unloaded library, or the build-id mark.
+    private func unsymbolizedLines(_ frames: [UInt]) -> [String] {
         let unloaded = unloadedLibraries
         var mismatched: [Int: Module] = [:]
         var lines: [String] = []
@@ -207,11 +384,11 @@ final class LogFile {
                 // An unloaded library whose file is gone or rebuilt: the symbols captured
                 // at its dlclose name the frame.
                 if !same, let lib = unloaded[m.start],
-                   let symbol = lib.symbols.last(where: { $0.0 <= pc - lib.bias - 1 && pc - lib.bias - 1 < $0.0 + max($0.1, 1) }) {
-                    lines.append(line + " \(symbol.2)+0x" + String(pc - lib.bias - symbol.0, radix: 16) + " (\(lib.path), unloaded)")
+                   let symbol = lib.symbols.last(where: { $0.0 <= pc &- lib.bias &- 1 && pc &- lib.bias &- 1 < $0.0 &+ max($0.1, 1) }) {
+                    lines.append(line + " \(symbol.2)+0x" + String(pc &- lib.bias &- symbol.0, radix: 16) + " (\(lib.path), unloaded)")
                     continue
                 }
-                line += " (\(m.path)+0x" + String(pc - m.bias, radix: 16) + ")"
+                line += " (\(m.path)+0x" + String(pc &- m.bias, radix: 16) + ")"
                 if !same { mismatched[index] = m }
             }
             lines.append(line)
@@ -221,12 +398,15 @@ final class LogFile {
         for (index, m) in mismatched {
             lines[index] += access(m.path, R_OK) != 0 ? " [the file is gone]" : " [build id differs: the file was rebuilt since the run]"
         }
-        return ReportSymbolizer.rewrite(lines)
+        return lines
     }
 
     /// Whether the file at the module's path has the build id the run recorded ("-": none
     /// recorded, so nothing to compare).
     static func buildIdMatches(_ module: Module) -> Bool {
+        // Only a regular file is read (a damaged log may name a FIFO or a device).
+        var info = stat()
+        guard stat(module.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return false }
         guard module.buildId != "-" else { return true }
         guard let found = ElfNotes.buildId(path: module.path) else { return false }
         return found == module.buildId
@@ -236,9 +416,11 @@ final class LogFile {
 /// The GNU build id of an ELF file (its NT_GNU_BUILD_ID note), as lowercase hex.
 enum ElfNotes {
     static func buildId(path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
         func read(_ offset: Int, _ count: Int) -> [UInt8]? {
             var bytes = [UInt8](repeating: 0, count: count)
             let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
@@ -252,9 +434,9 @@ enum ElfNotes {
         guard let header = read(0, 64), header[0] == 0x7F, header[1] == 0x45, header[4] == 2 else { return nil }  // ELF64
         let phoff = u(header, 32, 8), phentsize = u(header, 54, 2), phnum = u(header, 56, 2)
         for i in 0..<phnum {
-            guard let ph = read(phoff + i * phentsize, 56), u(ph, 0, 4) == 4 else { continue }   // PT_NOTE
+            guard let ph = read(phoff &+ i &* phentsize, 56), u(ph, 0, 4) == 4 else { continue }   // PT_NOTE
             let offset = u(ph, 8, 8), size = u(ph, 32, 8)
-            guard size < 1 << 20, let notes = read(offset, size) else { continue }
+            guard size >= 0, size < 1 << 20, let notes = read(offset, size) else { continue }
             var at = 0
             while at + 12 <= notes.count {
                 let nameSize = u(notes, at, 4), descSize = u(notes, at + 4, 4), type = u(notes, at + 8, 4)

@@ -27,8 +27,10 @@ struct Run: ParsableCommand {
         usage: "slabguard run [--debug <options>] [--log <path>] [--json] [--suppressions <file>] [--error-exitcode <n>] [--quiet] -- <program> [<args> ...]",
         discussion: """
             Checks are on by default (--debug default: use-after-free, overruns, double and \
-            invalid frees, uninitialized reads, leaks); --debug none runs on the fast \
-            allocator with no checks.
+            invalid frees, leaks; new buffers are filled with 0xbaddcafe so that a read of \
+            memory never written shows as a wrong value: it is not reported); --debug none \
+            runs on the fast allocator with no checks.  --debug may be given more than once: \
+            the values are joined with ','.
 
             Exit status: the program's own, or 128+N when signal N killed it (134 for an \
             abort after a slabguard report); when it would be 0 but slabguard reported \
@@ -47,8 +49,12 @@ struct Run: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("Debug options (default: 'default'; 'none' for no checks; sets SLABGUARD_DEBUG).", valueName: "options"))
-    var debug: String?
+    @Option(name: .customLong("debug"), help: ArgumentHelp("Debug options (default: 'default'; 'none' for no checks; sets SLABGUARD_DEBUG); given more than once, joined with ','.", valueName: "options"))
+    var debugValues: [String] = []
+
+    /// Every --debug value joined with ',' (the parser then reports any error as usual),
+    /// nil when none was given.
+    var debug: String? { debugValues.isEmpty ? nil : debugValues.joined(separator: ",") }
 
     @Option(name: .long, help: ArgumentHelp("Write the transaction log to <path> (adds log=<path>).", valueName: "path"))
     var log: String?
@@ -88,6 +94,10 @@ struct Run: ParsableCommand {
         environment["LD_PRELOAD"] = Run.preloadValue(library: library, existing: environment["LD_PRELOAD"])
         let options = try checkedOptions(inherited: environment["SLABGUARD_DEBUG"])
         environment["SLABGUARD_DEBUG"] = options.text
+        // A program the preload cannot reach is said, then run as asked.
+        if let executable = ExecutableCheck.resolve(command[0], path: environment["PATH"]) {
+            for problem in ExecutableCheck.problems(executable: executable, named: command[0]) { printError(problem) }
+        }
         if !quiet && isatty(2) != 0 {   // a terminal: say that slabguard is there (a clean run prints nothing else)
             writeToStandardError("slabguard: checking \(command[0]) (\(options.parsed.isEnabled ? options.parsed.description : "none: fast mode, no checks"))\n")
         }
@@ -101,6 +111,11 @@ struct Run: ParsableCommand {
     /// The SLABGUARD_DEBUG value for the program, checked: any problem is one line naming
     /// the flag as the user wrote it, and exit status 2.
     func checkedOptions(inherited: String?) throws -> (text: String, parsed: DebugOptions) {
+        // An option string with no word in it ('', ',,') would switch every check off:
+        // a mistake on the command line (--debug none asks for fast mode).
+        for value in debugValues where value.split(separator: ",").allSatisfy({ $0.allSatisfy(\.isWhitespace) }) {
+            fail("--debug '\(value)': no option in it (--debug none is fast mode; --debug default every check)")
+        }
         let source = debug != nil ? "--debug" : (inherited?.isEmpty == false ? "SLABGUARD_DEBUG" : "--debug")
         var words = [debug ?? (inherited?.isEmpty == false ? inherited! : "default")]
         if let log {

@@ -27,7 +27,8 @@ struct SlabguardCLI: ParsableCommand {
         abstract: "A debugging slab memory allocator: run any program on it, no recompiling.",
         discussion: """
             Run a program on slabguard's allocator with every check on (use-after-free, \
-            overruns, double and invalid frees, uninitialized reads, leaks): \
+            overruns, double and invalid frees, leaks; new buffers filled with 0xbaddcafe \
+            so that uninitialized reads show): \
             `slabguard run -- PROGRAM ARGS...`; `--debug none` for the fast allocator with \
             no checks.  Or preload the library yourself: \
             SLABGUARD_DEBUG=default LD_PRELOAD=$(slabguard libpath) PROGRAM.

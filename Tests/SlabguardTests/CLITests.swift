@@ -12,6 +12,7 @@
 // ReleaseBuild and Subprocess are in PreloadTests.swift.
 
 import Foundation
+import Glibc
 import Testing
 
 @Suite("slabguard CLI", .timeLimit(.minutes(5)))
@@ -246,5 +247,106 @@ struct CLITests {
             #expect(result.status == 0, "\(command) \(flag): exit \(result.status)")
             #expect(result.stdout.contains("OVERVIEW:") && result.stdout.contains("USAGE:"), "\(result.stdout)")
         }
+    }
+
+    // MARK: run, as a new user meets it
+
+    /// An option string with no word in it would switch every check off: refused.
+    @Test func runRefusesADebugStringWithNoWord() throws {
+        for value in ["", ",,", " , "] {
+            let result = try Self.slabguard(["run", "--debug", value, "--", "/bin/echo", "ran"])
+            #expect(result.status == 2 && result.stdout.isEmpty, "'\(value)': \(result.status) \(result.stdout)")
+            #expect(result.stderr == "slabguard: --debug '\(value)': no option in it (--debug none is fast mode; --debug default every check)\n",
+                    "\(result.stderr)")
+        }
+    }
+
+    /// --debug given twice: both kept, joined with ',' (errors reported as usual).
+    @Test func repeatedDebugOptionsAreJoined() throws {
+        let both = try Self.slabguard(["run", "--debug", "leaks", "--debug", "deadbeef", "--", "/bin/sh", "-c", "echo \"$SLABGUARD_DEBUG\""])
+        #expect(both.status == 0 && both.stdout == "leaks,deadbeef\n", "\(both.stdout) \(both.stderr)")
+        let bad = try Self.slabguard(["run", "--debug", "leaks", "--debug", "bogus", "--", "/bin/true"])
+        #expect(bad.status == 2 && bad.stderr.hasPrefix("slabguard: unknown debug option 'bogus' in --debug")
+                && bad.stderr.split(separator: "\n").count == 1, "\(bad.stderr)")
+    }
+
+    /// A statically linked program: LD_PRELOAD cannot reach it, said in one line, then run.
+    @Test func aStaticallyLinkedProgramIsSaid() throws {
+        let folder = try Subprocess.temporaryFolder("static")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cc = try Subprocess.requireTool("cc")
+        let program = folder.appendingPathComponent("static_exit").path
+        // With the static C library where it is installed; else without any C library.
+        let withLibc = folder.appendingPathComponent("with_libc.c")
+        try "int main(void) { return 3; }\n".write(to: withLibc, atomically: true, encoding: .utf8)
+        var built = try Subprocess.run(cc, ["-O0", "-static", "-o", program, withLibc.path])
+        if built.status != 0 {
+            let bare = folder.appendingPathComponent("bare.c")
+            try "void _start(void) { __asm__ volatile(\"mov $60, %eax; mov $3, %edi; syscall\"); }\n"
+                .write(to: bare, atomically: true, encoding: .utf8)
+            built = try Subprocess.run(cc, ["-O0", "-static", "-nostdlib", "-o", program, bare.path])
+        }
+        try #require(built.status == 0, "\(built.stderr)")
+        let result = try Self.slabguard(["run", "--", program])
+        #expect(result.status == 3, "it still runs: \(result.status)")
+        #expect(result.stderr == "slabguard: \(program) is statically linked: slabguard cannot check it (LD_PRELOAD does not reach it)\n",
+                "\(result.stderr)")
+        // A dynamically linked program, and one found on PATH, get no such line.
+        let dynamic = try Self.slabguard(["run", "--", "true"])
+        #expect(dynamic.status == 0 && dynamic.stderr.isEmpty, "\(dynamic.stderr)")
+    }
+
+    /// A set-user-ID program whose bit changes its user runs in secure execution: the
+    /// loader ignores LD_PRELOAD, so slabguard says it cannot check it.  One whose owner
+    /// is the caller (no change of ids) runs checked, with no line.
+    @Test func aSetUserIDProgramIsSaid() throws {
+        let folder = try Subprocess.temporaryFolder("setuid")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // The folder must be reachable by the other user for the kernel to run the file.
+        chmod(folder.path, 0o755)
+        let copy = folder.appendingPathComponent("suid_true").path
+        try FileManager.default.copyItem(atPath: "/bin/true", toPath: copy)
+        if geteuid() == 0 {
+            let nobody = try #require(getpwnam("nobody"), "no user nobody")
+            try #require(chown(copy, nobody.pointee.pw_uid, nobody.pointee.pw_gid) == 0)
+            try #require(chmod(copy, 0o4755) == 0)
+            let result = try Self.slabguard(["run", "--", copy])
+            #expect(result.stderr == "slabguard: \(copy) is set-user-ID (owner nobody): it runs in secure execution, "
+                    + "where the loader ignores LD_PRELOAD, so slabguard cannot check it\n", "\(result.stderr)")
+            #expect(result.status == 0)
+            // Owned by root, the caller: the bit changes nothing, nothing to say.
+            try #require(chown(copy, 0, 0) == 0 && chmod(copy, 0o4755) == 0)
+            let own = try Self.slabguard(["run", "--", copy])
+            #expect(own.status == 0 && own.stderr.isEmpty, "\(own.stderr)")
+        } else {
+            // Not root: the copy is the caller's own (no line); a set-user-ID root program is said.
+            try #require(chmod(copy, 0o4755) == 0)
+            let own = try Self.slabguard(["run", "--", copy])
+            #expect(own.status == 0 && own.stderr.isEmpty, "\(own.stderr)")
+            let system = try #require(["/usr/bin/passwd", "/bin/su", "/usr/bin/chfn"].first { path in
+                var info = stat()
+                return stat(path, &info) == 0 && info.st_mode & S_ISUID != 0 && info.st_uid != getuid()
+            }, "no set-user-ID program on this machine")
+            let result = try Self.slabguard(["run", "--", system, "--help"], input: "")
+            #expect(result.stderr.hasPrefix("slabguard: \(system) is set-user-ID (owner root): it runs in secure execution"), "\(result.stderr)")
+        }
+    }
+
+    /// The help texts say what slabguard does with uninitialized memory: fills it, checks nothing.
+    @Test func helpDoesNotClaimUninitializedReadsAreChecked() throws {
+        for command in [["--help"], ["run", "--help"]] {
+            let help = try Self.slabguard(command).stdout.replacingOccurrences(of: "\n", with: " ")
+                .replacingOccurrences(of: "  ", with: " ")
+            #expect(!help.contains("invalid frees, uninitialized reads") && help.contains("0xbaddcafe"), "\(command): \(help)")
+        }
+    }
+
+    /// The demo calls the uninitialized counter shown, not caught: slabguard reports nothing for it.
+    @Test func theDemoSaysTheUninitializedCounterIsShownNotCaught() throws {
+        let demo = try Self.slabguard(["demo"])
+        #expect(demo.status == 0, "\(demo.stdout) \(demo.stderr)")
+        let section = demo.stdout.components(separatedBy: "=== ").first { $0.hasPrefix("4. Uninitialized counter") } ?? ""
+        #expect(section.contains("--> shown, not reported: the counter read 0xbaddcaff") && !section.contains("--> caught"), "\(section)")
+        #expect(demo.stdout.contains("All 7 bugs shown: 6 caught by a report, the uninitialized counter made visible"), "\(demo.stdout)")
     }
 }

@@ -3,6 +3,7 @@
 // Programs: Tests/Integration/bugs/double_free.c, Tests/Integration/log/killed.c.
 
 import Foundation
+import Glibc
 import Testing
 
 @Suite("Flight recorder and slabguard log", .timeLimit(.minutes(5)))
@@ -121,7 +122,10 @@ struct LogCommandTests {
         let leaks = try Self.log(["findleaks", path])
         #expect(leaks.stdout.contains("the process did not exit") && leaks.stdout.contains("\n64 buffers, "), "\(leaks.stdout)")
         let kmastat = try Self.log(["kmastat", path])
-        #expect(kmastat.stdout.hasPrefix("the process did not exit: counts from the "), "\(kmastat.stdout)")
+        #expect(kmastat.stdout.hasPrefix("the process did not exit: last transaction at "), "\(kmastat.stdout)")
+        // One story of the end, told by all three.
+        let ending = try #require(info.stdout.firstMatch(of: /ended:         (did not exit: [^\n]*)/)?.output.1)
+        #expect(kmastat.stdout.contains(ending) && leaks.stdout.contains(ending), "\(ending): \(kmastat.stdout) \(leaks.stdout)")
     }
 
     /// A program started by a logging program, with the same environment: without %p it
@@ -258,5 +262,76 @@ struct LogCommandTests {
         }
         let absent = try Self.log(["kmalog", path, "0x1234"])
         #expect(absent.status == 0 && absent.stdout == "no transactions for 0x1234\n", "\(absent.stdout) \(absent.stderr)")
+    }
+
+    /// A FIFO (open would block forever), a directory, an empty file: every subcommand
+    /// says what it is in one line, status 2, at once.
+    @Test func aFIFOADirectoryOrAnEmptyFileIsOneLineNeverAHang() throws {
+        let folder = try Subprocess.temporaryFolder("log-fifo")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let fifo = folder.appendingPathComponent("fifo").path
+        try #require(mkfifo(fifo, 0o600) == 0)
+        let empty = folder.appendingPathComponent("empty").path
+        try Data().write(to: URL(fileURLWithPath: empty))
+        for (file, message) in [(fifo, "is a FIFO (named pipe), not a slabguard log"), (folder.path, "is a directory, not a slabguard log"),
+                                (empty, "is empty, not a slabguard log")] {
+            for command in [["info"], ["kmalog"], ["kmalog", "--unique"], ["findleaks"], ["kmastat"], ["info", "--json"]] {
+                let result = try Subprocess.run(try ReleaseBuild.cli(), ["log", command[0], file] + command.dropFirst(), timeout: 20)
+                #expect(!result.timedOut && result.status == 2, "\(command) \(file): \(result.status) \(result.stderr)")
+                #expect(result.stderr.hasPrefix("slabguard: '\(file)' \(message)") && result.stderr.split(separator: "\n").count == 1, "\(command) \(file): \(result.stderr)")
+            }
+            let whatis = try Subprocess.run(try ReleaseBuild.cli(), ["log", "whatis", file, "0x10"], timeout: 20)
+            #expect(!whatis.timedOut && whatis.status == 2 && whatis.stderr.contains(message), "\(whatis.stderr)")
+        }
+    }
+
+    /// A log of format 0 (no slabguard writes one) or with a damaged ring count: one line.
+    @Test func aFormatMismatchOrADamagedHeaderIsOneLine() throws {
+        let folder = try Subprocess.temporaryFolder("log-format")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (path, _) = try Self.crashedLog(in: folder)
+        for (offset, value, message) in [(8, UInt64(0), "has log format 0, which no slabguard writes (this one reads format 1)"),
+                                         (80, 0, "is damaged: its transaction ring has 0 entries"),
+                                         (144, UInt64.max, "is damaged: its module map region says"),
+                                         (72, UInt64(1) << 63, "is damaged: its transaction region")] {
+            let copy = folder.appendingPathComponent("damaged.log").path
+            try? FileManager.default.removeItem(atPath: copy)
+            let cp = try Subprocess.run("/bin/cp", ["--sparse=always", path, copy])
+            try #require(cp.status == 0, "\(cp.stderr)")
+            let fd = open(copy, O_WRONLY)
+            var v = value
+            _ = withUnsafeBytes(of: &v) { pwrite(fd, $0.baseAddress, offset == 8 ? 4 : 8, off_t(offset)) }
+            close(fd)
+            for command in ["info", "kmalog", "findleaks", "kmastat"] {
+                let result = try Self.log([command, copy])
+                #expect(result.status == 2 && !result.signaled && result.stderr.hasPrefix("slabguard: '\(copy)' \(message)")
+                        && result.stderr.split(separator: "\n").count == 1, "\(command) \(offset)=\(value): \(result.status) \(result.stderr)")
+            }
+        }
+    }
+
+    /// A run killed by its abort made no leak check at exit: findleaks says so (never that a
+    /// check found everything reachable), lists no buffer of slabguard's own (its strdup
+    /// copies, its constructor's buffers), and info, kmastat and findleaks tell one end.
+    @Test func findleaksAfterAnAbortClaimsNoExitCheck() throws {
+        let folder = try Subprocess.temporaryFolder("log-abort-leaks")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("double_free", into: folder, sources: BugCorpusTests.bugSources)
+        let path = folder.appendingPathComponent("run.log").path
+        let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", path, "--", program], directory: folder.path, timeout: 120)
+        #expect(run.status == 134, "\(run.stderr)")
+        let leaks = try Self.log(["findleaks", path])
+        #expect(leaks.status == 0 && !leaks.stdout.contains("leak check at exit found"), "\(leaks.stdout)")
+        #expect(leaks.stdout.contains("no leak check at exit ran: the run was killed by signal 6 after "), "\(leaks.stdout)")
+        #expect(!leaks.stdout.contains("libslabguard_rt.so") && !leaks.stdout.contains("strdup") && !leaks.stdout.contains("_dl_init"),
+                "slabguard's own buffers listed as the program's: \(leaks.stdout)")
+        #expect(leaks.stdout.contains("(not listed: ") && leaks.stdout.contains("allocated by slabguard itself or the dynamic loader"), "\(leaks.stdout)")
+        #expect(!leaks.stdout.contains(" 1 buffers") && !leaks.stdout.hasPrefix("1 buffers"), "\(leaks.stdout)")
+        let json = try Self.log(["findleaks", path, "--json"])
+        #expect(!json.stdout.contains("libslabguard_rt.so") && !json.stdout.contains("strdup"), "\(json.stdout)")
+        let info = try Self.log(["info", path]).stdout
+        let ending = try #require(info.firstMatch(of: /ended:         (killed by signal 6 after [0-9.]+s)/)?.output.1, "\(info)")
+        let kmastat = try Self.log(["kmastat", path]).stdout
+        #expect(kmastat.contains(ending) && leaks.stdout.contains(ending), "\(ending): \(kmastat) \(leaks.stdout)")
     }
 }
