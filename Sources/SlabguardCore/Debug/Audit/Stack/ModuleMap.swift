@@ -342,7 +342,9 @@ enum ModuleMap {
         guard let st = state() else { return -1 }
         var attempt = 0
         while attempt < 2 {
-            sg_mutex_lock(&st.pointee.mutex)
+            // Held by this thread: a crash explained from inside the map (or in a fork child
+            // before its locks are fresh) — unknown, rather than an abort about re-entry.
+            guard sg_mutex_lock_unless_held(&st.pointee.mutex) != 0 else { return -1 }
             var removed = false
             if !st.pointee.scannedOnce || attempt == 1 { removed = refreshLocked(st) }
             let index = findLocked(st, address)
