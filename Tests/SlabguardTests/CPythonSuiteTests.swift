@@ -10,7 +10,13 @@
 // definitely lost" for the same 32-byte buffers and stacks that slabguard reports at exit, in
 // a static function of the stripped interpreter that no name can match — so they run in an
 // interpreter of their own with `leak:*python3.11*` suppressed (every other kind of report
-// still fails them, and the other modules run with nothing suppressed).  Several of them start child interpreters —
+// still fails them, and the other modules run with nothing suppressed).  Two of their test
+// cases are left out (`--ignore test_threads_join*`): they race a thread's last steps
+// against Py_EndInterpreter, and in 3.11 the thread reads the interpreter state after it
+// was freed (CPython gh-104341, fixed in 3.13) — slabguard reports that read
+// (`use-after-free: read ... into buffer of 107752 bytes`, allocated by
+// PyInterpreterState_New, freed by Py_EndInterpreter) and the freed pages fault, so the
+// run's outcome differs whenever the race is lost; a true report, not slabguard's bug.  Several of them start child interpreters —
 // which slabguard runs too, LD_PRELOAD being inherited — and require their stderr to be
 // empty, so a false report in a child fails a test case.  Each run is sequential (one
 // interpreter, about 25 s plainly on this machine), three times:
@@ -102,7 +108,7 @@ struct CPythonSuiteTests {
         let junit = folder.appendingPathComponent("junit.xml").path
         // --timeout: regrtest's per-module watchdog (faulthandler), so a hang names its test.
         let arguments = ["-m", "test", "--timeout", "300", "--tempdir", folder.appendingPathComponent("work").path,
-                         "--junit-xml", junit] + modules
+                         "--junit-xml", junit, "--ignore", "test_threads_join*"] + modules
         var suppressions: [String] = []
         if let suppression {
             let file = folder.appendingPathComponent("suppressions.txt")
