@@ -13,7 +13,8 @@
 // still fails them, and the other modules run with nothing suppressed).  Two of their test
 // cases are left out (`--ignore test_threads_join*`): they race a thread's last steps
 // against Py_EndInterpreter, and in 3.11 the thread reads the interpreter state after it
-// was freed (CPython gh-104341, fixed in 3.13) — slabguard reports that read
+// was freed (races CPython knows: bpo-36402 for this very test, gh-124878 for dangling
+// thread and interpreter states at finalization, fixed after 3.11) — slabguard reports that read
 // (`use-after-free: read ... into buffer of 107752 bytes`, allocated by
 // PyInterpreterState_New, freed by Py_EndInterpreter) and the freed pages fault, so the
 // run's outcome differs whenever the race is lost; a true report, not slabguard's bug.  Several of them start child interpreters —
