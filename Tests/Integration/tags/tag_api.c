@@ -3,7 +3,8 @@
  *            clean one, statistics, destroy with buffers outstanding, then plain free()
  *   after    a tag used after sg_tag_destroy
  *   wrong    a buffer freed to a tag it was not allocated from
- *   threads  two threads allocating and freeing on one tag while main checks it */
+ *   threads  two threads allocating and freeing on one tag while main checks it; at one
+ *            point both hold four buffers while main checks: exactly 8 then */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -17,12 +18,18 @@ static int started;
 
 __attribute__((noinline)) static void *net_buffer(sg_tag_t *tag, size_t n) { return sg_tag_alloc(tag, n); }
 
+static int holding, checked;
+
 static void *worker(void *arg) {
     (void)arg;
     for (int round = 0; round < 20000; round++) {
         void *p[4];
         for (int i = 0; i < 4; i++) p[i] = sg_tag_alloc(shared, 64);
         if (round == 0) __atomic_add_fetch(&started, 1, __ATOMIC_SEQ_CST);
+        if (round == 10000) {   /* hold four while main checks: exactly 8 outstanding then */
+            __atomic_add_fetch(&holding, 1, __ATOMIC_SEQ_CST);
+            while (!__atomic_load_n(&checked, __ATOMIC_SEQ_CST)) sched_yield();
+        }
         for (int i = 0; i < 4; i++) sg_tag_free(shared, p[i], 64);
     }
     return NULL;
@@ -69,9 +76,12 @@ int main(int argc, char **argv) {
             size_t n = sg_tag_check(shared);
             if (n > most) most = n;
         }
+        while (__atomic_load_n(&holding, __ATOMIC_SEQ_CST) < 2) sched_yield();
+        size_t held = sg_tag_check(shared);
+        __atomic_store_n(&checked, 1, __ATOMIC_SEQ_CST);
         for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
         size_t final = sg_tag_check(shared);
-        printf("most %zu final %zu destroy %zu\n", most, final, sg_tag_destroy(shared));
+        printf("most %zu final %zu destroy %zu held %zu\n", most, final, sg_tag_destroy(shared), held);
         return 0;
     }
     return 2;
