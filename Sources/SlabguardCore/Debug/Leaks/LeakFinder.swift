@@ -143,7 +143,9 @@ enum LeakFinder {
         guard sg_world_stop(2000) >= 0 else {
             unlockAfterScan()
             let blocked = sg_world_unstopped_state() == Int32(UInt8(ascii: "b"))
-            skip = skipped(blocked ? "a thread that blocks the stop signal kept running" : "a thread did not stop in 2 s",
+            let unlisted = sg_world_unstopped_thread() == 0   // no thread named: /proc/self/task could not be read
+            skip = skipped(unlisted ? "the process's threads could not be listed (/proc/self/task: no descriptor free?)"
+                                    : blocked ? "a thread that blocks the stop signal kept running" : "a thread did not stop in 2 s",
                            thread: sg_world_unstopped_thread(), state: sg_world_unstopped_state())
             return nil
         }
