@@ -97,7 +97,11 @@ struct LogFuzzTests {
         guard posix_spawn(&pid, cli, &actions, nil, argv, envp) == 0 else { outcome.status = -1; return outcome }
         var status: Int32 = 0
         var usage = rusage()
+        // Peak memory: the child's own VmHWM, read while it runs (its rusage's ru_maxrss would
+        // count this test process too: posix_spawn's child shares our memory until its exec).
+        var peakKB = 0
         while true {
+            peakKB = max(peakKB, Self.highWaterKB(pid))
             let r = wait4(pid, &status, WNOHANG, &usage)
             if r == pid { break }
             if r < 0 && errno != EINTR { break }
@@ -108,10 +112,17 @@ struct LogFuzzTests {
             usleep(500)
         }
         outcome.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        outcome.maxResidentKB = usage.ru_maxrss
+        outcome.maxResidentKB = peakKB
         if status & 0x7f == 0 { outcome.status = (status >> 8) & 0xff } else { outcome.signal = status & 0x7f }
         outcome.stderr = (try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? "<stderr not UTF-8>"
         return outcome
+    }
+
+    /// VmHWM of a running process in KB (0 when it is gone or not readable).
+    static func highWaterKB(_ pid: pid_t) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
     }
 
     static let variants: [[String]] = [

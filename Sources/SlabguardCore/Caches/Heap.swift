@@ -82,7 +82,7 @@ public enum Heap {
     private static func setUpCore() -> Bool {
         let arena = StateRegion.arena.bound(to: PageArena.self)
         guard arena.pointee.setUp() else { return false }
-        // Each layer's part of a cache at offset 0 of the next (ObjectCache.swift).
+        // Each layer's part of a cache at offset 0 of the next (CacheCore.swift).
         precondition(CacheCore.checkLayout(), "slabguard: cache record layout")
         guard MagazineIds.setUp() else { return false }
         CacheRegistry.shared.pointee.pool = FixedPool(recordSize: MemoryLayout<CacheCore>.stride)

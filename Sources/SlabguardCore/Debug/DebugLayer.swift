@@ -17,8 +17,10 @@
 // caches may have their own flags.
 //
 // Invariants: see BufferTag.swift.  The debug paths never allocate through
-// the allocator they check (stacks go into the tag, reports are written with
-// write(2) from fixed buffers).
+// the allocator they check (audit records live out of line in slab sidecars and
+// large-span records, their stacks in the stack depot; reports are built in a mapped
+// scratch and written with write(2)).  All of this state is in the static memory map
+// (DESIGN.md), reached through StateRegion, never by a hand-written offset.
 //
 // Locking: the checks run lock-free on the calling thread's buffer (a buffer
 // belongs to one thread between allocation and free).  The quarantine FIFO,

@@ -1,7 +1,7 @@
 // The magazine layer's part of an object cache: its magazine id (the index of its
 // slot in every thread's slot array), the depot, and the counts the fast path
 // keeps.  It wraps the slab layer's part (first field) and is itself the first
-// field of the object cache (Caches/ObjectCache.swift), so the three share one
+// field of the object cache (Caches/CacheCore.swift), so the three share one
 // address; `MagazineCache.checkLayout` says so at set-up.
 //
 // The id table: magazine id → cache, for a thread that exits and hands its

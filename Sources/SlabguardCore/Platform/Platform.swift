@@ -2,7 +2,8 @@
 //
 // Everything above it gets typed results and never calls mmap/munmap/madvise/
 // mprotect/write directly.  Nothing here allocates: results are plain values
-// and pointers.  No state, so no locking.
+// and pointers.  Its one piece of state is the table of slabguard's own mappings
+// (MetadataMappings), under a leaf lock held only around edits.
 
 import CSlabguardShim
 import Glibc

@@ -1,7 +1,7 @@
 // The slab layer's half of an object cache (kmem_cache's slab layer): geometry,
 // constructor/destructor, slab lists and their statistics.  The magazine layer
 // wraps it (Magazine/MagazineCache.swift), the object cache wraps that
-// (Caches/ObjectCache.swift); each layer's functions see only its own part.
+// (Caches/CacheCore.swift); each layer's functions see only its own part.
 //
 // A cache's buffers pass through three places: the slab layer (raw chunks in
 // slabs, unconstructed), the depot and per-thread magazines (constructed,

@@ -18,7 +18,7 @@
 // contents when asked); the span's LargeSpan record keeps the requested size
 // and is the owner of every page, so a fault address finds its buffer.
 //
-// Free goes through DebugAllocator.freeLarge (DebugEntry.swift), as for any
+// Free goes through DebugAllocator.freeLarge (DebugMalloc.swift), as for any
 // large span: the same state, size and redzone checks.  The data pages are
 // then made inaccessible and the span is retired: kept
 // out of reuse in a FIFO (`retiredGuarded`: the last 4096 with `guards`, 512
@@ -285,7 +285,7 @@ enum Retirement {
     static let retiredResidentPages = 64
 
     /// Releases a freed span's data pages (unless it is a small guarded one) and makes
-    /// them inaccessible.  Called once the span is marked free (see DebugEntry.freeLarge).
+    /// them inaccessible.  Called once the span is marked free (see DebugMalloc.swift freeLarge).
     static func closeData(_ span: UnsafeMutablePointer<LargeSpan>) {
         let (start, bytes) = protectedRange(span)
         if span.pointee.pages > (span.pointee.guarded ? residentPages : retiredResidentPages) { Platform.release(start, bytes) }
