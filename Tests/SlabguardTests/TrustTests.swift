@@ -8,6 +8,7 @@
 
 import Foundation
 import Testing
+import Slabguard
 @testable import SlabguardCore
 
 @Suite("Trust: no false reports, no hangs", .timeLimit(.minutes(5)))
@@ -369,6 +370,28 @@ struct TrustTests {
         }
         #expect(found >= 15, "found only \(found) mutex declarations")
         #expect(!text(of: core).contains("pthread_mutex_lock("), "a lock taken without sg_mutex_lock")
+    }
+
+    /// The lock table the fork handlers walk (Caches/LockOrder.swift) is DESIGN.md's lock
+    /// order, row for row: the same mutexes, the same files, the same order.
+    @Test func forkHandlersWalkDesignsLockOrder() throws {
+        DebugLayer.install()
+        _ = Slabguard.alloc(16).map { Slabguard.free($0, size: 16) }   // the heap set up: its rows registered
+        let design = try String(contentsOf: ReleaseBuild.packageRoot.appendingPathComponent("Sources/SlabguardCore/DESIGN.md"),
+                                encoding: .utf8)
+        let section = design.components(separatedBy: "## Lock order").last?.components(separatedBy: "\n## ").first ?? ""
+        var documented: [String] = []
+        for match in section.matches(of: /(?m)^\| (\d+) \| `(\w+)` \| ([\w.]+) \|/) {
+            documented.append("\(match.output.2) (\(match.output.3))")
+        }
+        var table: [String] = []
+        for rank in 0..<LockOrder.rowCount {
+            guard let row = LockOrder.row(rank) else { continue }
+            let names = "\(row.name)".components(separatedBy: ", "), files = "\(row.file)".components(separatedBy: ", ")
+            for (name, file) in zip(names, files) { table.append("\(name) (\(file))") }
+        }
+        #expect(documented.count == 16, "\(documented)")
+        #expect(table == documented, "the fork handlers' lock table and DESIGN.md's lock order differ")
     }
 
     /// DESIGN.md's static memory map lists every region of the C layout, no layer reaches

@@ -39,9 +39,11 @@ struct HeapLifecycle {
     /// Where a debug cache's slab free-list link lives in its tag (set by the debug layer,
     /// which owns the tag's layout).
     var tagLinkOffset = 0
-    var forkPrepare: (@convention(c) () -> Void)? = nil
-    var forkParent: (@convention(c) () -> Void)? = nil
+    /// Set by the debug layer: its state to reset in a forked child (its locks are in the
+    /// lock table, `lockOrder`).
     var forkChild: (@convention(c) () -> Void)? = nil
+    /// Every allocator mutex, in DESIGN.md's order (LockOrder.swift).
+    var lockOrder = LockOrder.Table()
 
     @inline(__always) static var shared: UnsafeMutablePointer<HeapLifecycle> { StateRegion.lifecycle.bound(to: HeapLifecycle.self) }
 }
@@ -72,6 +74,7 @@ public enum Heap {
         }
         if sg_atomic_load_u64(&life.pointee.state) == 1 {
             ThreadRegistry.setUp()
+            LockOrder.registerHeapRows()
             pthread_atfork({ Heap.forkPrepare() }, { Heap.forkParent() }, { Heap.forkChild() })
             if let ready = life.pointee.ready { ready() }
             sg_atomic_store_u64(&life.pointee.state, 2)
@@ -97,64 +100,26 @@ public enum Heap {
 
     // MARK: - Fork
 
+    // Fork: every lock of the table, in its order; while the gate is closed a thread about to
+    // take its first lock waits (sg_locks.c).  The parent releases them in the exact
+    // reverse; the child re-initializes them (their holders do not exist there).
     private static func forkPrepare() {
         sg_fork_gate_close()   // threads not yet holding a lock wait, rather than win every race for one
-        sg_mutex_lock(&HeapLifecycle.shared.pointee.initMutex)
-        if let hook = HeapLifecycle.shared.pointee.forkPrepare { hook() }
-        CacheRegistry.lock.lock()
-        ThreadRegistry.lock.lock()
-        var c = CacheRegistry.shared.pointee.first
-        while let cache = c {
-            cache.depotLock.lock()
-            cache.slabLock.lock()
-            c = cache.pointee.nextCache
-        }
-        SizeClassHeap.defaultHeap.largeLock.lock()
-        MagazinePool.lock.lock()
-        sg_mutex_lock(&SlabRecords.state.pointee.mutex)
-        StateRegion.arena.bound(to: PageArena.self).pointee.lockHandle.lock()
-        MetadataMappings.lock()
+        LockOrder.forEachMutex { sg_mutex_lock($0) }
         sg_fork_gate_open()
     }
 
     private static func forkParent() {
-        MetadataMappings.unlock()
-        StateRegion.arena.bound(to: PageArena.self).pointee.lockHandle.unlock()
-        sg_mutex_unlock(&SlabRecords.state.pointee.mutex)
-        MagazinePool.lock.unlock()
-        SizeClassHeap.defaultHeap.largeLock.unlock()
-        var c = CacheRegistry.shared.pointee.first
-        while let cache = c {
-            cache.slabLock.unlock()
-            cache.depotLock.unlock()
-            c = cache.pointee.nextCache
-        }
-        ThreadRegistry.lock.unlock()
-        CacheRegistry.lock.unlock()
-        if let hook = HeapLifecycle.shared.pointee.forkParent { hook() }
-        sg_mutex_unlock(&HeapLifecycle.shared.pointee.initMutex)
+        LockOrder.forEachMutex(reversed: true) { sg_mutex_unlock($0) }
     }
 
     private static func forkChild() {
         sg_fork_gate_reset()
-        MetadataMappings.reinitializeLock()
-        StateRegion.arena.bound(to: PageArena.self).pointee.lockHandle.reinitialize()
-        sg_mutex_reinit(&SlabRecords.state.pointee.mutex)
-        MagazinePool.lock.reinitialize()
-        SizeClassHeap.defaultHeap.largeLock.reinitialize()
-        var c = CacheRegistry.shared.pointee.first
-        while let cache = c {
-            cache.slabLock.reinitialize()
-            cache.depotLock.reinitialize()
-            c = cache.pointee.nextCache
-        }
-        ThreadRegistry.lock.reinitialize()
-        CacheRegistry.lock.reinitialize()
+        LockOrder.forEachMutex(reversed: true) { sg_mutex_reinit($0) }
+        sg_held_locks_reset()   // every lock is fresh: the child's one thread holds none
         ThreadRegistry.lock.lock()
         ThreadRegistry.reclaimAfterFork()
         ThreadRegistry.lock.unlock()
         if let hook = HeapLifecycle.shared.pointee.forkChild { hook() }
-        sg_mutex_reinit(&HeapLifecycle.shared.pointee.initMutex)
-        sg_held_locks_reset()
     }
 }

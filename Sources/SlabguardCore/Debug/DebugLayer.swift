@@ -82,9 +82,8 @@ enum DebugLayer {
             life.pointee.ready = { DebugLayer.setUpExitWork() }
             life.pointee.freshChunkHook = { cache, chunk in DebugAllocator.prepareFreshChunk(cache, chunk) }
             life.pointee.slabRetireHook = { slab in AuditRecords.releaseSidecar(slab) }
-            life.pointee.forkPrepare = { DebugLayer.lockForFork() }
-            life.pointee.forkParent = { DebugLayer.unlockAfterFork() }
-            life.pointee.forkChild = { DebugLayer.reinitializeAfterFork() }
+            registerLocks()
+            life.pointee.forkChild = { DebugLayer.resetAfterFork() }
             ThreadRegistry.shared.pointee.exitHook = { Quarantine.flushThreadBatch(); TagTable.releaseThreadSlot() }
             life.pointee.cacheDestroyHook = { cache in Quarantine.purge(cache.assumingMemoryBound(to: CacheCore.self)) }
             life.pointee.reclaimHook = { Retirement.releaseAll() }
@@ -92,43 +91,29 @@ enum DebugLayer {
         }
     }
 
-    // Fork: the debug layer's mutexes are taken before the heap's, in the global
-    // order of DESIGN.md (report, quarantine, retired spans, module map, ELF
-    // symbols, tags: each may take the ones after it, and heap locks), released in the
-    // parent and re-initialized in the child, where their holders do not exist.
-    static func lockForFork() {
-        let s = DebugState.shared
-        sg_mutex_lock(&s.pointee.reportMutex)
-        sg_mutex_lock(&s.pointee.quarantineMutex)
-        sg_mutex_lock(&s.pointee.retiredMutex)
-        if let m = ModuleMap.mutexIfCreated { sg_mutex_lock(m) }
-        if let m = ElfSymbols.mutexIfCreated { sg_mutex_lock(m) }
-        if let m = TagTable.mutexIfCreated { sg_mutex_lock(m) }
+    // The debug layer's rows of the lock order (DESIGN.md 2–7: report, quarantine, retired
+    // spans, module map, ELF symbols, tags: each may take the ones after it, and the heap's),
+    // which the fork handlers take before the heap's (Caches/LockOrder.swift).
+    private static func registerLocks() {
+        LockOrder.register(1, LockRow(name: "reportMutex", file: "DebugLayer.swift") { i in
+            i == 0 ? withUnsafeMutablePointer(to: &DebugState.shared.pointee.reportMutex) { $0 } : nil })
+        LockOrder.register(2, LockRow(name: "quarantineMutex", file: "DebugLayer.swift") { i in
+            i == 0 ? withUnsafeMutablePointer(to: &DebugState.shared.pointee.quarantineMutex) { $0 } : nil })
+        LockOrder.register(3, LockRow(name: "retiredMutex", file: "DebugLayer.swift") { i in
+            i == 0 ? withUnsafeMutablePointer(to: &DebugState.shared.pointee.retiredMutex) { $0 } : nil })
+        LockOrder.register(4, LockRow(name: "mutex", file: "ModuleMap.swift") { i in i == 0 ? ModuleMap.mutexIfCreated : nil })
+        LockOrder.register(5, LockRow(name: "mutex", file: "ElfSymbols.swift") { i in i == 0 ? ElfSymbols.mutexIfCreated : nil })
+        LockOrder.register(6, LockRow(name: "tagMutex", file: "TagTable.swift") { i in i == 0 ? TagTable.mutexIfCreated : nil })
     }
 
-    static func unlockAfterFork() {
-        let s = DebugState.shared
-        if let m = TagTable.mutexIfCreated { sg_mutex_unlock(m) }
-        if let m = ElfSymbols.mutexIfCreated { sg_mutex_unlock(m) }
-        if let m = ModuleMap.mutexIfCreated { sg_mutex_unlock(m) }
-        sg_mutex_unlock(&s.pointee.retiredMutex)
-        sg_mutex_unlock(&s.pointee.quarantineMutex)
-        sg_mutex_unlock(&s.pointee.reportMutex)
-    }
-
-    static func reinitializeAfterFork() {
+    /// In a forked child, after every lock was re-initialized: the state that is per process.
+    static func resetAfterFork() {
         let s = DebugState.shared
         s.pointee.forkTicks = AuditClock.now()
         ReportOutput.resetAfterFork()
         FlightRecorder.detachAfterFork()
         sg_set_thread_id(0)   // the cached id is the parent's thread's
-        if let m = TagTable.mutexIfCreated { sg_mutex_reinit(m) }
         TagTable.reinitializeThreadSlotsAfterFork()
-        if let m = ElfSymbols.mutexIfCreated { sg_mutex_reinit(m) }
-        if let m = ModuleMap.mutexIfCreated { sg_mutex_reinit(m) }
-        sg_mutex_reinit(&s.pointee.retiredMutex)
-        sg_mutex_reinit(&s.pointee.quarantineMutex)
-        sg_mutex_reinit(&s.pointee.reportMutex)
     }
 
     /// Heap set-up hook: reads SLABGUARD_DEBUG unless options were set through the API,

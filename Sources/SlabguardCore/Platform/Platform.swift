@@ -272,6 +272,7 @@ enum MetadataMappings {
     }
 
     /// The table's lock, for the leak scan, which reads it with the world stopped.
+    static var mutex: UnsafeMutablePointer<pthread_mutex_t> { withUnsafeMutablePointer(to: &table.pointee.mutex) { $0 } }
     static func lock() { sg_mutex_lock(&table.pointee.mutex) }
     static func unlock() { sg_mutex_unlock(&table.pointee.mutex) }
     static func reinitializeLock() { sg_mutex_reinit(&table.pointee.mutex) }
