@@ -23,7 +23,7 @@
 // Invariants:
 //  - The C-string path never allocates: bytes are walked through raw pointers, words are
 //    StaticStrings, messages go through a memory-mode ReportWriter. Only `parse(String)` and
-//    `description` (marked) allocate.
+//    `description`, `validOptionsList` and `wordHelp` (marked) allocate.
 //  - DebugOptions is BitwiseCopyable, holds no references; `DebugOptions()` is fast mode.
 //    A value field means something only while its flag is set; `==` compares it only then.
 //    Bytes of `logPath` after its NUL are always zero.
