@@ -38,10 +38,8 @@ struct Run: ParsableCommand {
             program's status).  2 for a bad option, 127 when the program cannot be found, \
             126 when it cannot be executed, 64 for a usage error.
 
-            Debug options (comma-separated): default, none, deadbeef, redzone, uninit, \
-            audit[=N], contents[=N], quarantine=SIZE, guards, sample=N, verify=N, leaks, \
-            noabort, log=PATH, report=text|json, report_path=PATH, exitcode=N, \
-            suppressions=FILE.
+            Debug options (comma-separated):
+            \(DebugOptions.wordHelp)
 
             Suppressions: one KIND:PATTERN per line (# comments), KIND one of leak, \
             modified, redzone, free, use-after-free, unload, stale, tag or *, PATTERN a \

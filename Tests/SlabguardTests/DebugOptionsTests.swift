@@ -2,6 +2,7 @@
 // every error class (one line, naming the item, the source and the valid words), the
 // non-allocating C entry point and the render → parse round trip.
 
+import Foundation
 import Glibc
 import Testing
 @testable import SlabguardCore
@@ -372,5 +373,118 @@ struct DebugOptionsTests {
         #expect(failure("exitcode")?.kind == .missingValue)
         #expect(failure("suppressions=")?.kind == .missingValue)
         #expect(try parse("exitcode=3") != (try parse("exitcode=4")))
+    }
+
+    // MARK: The word table (DebugOptionWords.swift): one declaration per word
+
+    /// Every word of the table, in its order.
+    private static var tableWords: [OptionWord] {
+        var words: [OptionWord] = []
+        var raw: UInt8 = 0
+        while let word = OptionWord(rawValue: raw) { words.append(word); raw += 1 }
+        return words
+    }
+
+    private static func text(_ s: StaticString) -> String { s.description }
+
+    @Test func errorLineListsTheTablesWordsInOrder() {
+        let message = failure("bogus")?.message ?? ""
+        #expect(message.hasSuffix("; valid options: " + DebugOptions.validOptionsList))
+        let listed = DebugOptions.validOptionsList.components(separatedBy: ", ")
+        let expected = Self.tableWords.map { word -> String in
+            let e = word.entry
+            return Self.text(e.name) + (e.valueKind == .optionalNumber ? "[\(Self.text(e.usage))]" : Self.text(e.usage))
+        }
+        #expect(listed == expected)
+        #expect(listed.map { String($0.prefix { $0 != "=" && $0 != "[" }) } == Self.tableWords.map { Self.text($0.name) })
+    }
+
+    /// Generated from the table: each word parses in each of its forms, sets its flag,
+    /// renders (in the canonical string when on) and parses back to the same options; its
+    /// bounds are enforced and said in its expectation; a missing or unexpected value is
+    /// told with the table's usage.
+    @Test func everyWordOfTheTableRoundTrips() throws {
+        for word in Self.tableWords {
+            let e = word.entry
+            let name = Self.text(e.name)
+            var items: [String] = []
+            switch e.valueKind {
+            case .none: items = [name]
+            case .optionalNumber: items = [name, "\(name)=\(e.minimum)", "\(name)=\(e.maximum)"]
+            case .number: items = ["\(name)=\(e.minimum)", "\(name)=\(e.maximum)"]
+            case .size: items = ["\(name)=\(e.minimum)", "\(name)=64M", "\(name)=\(e.maximum)"]
+            case .path: items = ["\(name)=/tmp/sg-\(name)", "\(name)=/" + String(repeating: "p", count: e.maximum - 1)]
+            case .format: items = ["\(name)=text", "\(name)=json"]
+            }
+            if e.maximumMilliseconds > 0 { items += ["\(name)=1ms", "\(name)=\(e.maximumMilliseconds)ms"] }
+            for item in items {
+                let o = try parse(item)
+                #expect(o.flags.isSuperset(of: e.flag), "\(item)")
+                let canonical = o.description
+                if o.isOn(e) {
+                    #expect(canonical.split(separator: ",").contains { $0 == name || $0.hasPrefix(name + "=") },
+                            "\(item) rendered as \(canonical)")
+                }
+                #expect(try parse(canonical) == o, "\(item) → \(canonical)")
+            }
+            if e.valueKind == .none {
+                #expect(failure("\(name)=1")?.kind == .unexpectedValue, "\(name)")
+                continue
+            }
+            let missing = failure("\(name)=")
+            #expect(missing?.kind == .missingValue)
+            #expect(missing?.message.contains("(expected \(name)\(Self.text(e.usage)): \(Self.text(e.expectation)))") == true,
+                    "\(missing?.message ?? "")")
+            if e.valueKind == .optionalNumber || e.valueKind == .number {
+                #expect(failure("\(name)=\(e.maximum + 1)")?.kind == .badValue, "\(name) above its maximum")
+                if e.minimum > 0 { #expect(failure("\(name)=\(e.minimum - 1)")?.kind == .badValue, "\(name) below its minimum") }
+            }
+            if e.valueKind != .size && e.valueKind != .format {
+                #expect(Self.text(e.expectation).contains("\(e.minimum) to \(e.maximum)"), "\(name): \(Self.text(e.expectation))")
+            }
+            if e.defaultValue > 0 { #expect(Self.text(e.help).contains("default \(e.defaultValue)"), "\(name)'s help") }
+        }
+    }
+
+    /// `default` is its implied words, each at the table's value unless already on.
+    @Test func defaultIsItsImpliedWords() throws {
+        let implied = Self.text(OptionWord.default.entry.implies)
+        #expect(try parse("default") == (try parse(implied)))
+        #expect(try parse("default").flags == .defaultSet)
+        #expect(try parse("default").quarantineBytes == DebugOptions.defaultQuarantineBytes)
+        #expect(try parse("audit=8,contents=9,default").description
+            == "deadbeef,redzone,uninit,audit=8,contents=9,quarantine=1M,leaks,modules")
+    }
+
+    /// Each word's help line, in order, in `slabguard run --help`'s text.
+    @Test func helpTextHasEveryWordInOrder() {
+        let lines = DebugOptions.wordHelp.split(separator: "\n").filter { !$0.hasPrefix("   ") }
+        let usages = DebugOptions.validOptionsList.components(separatedBy: ", ")
+        #expect(lines.count == usages.count)
+        for (line, usage) in zip(lines, usages) {
+            #expect(line.hasPrefix("  \(usage) "), "\(line)")
+        }
+        #expect(DebugOptions.wordHelp.split(separator: "\n").allSatisfy { $0.utf8.count < 80 })
+    }
+
+    /// README.md's "Debug options" table has a row for every word of the table, and no
+    /// other word (a row's word is its first `code`, up to "=" or "[").
+    @Test func readmeTableHasExactlyTheTablesWords() throws {
+        let readme = try String(contentsOf: ReleaseBuild.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = readme.components(separatedBy: "\n## Debug options\n").dropFirst().first ?? ""
+        let rows = section.components(separatedBy: "\n## ").first!.split(separator: "\n").filter { $0.hasPrefix("| `") }
+        var documented: [String: Substring] = [:]
+        for row in rows {
+            let code = row.dropFirst(3).prefix { $0 != "`" }
+            documented[String(code.prefix { $0 != "=" && $0 != "[" })] = row
+        }
+        let names = Self.tableWords.map { Self.text($0.name) }
+        #expect(rows.count >= names.count, "no Debug options table found in README.md")
+        for name in names { #expect(documented[name] != nil, "README.md's Debug options table has no row for '\(name)'") }
+        for name in documented.keys where !names.contains(name) {
+            #expect(Bool(false), "README.md documents '\(name)', which is not a debug option word")
+        }
+        let implied = Self.text(OptionWord.default.entry.implies)
+        #expect(documented["default"]?.contains("`\(implied)`") == true, "README's default row must say `\(implied)`")
     }
 }

@@ -4,7 +4,10 @@
 // value (or one error line naming the bad item and listing the valid words);
 // `render` writes the canonical string back, which parses to an equal value.
 //
-// Grammar (fixed words, case-sensitive; see `validOptionsList`):
+// The words themselves — names, values, bounds, what each sets — are the table of
+// DebugOptionWords.swift (`OptionWord.entry`); this file walks it.
+//
+// Grammar (fixed words, case-sensitive; see `OptionWord.writeValidList`):
 //   string := item { "," item }      items are trimmed of ASCII whitespace; empty items
 //                                    (",,", a trailing ",", an all-blank string) are ignored
 //   item   := word | word "=" value  whitespace around "=" is trimmed as well
@@ -20,7 +23,7 @@
 // Invariants:
 //  - The C-string path never allocates: bytes are walked through raw pointers, words are
 //    StaticStrings, messages go through a memory-mode ReportWriter. Only `parse(String)` and
-//    `description` (marked) allocate.
+//    `description`, `validOptionsList` and `wordHelp` (marked) allocate.
 //  - DebugOptions is BitwiseCopyable, holds no references; `DebugOptions()` is fast mode.
 //    A value field means something only while its flag is set; `==` compares it only then.
 //    Bytes of `logPath` after its NUL are always zero.
@@ -86,17 +89,19 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     /// reported (0 turns it off); -1 when not given (then 1 applies, `effectiveExitCode`).
     public var exitCode: Int
 
-    public static var defaultAuditDepth: Int { 16 }
-    /// The quarantine `default` brings (BENCHMARKS.md: "default's quarantine").
+    // The bounds and defaults are the word table's (DebugOptionWords.swift).
+    public static var defaultAuditDepth: Int { OptionWord.audit.entry.defaultValue }
+    /// The quarantine `default` brings (BENCHMARKS.md: "default's quarantine"); the table
+    /// says it in `default`'s implied words, a test checks the two agree.
     public static var defaultQuarantineBytes: Int { 1 << 20 }
-    public static var maxAuditDepth: Int { 64 }
-    public static var defaultContentsBytes: Int { 256 }
-    public static var maxContentsBytes: Int { 4096 }
-    public static var maxSampleRate: Int { 1 << 30 }
-    public static var maxSampleMilliseconds: Int { 3_600_000 }
-    public static var maxVerifyInterval: Int { 1 << 30 }
+    public static var maxAuditDepth: Int { OptionWord.audit.entry.maximum }
+    public static var defaultContentsBytes: Int { OptionWord.contents.entry.defaultValue }
+    public static var maxContentsBytes: Int { OptionWord.contents.entry.maximum }
+    public static var maxSampleRate: Int { OptionWord.sample.entry.maximum }
+    public static var maxSampleMilliseconds: Int { OptionWord.sample.entry.maximumMilliseconds }
+    public static var maxVerifyInterval: Int { OptionWord.verify.entry.maximum }
     /// Longest accepted log path in bytes (the storage holds one more, for the NUL).
-    public static var maxLogPathLength: Int { 4095 }
+    public static var maxLogPathLength: Int { OptionWord.log.entry.maximum }
     /// An error buffer this large always holds the whole message.
     public static var errorCapacity: Int { 1024 }
     /// A render buffer this large always holds the whole canonical string.
@@ -105,8 +110,8 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     /// Fast mode: no flags; values at their defaults.
     public init() {
         flags = DebugFlags(rawValue: 0)
-        auditDepth = 16
-        contentsBytes = 256
+        auditDepth = DebugOptions.defaultAuditDepth
+        contentsBytes = DebugOptions.defaultContentsBytes
         quarantineBytes = 0
         sampleRate = 0
         sampleMilliseconds = 0
@@ -252,11 +257,6 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         throw DebugOptionsError(kind: kind, message: String(decoding: line[0..<length], as: UTF8.self))
     }
 
-    /// The list of valid words, as printed at the end of every error line.
-    public static var validOptionsList: StaticString {
-        "default, none, deadbeef, redzone, uninit, audit[=N], contents[=N], quarantine=SIZE, guards, sample=N, verify=N, leaks, modules, noabort, log=PATH, report=text|json, report_path=PATH, exitcode=N, suppressions=FILE"
-    }
-
     /// One outcome of `parseItems`: success when `kind` is nil, else what went wrong where.
     struct Outcome {
         var kind: DebugOptionsError.Kind?
@@ -270,20 +270,23 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
 
     static func parseItems(_ text: UnsafeRawPointer?, into result: inout DebugOptions) -> Outcome {
         guard let text else { return .success }
+        return parseItems(OptionText(base: text, count: strlen(text.assumingMemoryBound(to: CChar.self))),
+                          into: &result, keepingValuesOfWordsOn: false)
+    }
+
+    /// Applies every item of `text`.  `keepingValuesOfWordsOn`: for implied items (`default`'s),
+    /// an item whose word is already on is skipped, so its value stays.
+    static func parseItems(_ text: OptionText, into result: inout DebugOptions, keepingValuesOfWordsOn: Bool) -> Outcome {
         var sawNone = false
         var noneItem = OptionText.empty
         var firstOther = OptionText.empty
         var p = 0
         while true {
             let start = p
-            var b = text.load(fromByteOffset: p, as: UInt8.self)
-            while b != 0 && b != 0x2C {
-                p += 1
-                b = text.load(fromByteOffset: p, as: UInt8.self)
-            }
-            let item = OptionText(base: text + start, count: p - start).trimmed()
+            while p < text.count && text[p] != 0x2C { p += 1 }
+            let item = OptionText(base: text.base + start, count: p - start).trimmed()
             if item.count > 0 {
-                let outcome = apply(item, to: &result)
+                let outcome = apply(item, to: &result, keepingValueIfOn: keepingValuesOfWordsOn)
                 if outcome.kind != nil { return outcome }
                 let isNone = item.equals("none")
                 if isNone && !sawNone { sawNone = true; noneItem = item }
@@ -292,13 +295,13 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
                     return Outcome(kind: .noneCombined, word: .none, item: noneItem, other: firstOther)
                 }
             }
-            if b == 0 { return .success }
+            if p >= text.count { return .success }
             p += 1
         }
     }
 
-    /// Applies one trimmed, non-empty item.
-    static func apply(_ item: OptionText, to options: inout DebugOptions) -> Outcome {
+    /// Applies one trimmed, non-empty item, as the word's table entry says.
+    static func apply(_ item: OptionText, to options: inout DebugOptions, keepingValueIfOn: Bool = false) -> Outcome {
         let eq = item.firstIndex(of: 0x3D)
         let key = eq < 0 ? item : item.prefix(eq).trimmed()
         let hasValue = eq >= 0
@@ -306,8 +309,10 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         guard let word = OptionWord.match(key) else {
             return Outcome(kind: .unknownOption, item: item)
         }
+        let entry = word.entry
+        if keepingValueIfOn && !entry.flag.isEmpty && options.flags.contains(entry.flag) { return .success }
         var failure = Outcome(kind: nil, word: word, item: item, value: value)
-        let kind = word.valueKind
+        let kind = entry.valueKind
         if kind == .none {
             if hasValue { failure.kind = .unexpectedValue; return failure }
         } else if value.count == 0 && (hasValue || kind != .optionalNumber) {
@@ -316,62 +321,50 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         }
         var number = 0
         // sample=Nms: a time, not a count.
-        let milliseconds = word == .sample && value.count > 2
+        let milliseconds = entry.maximumMilliseconds > 0 && value.count > 2
             && value[value.count - 2] | 0x20 == 0x6D && value[value.count - 1] | 0x20 == 0x73
         if value.count > 0 && (kind == .optionalNumber || kind == .number || kind == .size) {
             guard let n = parseNumber(milliseconds ? value.prefix(value.count - 2) : value, sizeSuffix: kind == .size),
-                  n >= word.minimum && n <= (milliseconds ? DebugOptions.maxSampleMilliseconds : word.maximum) else {
+                  n >= entry.minimum && n <= (milliseconds ? entry.maximumMilliseconds : entry.maximum) else {
                 failure.kind = .badValue
                 return failure
             }
             number = n
         }
-        switch word {
-        case .none: break
-        case .default:
-            if !options.flags.contains(.quarantine) { options.quarantineBytes = defaultQuarantineBytes }
-            options.flags.formUnion(.defaultSet)
-        case .deadbeef: options.flags.insert(.deadbeef)
-        case .redzone: options.flags.insert(.redzone)
-        case .uninit: options.flags.insert(.uninit)
-        case .guards: options.flags.insert(.guards)
-        case .leaks: options.flags.insert(.leaks)
-        case .modules: options.flags.insert(.modules)
-        case .noabort: options.flags.insert(.noabort)
-        case .audit: options.flags.insert(.audit); if number > 0 { options.auditDepth = number }
-        case .contents: options.flags.insert(.contents); if number > 0 { options.contentsBytes = number }
-        case .quarantine: options.flags.insert(.quarantine); options.quarantineBytes = number
-        case .sample:
-            options.flags.insert(.sample)
-            options.sampleRate = milliseconds ? 0 : number
-            options.sampleMilliseconds = milliseconds ? number : 0
-        case .verify: options.flags.insert(.verify); options.verifyInterval = number
-        case .log, .reportPath, .suppressions:
-            guard value.count <= maxLogPathLength else {
-                failure.kind = .badValue
-                return failure
-            }
-            if word == .log {
-                options.storeLogPath(value.base, count: value.count)
-                options.flags.insert(.log)
-            } else if word == .reportPath {
-                store(value.base, count: value.count, in: &options.reportPath)
-            } else {
-                store(value.base, count: value.count, in: &options.suppressionsPath)
-            }
-        case .exitcode:
-            options.exitCode = number
-        case .report:
-            if value.equals("json") {
-                options.flags.insert(.jsonReport)
-            } else if value.equals("text") {
-                options.flags.remove(.jsonReport)
-            } else {
-                failure.kind = .badValue
-                return failure
-            }
+        if kind == .path && value.count > entry.maximum { failure.kind = .badValue; return failure }
+        if entry.implies.utf8CodeUnitCount > 0 {
+            let implied = OptionText(base: UnsafeRawPointer(entry.implies.utf8Start), count: entry.implies.utf8CodeUnitCount)
+            _ = parseItems(implied, into: &options, keepingValuesOfWordsOn: true)   // the table's own words: cannot fail
         }
+        guard options.store(number, value, milliseconds: milliseconds, in: entry.slot) else {
+            failure.kind = .badValue
+            return failure
+        }
+        options.flags.formUnion(entry.flag)
         return .success
+    }
+
+    /// Keeps a word's value in its field; false for a value the field refuses (report=xml).
+    mutating func store(_ number: Int, _ value: OptionText, milliseconds: Bool, in slot: OptionValueSlot) -> Bool {
+        switch slot {
+        case .none: break
+        case .auditDepth: if number > 0 { auditDepth = number }          // a bare word keeps the value
+        case .contentsBytes: if number > 0 { contentsBytes = number }
+        case .quarantineBytes: quarantineBytes = number
+        case .sampling:
+            sampleRate = milliseconds ? 0 : number
+            sampleMilliseconds = milliseconds ? number : 0
+        case .verifyInterval: verifyInterval = number
+        case .exitCode: exitCode = number
+        case .logPath: storeLogPath(value.base, count: value.count)
+        case .reportPath: DebugOptions.store(value.base, count: value.count, in: &reportPath)
+        case .suppressionsPath: DebugOptions.store(value.base, count: value.count, in: &suppressionsPath)
+        case .reportFormat:
+            if value.equals("json") { flags.insert(.jsonReport) }
+            else if value.equals("text") { flags.remove(.jsonReport) }
+            else { return false }
+        }
+        return true
     }
 
     /// Decimal digits, then (if `sizeSuffix`) an optional K/M/G, either case, optionally
@@ -419,9 +412,9 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             w.append(outcome.word.name)
             w.append("' (expected ")
             w.append(outcome.word.name)
-            w.append(outcome.word.valueUsage)
+            w.append(outcome.word.entry.usage)
             w.append(": ")
-            w.append(outcome.word.expectation)
+            w.append(outcome.word.entry.expectation)
             w.append(")")
         case .badValue?:
             w.append("bad value '")
@@ -429,7 +422,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             w.append("' for debug option '")
             w.append(outcome.word.name)
             w.append("' (expected ")
-            w.append(outcome.word.expectation)
+            w.append(outcome.word.entry.expectation)
             w.append(")")
         case .unexpectedValue?:
             w.append("debug option '")
@@ -449,7 +442,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             w.appendPrintable(bytes: source.base, count: source.count)
         }
         w.append("; valid options: ")
-        w.append(validOptionsList)
+        OptionWord.writeValidList(to: &w)
     }
 
     /// Echoes user text on one line: at most 80 bytes, non-printables escaped, "..." if cut.
@@ -475,52 +468,60 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         return writer.finishCString()
     }
 
-    /// Appends the canonical string to a report (e.g. in its header).
+    /// Appends the canonical string to a report (e.g. in its header): every word that is
+    /// on, in table order.
     public func render(to w: inout ReportWriter) {
         var first = true
-        if flags.contains(.deadbeef) { DebugOptions.word("deadbeef", &first, &w) }
-        if flags.contains(.redzone) { DebugOptions.word("redzone", &first, &w) }
-        if flags.contains(.uninit) { DebugOptions.word("uninit", &first, &w) }
-        if flags.contains(.audit) { DebugOptions.word("audit=", &first, &w); w.append(decimal: auditDepth) }
-        if flags.contains(.contents) { DebugOptions.word("contents=", &first, &w); w.append(decimal: contentsBytes) }
-        if flags.contains(.quarantine) {
-            DebugOptions.word("quarantine=", &first, &w)
+        var raw: UInt8 = 0
+        while let word = OptionWord(rawValue: raw) {
+            raw += 1
+            let entry = word.entry
+            guard isOn(entry) else { continue }
+            if !first { w.append(byte: 0x2C) }
+            first = false
+            w.append(entry.name)
+            if entry.valueKind != .none {
+                w.append(byte: 0x3D)
+                writeValue(of: entry.slot, to: &w)
+            }
+        }
+        if first { w.append("none") }
+    }
+
+    /// Whether the canonical string has this word: its flag, or for a word without one,
+    /// a value other than the unset one.
+    func isOn(_ entry: WordEntry) -> Bool {
+        if !entry.flag.isEmpty { return flags.contains(entry.flag) }
+        switch entry.slot {
+        case .reportFormat: return flags.contains(.jsonReport)       // text is the default
+        case .exitCode: return exitCode >= 0
+        case .reportPath: return hasReportPath
+        case .suppressionsPath: return hasSuppressions
+        default: return false                                         // none, default
+        }
+    }
+
+    /// Writes the value after "word=": explicit numbers, sizes with the largest exact suffix.
+    func writeValue(of slot: OptionValueSlot, to w: inout ReportWriter) {
+        switch slot {
+        case .none: break
+        case .auditDepth: w.append(decimal: auditDepth)
+        case .contentsBytes: w.append(decimal: contentsBytes)
+        case .quarantineBytes:
             let n = quarantineBytes
             if n > 0 && n % (1 << 30) == 0 { w.append(decimal: n >> 30); w.append(byte: 0x47) }
             else if n > 0 && n % (1 << 20) == 0 { w.append(decimal: n >> 20); w.append(byte: 0x4D) }
             else if n > 0 && n % (1 << 10) == 0 { w.append(decimal: n >> 10); w.append(byte: 0x4B) }
             else { w.append(decimal: n) }
-        }
-        if flags.contains(.guards) { DebugOptions.word("guards", &first, &w) }
-        if flags.contains(.sample) {
-            DebugOptions.word("sample=", &first, &w)
+        case .sampling:
             if sampleMilliseconds > 0 { w.append(decimal: sampleMilliseconds); w.append("ms") } else { w.append(decimal: sampleRate) }
+        case .verifyInterval: w.append(decimal: verifyInterval)
+        case .exitCode: w.append(decimal: exitCode)
+        case .logPath: withLogPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
+        case .reportPath: withReportPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
+        case .suppressionsPath: withSuppressionsPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
+        case .reportFormat: w.append(flags.contains(.jsonReport) ? "json" : "text")
         }
-        if flags.contains(.verify) { DebugOptions.word("verify=", &first, &w); w.append(decimal: verifyInterval) }
-        if flags.contains(.leaks) { DebugOptions.word("leaks", &first, &w) }
-        if flags.contains(.modules) { DebugOptions.word("modules", &first, &w) }
-        if flags.contains(.noabort) { DebugOptions.word("noabort", &first, &w) }
-        if flags.contains(.log) {
-            DebugOptions.word("log=", &first, &w)
-            withLogPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
-        }
-        if flags.contains(.jsonReport) { DebugOptions.word("report=json", &first, &w) }
-        if hasReportPath {
-            DebugOptions.word("report_path=", &first, &w)
-            withReportPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
-        }
-        if exitCode >= 0 { DebugOptions.word("exitcode=", &first, &w); w.append(decimal: exitCode) }
-        if hasSuppressions {
-            DebugOptions.word("suppressions=", &first, &w)
-            withSuppressionsPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
-        }
-        if first { w.append("none") }
-    }
-
-    private static func word(_ name: StaticString, _ first: inout Bool, _ w: inout ReportWriter) {
-        if !first { w.append(byte: 0x2C) }
-        first = false
-        w.append(name)
     }
 }
 
