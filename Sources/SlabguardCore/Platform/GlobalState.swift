@@ -58,27 +58,3 @@ enum StateRegion {
         return address.assumingMemoryBound(to: type)
     }
 }
-
-extension StateRegion {
-    /// Each region, its size, and the size of the state type that lives in it — for
-    /// TrustTests.everyStateFitsItsRegion (a region used by two types would show here).
-    package static func occupancy() -> [(region: String, used: Int, bytes: Int)] {
-        let table: [(StateRegion, String, Int)] = [
-            (.lifecycle, "lifecycle", MemoryLayout<HeapLifecycle>.size),
-            (.arena, "arena", MemoryLayout<PageArena>.size),
-            (.cacheRegistry, "cacheRegistry", MemoryLayout<CacheRegistry>.size),
-            (.slabRecords, "slabRecords", MemoryLayout<SlabRecords.State>.size),
-            (.threadRegistry, "threadRegistry", MemoryLayout<ThreadRegistry>.size),
-            (.magazinePool, "magazinePool", MemoryLayout<MagazinePool.State>.size),
-            (.defaultHeap, "defaultHeap", MemoryLayout<SizeClassHeap>.size),
-            (.debug, "debug", MemoryLayout<DebugState>.size),
-            (.reportScratch, "reportScratch", MemoryLayout<ReportBuilder.Scratch>.size),
-            (.fillPages, "fillPages", 3 * MemoryLayout<UnsafeMutableRawPointer?>.size),
-            (.transactionLog, "transactionLog", MemoryLayout<TransactionLog.State>.size),
-            (.mappings, "mappings", MemoryLayout<MetadataMappings.Table>.size),
-            (.mappingRanges, "mappingRanges", MetadataMappings.capacity * 16),
-            (.stackLayer, "stackLayer", MemoryLayout<StackLayerState>.size),
-        ]
-        return table.map { (region: $0.1, used: $0.2, bytes: $0.0.bytes) }
-    }
-}
