@@ -60,6 +60,7 @@ int sg_world_unstopped_letter;      /* its state letter ('b': running with the s
 enum { WORLD_IDLE = 0, WORLD_BY_SIGNAL = 1, WORLD_BY_PTRACE = 2 };
 static int world_method;            /* how the world is stopped now */
 static int world_signal;
+static int world_pid_signalled;   /* the process whose tasks world_signal_task signals */
 static struct sigaction world_previous;
 static int world_installed;         /* our handler is on world_signal, world_previous to put back */
 static int world_stopping;          /* futex word: 1 while the world is stopped by signal */
@@ -219,8 +220,7 @@ static void world_uninstall(void) {
     world_installed = 0;
 }
 
-/* Signals every task not signalled yet; returns how many were new, or -1 when the table is full. */
-static int world_signal_new_tasks(int self, int pid) {
+int sg_world_add_new_tasks(int pid, int self, int (*visit)(int index)) {
     char path[64];
     sg_world_path(path, pid, 0, NULL);
     long fd = sg_world_sys(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, 0, 0);
@@ -238,21 +238,32 @@ static int world_signal_new_tasks(int self, int pid) {
             int tid = 0;
             for (const char *c = name; *c >= '0' && *c <= '9'; c++) tid = tid * 10 + (*c - '0');
             if (tid == self || sg_world_known(tid)) continue;
-            if (sg_world_count == SG_WORLD_MAX_THREADS) { sg_world_sys(SYS_close, fd, 0, 0, 0, 0, 0); return -1; }
-            int i = sg_world_count++;
-            sg_world_acked[i] = SG_WORLD_SIGNALLED;
-            sg_world_sp[i] = 0;
+            if (sg_world_count == SG_WORLD_MAX_THREADS) { added = -2; goto done; }
+            int i = sg_world_count;
             sg_world_tids[i] = tid;
+            sg_world_sp[i] = 0;
+            sg_world_acked[i] = SG_WORLD_SIGNALLED;
+            sg_world_count++;
             added++;
-            int state = sg_world_task_state(pid, tid, world_signal);
-            if (state == 0 || state == 'Z' || state == 'X') sg_world_acked[i] = SG_WORLD_STOPPED;   /* gone */
-            else if (state == 'B') sg_world_acked[i] = SG_WORLD_PARKED;      /* asleep, signal blocked */
-            else if (state == 'b') sg_world_acked[i] = SG_WORLD_BLOCKING;    /* running with it blocked */
-            else if (syscall(SYS_tgkill, pid, tid, world_signal) != 0) sg_world_acked[i] = SG_WORLD_STOPPED;
+            int r = visit(i);
+            if (r < 0) { added = r; goto done; }
         }
     }
+done:
     sg_world_sys(SYS_close, fd, 0, 0, 0, 0, 0);
     return added;
+}
+
+/* The signal method's visit: the stop signal, unless the task is gone, asleep with the
+ * signal blocked (parked) or running with it blocked (watched until it unblocks it). */
+static int world_signal_task(int i) {
+    int tid = sg_world_tids[i];
+    int state = sg_world_task_state(world_pid_signalled, tid, world_signal);
+    if (state == 0 || state == 'Z' || state == 'X') sg_world_acked[i] = SG_WORLD_STOPPED;   /* gone */
+    else if (state == 'B') sg_world_acked[i] = SG_WORLD_PARKED;      /* asleep, signal blocked */
+    else if (state == 'b') sg_world_acked[i] = SG_WORLD_BLOCKING;    /* running with it blocked */
+    else if (syscall(SYS_tgkill, world_pid_signalled, tid, world_signal) != 0) sg_world_acked[i] = SG_WORLD_STOPPED;
+    return 0;
 }
 
 static void world_wake_and_wait(void) {
@@ -270,7 +281,8 @@ static int world_signal_stop(int timeout_ms) {
     struct timespec pause = {0, 1000000};   /* 1 ms */
     int waited = 0;
     for (;;) {
-        int added = world_signal_new_tasks(self, pid);
+        world_pid_signalled = pid;
+        int added = sg_world_add_new_tasks(pid, self, world_signal_task);
         if (added < 0) break;
         /* Wait for every signalled thread to acknowledge (or to be gone). */
         int pending;

@@ -41,6 +41,12 @@ SG_HIDDEN long sg_world_read_file(const char *path, char *buffer, long size);
 SG_HIDDEN int sg_world_task_state(int pid, int tid, int signal);
 /* Whether `tid` is in the table. */
 SG_HIDDEN int sg_world_known(int tid);
+/* Adds every task of /proc/PID/task not in the table yet (nor `self`) to it — its tid in
+ * sg_world_tids[i], acked SG_WORLD_SIGNALLED, sg_world_sp 0 — and hands its index to
+ * `visit`, which stops it (or marks it) and returns 0, or a negative value that ends the
+ * walk.  How many were added; -1 when the directory cannot be read, -2 when the table is
+ * full, or visit's negative value.  Raw system calls only (the ptrace helper runs it). */
+SG_HIDDEN int sg_world_add_new_tasks(int pid, int self, int (*visit)(int index));
 
 /* The ptrace method (sg_world_ptrace.c): the number of threads stopped or parked, -1 when
  * one did not stop in time (sg_world_unstopped names it), -2 when ptrace cannot be used

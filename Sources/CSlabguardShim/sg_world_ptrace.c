@@ -150,49 +150,30 @@ static void world_stopped(int i, int status) {
     __atomic_store_n(&sg_world_acked[i], SG_WORLD_STOPPED, __ATOMIC_RELEASE);
 }
 
-/* Seizes and interrupts every task not in the table yet: how many were new, or -1 when
- * ptrace is refused (-2: the table is full). */
+/* The ptrace method's visit: seize and interrupt the task, unless it is gone or asleep in a
+ * call that any stop would interrupt (parked); -3 when ptrace is refused. */
+static int world_seize_task(int i) {
+    int tid = sg_world_tids[i];
+    world_seized[i] = 0;
+    world_inject[i] = 0;
+    memset(&sg_world_regs[(size_t)i * SG_WORLD_REGISTER_WORDS], 0, SG_WORLD_REGISTER_WORDS * sizeof(uintptr_t));
+    int state = sg_world_task_state(world_pid, tid, 0);
+    if (state == 0 || state == 'Z' || state == 'X') { sg_world_acked[i] = SG_WORLD_STOPPED; return 0; }
+    if (world_stop_would_interrupt(world_blocked_call(tid))) { sg_world_acked[i] = SG_WORLD_PARKED; return 0; }
+    long r = sg_world_sys(SYS_ptrace, PTRACE_SEIZE, tid, 0, 0, 0, 0);
+    if (r == -ESRCH) { sg_world_acked[i] = SG_WORLD_STOPPED; return 0; }
+    if (r != 0) return -3;
+    world_seized[i] = 1;
+    if (sg_world_sys(SYS_ptrace, PTRACE_INTERRUPT, tid, 0, 0, 0, 0) != 0) sg_world_acked[i] = SG_WORLD_STOPPED;
+    return 0;
+}
+
+/* Seizes and interrupts every task not in the table yet: how many were new, -1 when ptrace
+ * is refused, -2 when the tasks cannot be listed or the table is full. */
 static int world_seize_new_tasks(void) {
-    char path[64];
-    sg_world_path(path, world_pid, 0, NULL);
-    long fd = sg_world_sys(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, 0, 0);
-    if (fd < 0) return -2;
-    char buffer[4096];
-    int added = 0;
-    for (;;) {
-        long n = sg_world_sys(SYS_getdents64, fd, (long)buffer, sizeof buffer, 0, 0, 0);
-        if (n <= 0) break;
-        for (long off = 0; off < n;) {
-            unsigned short length = *(unsigned short *)(buffer + off + 16);
-            const char *name = buffer + off + 19;
-            off += length;
-            if (name[0] < '0' || name[0] > '9') continue;
-            int tid = 0;
-            for (const char *c = name; *c >= '0' && *c <= '9'; c++) tid = tid * 10 + (*c - '0');
-            if (tid == world_self || sg_world_known(tid)) continue;
-            if (sg_world_count == SG_WORLD_MAX_THREADS) { added = -2; goto done; }
-            int i = sg_world_count;
-            sg_world_tids[i] = tid;
-            sg_world_sp[i] = 0;
-            world_seized[i] = 0;
-            world_inject[i] = 0;
-            memset(&sg_world_regs[(size_t)i * SG_WORLD_REGISTER_WORDS], 0, SG_WORLD_REGISTER_WORDS * sizeof(uintptr_t));
-            sg_world_acked[i] = SG_WORLD_SIGNALLED;
-            sg_world_count++;
-            added++;
-            int state = sg_world_task_state(world_pid, tid, 0);
-            if (state == 0 || state == 'Z' || state == 'X') { sg_world_acked[i] = SG_WORLD_STOPPED; continue; }
-            if (world_stop_would_interrupt(world_blocked_call(tid))) { sg_world_acked[i] = SG_WORLD_PARKED; continue; }
-            long r = sg_world_sys(SYS_ptrace, PTRACE_SEIZE, tid, 0, 0, 0, 0);
-            if (r == -ESRCH) { sg_world_acked[i] = SG_WORLD_STOPPED; continue; }
-            if (r != 0) { added = -1; goto done; }
-            world_seized[i] = 1;
-            if (sg_world_sys(SYS_ptrace, PTRACE_INTERRUPT, tid, 0, 0, 0, 0) != 0) sg_world_acked[i] = SG_WORLD_STOPPED;
-        }
-    }
-done:
-    sg_world_sys(SYS_close, fd, 0, 0, 0, 0, 0);
-    return added;
+    int added = sg_world_add_new_tasks(world_pid, world_self, world_seize_task);
+    if (added == -3) return -1;    /* refused */
+    return added < 0 ? -2 : added; /* not listed, or the table full */
 }
 
 /* Waits for the stops until the deadline; threads that never stop are parked when
