@@ -15,17 +15,6 @@ import Testing
 @Suite("slabguard log on damaged files", .timeLimit(.minutes(5)))
 struct LogFuzzTests {
     /// splitmix64: the same sequence for the same seed, so a failure names its case.
-    struct PRNG {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-    }
 
     /// The header's 64-bit fields (FlightRecorder.Field), from pid to symbolsUsed.
     static let headerFields: [Int] = Array(stride(from: 16, through: 272, by: 8))
@@ -209,14 +198,14 @@ struct LogFuzzTests {
             }
         }
 
-        var random = PRNG(state: 0x51AB_6A4D)
+        var random = SplitMix(seed: 0x51AB_6A4D)
         let damaged = folder.appendingPathComponent("damaged.log").path
         let deadline = Date().addingTimeInterval(60)
         var iterations = 0, runs = 0, refused = 0, slowest = 0.0, largestKB = 0
         var failures: [String] = []
         while iterations < 300 && Date() < deadline && failures.count < 10 {
             iterations += 1
-            let which = random.below(images.count)
+            let which = random.next(images.count)
             let image = images[which]
             let fd = try image.write(to: damaged)
             var done: [String] = []
@@ -227,21 +216,21 @@ struct LogFuzzTests {
             let size = UInt64(image.size)
             let extremes: [UInt64] = [0, UInt64.max, 1 << 63, UInt64(Int64.max), size, size + 1, size - 1, size + 4096, 4096, 4095,
                                       UInt64(UInt32.max), random.next(), random.next() % (size + 1)]
-            for _ in 0...random.below(3) {
-                switch random.below(6) {
+            for _ in 0...random.next(3) {
+                switch random.next(6) {
                 case 0, 1:   // a header field, extreme
-                    let field = Self.headerFields[random.below(Self.headerFields.count)]
-                    let value = extremes[random.below(extremes.count)]
+                    let field = Self.headerFields[random.next(Self.headerFields.count)]
+                    let value = extremes[random.next(extremes.count)]
                     put(value, at: field)
                     done.append("field \(field) = \(value)")
                 case 2:      // truncated, sometimes with the header's size field made to match
-                    let at = random.below(3) == 0 ? random.below(8192) : random.below(image.size)
+                    let at = random.next(3) == 0 ? random.next(8192) : random.next(image.size)
                     ftruncate(fd, off_t(at))
-                    if random.below(2) == 0 && at >= 232 { put(UInt64(at), at: 224) }
+                    if random.next(2) == 0 && at >= 232 { put(UInt64(at), at: 224) }
                     done.append("truncated at \(at)")
                 case 3, 4:   // a page of data overwritten with random bytes
-                    let e = image.extents[random.below(image.extents.count)]
-                    let page = e.offset + random.below(max(e.bytes.count / 4096, 1)) * 4096
+                    let e = image.extents[random.next(image.extents.count)]
+                    let page = e.offset + random.next(max(e.bytes.count / 4096, 1)) * 4096
                     var bytes = [UInt8](repeating: 0, count: 4096)
                     for i in stride(from: 0, to: 4096, by: 8) {
                         var v = random.next()
@@ -251,7 +240,7 @@ struct LogFuzzTests {
                     _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, off_t(page)) }
                     done.append("page at \(page) random")
                 default:     // a few random bytes anywhere in the first page (magic, version, fields, texts)
-                    let at = random.below(4096)
+                    let at = random.next(4096)
                     var b = UInt8(truncatingIfNeeded: random.next())
                     _ = pwrite(fd, &b, 1, off_t(at))
                     done.append("byte \(at) = \(b)")
