@@ -372,6 +372,21 @@ struct TrustTests {
         #expect(!text(of: core).contains("pthread_mutex_lock("), "a lock taken without sg_mutex_lock")
     }
 
+    /// Unsafe code fenced (issue 19): a field's address is derived from its record's in one
+    /// place (Platform/FieldPointer.swift, which checks the key path names a stored field);
+    /// no other file of the core calls `offset(of:)`.
+    @Test func fieldAddressesComeFromOnePlace() throws {
+        let core = ReleaseBuild.packageRoot.appendingPathComponent("Sources/SlabguardCore")
+        let files = FileManager.default.enumerator(at: core, includingPropertiesForKeys: nil)!
+        var fenced = 0
+        for case let url as URL in files where url.pathExtension == "swift" {
+            let text = try String(contentsOf: url, encoding: .utf8)
+            if url.lastPathComponent == "FieldPointer.swift" { fenced += text.components(separatedBy: "offset(of:").count - 1; continue }
+            #expect(!text.contains("offset(of:"), "\(url.lastPathComponent) derives a field's address by hand")
+        }
+        #expect(fenced >= 2)
+    }
+
     /// The lock table the fork handlers walk (Caches/LockOrder.swift) is DESIGN.md's lock
     /// order, row for row: the same mutexes, the same files, the same order.
     @Test func forkHandlersWalkDesignsLockOrder() throws {

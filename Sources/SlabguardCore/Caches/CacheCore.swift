@@ -30,7 +30,7 @@ struct CacheCore {
     var previousCache: UnsafeMutablePointer<CacheCore>? = nil
 
     static func checkLayout() -> Bool {
-        MemoryLayout<CacheCore>.offset(of: \.magazineLayer) == 0 && MagazineCache.checkLayout()
+        isFirstField(\CacheCore.magazineLayer) && MagazineCache.checkLayout()
     }
 
     // The lower layers' fields, by name.
@@ -62,7 +62,7 @@ extension UnsafeMutablePointer where Pointee == CacheCore {
 
     /// The cache name as a NUL-terminated C string.
     var namePointer: UnsafePointer<CChar> {
-        UnsafeRawPointer(self).advanced(by: MemoryLayout<CacheCore>.offset(of: \.name)!).assumingMemoryBound(to: CChar.self)
+        UnsafeRawPointer(field(\.name)).assumingMemoryBound(to: CChar.self)
     }
 }
 

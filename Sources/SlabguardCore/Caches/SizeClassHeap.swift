@@ -52,7 +52,7 @@ struct SizeClassHeap {
 }
 
 extension UnsafeMutablePointer where Pointee == SizeClassHeap {
-    var largeLock: RawLock { RawLock(UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<SizeClassHeap>.offset(of: \.largeMutex)!).assumingMemoryBound(to: pthread_mutex_t.self)) }
+    var largeLock: RawLock { RawLock(field(\.largeMutex)) }
 
     /// Creates the heap's caches (`fixedIds`: the default heap's caches take ids 0…72).
     func setUp(debugFlags: UInt32, tagBytes: Int, fixedIds: Bool, namePrefix: StaticString) -> Bool {

@@ -16,7 +16,7 @@ enum ModuleUnload {
     }
 
     @inline(__always) private static var table: UnsafeMutablePointer<Table> {
-        UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.unloads)!)
+        UnsafeMutableRawPointer(DebugState.shared.field(\.unloads))
             .assumingMemoryBound(to: Table.self)
     }
 

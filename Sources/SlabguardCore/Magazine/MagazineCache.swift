@@ -29,7 +29,7 @@ struct MagazineCache {
     var retiredFrees: UInt64 = 0
 
     /// The layering's one address rule: each layer's part at offset 0 of the one above.
-    static func checkLayout() -> Bool { MemoryLayout<MagazineCache>.offset(of: \.slabLayer) == 0 }
+    static func checkLayout() -> Bool { isFirstField(\MagazineCache.slabLayer) }
 }
 
 extension UnsafeMutablePointer where Pointee == MagazineCache {
@@ -38,8 +38,7 @@ extension UnsafeMutablePointer where Pointee == MagazineCache {
     }
 
     @inline(__always) var depotLock: RawLock {
-        RawLock(UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<MagazineCache>.offset(of: \.depotMutex)!)
-            .assumingMemoryBound(to: pthread_mutex_t.self))
+        RawLock(field(\.depotMutex))
     }
 
     /// Gives the cache magazine id `id` (≥ 0), or none (-1): recorded in the id table and

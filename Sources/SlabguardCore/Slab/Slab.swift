@@ -72,11 +72,11 @@ struct Slab {
 extension UnsafeMutablePointer where Pointee == SlabCache {
     @inline(__always) func listHead(_ list: SlabList) -> UnsafeMutablePointer<UnsafeMutablePointer<Slab>?> {
         switch list {
-        case .partial: return UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<SlabCache>.offset(of: \.partialSlabs)!)
+        case .partial: return UnsafeMutableRawPointer(field(\.partialSlabs))
             .assumingMemoryBound(to: UnsafeMutablePointer<Slab>?.self)
-        case .full: return UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<SlabCache>.offset(of: \.fullSlabs)!)
+        case .full: return UnsafeMutableRawPointer(field(\.fullSlabs))
             .assumingMemoryBound(to: UnsafeMutablePointer<Slab>?.self)
-        case .empty: return UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<SlabCache>.offset(of: \.emptySlabs)!)
+        case .empty: return UnsafeMutableRawPointer(field(\.emptySlabs))
             .assumingMemoryBound(to: UnsafeMutablePointer<Slab>?.self)
         }
     }

@@ -66,7 +66,7 @@ struct SlabCache {
 }
 
 extension UnsafeMutablePointer where Pointee == SlabCache {
-    @inline(__always) var slabLock: RawLock { RawLock(UnsafeMutableRawPointer(self).advanced(by: MemoryLayout<SlabCache>.offset(of: \.slabMutex)!).assumingMemoryBound(to: pthread_mutex_t.self)) }
+    @inline(__always) var slabLock: RawLock { RawLock(field(\.slabMutex)) }
 
     /// Takes chunks out of the slab layer and constructs them (no lock held on entry).
     /// Returns how many constructed buffers were written to `out`.

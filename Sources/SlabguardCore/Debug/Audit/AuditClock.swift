@@ -20,7 +20,7 @@ struct AuditClockState {
 
 enum AuditClock {
     @inline(__always) static var state: UnsafeMutablePointer<AuditClockState> {
-        UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.clock)!)
+        UnsafeMutableRawPointer(DebugState.shared.field(\.clock))
             .assumingMemoryBound(to: AuditClockState.self)
     }
 

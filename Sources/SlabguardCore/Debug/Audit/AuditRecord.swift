@@ -29,7 +29,7 @@ enum AuditRecords {
             return record(in: slab, chunk: chunk)
         }
         let span = owner.assumingMemoryBound(to: LargeSpan.self)
-        return UnsafeMutableRawPointer(span).advanced(by: MemoryLayout<LargeSpan>.offset(of: \.debugRecord)!)
+        return UnsafeMutableRawPointer(span.field(\.debugRecord))
     }
 
     /// The record of `chunk`, a chunk of `slab`, or nil (no sidecar).

@@ -33,7 +33,7 @@ enum StackDepot {
     static let maxDepth = 64
 
     @inline(__always) static var state: UnsafeMutablePointer<StackDepotState> {
-        UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.stackDepot)!)
+        UnsafeMutableRawPointer(DebugState.shared.field(\.stackDepot))
             .assumingMemoryBound(to: StackDepotState.self)
     }
 

@@ -69,7 +69,7 @@ enum FlightRecorder {
     }
 
     @inline(__always) static var state: UnsafeMutablePointer<State> {
-        UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.recorder)!)
+        UnsafeMutableRawPointer(DebugState.shared.field(\.recorder))
             .assumingMemoryBound(to: State.self)
     }
 

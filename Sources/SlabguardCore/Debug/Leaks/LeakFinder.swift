@@ -65,7 +65,7 @@ enum LeakFinder {
         var count = 0
     }
     @inline(__always) static var probe: UnsafeMutablePointer<StaleProbe> {
-        UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.staleProbe)!)
+        UnsafeMutableRawPointer(DebugState.shared.field(\.staleProbe))
             .assumingMemoryBound(to: StaleProbe.self)
     }
 

@@ -100,7 +100,7 @@ enum TagTable {
 
     @inline(never) private static func createState() -> UnsafeMutablePointer<TagTableState>? {
         precondition(MemoryLayout<TagRecord>.stride == 128 && MemoryLayout<TagTableState>.size <= headerBytes)
-        let slot = UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.tagTable)!)
+        let slot = UnsafeMutableRawPointer(DebugState.shared.field(\.tagTable))
             .assumingMemoryBound(to: UInt64.self)
         guard let memory = Platform.map(totalBytes) else { return nil }
         let st = memory.bindMemory(to: TagTableState.self, capacity: 1)
@@ -125,7 +125,7 @@ enum TagTable {
 
     /// The table if it exists (statistics and fork handlers create nothing).
     @inline(__always) static var stateIfCreated: UnsafeMutablePointer<TagTableState>? {
-        let slot = UnsafeMutableRawPointer(DebugState.shared).advanced(by: MemoryLayout<DebugState>.offset(of: \.tagTable)!)
+        let slot = UnsafeMutableRawPointer(DebugState.shared.field(\.tagTable))
             .assumingMemoryBound(to: UInt64.self)
         return UnsafeMutableRawPointer(bitPattern: UInt(sg_atomic_load_u64(slot)))?.assumingMemoryBound(to: TagTableState.self)
     }
@@ -263,7 +263,7 @@ enum TagTable {
     /// Where slot `index`'s tag was destroyed (an audit entry; not recorded: time 0).
     static func destroyEntry(_ index: Int) -> AuditEntry? {
         guard let r = record(index) else { return nil }
-        return AuditEntry(base: UnsafeMutableRawPointer(r) + MemoryLayout<TagRecord>.offset(of: \.destroyed)!)
+        return AuditEntry(base: UnsafeMutableRawPointer(r.field(\.destroyed)))
     }
 
     // MARK: - Counters
@@ -406,7 +406,7 @@ enum TagTable {
     /// The tag's name (NUL-terminated, in the table).
     static func name(_ index: Int) -> UnsafePointer<CChar> {
         guard let r = record(index) else { return StackDebugSupport.cString("?") }
-        return UnsafeRawPointer(r).advanced(by: MemoryLayout<TagRecord>.offset(of: \.name)!).assumingMemoryBound(to: CChar.self)
+        return UnsafeRawPointer(r.field(\.name)).assumingMemoryBound(to: CChar.self)
     }
 
     /// Calls `body` with each used slot's index and state, in slot order.

@@ -391,6 +391,6 @@ extension ElfSymbols {
     /// The mutex, once the state exists (fork handlers take it without creating anything).
     static var mutexIfCreated: UnsafeMutablePointer<pthread_mutex_t>? {
         guard let st = StackLayerState.shared.pointee.elfSymbols else { return nil }
-        return (UnsafeMutableRawPointer(st) + MemoryLayout<ElfSymbolsState>.offset(of: \.mutex)!).assumingMemoryBound(to: pthread_mutex_t.self)
+        return st.field(\.mutex)
     }
 }

@@ -554,6 +554,6 @@ extension ModuleMap {
     /// The mutex, once the state exists (fork handlers take it without creating anything).
     static var mutexIfCreated: UnsafeMutablePointer<pthread_mutex_t>? {
         guard let st = StackLayerState.shared.pointee.moduleMap else { return nil }
-        return (UnsafeMutableRawPointer(st) + MemoryLayout<ModuleMapState>.offset(of: \.mutex)!).assumingMemoryBound(to: pthread_mutex_t.self)
+        return st.field(\.mutex)
     }
 }
