@@ -1,7 +1,9 @@
 /* Storage for sg_shim.h: thread-local magazine slots and the heap's static state. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <stdlib.h>
@@ -62,4 +64,26 @@ int sg_system_calls_filtered(void) {
         if ((i == 0 || text[i - 1] == '\n') && memcmp(text + i, "Seccomp:\t", 9) == 0) return text[i + 9] != '0';
     }
     return 0;
+}
+
+/* A pointer from glibc's own heap: the program (or a library) got it from glibc's malloc
+ * without slabguard (through dlsym(RTLD_NEXT, "malloc"), say).  Where that can be known —
+ * between the program break at load and the current one, with glibc's main arena in use
+ * (mallinfo2) — free hands it to glibc's free instead of aborting on a buffer it does not
+ * know.  Both found at load: nothing on the free path but sbrk(0), which glibc answers from
+ * memory. */
+static uintptr_t sg_initial_break;
+static void (*sg_glibc_free)(void *);
+
+__attribute__((constructor)) static void sg_find_glibc_heap(void) {
+    sg_initial_break = (uintptr_t)sbrk(0);
+    sg_glibc_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+}
+
+int sg_free_foreign(void *p) {
+    uintptr_t a = (uintptr_t)p;
+    if (sg_glibc_free == NULL || sg_initial_break == 0 || a < sg_initial_break || a >= (uintptr_t)sbrk(0)) return 0;
+    if (mallinfo2().arena == 0) return 0;
+    sg_glibc_free(p);
+    return 1;
 }

@@ -246,5 +246,20 @@ struct InvisibleTests {
         #expect(checked.stdout == plain.stdout && !checked.stderr.contains("slabguard:"), "\(debug): \(checked.stdout)\(checked.stderr)")
     }
 
+    /// A buffer of glibc's own heap freed with free goes back to glibc (before: `invalid free`
+    /// and an abort, in fast mode too); a pointer no allocator made is still reported.
+    @Test(arguments: ["none", "default"])
+    func glibcsOwnBuffersGoBackToGlibc(debug: String) throws {
+        let folder = try Subprocess.temporaryFolder("glibc-heap")
+        let program = try Self.compile("glibc_heap_free", into: folder, extra: ["-ldl"])
+        let plain = try Subprocess.run(program, [], timeout: 20)
+        #expect(plain.status == 0 && plain.stdout == "freed 1000 of glibc's buffers\n")
+        let checked = try Subprocess.run(program, [], environment: try Self.preloaded(debug), timeout: 60)
+        #expect(checked.status == 0 && checked.stdout == plain.stdout && !checked.stderr.contains("slabguard:"),
+                "\(debug): \(checked.stderr)")
+        let bad = try Subprocess.run(program, ["bad"], environment: try Self.preloaded(debug), timeout: 60)
+        #expect(bad.signaled && bad.stderr.contains("slabguard: invalid free: buffer not in cache"), "\(debug): \(bad.stderr)")
+    }
+
     private func order(_ n: Int) -> [Int] { (0..<n).map { ($0 * 7) % n } }
 }

@@ -132,6 +132,8 @@ void sg_mutex_reinit(pthread_mutex_t *m);
 void sg_held_locks_reset(void);
 /* Whether a seccomp filter is in force, or /proc/self/status cannot be read (shim.c). */
 int sg_system_calls_filtered(void);
+/* A pointer of glibc's own heap handed to glibc's free (shim.c): 1, or 0 when it is not one. */
+int sg_free_foreign(void *p);
 /* The calling thread's held-lock bookkeeping, for tests: how many it holds or is
  * taking, and whether it holds m. */
 uint32_t sg_held_lock_count(void);

@@ -42,7 +42,10 @@ extension DebugAllocator {
     /// free(3) / sized free of a default-heap or object-cache pointer in debug mode.
     static func free(_ p: UnsafeMutableRawPointer, expectedSize: Int?) {
         let arena = StateRegion.arena.bound(to: PageArena.self)
-        guard let owner = arena.pointee.owner(of: p) else { return DebugReport.invalidFree(p, expectedSize: expectedSize) }
+        guard let owner = arena.pointee.owner(of: p) else {
+            if expectedSize == nil && sg_free_foreign(p) != 0 { return }   // glibc's own buffer, to glibc's free
+            return DebugReport.invalidFree(p, expectedSize: expectedSize)
+        }
         if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
             let slab = owner.assumingMemoryBound(to: Slab.self)
             if slab.objectCache.pointee.debugFlags != 0 {

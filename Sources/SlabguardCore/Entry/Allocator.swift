@@ -88,7 +88,7 @@ package enum Allocator {
             if first.pointee == DuplicateFree.mark { DuplicateFree.check(p, sg_thread_slots() + Int(mark &- 1)) }
             first.pointee = DuplicateFree.mark
         }
-        if !SizeClassHeap.defaultHeap.free(p) { InvalidFree.report(p) }
+        if !SizeClassHeap.defaultHeap.free(p) && sg_free_foreign(p) == 0 { InvalidFree.report(p) }
     }
 
     /// In sample mode (fast paths, debug word 0): whether `p` is one of the guarded buffers.
