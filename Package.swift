@@ -28,9 +28,15 @@ let package = Package(
             name: "CSlabguardShim",
             cSettings: [.unsafeFlags(["-fno-builtin", "-ftls-model=initial-exec"])]
         ),
+        // The flight recorder's file format and the ELF build-id note, defined once for the
+        // writer (SlabguardCore) and the readers (slabguard).
+        .target(
+            name: "SlabguardFormats",
+            swiftSettings: optimized
+        ),
         .target(
             name: "SlabguardCore",
-            dependencies: ["CSlabguardShim"],
+            dependencies: ["CSlabguardShim", "SlabguardFormats"],
             exclude: ["DESIGN.md"],
             swiftSettings: optimized
         ),
@@ -63,7 +69,7 @@ let package = Package(
         .target(name: "CSlabguardDemoPlugin"),
         .executableTarget(
             name: "slabguard",
-            dependencies: ["SlabguardCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["SlabguardCore", "SlabguardFormats", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "slabguard-bench",
@@ -72,7 +78,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlabguardTests",
-            dependencies: ["Slabguard", "SlabguardCore", "SlabguardRuntime"]
+            dependencies: ["Slabguard", "SlabguardCore", "SlabguardRuntime", "SlabguardFormats"]
         ),
     ]
 )

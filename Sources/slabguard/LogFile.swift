@@ -1,11 +1,13 @@
 // Reading a flight recorder file (`log=PATH`; the writer and the format are
-// Sources/SlabguardCore/Debug/FlightRecorder/FlightRecorder.swift): the header, the
+// Sources/SlabguardCore/Debug/FlightRecorder/FlightRecorder.swift; the format, shared with
+// it, Sources/SlabguardFormats/RecorderFormat.swift): the header, the
 // module map, the cache names, the reports, the stack depot and the transaction ring.
 // The file is mapped read-only; every offset is checked against its size.  What several
 // questions need (the module map, the unloaded libraries' symbols, build-id checks, the
 // symbolized stacks) is parsed or computed once per file.
 
 import Glibc
+import SlabguardFormats
 
 struct LogError: Error {
     var message: String
@@ -33,8 +35,8 @@ final class LogFile {
         func holds(_ address: UInt) -> Bool { address >= buffer && address - buffer < UInt(max(size, 1)) }
     }
 
-    static let readableVersion: UInt32 = 1
-    static let headerBytes = 4096
+    static var readableVersion: UInt32 { RecorderHeader.version }
+    static var headerBytes: Int { RecorderHeader.bytes }
 
     /// A region of the file: where it starts and how many of its bytes hold data.
     struct Region {
@@ -69,36 +71,41 @@ final class LogFile {
             throw LogError(message: "'\(path)' is empty, not a slabguard log (logs are written with --log PATH or log=PATH)")
         }
         size = bytes
-        guard size >= 8, let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+        guard size >= RecorderHeader.Field.magic + RecorderHeader.Width.magic, let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
             throw LogError(message: "'\(path)' is not a slabguard log (it is too short or cannot be mapped)")
         }
         base = UnsafeRawPointer(p)
-        guard Array(UnsafeRawBufferPointer(start: base, count: 8)) == Array("SLABGLOG".utf8) else {
+        let magic = UnsafeRawBufferPointer(start: RecorderHeader.magic.utf8Start, count: RecorderHeader.Width.magic)
+        guard UnsafeRawBufferPointer(start: base + RecorderHeader.Field.magic, count: magic.count).elementsEqual(magic) else {
             throw LogError(message: "'\(path)' is not a slabguard log (no SLABGLOG header; logs are written with --log PATH or log=PATH)")
         }
-        guard size >= 16 else { throw LogError(message: "'\(path)' is truncated: \(size) bytes, not even its 4096-byte header") }
-        let version = base.load(fromByteOffset: 8, as: UInt32.self)
+        guard size >= RecorderHeader.Field.headerBytes + RecorderHeader.Width.headerBytes else {
+            throw LogError(message: "'\(path)' is truncated: \(size) bytes, not even its \(LogFile.headerBytes)-byte header")
+        }
+        let version = base.load(fromByteOffset: RecorderHeader.Field.version, as: UInt32.self)
         guard version == LogFile.readableVersion else {
             throw LogError(message: version > LogFile.readableVersion
                 ? "'\(path)' was written by a newer slabguard (log format \(version)); this one reads format \(LogFile.readableVersion)"
                 : "'\(path)' has log format \(version), which no slabguard writes (this one reads format \(LogFile.readableVersion)): the file is damaged")
         }
-        guard size >= LogFile.headerBytes else { throw LogError(message: "'\(path)' is truncated: \(size) bytes, not even its 4096-byte header") }
-        let header = base.load(fromByteOffset: 12, as: UInt32.self)
-        guard header == UInt32(LogFile.headerBytes) else {
-            throw LogError(message: "'\(path)' is damaged: its header size field says \(header) bytes (format 1 has 4096)")
+        guard size >= LogFile.headerBytes else {
+            throw LogError(message: "'\(path)' is truncated: \(size) bytes, not even its \(LogFile.headerBytes)-byte header")
         }
-        let expected = u64(224)
+        let header = base.load(fromByteOffset: RecorderHeader.Field.headerBytes, as: UInt32.self)
+        guard header == UInt32(LogFile.headerBytes) else {
+            throw LogError(message: "'\(path)' is damaged: its header size field says \(header) bytes (format \(LogFile.readableVersion) has \(LogFile.headerBytes))")
+        }
+        let expected = u64(RecorderHeader.Field.fileBytes)
         guard expected == UInt64(size) else {
             throw LogError(message: expected > UInt64(size) ? "'\(path)' is truncated: \(size) of its \(expected) bytes"
                 : "'\(path)' is damaged: its header gives its size as \(expected) bytes, but it has \(size)")
         }
         func damaged(_ what: String) -> LogError { LogError(message: "'\(path)' is damaged: \(what)") }
-        /// A region named by (offset, capacity in units of `unit` bytes[, bytes used]) in the header.
-        func region(_ name: String, _ offsetField: Int, _ capacityField: Int, _ usedField: Int?, unit: UInt64 = 1,
-                    optional: Bool = false) throws(LogError) -> (offset: Int, capacity: Int, used: Int) {
-            let offset = u64(offsetField), capacity = u64(capacityField), used = usedField.map(u64) ?? 0
-            if optional && offset == 0 && capacity == 0 && used == 0 { return (0, 0, 0) }   // a file from before the region
+        /// A region: its (offset, capacity in units of `unit` bytes, bytes used) from the header.
+        func region(_ name: String, _ region: RecorderRegion, unit: UInt64) throws(LogError) -> (offset: Int, capacity: Int, used: Int) {
+            let offset = u64(region.offsetField), capacity = u64(region.capacityField)
+            let used = region.usedField >= 0 ? u64(region.usedField) : 0
+            if region.isOptional && offset == 0 && capacity == 0 && used == 0 { return (0, 0, 0) }   // a file from before the region
             let (bytes, overflow) = capacity.multipliedReportingOverflow(by: unit)
             guard offset >= UInt64(LogFile.headerBytes), offset <= UInt64(size), !overflow, bytes <= UInt64(size) - offset else {
                 throw damaged("its \(name) region (\(capacity) \(unit == 1 ? "bytes" : "entries") at offset \(offset)) lies outside the file of \(size) bytes")
@@ -107,28 +114,34 @@ final class LogFile {
             // Each value is at most `size` here, so the conversions are exact.
             return (Int(offset), Int(capacity), Int(used))
         }
-        let modules = try region("module map", 128, 136, 144)
+        func region(_ name: String, _ r: RecorderRegion) throws(LogError) -> (offset: Int, capacity: Int, used: Int) {
+            try region(name, r, unit: UInt64(r.unitBytes))
+        }
+        let modules = try region("module map", .modules)
         modulesRegion = Region(offset: modules.offset, count: modules.used)
-        let reports = try region("reports", 152, 160, 168)
+        let reports = try region("reports", .reports)
         reportsRegion = Region(offset: reports.offset, count: reports.used)
-        let caches = try region("cache names", 176, 184, 192)
+        let caches = try region("cache names", .caches)
         cachesRegion = Region(offset: caches.offset, count: caches.used)
-        let statistics = try region("statistics", 232, 240, 248, optional: true)
+        let statistics = try region("statistics", .statistics)
         statisticsRegion = Region(offset: statistics.offset, count: statistics.used)
-        let symbols = try region("symbols", 256, 264, 272, optional: true)
+        let symbols = try region("symbols", .symbols)
         symbolsRegion = Region(offset: symbols.offset, count: symbols.used)
-        let stacks = try region("stack", 96, 104, nil, unit: 8)
+        let stacks = try region("stack", .stacks)
         (stacksOffset, stackWords) = (stacks.offset, stacks.capacity)
-        _ = try region("stack bucket", 112, 120, nil, unit: 8)
-        let entry = u64(88)
-        guard entry >= 56, entry <= 4096, entry % 8 == 0 else { throw damaged("its transaction entries are \(entry) bytes (format 1 has 64)") }
-        let ring = try region("transaction", 72, 80, nil, unit: entry)
+        _ = try region("stack bucket", .buckets)
+        let entry = u64(RecorderHeader.Field.entryBytes)
+        guard entry >= UInt64(RingEntry.minimumBytes), entry <= UInt64(LogFile.headerBytes), entry % UInt64(RecorderHeader.Width.word) == 0 else {
+            throw damaged("its transaction entries are \(entry) bytes (format \(LogFile.readableVersion) has \(RingEntry.bytes))")
+        }
+        let ring = try region("transaction", .ring, unit: entry)
         guard ring.capacity > 0, ring.capacity & (ring.capacity - 1) == 0 else {
             throw damaged("its transaction ring has \(ring.capacity) entries, not a power of two")
         }
         (ringOffset, ringEntries, entryBytes) = (ring.offset, ring.capacity, Int(entry))
         ringSlots = LogFile.slotsWithData(fd: fd, offset: ring.offset, entries: ring.capacity, entryBytes: Int(entry))
-        guard u64(200) <= 1 else { throw damaged("its exit flag is \(u64(200)), neither 0 nor 1") }
+        let exitFlag = u64(RecorderHeader.Field.exited)
+        guard exitFlag <= 1 else { throw damaged("its exit flag is \(exitFlag), neither 0 nor 1") }
     }
 
     /// The slot ranges of the ring where the file has data (SEEK_DATA / SEEK_HOLE); every
@@ -179,15 +192,16 @@ final class LogFile {
     }
 
     /// The pid the header records (any 64-bit value a damaged header holds is shown as is).
-    var pid: UInt64 { u64(16) }
-    var options: String { cString(at: 512, capacity: 1024) }
-    var commandLine: String { cString(at: 1536, capacity: 2048) }
-    var startRealtimeSeconds: Int { Int(u64(24) / 1_000_000_000) }
-    var exited: Bool { u64(200) == 1 }
+    var pid: UInt64 { u64(RecorderHeader.Field.pid) }
+    var options: String { cString(at: RecorderHeader.Field.options, capacity: RecorderHeader.Width.options) }
+    var commandLine: String { cString(at: RecorderHeader.Field.commandLine, capacity: RecorderHeader.Width.commandLine) }
+    var startRealtimeSeconds: Int { Int(u64(RecorderHeader.Field.startRealtime) / 1_000_000_000) }
+    var exited: Bool { u64(RecorderHeader.Field.exited) == 1 }
     /// Seconds from the start to the exit (exited runs).
-    var runSeconds: Double { seconds(from: u64(40), to: u64(216)) }
+    var runSeconds: Double { seconds(from: startTicks, to: u64(RecorderHeader.Field.endTicks)) }
     /// The status the exit recorded (an abort records 128 + SIGABRT).
-    var exitStatus: Int64 { Int64(bitPattern: u64(208)) }
+    var exitStatus: Int64 { Int64(bitPattern: u64(RecorderHeader.Field.exitStatus)) }
+    private var startTicks: UInt64 { u64(RecorderHeader.Field.startTicks) }
     var reports: String { text(reportsRegion) }
 
     /// How the run ended, in the words every subcommand uses (design §7: recorded once,
@@ -279,25 +293,28 @@ final class LogFile {
         let mask = UInt64(truncatingIfNeeded: ringEntries &- 1)
         for slot in ringSlots.joined() {
             let e = ringOffset + slot * entryBytes
-            let sequence = u64(e)
+            func field(_ offset: Int) -> UInt64 { u64(e + offset) }
+            let sequence = field(RingEntry.Field.sequence)
             // A slot holds transaction `sequence - 1`; 0 is never written or being rewritten.
             guard sequence != 0, (sequence &- 1) & mask == UInt64(slot) else { continue }
-            let kindThread = u64(e + 8)
-            found.append(Transaction(sequence: sequence, isFree: kindThread >> 32 == 2, thread: UInt32(truncatingIfNeeded: kindThread),
-                                     ticks: u64(e + 16), buffer: UInt(u64(e + 24)), size: Int(clamping: u64(e + 32)),
-                                     cache: UInt(u64(e + 40)), stackId: UInt32(truncatingIfNeeded: u64(e + 48))))
+            let kindThread = field(RingEntry.Field.kindThread)
+            found.append(Transaction(sequence: sequence, isFree: kindThread >> RingEntry.kindShift == TransactionKind.free.rawValue,
+                                     thread: UInt32(truncatingIfNeeded: kindThread), ticks: field(RingEntry.Field.time),
+                                     buffer: UInt(field(RingEntry.Field.address)), size: Int(clamping: field(RingEntry.Field.size)),
+                                     cache: UInt(field(RingEntry.Field.cache)),
+                                     stackId: UInt32(truncatingIfNeeded: field(RingEntry.Field.stackId))))
         }
         return found.sorted { $0.ticks != $1.ticks ? $0.ticks < $1.ticks : $0.sequence < $1.sequence }
     }()
 
     /// The frames of stack `id` (none when its record is not inside the stack region).
     func stack(_ id: UInt32) -> [UInt] {
-        let index = Int(id)
-        guard id != 0, index + 2 <= stackWords else { return [] }
-        let record = stacksOffset + index * 8
-        let depth = Int(min(u64(record + 8), 64))
-        guard index + 2 + depth <= stackWords else { return [] }
-        return (0..<depth).map { UInt(u64(record + 16 + 8 * $0)) }
+        let index = Int(id), first = StackDepotFormat.framesWord
+        guard id != 0, index + first <= stackWords else { return [] }
+        func word(_ n: Int) -> UInt64 { u64(stacksOffset + (index + n) * 8) }
+        let depth = Int(min(word(StackDepotFormat.depthWord), UInt64(StackDepotFormat.maxDepth)))
+        guard index + first + depth <= stackWords else { return [] }
+        return (0..<depth).map { UInt(word(first + $0)) }
     }
 
     /// Whether a buffer was allocated by no code of the program or its libraries: by
@@ -320,13 +337,14 @@ final class LogFile {
     static func isLoader(_ name: String) -> Bool { name.hasPrefix("ld-linux") || name.hasPrefix("ld64.so") || name.hasPrefix("ld-musl") }
 
     /// Seconds from the start of the run to an audit-clock time.
-    func secondsSinceStart(_ ticks: UInt64) -> Double { seconds(from: u64(40), to: max(ticks, u64(40))) }
+    func secondsSinceStart(_ ticks: UInt64) -> Double { seconds(from: startTicks, to: max(ticks, startTicks)) }
 
     /// Seconds between two audit-clock times, by the rate the file's clock samples give.
     func seconds(from earlier: UInt64, to later: UInt64) -> Double {
-        let startTicks = u64(40), startNs = u64(32), sampleTicks = u64(48), sampleNs = u64(56)
+        let startNs = u64(RecorderHeader.Field.startMonotonic)
+        let sampleTicks = u64(RecorderHeader.Field.clockTicks), sampleNs = u64(RecorderHeader.Field.clockNanoseconds)
         let ticks = Double(later &- earlier)
-        guard u64(64) == 1 else { return ticks / 1e9 }   // ticks are nanoseconds
+        guard u64(RecorderHeader.Field.useTSC) == 1 else { return ticks / 1e9 }   // ticks are nanoseconds
         guard sampleTicks > startTicks, sampleNs > startNs else { return 0 }
         return ticks * Double(sampleNs - startNs) / Double(sampleTicks - startTicks) / 1e9
     }
@@ -413,7 +431,8 @@ final class LogFile {
     }
 }
 
-/// The GNU build id of an ELF file (its NT_GNU_BUILD_ID note), as lowercase hex.
+/// The GNU build id of an ELF file (its NT_GNU_BUILD_ID note, parsed by SlabguardFormats'
+/// ElfNote, as the library does), as lowercase hex.
 enum ElfNotes {
     static func buildId(path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
@@ -436,16 +455,10 @@ enum ElfNotes {
         for i in 0..<phnum {
             guard let ph = read(phoff &+ i &* phentsize, 56), u(ph, 0, 4) == 4 else { continue }   // PT_NOTE
             let offset = u(ph, 8, 8), size = u(ph, 32, 8)
-            guard size >= 0, size < 1 << 20, let notes = read(offset, size) else { continue }
-            var at = 0
-            while at + 12 <= notes.count {
-                let nameSize = u(notes, at, 4), descSize = u(notes, at + 4, 4), type = u(notes, at + 8, 4)
-                let name = at + 12, desc = name + ((nameSize + 3) & ~3)
-                guard desc + descSize <= notes.count else { break }
-                if type == 3 && nameSize == 4 && notes[name] == 0x47 && notes[name + 1] == 0x4E && notes[name + 2] == 0x55 {
-                    return notes[desc..<(desc + descSize)].prefix(32).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-                }
-                at = desc + ((descSize + 3) & ~3)
+            guard size > 0, size < 1 << 20, let notes = read(offset, size) else { continue }
+            let found = notes.withUnsafeBytes { ElfNote.gnuBuildId(in: $0.baseAddress!, count: $0.count) }
+            if let found {
+                return notes[found.offset..<(found.offset + found.count)].prefix(32).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
             }
         }
         return nil

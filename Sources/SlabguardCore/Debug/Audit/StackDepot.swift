@@ -18,6 +18,7 @@
 
 import CSlabguardShim
 import Glibc
+import SlabguardFormats
 
 struct StackDepotState {
     var words: UnsafeMutablePointer<UInt64>? = nil     // storage; word 0 unused
@@ -28,9 +29,10 @@ struct StackDepotState {
 }
 
 enum StackDepot {
-    static let storageWords = 8 << 20                   // 64 MiB of frames
-    static let bucketCount = 1 << 19                    // 4 MiB of bucket words
-    static let maxDepth = 64
+    // The storage's layout is SlabguardFormats' (the flight recorder's file holds it).
+    static var storageWords: Int { StackDepotFormat.storageWords }   // 64 MiB of frames
+    static var bucketCount: Int { StackDepotFormat.bucketCount }     // 4 MiB of bucket words
+    static var maxDepth: Int { StackDepotFormat.maxDepth }
 
     @inline(__always) static var state: UnsafeMutablePointer<StackDepotState> {
         UnsafeMutableRawPointer(DebugState.shared.field(\.stackDepot))

@@ -13,8 +13,7 @@
 
 import CSlabguardShim
 import Glibc
-
-enum TransactionKind: UInt64 { case allocation = 1, free = 2 }
+import SlabguardFormats
 
 enum TransactionLog {
     struct State {
@@ -24,8 +23,8 @@ enum TransactionLog {
     }
 
     static let ringBytes = 4 << 20
-    /// sequence, kind|thread, time, buffer, size, cache, stack id (StackDepot), pad
-    static let entryBytes = 64
+    /// The entry's layout (and TransactionKind) is SlabguardFormats' RingEntry.
+    static var entryBytes: Int { RingEntry.bytes }
 
     @inline(__always) static var state: UnsafeMutablePointer<State> {
         StateRegion.transactionLog.bound(to: State.self)
@@ -56,13 +55,13 @@ enum TransactionLog {
         let index = next.pointee
         next.pointee = index &+ 1
         let entry = ring + Int(index & UInt64(s.pointee.capacity - 1)) * entryBytes
-        entry.storeBytes(of: 0, as: UInt64.self)   // being written
-        entry.storeBytes(of: kind.rawValue << 32 | UInt64(audit.thread), toByteOffset: 8, as: UInt64.self)
-        entry.storeBytes(of: audit.time, toByteOffset: 16, as: UInt64.self)
-        entry.storeBytes(of: UInt64(UInt(bitPattern: buffer)), toByteOffset: 24, as: UInt64.self)
-        entry.storeBytes(of: UInt64(size), toByteOffset: 32, as: UInt64.self)
-        entry.storeBytes(of: UInt64(UInt(bitPattern: cache)), toByteOffset: 40, as: UInt64.self)
-        entry.storeBytes(of: UInt64(audit.stackId), toByteOffset: 48, as: UInt64.self)
-        sg_atomic_store_u64(entry.assumingMemoryBound(to: UInt64.self), index &+ 1)
+        entry.storeBytes(of: 0, toByteOffset: RingEntry.Field.sequence, as: UInt64.self)   // being written
+        entry.storeBytes(of: kind.rawValue << RingEntry.kindShift | UInt64(audit.thread), toByteOffset: RingEntry.Field.kindThread, as: UInt64.self)
+        entry.storeBytes(of: audit.time, toByteOffset: RingEntry.Field.time, as: UInt64.self)
+        entry.storeBytes(of: UInt64(UInt(bitPattern: buffer)), toByteOffset: RingEntry.Field.address, as: UInt64.self)
+        entry.storeBytes(of: UInt64(size), toByteOffset: RingEntry.Field.size, as: UInt64.self)
+        entry.storeBytes(of: UInt64(UInt(bitPattern: cache)), toByteOffset: RingEntry.Field.cache, as: UInt64.self)
+        entry.storeBytes(of: UInt64(audit.stackId), toByteOffset: RingEntry.Field.stackId, as: UInt64.self)
+        sg_atomic_store_u64((entry + RingEntry.Field.sequence).assumingMemoryBound(to: UInt64.self), index &+ 1)
     }
 }

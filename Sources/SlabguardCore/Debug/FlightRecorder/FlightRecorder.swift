@@ -4,7 +4,8 @@
 // reads it after the process is gone.
 //
 // The file (format version 1, little-endian; `slabguard log` checks magic, version and
-// sizes), one region after another, each at a fixed offset named in the header:
+// sizes), one region after another, each at a fixed offset named in the header — the
+// format is defined once, in Sources/SlabguardFormats/RecorderFormat.swift:
 //
 //   header       4 KiB    magic "SLABGLOG", version, pid, start times (realtime and
 //                         monotonic ns, and audit-clock ticks), the latest clock sample
@@ -33,33 +34,18 @@
 
 import CSlabguardShim
 import Glibc
+import SlabguardFormats
 
 enum FlightRecorder {
-    static let version: UInt32 = 1
-    static let headerBytes = 4096
-    static let modulesBytes = 256 << 10
-    static let cachesBytes = 256 << 10
-    static let reportsBytes = 1 << 20
-    static let statisticsBytes = 64 << 10
-    static let symbolsBytes = 4 << 20
-    static let ringBytes = 64 << 20
-
-    /// Header field offsets (the reader, Sources/slabguard/LogFile.swift, uses the same).
-    enum Field {
-        static let magic = 0, version = 8, headerBytes = 12, pid = 16
-        static let startRealtime = 24, startMonotonic = 32, startTicks = 40
-        static let clockTicks = 48, clockNanoseconds = 56, useTSC = 64
-        static let ringOffset = 72, ringEntries = 80, entryBytes = 88
-        static let stacksOffset = 96, stacksWords = 104, bucketsOffset = 112, bucketCount = 120
-        static let modulesOffset = 128, modulesBytes = 136, modulesUsed = 144
-        static let reportsOffset = 152, reportsBytes = 160, reportsUsed = 168
-        static let cachesOffset = 176, cachesBytes = 184, cachesUsed = 192
-        static let exited = 200, exitStatus = 208, endTicks = 216, fileBytes = 224
-        static let statisticsOffset = 232, statisticsBytes = 240, statisticsUsed = 248
-        static let symbolsOffset = 256, symbolsBytes = 264, symbolsUsed = 272
-        static let options = 512, optionsBytes = 1024
-        static let commandLine = 1536, commandLineBytes = 2048
-    }
+    // The format (magic, header fields, regions, ring entries) is SlabguardFormats'.
+    typealias Field = RecorderHeader.Field
+    static var headerBytes: Int { RecorderHeader.bytes }
+    static var modulesBytes: Int { RecorderRegion.modules.bytes }
+    static var cachesBytes: Int { RecorderRegion.caches.bytes }
+    static var reportsBytes: Int { RecorderRegion.reports.bytes }
+    static var statisticsBytes: Int { RecorderRegion.statistics.bytes }
+    static var symbolsBytes: Int { RecorderRegion.symbols.bytes }
+    static var ringBytes: Int { RecorderRegion.ring.bytes }
 
     struct State {
         var base: UnsafeMutableRawPointer? = nil
@@ -75,15 +61,15 @@ enum FlightRecorder {
 
     @inline(__always) static var isRecording: Bool { state.pointee.base != nil }
 
-    static var modulesOffset: Int { headerBytes }
-    static var cachesOffset: Int { modulesOffset + modulesBytes }
-    static var reportsOffset: Int { cachesOffset + cachesBytes }
-    static var statisticsOffset: Int { reportsOffset + reportsBytes }
-    static var symbolsOffset: Int { statisticsOffset + statisticsBytes }
-    static var bucketsOffset: Int { symbolsOffset + symbolsBytes }
-    static var stacksOffset: Int { bucketsOffset + StackDepot.bucketCount * 8 }
-    static var ringOffset: Int { stacksOffset + StackDepot.storageWords * 8 }
-    static var totalBytes: Int { ringOffset + ringBytes }
+    static var modulesOffset: Int { RecorderRegion.modules.offset }
+    static var cachesOffset: Int { RecorderRegion.caches.offset }
+    static var reportsOffset: Int { RecorderRegion.reports.offset }
+    static var statisticsOffset: Int { RecorderRegion.statistics.offset }
+    static var symbolsOffset: Int { RecorderRegion.symbols.offset }
+    static var bucketsOffset: Int { RecorderRegion.buckets.offset }
+    static var stacksOffset: Int { RecorderRegion.stacks.offset }
+    static var ringOffset: Int { RecorderRegion.ring.offset }
+    static var totalBytes: Int { RecorderRegion.fileBytes }
 
     @inline(__always) private static func store(_ value: UInt64, at field: Int) {
         state.pointee.base!.storeBytes(of: value, toByteOffset: field, as: UInt64.self)
@@ -99,9 +85,8 @@ enum FlightRecorder {
         s.pointee.base = base
         s.pointee.fileBytes = bytes
         if let identity = Platform.fileIdentity(fd) { (s.pointee.device, s.pointee.inode) = (identity.device, identity.inode) }
-        let magic: StaticString = "SLABGLOG"
-        memcpy(base, magic.utf8Start, 8)
-        base.storeBytes(of: version, toByteOffset: Field.version, as: UInt32.self)
+        memcpy(base + Field.magic, RecorderHeader.magic.utf8Start, RecorderHeader.Width.magic)
+        base.storeBytes(of: RecorderHeader.version, toByteOffset: Field.version, as: UInt32.self)
         base.storeBytes(of: UInt32(headerBytes), toByteOffset: Field.headerBytes, as: UInt32.self)
         store(UInt64(getpid()), at: Field.pid)
         var realtime = timespec()
@@ -131,8 +116,8 @@ enum FlightRecorder {
         store(UInt64(symbolsOffset), at: Field.symbolsOffset)
         store(UInt64(symbolsBytes), at: Field.symbolsBytes)
         _ = DebugState.shared.pointee.options.render(into: (base + Field.options).assumingMemoryBound(to: CChar.self),
-                                                     capacity: Field.optionsBytes)
-        writeCommandLine(into: base + Field.commandLine, capacity: Field.commandLineBytes - 1)
+                                                     capacity: RecorderHeader.Width.options)
+        writeCommandLine(into: base + Field.commandLine, capacity: RecorderHeader.Width.commandLine - 1)
         return true
     }
 
@@ -199,13 +184,14 @@ enum FlightRecorder {
     /// process still running, else nil.
     static func liveOwner(ofFile path: UnsafePointer<CChar>) -> Int32? {
         var header = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        let n = withUnsafeMutableBytes(of: &header) { Platform.readFile(path, into: $0.baseAddress!, capacity: 32) }
-        guard let n, n >= 24 else { return nil }
-        let magic: StaticString = "SLABGLOG"
-        var expected: UInt64 = 0
-        memcpy(&expected, magic.utf8Start, 8)
-        guard header.0 == expected, header.2 != 0, let pid = Int32(exactly: header.2),
-              Platform.processExists(pid) else { return nil }
+        let pidEnd = Field.pid + RecorderHeader.Width.word
+        let recorded = withUnsafeMutableBytes(of: &header) { bytes -> UInt64? in
+            guard let n = Platform.readFile(path, into: bytes.baseAddress!, capacity: bytes.count), n >= pidEnd,
+                  memcmp(bytes.baseAddress! + Field.magic, RecorderHeader.magic.utf8Start, RecorderHeader.Width.magic) == 0
+            else { return nil }
+            return bytes.load(fromByteOffset: Field.pid, as: UInt64.self)
+        }
+        guard let recorded, recorded != 0, let pid = Int32(exactly: recorded), Platform.processExists(pid) else { return nil }
         return pid
     }
 

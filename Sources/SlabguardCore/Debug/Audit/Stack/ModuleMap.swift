@@ -18,6 +18,7 @@
 
 import CSlabguardShim
 import Glibc
+import SlabguardFormats
 
 /// Snapshot of one module, filled by `ModuleMap.lookup`.
 struct ModuleInfo {
@@ -296,29 +297,17 @@ enum ModuleMap {
             && (pathLength == 0 || memcmp(st.pointee.pool + r.pointee.pathOffset, path!, pathLength) == 0)
     }
 
-    /// Parses ELF notes in [address, address+size) for NT_GNU_BUILD_ID; memory must be readable.
+    /// Parses ELF notes in [address, address+size) for NT_GNU_BUILD_ID (SlabguardFormats'
+    /// parser, which the CLI shares); memory must be readable.
     static func readBuildId(from address: UInt, size: UInt, into rec: inout ModuleRecord) -> Bool {
-        var p = address
-        let end = address &+ size
-        while p &+ 12 <= end && p >= address {
-            let namesz = UInt(StackDebugSupport.load(p, as: UInt32.self))
-            let descsz = UInt(StackDebugSupport.load(p + 4, as: UInt32.self))
-            let type = StackDebugSupport.load(p + 8, as: UInt32.self)
-            let nameAt = p + 12
-            let descAt = nameAt &+ ((namesz + 3) & ~3)
-            let next = descAt &+ ((descsz + 3) & ~3)
-            guard namesz < 4096, descsz < 1 << 20, next <= end else { return false }
-            if type == 3 && namesz == 4 && StackDebugSupport.load(nameAt, as: UInt32.self) == 0x0055_4E47 {  // "GNU\0"
-                let n = descsz < 32 ? Int(descsz) : 32
-                withUnsafeMutableBytes(of: &rec.buildId) { b in
-                    for i in 0..<n { b[i] = StackDebugSupport.load(descAt + UInt(i), as: UInt8.self) }
-                }
-                rec.buildIdLength = n
-                return n > 0
-            }
-            p = next
+        guard let notes = UnsafeRawPointer(bitPattern: address), size <= UInt(Int.max),
+              let found = ElfNote.gnuBuildId(in: notes, count: Int(size)) else { return false }
+        let n = min(found.count, 32)
+        withUnsafeMutableBytes(of: &rec.buildId) { b in
+            for i in 0..<n { b[i] = notes.load(fromByteOffset: found.offset + i, as: UInt8.self) }
         }
-        return false
+        rec.buildIdLength = n
+        return n > 0
     }
 
     /// Index of the record containing `address` (live modules first, newest first), or -1.
