@@ -188,6 +188,29 @@ struct DebugReportTests {
         #expect(!run.stderr.contains("70 bytes"), "\(run.stderr)")
     }
 
+    /// Damage found after the fact says where and by which thread it was found (design §4),
+    /// apart from the stacks of the buffer's life: at reuse, by sg_verify, at exit.
+    @Test(arguments: [("reuse", "deadbeef,redzone,audit", "detected when the buffer was reused by thread "),
+                      ("verify", "default", "detected by heap verification in thread "),
+                      ("exit", "default", "detected at exit (heap verification) by thread ")])
+    func damageFoundLaterSaysWhereAndByWhom(mode: String, debug: String, label: String) throws {
+        let folder = try Subprocess.temporaryFolder("found-at")
+        let lib = URL(fileURLWithPath: try ReleaseBuild.library()).deletingLastPathComponent().path
+        let include = ReleaseBuild.packageRoot.appendingPathComponent("Sources/CSlabguardPreload/include").path
+        let program = try LogCommandTests.compile("found_at", into: folder, flags: ["-I", include], sources: ReleaseBuild.integrationSources,
+                                                  programFlags: ["-L", lib, "-lslabguard_rt", "-Wl,-rpath," + lib, "-pthread"])
+        var environment = Subprocess.cleanEnvironment()
+        environment["SLABGUARD_DEBUG"] = debug
+        let run = try Subprocess.run(program, [mode], environment: environment, timeout: 60)
+        let text = run.stderr
+        #expect(text.contains("slabguard: buffer modified after being freed"), "\(mode): \(text)")
+        #expect(text.contains("  " + label), "\(mode): \(text)")
+        // The finder's line comes before the buffer's own stacks.
+        if let found = text.range(of: label), let freed = text.range(of: "last freed by thread") {
+            #expect(found.lowerBound < freed.lowerBound, "\(text)")
+        }
+    }
+
     @Test func leaksAreReportedAtExit() async {
         let result = await #expect(processExitsWith: .exitCode(1), observing: [\.standardErrorContent]) {
             try Debug.configure("default")

@@ -28,7 +28,7 @@ struct StartUpFreeTests {
             let id = frames.withUnsafeBufferPointer { StackDepot.intern($0.baseAddress!, 2) }
             free.record(thread: free.thread, time: free.time, stackId: id)
         }
-        DebugReport.modifiedAfterFree(cache: cache, chunk: p, tag: tag, at: UInt(bitPattern: p) + 8)
+        DebugReport.modifiedAfterFree(cache: cache, chunk: p, tag: tag, at: UInt(bitPattern: p) + 8, detected: .verification)
     }
 
     @Test func aFreeInsideSlabguardIsNotShown() async {

@@ -19,11 +19,12 @@ enum DebugAllocator {
         let state = tag.state
         if flags.contains(.deadbeef) && state.isFree,
            let bad = Pattern.firstMismatch(chunk, cache.pointee.tagOffset, Pattern.freed) {
-            DebugReport.modifiedAfterFree(cache: cache, chunk: chunk, tag: tag, at: bad)
+            DebugReport.modifiedAfterFree(cache: cache, chunk: chunk, tag: tag, at: bad, detected: .reuse)
             Pattern.fill(chunk, cache.pointee.tagOffset, Pattern.freed)
         } else if !state.isFree {
             // The tag itself was overwritten while the buffer sat free.
-            DebugReport.modifiedAfterFree(cache: cache, chunk: chunk, tag: tag, at: UInt(bitPattern: tag.base) + UInt(TagLayout.stateWord))
+            DebugReport.modifiedAfterFree(cache: cache, chunk: chunk, tag: tag, at: UInt(bitPattern: tag.base) + UInt(TagLayout.stateWord),
+                                          detected: .reuse)
         }
         tag.state = .busy
         let offset = roundUp(Int(bitPattern: chunk), alignment) - Int(bitPattern: chunk)
@@ -200,7 +201,7 @@ enum DebugAllocator {
         let interval = state.pointee.options.verifyInterval
         guard interval > 0, state.pointee.options.flags.contains(.verify) else { return }
         let n = sg_atomic_add_u64(&state.pointee.operationCount, 1) &+ 1
-        if n % UInt64(interval) == 0 { _ = HeapVerifier.verifyAll() }
+        if n % UInt64(interval) == 0 { _ = HeapVerifier.verifyAll(detected: .verification) }
     }
 }
 

@@ -94,7 +94,7 @@ extension DebugLayer {
         let options = state.pointee.options
         // What a stale pointer wrote into a freed buffer still waiting (in quarantine or
         // on a free list), or an overrun into a neighbour, is found now, not never.
-        if !options.flags.isDisjoint(with: [.deadbeef, .redzone]) { _ = HeapVerifier.verifyAll() }
+        if !options.flags.isDisjoint(with: [.deadbeef, .redzone]) { _ = HeapVerifier.verifyAll(detected: .exit) }
         if options.flags.contains(.leaks) {
             if sg_system_calls_filtered() == 0 { LeakFinder.run() } else { noteSandboxedExit() }
         }

@@ -149,7 +149,7 @@ enum FaultExplainer {
         r.endNotes()
         r.faultStack(pc: pc, sp: sp, fp: fp, label: "crashed in thread")
         r.finish(informational: true)
-        _ = HeapVerifier.verifyAll(skipBusy: true)
+        _ = HeapVerifier.verifyAll(skipBusy: true, detected: .crash)
     }
 
     /// What a fill pattern in the upper half of `value` means, or nil.

@@ -80,7 +80,28 @@ enum DebugReport {
 
     // MARK: - Report kinds
 
-    static func modifiedAfterFree(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag, at address: UInt) {
+    /// Where damage found after the fact was found, and by which thread (design §4): the
+    /// finder is not the damager, and its stack is not one of the buffer's life.
+    enum DetectionPoint {
+        case reuse          // the buffer handed out again (or leaving the quarantine)
+        case free           // the buffer freed
+        case verification   // sg_verify, Debug.verifyHeap, verify=N
+        case exit           // the heap verification at exit
+        case crash          // the heap verification after a fatal signal
+
+        var label: StaticString {
+            switch self {
+            case .reuse: "detected when the buffer was reused by thread"
+            case .free: "detected at free by thread"
+            case .verification: "detected by heap verification in thread"
+            case .exit: "detected at exit (heap verification) by thread"
+            case .crash: "detected by heap verification after a fatal signal, in thread"
+            }
+        }
+    }
+
+    static func modifiedAfterFree(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag, at address: UInt,
+                                  detected point: DetectionPoint) {
         var r = ReportBuilder(.modifiedAfterFree, cacheFlags: cache.pointee.debugFlags)
         let offset = address - UInt(bitPattern: chunk)
         let word = address & ~7
@@ -99,13 +120,14 @@ enum DebugReport {
         r.fieldHex("found", UInt(found))
         _ = offset
         r.buffer(cache: cache, user: chunk + tag.state.offset, size: tag.state.size)
+        r.currentStack(point.label)
         r.auditStacks(cache: cache, tag: tag, freeFirst: true)
         r.contents(cache: cache, tag: tag)
         r.finish()
     }
 
     static func redzoneViolation(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag,
-                                 user: UnsafeMutableRawPointer, size: Int?, at address: UInt) {
+                                 user: UnsafeMutableRawPointer, size: Int?, at address: UInt, detected point: DetectionPoint = .free) {
         var r = ReportBuilder(.redzone, cacheFlags: cache.pointee.debugFlags)
         let offset = address - UInt(bitPattern: user)
         r.line { w in
@@ -122,21 +144,21 @@ enum DebugReport {
         r.field("offset", offset)
         if let size {
             r.buffer(cache: cache, user: user, size: size)
-            r.currentStack("detected at free by thread")
+            r.currentStack(point.label)
             r.auditStacks(cache: cache, tag: tag, freeFirst: false)
         } else {
             // The overrun went on through the tag: its size and stacks are gone.
             r.note { w in w.append("the overrun went on through the buffer's tag: its requested size and stacks are lost") }
             r.endNotes()
             r.buffer(cache: cache, user: user, size: cache.pointee.tagOffset - (user - chunk))
-            r.currentStack("detected at free by thread")
+            r.currentStack(point.label)
         }
         r.finish()
     }
 
     /// A write before the start of a slab buffer, found in the tail guard of the chunk before it.
     static func underflow(cache: UnsafeMutablePointer<CacheCore>, chunk: UnsafeMutableRawPointer, tag: BufferTag,
-                          size: Int, at address: UInt) {
+                          size: Int, at address: UInt, detected point: DetectionPoint = .free) {
         var r = ReportBuilder(.underflow, cacheFlags: cache.pointee.debugFlags)
         let before = UInt(bitPattern: chunk) - address
         r.line { w in
@@ -149,7 +171,7 @@ enum DebugReport {
         }
         r.field("bytes_before", before)
         r.buffer(cache: cache, user: chunk, size: size)
-        r.currentStack("detected by thread")
+        r.currentStack(point.label)
         r.auditStacks(cache: cache, tag: tag, freeFirst: false)
         r.finish()
     }
