@@ -44,6 +44,20 @@ struct GuardTests {
         #expect(positions == positions.sorted(), "sections out of order: \(stderr)")
     }
 
+    /// An overrun into the alignment slack before the guard page is found at free with the
+    /// damaged byte's value and the redzone's, in `guards` as in `default` (before: only the
+    /// offset under guards).
+    @Test(arguments: ["guards", "default"])
+    func anOverrunIntoTheAlignmentSlackShowsTheBytes(debug: String) throws {
+        let folder = try Subprocess.temporaryFolder("overrun-slack")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try LogCommandTests.compile("overrun_slack", into: folder, sources: BugCorpusTests.bugSources)   // -O0: gcc keeps the overrun
+        let result = try BugCorpusTests.runDebug(program, in: folder, debug: debug, arguments: [])
+        #expect(result.stderr.contains("slabguard: redzone violation: write past end of buffer"), "\(result.stderr)")
+        #expect(result.stderr.contains("first damaged byte at offset 0x28 (0 bytes past the end): 0x41 where the redzone has 0x"),
+                "\(debug): \(result.stderr)")
+    }
+
     @Test func readingPastTheEndFaultsAtTheGuardPage() throws {
         let result = try run("read_overrun", debug: "guards")
         #expect(result.status == 134, "stderr: \(result.stderr)")

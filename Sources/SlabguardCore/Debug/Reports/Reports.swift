@@ -392,6 +392,7 @@ enum DebugReport {
                 w.append("first damaged byte ")
                 w.append(decimal: before)
                 w.append(before == 1 ? " byte before the start of the buffer (underflow)" : " bytes before the start of the buffer (underflow)")
+                appendDamagedByte(&w, at: address, pattern: "guard")
             }
             r.field("bytes_before", before)
         } else {
@@ -402,6 +403,7 @@ enum DebugReport {
                 w.append(" (")
                 w.append(decimal: offset - UInt(span.pointee.requestedSize))
                 w.append(" bytes past the end)")
+                appendDamagedByte(&w, at: address, pattern: "redzone")
             }
             r.field("offset", offset)
         }
@@ -409,6 +411,19 @@ enum DebugReport {
         r.currentStack("detected at free by thread")
         r.auditStacks(layout: layout, tag: tag, freeFirst: false)
         r.finish()
+    }
+
+    /// `: 0xVV where the redzone has 0xPP (a byte of its 0xfeedface pattern)`, as a slab
+    /// buffer's redzone report says it (a guarded buffer's slack before its guard page, a
+    /// large buffer's pad).
+    private static func appendDamagedByte(_ w: inout ReportWriter, at address: UInt, pattern: StaticString) {
+        w.append(": ")
+        w.append(hex: UInt(UnsafePointer<UInt8>(bitPattern: address)!.pointee), width: 2)
+        w.append(" where the ")
+        w.append(pattern)
+        w.append(" has ")
+        w.append(hex: UInt(Pattern.byte(Pattern.redzone, at: address)), width: 2)
+        w.append(" (a byte of its 0xfeedface pattern)")
     }
 
     private static func reportLeakGroup(_ c: UnsafeMutablePointer<LeakFinder.Candidate>, _ n: Int, _ g: Int, bytes: UInt,
