@@ -58,6 +58,33 @@ struct GuardTests {
                 "\(debug): \(result.stderr)")
     }
 
+    /// A crash through a freed object names that buffer with its stacks (issue 20 item 2),
+    /// at -O2 (the pointer in a register) and -O0 (on the stack), and ends with the summary.
+    @Test(arguments: ["-O0", "-O2"])
+    func aCrashThroughAFreedObjectNamesTheBuffer(optimization: String) throws {
+        let folder = try Subprocess.temporaryFolder("freed-observer")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("freed_observer").path
+        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
+                                    [optimization, "-g", "-o", out, BugCorpusTests.bugSources.appendingPathComponent("freed_observer.c").path])
+        try #require(cc.status == 0, "\(cc.stderr)")
+        let result = try BugCorpusTests.runDebug(out, in: folder, debug: "default", arguments: [])
+        let text = result.stderr
+        #expect(text.contains("slabguard: fatal signal"), "\(text)")
+        #expect(text.contains("into a freed buffer"), "\(text)")
+        #expect(text.contains("  freed buffer 0x") && text.contains("size 16"), "\(text)")
+        #expect(text.contains("last freed by thread") && text.contains("allocated by thread"), "\(text)")
+        #expect(text.contains("slabguard: summary: 1 report (1 fatal signal)"), "\(text)")
+    }
+
+    @Test func aPointerOverwrittenWithTextIsShownAsText() throws {
+        let folder = try Subprocess.temporaryFolder("text-pointer")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try LogCommandTests.compile("text_pointer", into: folder, sources: BugCorpusTests.bugSources)
+        let result = try BugCorpusTests.runDebug(program, in: folder, debug: "default", arguments: [])
+        #expect(result.stderr.contains("= 0x3f3f3f3f3f3f3f3f (\"????????\"): text where a pointer was expected"), "\(result.stderr)")
+    }
+
     @Test func readingPastTheEndFaultsAtTheGuardPage() throws {
         let result = try run("read_overrun", debug: "guards")
         #expect(result.status == 134, "stderr: \(result.stderr)")

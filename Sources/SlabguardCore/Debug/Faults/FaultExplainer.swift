@@ -109,19 +109,73 @@ enum FaultExplainer {
             }
             seen = true
         }
+        // The freed buffer in sight: the fault address, or a register pointing into one (the
+        // object a stale pointer was followed into, whose freed words were then loaded).
+        var freed: FreedBuffer? = nil
+        if let b = freedBuffer(at: address) {
+            freed = b
+            r.note { w in
+                w.append("the fault address is offset ")
+                w.append(hex: address - UInt(bitPattern: b.user))
+                w.append(" into a freed buffer")
+            }
+            seen = true
+        }
         for i in Int32(0)..<16 {
             var name: UnsafePointer<CChar>? = nil
             let value = UInt(sg_fault_register(context, i, &name))
-            guard let name, let meaning = patternMeaning(value) else { continue }
-            r.note { w in
-                w.append("register ")
-                w.append(cString: name)
-                w.append(" = ")
-                w.append(hex: value, width: 16)
-                w.append(": ")
-                w.append(meaning)
+            guard let name else { continue }
+            if let meaning = patternMeaning(value) {
+                r.note { w in
+                    w.append("register ")
+                    w.append(cString: name)
+                    w.append(" = ")
+                    w.append(hex: value, width: 16)
+                    w.append(": ")
+                    w.append(meaning)
+                }
+                seen = true
+            } else if isText(value) {
+                r.note { w in
+                    w.append("register ")
+                    w.append(cString: name)
+                    w.append(" = ")
+                    w.append(hex: value, width: 16)
+                    w.append(" (\"")
+                    for k in 0..<8 { w.append(byte: UInt8(truncatingIfNeeded: value >> UInt(8 * k))) }
+                    w.append("\"): text where a pointer was expected (a buffer overwritten with characters)")
+                }
+                seen = true
+            } else if let b = freedBuffer(at: value) {
+                r.note { w in
+                    w.append("register ")
+                    w.append(cString: name)
+                    w.append(" = ")
+                    w.append(hex: value, width: 16)
+                    w.append(": points at offset ")
+                    w.append(hex: value - UInt(bitPattern: b.user))
+                    w.append(" into a freed buffer (a pointer kept after its free)")
+                }
+                if freed == nil { freed = b }
+                seen = true
             }
-            seen = true
+        }
+        // No register points into one (unoptimized code reloads its pointers): the words of
+        // the crashed frame's stack just above its stack pointer.
+        if freed == nil, seen, sp >= 0x10000, sp & 7 == 0 {
+            let words = UnsafePointer<UInt>(bitPattern: sp)!
+            for k in 0..<64 {
+                guard let b = freedBuffer(at: words[k]) else { continue }
+                freed = b
+                r.note { w in
+                    w.append("the stack at sp+")
+                    w.append(hex: UInt(8 * k))
+                    w.append(" holds ")
+                    w.append(hex: words[k], width: 16)
+                    w.append(": a pointer into a freed buffer")
+                }
+                break
+            }
         }
         // A jump or call into a library that was unloaded (a stale function pointer): the
         // fault is at, or was executing, code that is no longer there.
@@ -148,8 +202,48 @@ enum FaultExplainer {
         if !seen { r.note { w in w.append("no fill pattern in the fault address or the registers") } }
         r.endNotes()
         r.faultStack(pc: pc, sp: sp, fp: fp, label: "crashed in thread")
+        if let b = freed {
+            r.buffer(cache: b.cache, user: b.user, size: b.size, label: "freed buffer")
+            r.auditStacks(cache: b.cache, tag: b.tag, freeFirst: true)
+        }
         r.finish(informational: true)
         _ = HeapVerifier.verifyAll(skipBusy: true, detected: .crash)
+        // A fatal report ends with the summary line, as an aborting one does.
+        let state = DebugState.shared
+        let owns = sg_mutex_lock_unless_held(&state.pointee.reportMutex) != 0
+        ReportOutput.writeSummary(json: state.pointee.options.flags.contains(.jsonReport))
+        if owns { sg_mutex_unlock(&state.pointee.reportMutex) }
+    }
+
+    struct FreedBuffer {
+        var cache: UnsafeMutablePointer<CacheCore>
+        var tag: BufferTag
+        var user: UnsafeMutableRawPointer
+        var size: Int
+    }
+
+    /// The freed (or quarantined) debug buffer whose bytes hold `address`, or nil.  From a
+    /// signal handler: reads only, no lock.
+    private static func freedBuffer(at address: UInt) -> FreedBuffer? {
+        guard address >= 0x10000, let p = UnsafeRawPointer(bitPattern: address),
+              let owner = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: p),
+              owner.load(as: UInt32.self) == OwnerKind.slab.rawValue else { return nil }
+        let slab = owner.assumingMemoryBound(to: Slab.self)
+        let cache = slab.objectCache
+        guard cache.pointee.debugFlags != 0, let chunk = slab.pointee.chunk(containing: p) else { return nil }
+        let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
+        let state = tag.state
+        guard state.isFree, p < UnsafeRawPointer(tag.base) else { return nil }
+        return FreedBuffer(cache: cache, tag: tag, user: chunk + state.offset, size: state.size)
+    }
+
+    /// Eight printable ASCII characters (a pointer overwritten with text, "????????").
+    private static func isText(_ value: UInt) -> Bool {
+        for k in 0..<8 {
+            let b = UInt8(truncatingIfNeeded: value >> UInt(8 * k))
+            if b < 0x20 || b > 0x7e { return false }
+        }
+        return true
     }
 
     /// What a fill pattern in the upper half of `value` means, or nil.
