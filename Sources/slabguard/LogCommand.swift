@@ -27,7 +27,7 @@ struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Answer post-mortem questions from a flight recorder file (log=PATH, run --log PATH).",
-        subcommands: [LogInfo.self, LogKmalog.self, LogWhatis.self, LogFindleaks.self, LogKmastat.self]
+        subcommands: [LogInfo.self, LogKmalog.self, LogWhatis.self, LogFindleaks.self, LogKmastat.self, LogMsgbuf.self]
     )
 }
 
@@ -287,6 +287,44 @@ func resymbolized(_ report: String, _ log: LogFile) -> String {
     }
     flush()
     return out.joined(separator: "\n")
+}
+
+/// Every report in full, as the run wrote it into the log (the seed's ::msgbuf); `info`
+/// keeps only the headlines.
+struct LogMsgbuf: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "msgbuf", abstract: "Every report in full, as the run wrote it (::msgbuf).")
+    @Argument(help: "The log file.") var file: String
+    @Flag(help: "One JSON object per report.") var json = false
+
+    func run() throws {
+        let log = openLog(file)
+        let text = log.reports
+        if !json {
+            if text.isEmpty { print("(no report: the run \(log.ending))") } else { print(text, terminator: text.hasSuffix("\n") ? "" : "\n") }
+            return
+        }
+        for report in Self.split(text) {
+            let headline = report.prefix { $0 != "\n" }
+            print("{\"headline\":\(jsonString(String(headline))),\"report\":\(jsonString(report))}")
+        }
+    }
+
+    /// The reports of the log's text: each begins with a line "slabguard: ...".
+    static func split(_ text: String) -> [String] {
+        var reports: [String] = []
+        var current: [Substring] = []
+        func close() {
+            while let last = current.last, last.isEmpty { current.removeLast() }
+            if !current.isEmpty { reports.append(current.joined(separator: "\n")) }
+            current = []
+        }
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("slabguard: ") { close() }
+            current.append(line)
+        }
+        close()
+        return reports
+    }
 }
 
 struct LogKmastat: ParsableCommand {

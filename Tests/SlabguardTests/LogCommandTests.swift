@@ -39,6 +39,29 @@ struct LogCommandTests {
         return (path, result.stderr)
     }
 
+    /// `log msgbuf`: every report in full as the run wrote it (the run's stderr has the same
+    /// lines, `run` adding file:line to frames where it can), and one JSON object per report.
+    @Test func msgbufGivesEveryReportInFull() throws {
+        let folder = try Subprocess.temporaryFolder("log-msgbuf")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (path, report) = try Self.crashedLog(in: folder)
+        let msgbuf = try Self.log(["msgbuf", path])
+        #expect(msgbuf.status == 0, "\(msgbuf.stderr)")
+        let lines = msgbuf.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "slabguard: duplicate free: buffer freed twice", "\(msgbuf.stdout)")
+        #expect(lines.contains { $0.hasPrefix("  second free by thread ") } && lines.contains { $0.hasPrefix("slabguard: summary: ") },
+                "\(msgbuf.stdout)")
+        // Every line the log holds is a line the run printed (frames up to their file:line).
+        for line in lines {
+            let stem = line.components(separatedBy: " (/").first ?? line
+            #expect(report.contains(stem), "not in the run's output: \(line)")
+        }
+        let json = try Self.log(["msgbuf", path, "--json"])
+        let objects = json.stdout.split(separator: "\n")
+        #expect(objects.count == 2 && objects[0].hasPrefix("{\"headline\":\"slabguard: duplicate free: buffer freed twice\",\"report\":\""),
+                "\(json.stdout)")
+    }
+
     @Test func aCrashedRunAnswersInfoAndKmalog() throws {
         let folder = try Subprocess.temporaryFolder("log-crash")
         defer { try? FileManager.default.removeItem(at: folder) }
