@@ -117,6 +117,7 @@ struct LogFuzzTests {
     static let variants: [[String]] = [
         ["info"], ["info", "--json"], ["kmalog"], ["kmalog", "--json"], ["kmalog", "--unique"], ["kmalog", "--unique", "--json"],
         ["whatis", "ADDR"], ["whatis", "ADDR", "--json"], ["findleaks"], ["findleaks", "--json"], ["kmastat"], ["kmastat", "--json"],
+        ["msgbuf"], ["msgbuf", "--json"],
     ]
 
     /// Checks one run; returns the problem, or nil.
