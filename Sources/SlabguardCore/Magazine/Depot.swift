@@ -50,7 +50,7 @@ enum Depot {
 
     /// Free miss: the thread's loaded magazine for `cache` is full (or absent).
     static func free(_ cache: UnsafeMutablePointer<MagazineCache>, _ buffer: UnsafeMutableRawPointer) {
-        guard let slot = ThreadRegistry.slot(for: cache, registering: false) else { return freeDirect(cache, buffer) }
+        guard let slot = ThreadRegistry.slot(for: cache) else { return freeDirect(cache, buffer) }
         if slot.pointee.count < slot.pointee.capacity { return push(slot, buffer) }
         if let previous = slot.previousMagazine, previous.pointee.count == 0 {
             slot.swapMagazines()

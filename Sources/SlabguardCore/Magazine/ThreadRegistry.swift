@@ -45,20 +45,27 @@ struct ThreadRegistry {
         }
     }
 
-    /// The calling thread's magazine slot for `cache`, registering the thread on its first
-    /// allocation; nil when the thread cannot use magazines now.  A free does not register
-    /// a thread: a thread's first allocator call can come after its key destructors have
-    /// run (glibc frees thread state in __libc_thread_freeres), and a thread registered
-    /// then would stay in the list after its stack is gone (a forked child then faulted
-    /// reading its slots: the false `malloc re-entered` abort of CPython's test_threading).
-    @inline(__always) static func slot(for cache: UnsafeMutablePointer<MagazineCache>,
-                                       registering: Bool = true) -> UnsafeMutablePointer<sg_magazine_slot>? {
+    /// The calling thread's magazine slot for `cache`, registering the thread on first
+    /// use; nil when the thread cannot use magazines now.
+    ///
+    /// A thread's first allocator call can come after its key destructors have run (glibc
+    /// frees thread state in __libc_thread_freeres): registered then, it stays listed after
+    /// it ends, its slots in a stack glibc may cache, reuse or unmap (a forked child once
+    /// faulted reading them: the false `malloc re-entered` abort of CPython's test_threading).
+    /// So a record is never trusted to be live: a new thread whose slots are a listed
+    /// record's replaces it, and every walk of other threads' slots reads only mapped ones.
+    @inline(__always) static func slot(for cache: UnsafeMutablePointer<MagazineCache>) -> UnsafeMutablePointer<sg_magazine_slot>? {
         let id = Int(cache.pointee.id)
         if id < 0 { return nil }
         let state = sg_thread_state()
         if state == UInt32(SG_THREAD_LIVE) { return sg_thread_slots() + id }
-        if state == UInt32(SG_THREAD_NEW) && registering && register() { return sg_thread_slots() + id }
+        if state == UInt32(SG_THREAD_NEW) && register() { return sg_thread_slots() + id }
         return nil
+    }
+
+    /// Whether a record's slots are still mapped memory (see `slot(for:)`).
+    static func slotsMapped(_ record: UnsafeMutablePointer<ThreadRecord>) -> Bool {
+        Platform.isMapped(UnsafeRawPointer(record.pointee.slots), bytes: Int(SG_MAX_CACHES) * MemoryLayout<sg_magazine_slot>.stride)
     }
 
     private static func register() -> Bool {
@@ -122,7 +129,7 @@ struct ThreadRegistry {
         guard id >= 0 else { return }
         var record = shared.pointee.first
         while let r = record {
-            Depot.flush(r.pointee.slots + id, of: cache)
+            if slotsMapped(r) { Depot.flush(r.pointee.slots + id, of: cache) }
             record = r.pointee.next
         }
     }
@@ -135,6 +142,7 @@ struct ThreadRegistry {
         var allocations: UInt64 = 0, frees: UInt64 = 0
         var record = shared.pointee.first
         while let r = record {
+            guard slotsMapped(r) else { record = r.pointee.next; continue }
             let slot = r.pointee.slots + id
             rounds += Int(slot.pointee.count)
             if let p = slot.previousMagazine { rounds += p.pointee.count }
@@ -154,10 +162,7 @@ struct ThreadRegistry {
         while let rec = record {
             record = rec.pointee.next
             if UnsafeMutableRawPointer(rec) == me { continue }
-            // A thread that ended unseen (see `slot(for:)`) may have had its stack unmapped.
-            if Platform.isMapped(UnsafeRawPointer(rec.pointee.slots), bytes: Int(SG_MAX_CACHES) * MemoryLayout<sg_magazine_slot>.stride) {
-                flushAll(rec.pointee.slots)
-            }
+            if slotsMapped(rec) { flushAll(rec.pointee.slots) }   // a thread that ended unseen (see `slot(for:)`)
             unlink(rec)
         }
     }
