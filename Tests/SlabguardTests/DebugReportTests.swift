@@ -174,10 +174,7 @@ struct DebugReportTests {
     /// copies of pointers that a conservative scan rightly counts as references).
     @Test func leaksAreGroupedByStackAndReachableBuffersAreNot() throws {
         let folder = try Subprocess.temporaryFolder("leak-grouped")
-        let lib = URL(fileURLWithPath: try ReleaseBuild.library()).deletingLastPathComponent().path
-        let include = ReleaseBuild.packageRoot.appendingPathComponent("Sources/CSlabguardPreload/include").path
-        let program = try LogCommandTests.compile("leak_grouped", into: folder, flags: ["-I", include], sources: ReleaseBuild.integrationSources,
-                                                  programFlags: ["-L", lib, "-lslabguard_rt", "-Wl,-rpath," + lib, "-pthread"])
+        let program = try TagTests.compileLinked("leak_grouped", from: ReleaseBuild.integrationSources, into: folder)
         var environment = Subprocess.cleanEnvironment()
         environment["SLABGUARD_DEBUG"] = "default"
         let run = try Subprocess.run(program, [], environment: environment, timeout: 60)
@@ -195,10 +192,7 @@ struct DebugReportTests {
                       ("exit", "default", "detected at exit (heap verification) by thread ")])
     func damageFoundLaterSaysWhereAndByWhom(mode: String, debug: String, label: String) throws {
         let folder = try Subprocess.temporaryFolder("found-at")
-        let lib = URL(fileURLWithPath: try ReleaseBuild.library()).deletingLastPathComponent().path
-        let include = ReleaseBuild.packageRoot.appendingPathComponent("Sources/CSlabguardPreload/include").path
-        let program = try LogCommandTests.compile("found_at", into: folder, flags: ["-I", include], sources: ReleaseBuild.integrationSources,
-                                                  programFlags: ["-L", lib, "-lslabguard_rt", "-Wl,-rpath," + lib, "-pthread"])
+        let program = try TagTests.compileLinked("found_at", from: ReleaseBuild.integrationSources, into: folder)
         var environment = Subprocess.cleanEnvironment()
         environment["SLABGUARD_DEBUG"] = debug
         let run = try Subprocess.run(program, [mode], environment: environment, timeout: 60)

@@ -17,6 +17,13 @@ struct TagTests {
     /// Compiles Tests/Integration/tags/NAME.c at -O0 (LogCommandTests.compile); a program
     /// is linked against libslabguard_rt.so.
     static func compile(_ name: String, into folder: URL, output: String? = nil, flags: [String] = []) throws -> String {
+        try compileLinked(name, from: sources, into: folder, output: output, flags: flags)
+    }
+
+    /// Compiles a C program of `sources` at -O0 against slabguard.h, linked with the built
+    /// libslabguard_rt.so (the API's users: tag programs, sg_verify, sg_find_leaks).
+    static func compileLinked(_ name: String, from sources: URL, into folder: URL, output: String? = nil,
+                              flags: [String] = []) throws -> String {
         let lib = URL(fileURLWithPath: try ReleaseBuild.library()).deletingLastPathComponent().path
         let include = ReleaseBuild.packageRoot.appendingPathComponent("Sources/CSlabguardPreload/include").path
         return try LogCommandTests.compile(name, into: folder, output: output, flags: ["-I", include] + flags, sources: sources,

@@ -127,20 +127,14 @@ enum FaultExplainer {
             guard let name else { continue }
             if let meaning = patternMeaning(value) {
                 r.note { w in
-                    w.append("register ")
-                    w.append(cString: name)
-                    w.append(" = ")
-                    w.append(hex: value, width: 16)
+                    appendRegister(&w, name, value)
                     w.append(": ")
                     w.append(meaning)
                 }
                 seen = true
             } else if isText(value) {
                 r.note { w in
-                    w.append("register ")
-                    w.append(cString: name)
-                    w.append(" = ")
-                    w.append(hex: value, width: 16)
+                    appendRegister(&w, name, value)
                     w.append(" (\"")
                     for k in 0..<8 { w.append(byte: UInt8(truncatingIfNeeded: value >> UInt(8 * k))) }
                     w.append("\"): text where a pointer was expected (a buffer overwritten with characters)")
@@ -148,10 +142,7 @@ enum FaultExplainer {
                 seen = true
             } else if let b = freedBuffer(at: value) {
                 r.note { w in
-                    w.append("register ")
-                    w.append(cString: name)
-                    w.append(" = ")
-                    w.append(hex: value, width: 16)
+                    appendRegister(&w, name, value)
                     w.append(": points at offset ")
                     w.append(hex: value - UInt(bitPattern: b.user))
                     w.append(" into a freed buffer (a pointer kept after its free)")
@@ -235,6 +226,14 @@ enum FaultExplainer {
         let state = tag.state
         guard state.isFree, p < UnsafeRawPointer(tag.base) else { return nil }
         return FreedBuffer(cache: cache, tag: tag, user: chunk + state.offset, size: state.size)
+    }
+
+    /// `register NAME = 0xVALUE` (16 hex digits), the start of each register's note.
+    private static func appendRegister(_ w: inout ReportWriter, _ name: UnsafePointer<CChar>, _ value: UInt) {
+        w.append("register ")
+        w.append(cString: name)
+        w.append(" = ")
+        w.append(hex: value, width: 16)
     }
 
     /// Eight printable ASCII characters (a pointer overwritten with text, "????????").
