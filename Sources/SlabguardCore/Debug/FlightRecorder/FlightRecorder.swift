@@ -39,13 +39,6 @@ import SlabguardFormats
 enum FlightRecorder {
     // The format (magic, header fields, regions, ring entries) is SlabguardFormats'.
     typealias Field = RecorderHeader.Field
-    static var headerBytes: Int { RecorderHeader.bytes }
-    static var modulesBytes: Int { RecorderRegion.modules.bytes }
-    static var cachesBytes: Int { RecorderRegion.caches.bytes }
-    static var reportsBytes: Int { RecorderRegion.reports.bytes }
-    static var statisticsBytes: Int { RecorderRegion.statistics.bytes }
-    static var symbolsBytes: Int { RecorderRegion.symbols.bytes }
-    static var ringBytes: Int { RecorderRegion.ring.bytes }
 
     struct State {
         var base: UnsafeMutableRawPointer? = nil
@@ -61,15 +54,6 @@ enum FlightRecorder {
 
     @inline(__always) static var isRecording: Bool { state.pointee.base != nil }
 
-    static var modulesOffset: Int { RecorderRegion.modules.offset }
-    static var cachesOffset: Int { RecorderRegion.caches.offset }
-    static var reportsOffset: Int { RecorderRegion.reports.offset }
-    static var statisticsOffset: Int { RecorderRegion.statistics.offset }
-    static var symbolsOffset: Int { RecorderRegion.symbols.offset }
-    static var bucketsOffset: Int { RecorderRegion.buckets.offset }
-    static var stacksOffset: Int { RecorderRegion.stacks.offset }
-    static var ringOffset: Int { RecorderRegion.ring.offset }
-    static var totalBytes: Int { RecorderRegion.fileBytes }
 
     @inline(__always) private static func store(_ value: UInt64, at field: Int) {
         state.pointee.base!.storeBytes(of: value, toByteOffset: field, as: UInt64.self)
@@ -79,7 +63,7 @@ enum FlightRecorder {
     /// set-up, phase 1 (nothing here allocates).  False when the file cannot be sized or
     /// mapped: the caller says so and keeps no log.
     static func create(fd: Int32) -> Bool {
-        let bytes = totalBytes
+        let bytes = RecorderRegion.fileBytes
         guard Platform.setFileSize(fd, bytes), let base = Platform.mapFileShared(fd, bytes) else { return false }
         let s = state
         s.pointee.base = base
@@ -87,7 +71,7 @@ enum FlightRecorder {
         if let identity = Platform.fileIdentity(fd) { (s.pointee.device, s.pointee.inode) = (identity.device, identity.inode) }
         memcpy(base + Field.magic, RecorderHeader.magic.utf8Start, RecorderHeader.Width.magic)
         base.storeBytes(of: RecorderHeader.version, toByteOffset: Field.version, as: UInt32.self)
-        base.storeBytes(of: UInt32(headerBytes), toByteOffset: Field.headerBytes, as: UInt32.self)
+        base.storeBytes(of: UInt32(RecorderHeader.bytes), toByteOffset: Field.headerBytes, as: UInt32.self)
         store(UInt64(getpid()), at: Field.pid)
         var realtime = timespec()
         clock_gettime(CLOCK_REALTIME, &realtime)
@@ -97,24 +81,24 @@ enum FlightRecorder {
         store(clock.startTicks, at: Field.startTicks)
         store(clock.useTSC ? 1 : 0, at: Field.useTSC)
         sampleClock()
-        store(UInt64(ringOffset), at: Field.ringOffset)
-        store(UInt64(ringBytes / TransactionLog.entryBytes), at: Field.ringEntries)
+        store(UInt64(RecorderRegion.ring.offset), at: Field.ringOffset)
+        store(UInt64(RecorderRegion.ring.bytes / TransactionLog.entryBytes), at: Field.ringEntries)
         store(UInt64(TransactionLog.entryBytes), at: Field.entryBytes)
-        store(UInt64(stacksOffset), at: Field.stacksOffset)
+        store(UInt64(RecorderRegion.stacks.offset), at: Field.stacksOffset)
         store(UInt64(StackDepot.storageWords), at: Field.stacksWords)
-        store(UInt64(bucketsOffset), at: Field.bucketsOffset)
+        store(UInt64(RecorderRegion.buckets.offset), at: Field.bucketsOffset)
         store(UInt64(StackDepot.bucketCount), at: Field.bucketCount)
-        store(UInt64(modulesOffset), at: Field.modulesOffset)
-        store(UInt64(modulesBytes), at: Field.modulesBytes)
-        store(UInt64(reportsOffset), at: Field.reportsOffset)
-        store(UInt64(reportsBytes), at: Field.reportsBytes)
-        store(UInt64(cachesOffset), at: Field.cachesOffset)
-        store(UInt64(cachesBytes), at: Field.cachesBytes)
+        store(UInt64(RecorderRegion.modules.offset), at: Field.modulesOffset)
+        store(UInt64(RecorderRegion.modules.bytes), at: Field.modulesBytes)
+        store(UInt64(RecorderRegion.reports.offset), at: Field.reportsOffset)
+        store(UInt64(RecorderRegion.reports.bytes), at: Field.reportsBytes)
+        store(UInt64(RecorderRegion.caches.offset), at: Field.cachesOffset)
+        store(UInt64(RecorderRegion.caches.bytes), at: Field.cachesBytes)
         store(UInt64(bytes), at: Field.fileBytes)
-        store(UInt64(statisticsOffset), at: Field.statisticsOffset)
-        store(UInt64(statisticsBytes), at: Field.statisticsBytes)
-        store(UInt64(symbolsOffset), at: Field.symbolsOffset)
-        store(UInt64(symbolsBytes), at: Field.symbolsBytes)
+        store(UInt64(RecorderRegion.statistics.offset), at: Field.statisticsOffset)
+        store(UInt64(RecorderRegion.statistics.bytes), at: Field.statisticsBytes)
+        store(UInt64(RecorderRegion.symbols.offset), at: Field.symbolsOffset)
+        store(UInt64(RecorderRegion.symbols.bytes), at: Field.symbolsBytes)
         _ = DebugState.shared.pointee.options.render(into: (base + Field.options).assumingMemoryBound(to: CChar.self),
                                                      capacity: RecorderHeader.Width.options)
         writeCommandLine(into: base + Field.commandLine, capacity: RecorderHeader.Width.commandLine - 1)
@@ -124,12 +108,12 @@ enum FlightRecorder {
     /// The region for the stack depot's buckets and words, and the transaction ring.
     static var stackStorage: (buckets: UnsafeMutableRawPointer, words: UnsafeMutableRawPointer)? {
         guard let base = state.pointee.base else { return nil }
-        return (base + bucketsOffset, base + stacksOffset)
+        return (base + RecorderRegion.buckets.offset, base + RecorderRegion.stacks.offset)
     }
 
     static var ring: (memory: UnsafeMutableRawPointer, entries: Int)? {
         guard let base = state.pointee.base else { return nil }
-        return (base + ringOffset, ringBytes / TransactionLog.entryBytes)
+        return (base + RecorderRegion.ring.offset, RecorderRegion.ring.bytes / TransactionLog.entryBytes)
     }
 
     /// Records the current (ticks, nanoseconds) pair: the reader's rate for turning
@@ -151,11 +135,11 @@ enum FlightRecorder {
         // meanwhile sees no map rather than half of one.
         let modulesBefore = base.load(fromByteOffset: Field.modulesUsed, as: UInt64.self)
         store(0, at: Field.modulesUsed)
-        let modules = ModuleMap.write(into: base + modulesOffset, capacity: modulesBytes)
+        let modules = ModuleMap.write(into: base + RecorderRegion.modules.offset, capacity: RecorderRegion.modules.bytes)
         store(modules >= 0 ? UInt64(modules) : modulesBefore, at: Field.modulesUsed)
         let cachesBefore = base.load(fromByteOffset: Field.cachesUsed, as: UInt64.self)
         store(0, at: Field.cachesUsed)
-        let caches = CacheNames.write(into: base + cachesOffset, capacity: cachesBytes)
+        let caches = CacheNames.write(into: base + RecorderRegion.caches.offset, capacity: RecorderRegion.caches.bytes)
         store(caches >= 0 ? UInt64(caches) : cachesBefore, at: Field.cachesUsed)
     }
 
@@ -163,8 +147,8 @@ enum FlightRecorder {
     static func appendReport(_ bytes: UnsafeRawPointer, _ count: Int) {
         guard let base = state.pointee.base else { return }
         let used = Int(base.load(fromByteOffset: Field.reportsUsed, as: UInt64.self))
-        guard used + count <= reportsBytes else { return }
-        memcpy(base + reportsOffset + used, bytes, count)
+        guard used + count <= RecorderRegion.reports.bytes else { return }
+        memcpy(base + RecorderRegion.reports.offset + used, bytes, count)
         store(UInt64(used + count), at: Field.reportsUsed)
         sampleClock()
     }
@@ -239,7 +223,7 @@ enum FlightRecorder {
     private static func appendSymbolsLine(_ body: (inout ReportWriter) -> Void) -> Bool {
         guard let base = state.pointee.base else { return false }
         let used = Int(base.load(fromByteOffset: Field.symbolsUsed, as: UInt64.self))
-        var line = ReportWriter(memory: base + symbolsOffset + used, capacity: max(0, symbolsBytes - used))
+        var line = ReportWriter(memory: base + RecorderRegion.symbols.offset + used, capacity: max(0, RecorderRegion.symbols.bytes - used))
         body(&line)
         line.append("\n")
         guard !line.isTruncated else { return false }
@@ -252,7 +236,7 @@ enum FlightRecorder {
     private static func writeStatistics() {
         guard let base = state.pointee.base, CacheRegistry.lock.tryLock() else { return }
         CacheRegistry.lock.unlock()
-        var sink = TextSink(memory: base + statisticsOffset, capacity: statisticsBytes)
+        var sink = TextSink(memory: base + RecorderRegion.statistics.offset, capacity: RecorderRegion.statistics.bytes)
         StatisticsTable.print(to: &sink)
         store(UInt64(sink.used), at: Field.statisticsUsed)
     }
@@ -267,9 +251,9 @@ enum FlightRecorder {
         guard let base = s.pointee.base else { return }
         if DebugState.shared.pointee.options.withLogPath(hasPidMark), let fd = childFile() {
             let depotBytes = Int(sg_atomic_load_u64(&DebugState.shared.pointee.stackDepot.used)) * 8
-            var ok = Platform.writeAll(fd, base, bucketsOffset)   // header, maps, reports, statistics
-            ok = ok && Platform.writeAll(fd, base + bucketsOffset, stacksOffset - bucketsOffset)
-            ok = ok && Platform.writeAll(fd, base + stacksOffset, min(depotBytes, ringOffset - stacksOffset))
+            var ok = Platform.writeAll(fd, base, RecorderRegion.buckets.offset)   // header, maps, reports, statistics
+            ok = ok && Platform.writeAll(fd, base + RecorderRegion.buckets.offset, RecorderRegion.stacks.offset - RecorderRegion.buckets.offset)
+            ok = ok && Platform.writeAll(fd, base + RecorderRegion.stacks.offset, min(depotBytes, RecorderRegion.ring.offset - RecorderRegion.stacks.offset))
             if ok, Platform.remapFileShared(base, fd, s.pointee.fileBytes) {
                 if let identity = Platform.fileIdentity(fd) { (s.pointee.device, s.pointee.inode) = (identity.device, identity.inode) }
                 Platform.close(fd)
@@ -316,7 +300,7 @@ enum FlightRecorder {
         DebugState.shared.pointee.options.withLogPath { ReportOutput.expandingPid($0, into: page, capacity: 2 * pageSize) }
         var error: Int32 = 0
         guard let fd = Platform.createFile(page.assumingMemoryBound(to: CChar.self), error: &error) else { return nil }
-        guard Platform.setFileSize(fd, totalBytes) else { Platform.close(fd); return nil }
+        guard Platform.setFileSize(fd, RecorderRegion.fileBytes) else { Platform.close(fd); return nil }
         return fd
     }
 
