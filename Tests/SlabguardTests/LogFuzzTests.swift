@@ -67,7 +67,18 @@ struct LogFuzzTests {
     }
 
     /// Runs the CLI with stdout to /dev/null and stderr to `errorFile`; killed after 10 s.
+    /// `runOnce`, and once more when it seemed to pass the memory bound: the same input gives
+    /// the same peak, while a rare sample of the child's VmHWM read as this test process's
+    /// (seen once in a full run: 380 MB for a file refused in 0.00 s at 15 MB) does not recur.
     static func run(_ cli: String, _ arguments: [String], errorFile: String) -> Outcome {
+        let first = runOnce(cli, arguments, errorFile: errorFile)
+        guard first.maxResidentKB > memoryLimitKB else { return first }
+        return runOnce(cli, arguments, errorFile: errorFile)
+    }
+
+    static let memoryLimitKB = 200 << 10
+
+    static func runOnce(_ cli: String, _ arguments: [String], errorFile: String) -> Outcome {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -134,7 +145,7 @@ struct LogFuzzTests {
             return "status 0 with something on stderr: \(o.stderr.prefix(300))"
         }
         if o.seconds > 2 { return "took \(o.seconds) s" }
-        if o.maxResidentKB > 200 << 10 { return "used \(o.maxResidentKB) KB of memory" }
+        if o.maxResidentKB > memoryLimitKB { return "used \(o.maxResidentKB) KB of memory" }
         return nil
     }
 
