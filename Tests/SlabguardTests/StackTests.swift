@@ -3,7 +3,7 @@ import Synchronization
 import Testing
 @testable import SlabguardCore
 
-// Tests for Debug/Audit/Stack: StackUnwinder (DWARF CFI capture), ModuleMap, ElfSymbols.
+// Tests for Debug/Capture: StackUnwinder (DWARF CFI capture), ModuleMap, ElfSymbols.
 // The helpers below are @inline(never) @_optimize(none) and do work after their call so that,
 // even in release builds, calls are neither inlined nor tail calls, identical helper bodies are
 // not merged into one function, and loops are not peeled (which would change call sites).

@@ -19,7 +19,7 @@ struct StartUpFreeTests {
         sgTestRelease(p, 64)
         let cache = CacheOps.owner(of: p)!.objectCache
         let tag = BufferTag(base: p + cache.pointee.tagOffset)
-        let layout = DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags))
+        let layout = TagLayout(flags: DebugFlags(rawValue: cache.pointee.debugFlags))
         let free = tag.auditEntry(1, layout: layout)!
         if internalFree {
             let lock: @convention(c) (UnsafeMutablePointer<pthread_mutex_t>?) -> Void = sg_mutex_lock

@@ -444,6 +444,67 @@ struct TrustTests {
         #expect(checked >= 40, "checked only \(checked) regions")
     }
 
+    /// DESIGN.md, "The debug layer's parts": every folder of Debug/ is a listed part, and
+    /// a part's files name no type declared by a later part, nor reach another part's
+    /// region of the static map (a grep over the sources, comments stripped).
+    @Test func debugPartsNameOnlyLowerParts() throws {
+        let root = ReleaseBuild.packageRoot.appendingPathComponent("Sources/SlabguardCore")
+        let design = try String(contentsOf: root.appendingPathComponent("DESIGN.md"), encoding: .utf8)
+        let line = try #require(design.split(separator: "\n").first { $0.hasPrefix("`Text` →") })
+        var order = line.matches(of: /`(\w+)`/).map { String($0.output.1) }
+        order.append("")   // the top: Debug/*.swift
+        #expect(order.count >= 12)
+        let debug = root.appendingPathComponent("Debug")
+        var files: [(part: String, name: String, code: String)] = []
+        let walk = FileManager.default.enumerator(at: debug, includingPropertiesForKeys: nil)!
+        for case let url as URL in walk where url.pathExtension == "swift" {
+            let relative = url.path.dropFirst(debug.path.count + 1).split(separator: "/")
+            let part = relative.count > 1 ? String(relative[0]) : ""
+            #expect(order.contains(part), "Debug/\(part) is not a part listed in DESIGN.md")
+            let text = try String(contentsOf: url, encoding: .utf8)
+            let code = text.split(separator: "\n", omittingEmptySubsequences: false)
+                .map { $0.components(separatedBy: "//").first ?? "" }.joined(separator: "\n")
+            files.append((part, url.lastPathComponent, code))
+        }
+        var owner: [String: String] = [:]
+        for f in files {
+            for m in f.code.matches(of: /(?m)^(?:package |public |internal )?(?:final )?(?:struct|enum|class|protocol|typealias) (\w+)/) {
+                owner[String(m.output.1)] = f.part
+            }
+        }
+        #expect(owner.count > 40)
+        let regionOwner = ["debugOptions": "Options", "debugCapture": "Capture", "debugRecorder": "FlightRecorder",
+                           "debugAudit": "Audit", "debugTags": "Tags", "debugReports": "Reports", "debugChecks": "Checks",
+                           "debugFaults": "Faults", "debugLeaks": "Leaks", "debugControl": ""]
+        var uses = 0
+        for f in files {
+            let rank = order.firstIndex(of: f.part)!
+            for (type, part) in owner where order.firstIndex(of: part)! > rank {
+                if Self.names(f.code, type) {
+                    Issue.record("Debug/\(f.part)/\(f.name) names \(type), which \(part.isEmpty ? "the top" : part) declares: a later part")
+                }
+            }
+            for m in f.code.matches(of: /StateRegion\.(debug\w+)/) {
+                uses += 1
+                #expect(regionOwner[String(m.output.1)] == f.part, "Debug/\(f.part)/\(f.name) reaches \(m.output.1), another part's state")
+            }
+        }
+        #expect(uses >= regionOwner.count)
+    }
+
+    /// Whether `text` has `word` as a whole identifier.
+    static func names(_ text: String, _ word: String) -> Bool {
+        let isIdentifier: (Character?) -> Bool = { c in c.map { $0.isLetter || $0.isNumber || $0 == "_" } ?? false }
+        var search = text[...]
+        while let r = search.range(of: word) {
+            let before = r.lowerBound == text.startIndex ? nil : text[text.index(before: r.lowerBound)]
+            let after = r.upperBound == text.endIndex ? nil : text[r.upperBound]
+            if !isIdentifier(before) && !isIdentifier(after) { return true }
+            search = text[r.upperBound...]
+        }
+        return false
+    }
+
     /// Each region, its size, and the size of the state type that lives in it (a region
     /// used by two types would show here).  Here, not in Platform: only a test may name
     /// every layer's state type.
@@ -456,7 +517,16 @@ struct TrustTests {
             (.threadRegistry, "threadRegistry", MemoryLayout<ThreadRegistry>.size),
             (.magazinePool, "magazinePool", MemoryLayout<MagazinePool.State>.size),
             (.defaultHeap, "defaultHeap", MemoryLayout<SizeClassHeap>.size),
-            (.debug, "debug", MemoryLayout<DebugState>.size),
+            (.debugOptions, "debug_options", MemoryLayout<OptionsState>.size),
+            (.debugCapture, "debug_capture", MemoryLayout<CaptureState>.size),
+            (.debugRecorder, "debug_recorder", MemoryLayout<FlightRecorder.State>.size),
+            (.debugAudit, "debug_audit", MemoryLayout<StackDepotState>.size),
+            (.debugTags, "debug_tags", MemoryLayout<UInt64>.size),
+            (.debugReports, "debug_reports", MemoryLayout<ReportState>.size),
+            (.debugChecks, "debug_checks", MemoryLayout<ChecksState>.size),
+            (.debugFaults, "debug_faults", MemoryLayout<GuardState>.size),
+            (.debugLeaks, "debug_leaks", MemoryLayout<LeakFinder.StaleProbe>.size),
+            (.debugControl, "debug_control", MemoryLayout<DebugState>.size),
             (.reportScratch, "reportScratch", MemoryLayout<ReportBuilder.Scratch>.size),
             (.fillPages, "fillPages", 3 * MemoryLayout<UnsafeMutableRawPointer?>.size),
             (.transactionLog, "transactionLog", MemoryLayout<TransactionLog.State>.size),
@@ -474,7 +544,7 @@ struct TrustTests {
             #expect(region.used > 0 && region.used <= region.bytes,
                     "\(region.region): \(region.used) bytes of state in a \(region.bytes)-byte region")
         }
-        #expect(Self.occupancy().count == 14)
+        #expect(Self.occupancy().count == 23)
     }
 
     /// Design §2: Platform is the only place in the core that maps memory, writes, opens

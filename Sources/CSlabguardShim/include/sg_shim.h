@@ -193,7 +193,17 @@ typedef struct sg_state_layout {
     _Alignas(64) unsigned char thread_registry[2048];  /* ThreadRegistry */
     _Alignas(64) unsigned char magazine_pool[2048];    /* MagazinePool.State */
     _Alignas(64) unsigned char default_heap[4096];     /* SizeClassHeap (malloc, sg_alloc) */
-    _Alignas(64) unsigned char debug[36864];           /* DebugState */
+    /* The debug layer: one region per part, in DESIGN.md's order of its parts. */
+    _Alignas(64) unsigned char debug_options[13312];   /* OptionsState (Debug/Options) */
+    _Alignas(64) unsigned char debug_capture[1024];    /* CaptureState (Debug/Capture): clock, fork time, unloads */
+    _Alignas(64) unsigned char debug_recorder[64];     /* FlightRecorder.State */
+    _Alignas(64) unsigned char debug_audit[64];        /* StackDepotState (Debug/Audit) */
+    _Alignas(64) unsigned char debug_tags[64];         /* the tag table's mapping (Debug/Tags) */
+    _Alignas(64) unsigned char debug_reports[8192];    /* ReportState (Debug/Reports) */
+    _Alignas(64) unsigned char debug_checks[128];      /* ChecksState (Debug/Checks): quarantine FIFO */
+    _Alignas(64) unsigned char debug_faults[256];      /* GuardState (Debug/Faults): retired spans */
+    _Alignas(64) unsigned char debug_leaks[64];        /* LeakFinder.StaleProbe (Debug/Leaks) */
+    _Alignas(64) unsigned char debug_control[64];      /* DebugState (Debug/, the top) */
     _Alignas(64) unsigned char report_scratch[64];     /* ReportBuilder.Scratch */
     _Alignas(64) unsigned char fill_pages[64];         /* BufferTag's fill-pattern pages */
     _Alignas(64) unsigned char transaction_log[4096];  /* TransactionLog.State */
@@ -202,7 +212,7 @@ typedef struct sg_state_layout {
     _Alignas(64) unsigned char stack_layer[4096];      /* StackLayerState */
 } sg_state_layout;
 
-_Static_assert(sizeof(sg_state_layout) == 86016 /* 21 pages */, "the static memory map changed: update DESIGN.md");
+_Static_assert(sizeof(sg_state_layout) == 69632 /* 17 pages */, "the static memory map changed: update DESIGN.md");
 _Static_assert(sizeof(((sg_state_layout *)0)->mapping_ranges) % 16 == 0, "mapping ranges are (start, end) pairs");
 
 /* Each region's offset and size, for Swift (StateRegion). */
@@ -210,7 +220,10 @@ _Static_assert(sizeof(((sg_state_layout *)0)->mapping_ranges) % 16 == 0, "mappin
                         SG_REGION_BYTES_##name = sizeof(((sg_state_layout *)0)->name)
 enum {
     SG_REGION(lifecycle), SG_REGION(arena), SG_REGION(cache_registry), SG_REGION(slab_records),
-    SG_REGION(thread_registry), SG_REGION(magazine_pool), SG_REGION(default_heap), SG_REGION(debug),
+    SG_REGION(thread_registry), SG_REGION(magazine_pool), SG_REGION(default_heap),
+    SG_REGION(debug_options), SG_REGION(debug_capture), SG_REGION(debug_recorder), SG_REGION(debug_audit),
+    SG_REGION(debug_tags), SG_REGION(debug_reports), SG_REGION(debug_checks), SG_REGION(debug_faults),
+    SG_REGION(debug_leaks), SG_REGION(debug_control),
     SG_REGION(report_scratch), SG_REGION(fill_pages), SG_REGION(transaction_log), SG_REGION(mappings),
     SG_REGION(mapping_ranges), SG_REGION(stack_layer)
 };

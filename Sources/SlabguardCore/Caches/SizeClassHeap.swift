@@ -30,7 +30,7 @@ struct LargeSpan {
     var retiredNext: UnsafeMutablePointer<LargeSpan>? = nil   // debug: retired-span FIFO link
     var guarded = false                     // debug: a guard-page span (tag page, data, guard page)
     var ownMapping = false                  // debug: its data pages are a kernel mapping of their own
-    /// debug: the buffer's audit record (Debug/Audit/AuditRecord.swift), out of line.
+    /// debug: the buffer's audit record (Debug/Buffer/AuditRecord.swift), out of line.
     var debugRecord: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
     var next: UnsafeMutablePointer<LargeSpan>? = nil
     var previous: UnsafeMutablePointer<LargeSpan>? = nil

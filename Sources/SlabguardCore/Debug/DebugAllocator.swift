@@ -10,7 +10,7 @@ enum DebugAllocator {
     /// A checked buffer of `size` bytes from `cache`, aligned to `alignment` inside its chunk
     /// (size + alignment slack ≤ the buffer size), zeroed when `zero`.
     static func allocate(_ cache: UnsafeMutablePointer<CacheCore>, size: Int, alignment: Int = 1, zero: Bool) -> UnsafeMutableRawPointer? {
-        countOperation()
+        HeapVerifier.countOperation()
         enterChecked()
         defer { leaveChecked() }
         guard let chunk = CacheOps.allocate(cache) else { return nil }
@@ -29,14 +29,14 @@ enum DebugAllocator {
         tag.state = .busy
         let offset = roundUp(Int(bitPattern: chunk), alignment) - Int(bitPattern: chunk)
         let user = chunk + offset
-        let layout = DebugLayer.layout(for: flags)
+        let layout = TagLayout(flags: flags)
         // Redzone: the slack after the requested size, then the redzone word.
         Pattern.fill(user + size, cache.pointee.tagOffset - offset - size, Pattern.redzone)
         tag.redzoneWord = Pattern.redzone
         let record = layout.auditDepth > 0 ? AuditRecords.record(forTag: tag) : nil
         var library: UInt16
         if let record {
-            library = libraryValue(capturedFrames: recordStack(AuditEntry(base: record), skip: 2))
+            library = LibraryTags.value(capturedFrames: AuditEntry(base: record).recordCurrentStack(skip: 2))
             AuditRecords.setSize(size, offset: offset, in: record)
         } else {
             library = LibraryTags.valueOfCaller(skip: 2)
@@ -66,7 +66,7 @@ enum DebugAllocator {
     /// Checks and frees `p`, a buffer of a debug cache.  `expectedSize` is the size a sized
     /// free (kmem_free, sg_free) claims, or nil for free(3).
     static func free(_ p: UnsafeMutableRawPointer, slab: UnsafeMutablePointer<Slab>, expectedSize: Int?) {
-        countOperation()
+        HeapVerifier.countOperation()
         enterChecked()
         defer { leaveChecked() }
         let cache = slab.objectCache
@@ -110,16 +110,16 @@ enum DebugAllocator {
             DebugReport.redzoneViolation(cache: cache, chunk: chunk, tag: tag, user: user, size: size, at: bad)
             tag.redzoneWord = Pattern.redzone
         }
-        if flags.contains(.redzone), state.offset == 0, let bad = underflow(before: chunk, slab: slab) {
+        if flags.contains(.redzone), state.offset == 0, let bad = BufferTag.underflow(before: chunk, slab: slab) {
             DebugReport.underflow(cache: cache, chunk: chunk, tag: tag, size: size, at: bad)
             Pattern.fill(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
         }
         LibraryTags.discharge(owner: tag.owner, bytes: size)
         if let destructor = cache.pointee.debugDestructor { runOutsideChecked { destructor(user, cache.pointee.callbackArgument) } }
-        let layout = DebugLayer.layout(for: flags)
+        let layout = TagLayout(flags: flags)
         if layout.auditDepth > 0, let record = AuditRecords.record(in: slab, chunk: chunk) {
             let entry = AuditEntry(base: record + AuditRecords.halfBytes)
-            recordStack(entry, skip: 2)
+            entry.recordCurrentStack(skip: 2)
             TransactionLog.record(.free, cache: cache, buffer: user, size: size, audit: entry)
         }
         if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
@@ -161,7 +161,7 @@ enum DebugAllocator {
         }
         tag.redzoneWord = Pattern.redzone
         tag.state = .free(offset: 0, size: 0)
-        let layout = DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags))
+        let layout = TagLayout(flags: DebugFlags(rawValue: cache.pointee.debugFlags))
         if layout.auditDepth > 0, let owner = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: chunk) {
             let slab = owner.assumingMemoryBound(to: Slab.self)
             if slab.pointee.base == chunk { AuditRecords.ensureSidecar(slab) }
@@ -169,39 +169,5 @@ enum DebugAllocator {
         Pattern.fill(tag.base + layout.tailGuardOffset, TagLayout.tailGuardBytes, Pattern.redzone)
     }
 
-    /// A write before the start of the buffer at `chunk` (not the first of its slab) lands
-    /// in the tail guard of the chunk before it: the address of the first damaged byte.
-    static func underflow(before chunk: UnsafeMutableRawPointer, slab: UnsafeMutablePointer<Slab>) -> UInt? {
-        guard chunk > slab.pointee.base else { return nil }
-        return Pattern.firstMismatch(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
-    }
-
-    /// Fills an audit entry with the current thread, time and stack (interned in the depot).
-    @discardableResult
-    @inline(never) static func recordStack(_ entry: AuditEntry, skip: Int) -> Int {
-        let depth = min(DebugState.shared.pointee.options.auditDepth, Int(SG_STACK_SCRATCH_FRAMES))
-        // The thread's scratch: a signal handler allocating in the middle of this would
-        // reuse it, which costs that one record its stack at worst.
-        let buffer = sg_stack_scratch().unsafelyUnwrapped
-        let n = StackUnwinder.captureFromProgram(into: buffer, capacity: depth, skip: skip)
-        let id = StackDepot.intern(buffer, n)
-        entry.record(thread: DebugLayer.threadID(), time: AuditClock.now(), stackId: id)
-        return n
-    }
-
-    /// The library tag of the allocation whose stack recordStack just left in the thread's
-    /// scratch (its first `count` frames).
-    @inline(__always) static func libraryValue(capturedFrames count: Int) -> UInt16 {
-        LibraryTags.value(frames: sg_stack_scratch().unsafelyUnwrapped, count: count)
-    }
-
-    /// verify=N: every N-th operation verifies the whole heap.
-    @inline(__always) static func countOperation() {
-        let state = DebugState.shared
-        let interval = state.pointee.options.verifyInterval
-        guard interval > 0, state.pointee.options.flags.contains(.verify) else { return }
-        let n = sg_atomic_add_u64(&state.pointee.operationCount, 1) &+ 1
-        if n % UInt64(interval) == 0 { _ = HeapVerifier.verifyAll(detected: .verification) }
-    }
 }
 

@@ -21,8 +21,8 @@ package enum DebugControl {
         sg_mutex_lock(&life.pointee.initMutex)
         defer { sg_mutex_unlock(&life.pointee.initMutex) }
         guard sg_atomic_load_u64(&life.pointee.state) == 0 else { throw .heapAlreadyInUse }
-        DebugState.shared.pointee.options = options
-        DebugState.shared.pointee.configured = true
+        OptionsState.shared.pointee.options = options
+        OptionsState.shared.pointee.configured = true
     }
 
     /// Parses an option string into cache flags (for debug object caches).
@@ -32,13 +32,13 @@ package enum DebugControl {
 
     /// Tag bytes for a cache with `flags`.
     package static func tagBytes(for flags: UInt32) -> Int {
-        flags == 0 ? 0 : DebugLayer.layout(for: DebugFlags(rawValue: flags)).totalBytes
+        flags == 0 ? 0 : TagLayout(flags: DebugFlags(rawValue: flags)).totalBytes
     }
 
     package static func verifyHeap() -> Int { HeapVerifier.verifyAll() }
     package static func findLeaks() -> Int { LeakFinder.run() }
-    package static var reportCount: UInt64 { DebugState.shared.pointee.reportCount }
-    package static func setReportFileDescriptor(_ fd: Int32) { DebugState.shared.pointee.reportFD = fd }
+    package static var reportCount: UInt64 { ReportOutput.state.pointee.reportCount }
+    package static func setReportFileDescriptor(_ fd: Int32) { ReportOutput.reportFD = fd }
 
     /// Why the library could not create `path` as an output file (design §11's rules, as at
     /// its start-up), or nil when it can; a file created by the check is left empty.
@@ -68,15 +68,15 @@ package enum DebugControl {
 extension DebugLayer {
     /// Heap set-up phase 2 (debug): exit handler for leaks and the log.
     static func setUpExitWork() {
-        let state = DebugState.shared
-        let flags = state.pointee.options.flags
+        let options = OptionsState.shared.pointee.options
+        let flags = options.flags
         FlightRecorder.writeMaps()
         ReportOutput.setUp()
-        if state.pointee.options.hasSuppressions { state.pointee.options.withSuppressionsPath { Suppressions.load($0) } }
+        if options.hasSuppressions { options.withSuppressionsPath { Suppressions.load($0) } }
         if flags.contains(.audit) { TransactionLog.setUp() }
         if !flags.isEmpty { FaultExplainer.install() }
-        if !flags.isEmpty && !state.pointee.leakCheckRegistered {
-            state.pointee.leakCheckRegistered = true
+        if !flags.isEmpty && !DebugState.shared.pointee.exitWorkRegistered {
+            DebugState.shared.pointee.exitWorkRegistered = true
             // on_exit, not atexit: the handler needs the exit status (exitcode=N).
             // Through sg_marked_exit_handler: the leak scan then reads this thread's stack
             // from the handler's entry up, not through its own frames (LeakFinder.swift).
@@ -90,8 +90,7 @@ extension DebugLayer {
     /// which applies it to the run as a whole).  glibc runs the rest of the exit
     /// handlers (and flushes stdio) for an exit called from one, with the last status.
     static func atExit(status: Int32) {
-        let state = DebugState.shared
-        let options = state.pointee.options
+        let options = OptionsState.shared.pointee.options
         // What a stale pointer wrote into a freed buffer still waiting (in quarantine or
         // on a free list), or an overrun into a neighbour, is found now, not never.
         if !options.flags.isDisjoint(with: [.deadbeef, .redzone]) { _ = HeapVerifier.verifyAll(detected: .exit) }
@@ -99,9 +98,7 @@ extension DebugLayer {
             if sg_system_calls_filtered() == 0 { LeakFinder.run() } else { noteSandboxedExit() }
         }
         FlightRecorder.finish(status: status)
-        let owns = sg_mutex_lock_unless_held(&state.pointee.reportMutex) != 0
-        ReportOutput.writeSummary(json: options.flags.contains(.jsonReport))
-        if owns { sg_mutex_unlock(&state.pointee.reportMutex) }
+        ReportOutput.writeSummaryTakingLock(json: options.flags.contains(.jsonReport))
         if status == 0 && ReportOutput.anyReported && ReportOutput.setsExitStatus && options.effectiveExitCode != 0 {
             exit(Int32(options.effectiveExitCode))
         }
@@ -116,10 +113,5 @@ extension DebugLayer {
         line.flush(to: 2)
         line.append("  is in force, and the check's system calls could kill the process\n")
         line.flush(to: 2)
-    }
-
-    /// log=PATH: the flight recorder's last words before an abort (its maps and clock).
-    static func writeLogIfRequested() {
-        FlightRecorder.finish(status: 128 + SIGABRT)
     }
 }

@@ -9,14 +9,19 @@
 // freeing stacks; the transaction log records every operation; quarantine
 // delays reuse; heap verification walks every slab; leaks are found at exit
 // by a conservative reachability scan.  Problems become reports
-// (Reports.swift), then the configured action (abort unless `noabort`).
+// (Reports/), then the configured action (abort unless `noabort`).
 //
 // Configuration is fixed before the heap's first allocation: the default
 // heap's caches are created with tags sized for the options (audit depth,
 // contents), and the fast path tests one word (`sg_debug_flags()`).  Object
 // caches may have their own flags.
 //
-// Invariants: see BufferTag.swift.  The debug paths never allocate through
+// Parts: the layer is itself layered (DESIGN.md, "The debug layer's parts"): Text,
+// Options, Capture, FlightRecorder, Audit, Buffer, Tags, Reports, Checks, Faults, Leaks,
+// Modules, Statistics, each a folder naming only the ones before it and owning its own
+// region of the static map; this file and the other top-level ones compose them.
+//
+// Invariants: see Buffer/BufferTag.swift.  The debug paths never allocate through
 // the allocator they check (audit records live out of line in slab sidecars and
 // large-span records, their stacks in the stack depot; reports are built in a mapped
 // scratch and written with write(2)).  All of this state is in the static memory map
@@ -30,52 +35,17 @@
 import CSlabguardShim
 import Glibc
 
-/// Process-wide debug state (static storage, debug slices).
+/// The top's own state: whether the exit work is registered (`debug_control`).  Every
+/// part below owns its state in a region of its own (DESIGN.md, "The debug layer's parts").
 struct DebugState {
-    var options = DebugOptions()
-    var configured = false              // options fixed (by API or environment)
-    var reportFDPlusOne: Int32 = 0      // 0: standard error (the storage starts zeroed)
-    var reportCount: UInt64 = 0
-    var clock = AuditClockState()       // audit time's source and start (AuditClock)
-    var reportMutex = pthread_mutex_t()
-    var quarantineMutex = pthread_mutex_t()
-    var quarantineHead: UnsafeMutableRawPointer? = nil   // oldest chunk
-    var quarantineTail: UnsafeMutableRawPointer? = nil
-    var quarantineBytes = 0
-    var quarantineCount = 0
-    var operationCount: UInt64 = 0      // for verify=N
-    var retiredMutex = pthread_mutex_t()
-    var retiredLarge = RetiredList()      // freed large spans, pages inaccessible
-    var retiredGuarded = RetiredList()    // freed guarded spans
-    var warmGuarded = RetiredList()       // guarded spans past retirement, kept for reuse
-    var guardedLive: UInt64 = 0           // guarded spans allocated and not freed
-    var guardedOwnMappings: UInt64 = 0    // guarded spans whose data pages are a mapping of their own
-    var leakCheckRegistered = false
-    var forkTicks: UInt64 = 0           // in a forked child: when the fork happened (AuditClock ticks)
-    var reports = ReportState()         // the tally of reports, the report channel
-    var suppressions = SuppressionsState()
-    var stackDepot = StackDepotState()
-    var lastSampleNanoseconds: UInt64 = 0   // sample=Nms: when the last guarded buffer was made
-    var recorder = FlightRecorder.State()   // log=PATH (Debug/FlightRecorder)
-    var unloads = ModuleUnload.Table()       // the last libraries unloaded, and when
-    var staleProbe = LeakFinder.StaleProbe() // during a scan at unload: the words found pointing into the library
-    var tagTable: UInt64 = 0                  // the tag table's mapping (Tags/TagTable.swift), 0 until the first tag
+    var exitWorkRegistered = false
 
-
-    @inline(__always) static var shared: UnsafeMutablePointer<DebugState> { StateRegion.debug.bound(to: DebugState.self) }
-
-    var reportFD: Int32 {
-        get { reportFDPlusOne == 0 ? 2 : reportFDPlusOne - 1 }
-        set { reportFDPlusOne = newValue + 1 }
-    }
+    @inline(__always) static var shared: UnsafeMutablePointer<DebugState> { StateRegion.debugControl.bound(to: DebugState.self) }
 }
 
 enum DebugLayer {
     /// Installs the configuration hook; called from the front ends' start (cheap, idempotent).
     static func install() {
-        // DebugState, the report scratch (+36864) and the transaction log state (+40960)
-        // share the debug slices.
-        precondition(MemoryLayout<DebugState>.size <= 36864, "DebugState outgrew its static slices")
         let life = HeapLifecycle.shared
         if life.pointee.configure == nil {
             life.pointee.configure = { flags, tagBytes in DebugLayer.configureDefaultHeap(flags, tagBytes) }
@@ -83,6 +53,7 @@ enum DebugLayer {
             life.pointee.freshChunkHook = { cache, chunk in DebugAllocator.prepareFreshChunk(cache, chunk) }
             life.pointee.slabRetireHook = { slab in AuditRecords.releaseSidecar(slab) }
             registerLocks()
+            FlightRecorder.state.pointee.printStatistics = { sink in StatisticsTable.print(to: &sink.assumingMemoryBound(to: TextSink.self).pointee) }
             life.pointee.forkChild = { DebugLayer.resetAfterFork() }
             ThreadRegistry.shared.pointee.exitHook = { Quarantine.flushThreadBatch(); TagTable.releaseThreadSlot() }
             life.pointee.cacheDestroyHook = { cache in Quarantine.purge(cache.assumingMemoryBound(to: CacheCore.self)) }
@@ -95,12 +66,12 @@ enum DebugLayer {
     // spans, module map, ELF symbols, tags: each may take the ones after it, and the heap's),
     // which the fork handlers take before the heap's (Caches/LockOrder.swift).
     private static func registerLocks() {
-        LockOrder.register(1, LockRow(name: "reportMutex", file: "DebugLayer.swift") { i in
-            i == 0 ? withUnsafeMutablePointer(to: &DebugState.shared.pointee.reportMutex) { $0 } : nil })
-        LockOrder.register(2, LockRow(name: "quarantineMutex", file: "DebugLayer.swift") { i in
-            i == 0 ? withUnsafeMutablePointer(to: &DebugState.shared.pointee.quarantineMutex) { $0 } : nil })
-        LockOrder.register(3, LockRow(name: "retiredMutex", file: "DebugLayer.swift") { i in
-            i == 0 ? withUnsafeMutablePointer(to: &DebugState.shared.pointee.retiredMutex) { $0 } : nil })
+        LockOrder.register(1, LockRow(name: "mutex", file: "ReportOutput.swift") { i in
+            i == 0 ? ReportOutput.reportMutex : nil })
+        LockOrder.register(2, LockRow(name: "quarantineMutex", file: "Quarantine.swift") { i in
+            i == 0 ? ChecksState.shared.field(\.quarantineMutex) : nil })
+        LockOrder.register(3, LockRow(name: "retiredMutex", file: "GuardedAllocator.swift") { i in
+            i == 0 ? GuardState.shared.field(\.retiredMutex) : nil })
         LockOrder.register(4, LockRow(name: "mutex", file: "ModuleMap.swift") { i in i == 0 ? ModuleMap.mutexIfCreated : nil })
         LockOrder.register(5, LockRow(name: "mutex", file: "ElfSymbols.swift") { i in i == 0 ? ElfSymbols.mutexIfCreated : nil })
         LockOrder.register(6, LockRow(name: "tagMutex", file: "TagTable.swift") { i in i == 0 ? TagTable.mutexIfCreated : nil })
@@ -108,10 +79,9 @@ enum DebugLayer {
 
     /// In a forked child, after every lock was re-initialized: the state that is per process.
     static func resetAfterFork() {
-        let s = DebugState.shared
-        s.pointee.forkTicks = AuditClock.now()
+        CaptureState.shared.pointee.forkTicks = AuditClock.now()
         ReportOutput.resetAfterFork()
-        FlightRecorder.detachAfterFork()
+        FlightRecorder.detachAfterFork(stackWordsUsed: StackDepot.wordsUsed)
         sg_set_thread_id(0)   // the cached id is the parent's thread's
         TagTable.reinitializeThreadSlotsAfterFork()
     }
@@ -120,7 +90,7 @@ enum DebugLayer {
     /// and reports the default heap's flags and tag size.  A bad option string is fatal
     /// (exit status 2) — running unchecked when checks were asked for would be worse.
     static func configureDefaultHeap(_ flags: UnsafeMutablePointer<UInt32>, _ tagBytes: UnsafeMutablePointer<Int>) {
-        let state = DebugState.shared
+        let state = OptionsState.shared
         AuditClock.start()
         if !state.pointee.configured, let text = Platform.environment("SLABGUARD_DEBUG") {
             // In secure execution (where secure_getenv sees nothing) the checks still
@@ -143,7 +113,7 @@ enum DebugLayer {
         let options = state.pointee.options
         let heapFlags = checkingFlags(options.flags)
         flags.pointee = heapFlags.rawValue
-        tagBytes.pointee = heapFlags.isEmpty ? 0 : layout(for: heapFlags).totalBytes
+        tagBytes.pointee = heapFlags.isEmpty ? 0 : TagLayout(flags: heapFlags).totalBytes
         sg_set_debug_flags(heapFlags.rawValue)
         sg_set_sampling(heapFlags.isEmpty && options.flags.contains(.sample)
                         ? (options.sampleMilliseconds > 0 ? GuardedAllocator.timeSampling : GuardedAllocator.countSampling) : 0)
@@ -167,13 +137,13 @@ enum DebugLayer {
     /// log=PATH: the log file is created at start-up (design §11's rules), so a path
     /// that cannot be written is said at once, in one line, not discovered at exit.
     static func openLogFile() {
-        let state = DebugState.shared
+        let state = OptionsState.shared
         guard state.pointee.options.flags.contains(.log) else { return }
         var error: Int32 = 0
         // The path with %p expanded, in a mapped page (no heap here).
         guard let page = Platform.map(2 * pageSize) else { return }
         defer { Platform.unmap(page, 2 * pageSize) }
-        state.pointee.options.withLogPath { ReportOutput.expandingPid($0, into: page, capacity: 2 * pageSize) }
+        state.pointee.options.withLogPath { DebugOptions.expandingPid($0, into: page, capacity: 2 * pageSize) }
         let path = page.assumingMemoryBound(to: CChar.self)
         // A program this one started with the same environment (same path, no %p) must not
         // replace its parent's log while the parent runs: say so and keep none.
@@ -215,17 +185,4 @@ enum DebugLayer {
         return flags
     }
 
-    /// The tag layout of a cache with `flags`.
-    static func layout(for flags: DebugFlags) -> TagLayout {
-        let options = DebugState.shared.pointee.options
-        return TagLayout(auditDepth: flags.contains(.audit) ? options.auditDepth : 0,
-                         contentsBytes: flags.contains(.contents) ? options.contentsBytes : 0)
-    }
-
-
-    @inline(__always) static func threadID() -> UInt32 {
-        var tid = sg_thread_id()
-        if tid == 0 { tid = sg_gettid(); sg_set_thread_id(tid) }
-        return tid
-    }
 }

@@ -107,10 +107,10 @@ extension DebugAllocator {
     // MARK: - Large spans
 
     static func allocateLarge(_ size: Int, alignment: Int, zero: Bool) -> UnsafeMutableRawPointer? {
-        countOperation()
+        HeapVerifier.countOperation()
         let heap = SizeClassHeap.defaultHeap
         let flags = DebugFlags(rawValue: heap.pointee.debugFlags)
-        let layout = DebugLayer.layout(for: flags)
+        let layout = TagLayout(flags: flags)
         let userOffset = roundUp(layout.totalBytes, alignment)
         guard size <= Int.max / 2 - userOffset else { return nil }
         guard let user = heap.allocateLarge(userOffset + max(size, 1), alignment: alignment, zero: zero, userOffset: userOffset) else { return nil }
@@ -121,7 +121,7 @@ extension DebugAllocator {
         tag.redzoneWord = Pattern.redzone
         let library: UInt16
         if let entry = tag.auditEntry(0, layout: layout) {
-            library = libraryValue(capturedFrames: recordStack(entry, skip: 2))
+            library = LibraryTags.value(capturedFrames: entry.recordCurrentStack(skip: 2))
         } else {
             library = LibraryTags.valueOfCaller(skip: 2)
         }
@@ -140,12 +140,12 @@ extension DebugAllocator {
     /// Checks and frees a large or guarded span's buffer at `p`.
     static func freeLarge(_ span: UnsafeMutablePointer<LargeSpan>, _ p: UnsafeMutableRawPointer, expectedSize: Int?) {
         let guarded = span.pointee.guarded
-        if !guarded { countOperation() }
+        if !guarded { HeapVerifier.countOperation() }
         let base = span.pointee.base
         let tag = BufferTag(base: base)
         let user = base + span.pointee.userOffset
         let size = span.pointee.requestedSize
-        let layout = tagLayout(of: span)
+        let layout = TagLayout.of(span)
         if tag.state.isFree {
             if p == user { return DebugReport.duplicateFreeLarge(span: span, tag: tag, layout: layout) }
             return DebugReport.invalidFree(p, expectedSize: expectedSize)
@@ -166,7 +166,7 @@ extension DebugAllocator {
             DebugReport.redzoneLarge(span: span, tag: tag, layout: layout, at: bad)
         }
         LibraryTags.discharge(owner: tag.owner, bytes: size)
-        if let entry = tag.auditEntry(1, layout: layout) { recordStack(entry, skip: 2) }
+        if let entry = tag.auditEntry(1, layout: layout) { entry.recordCurrentStack(skip: 2) }
         if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
         // Marked free under the large-span lock: the leak scan holds it while it reads every
         // span it found allocated, so no thread it could not stop (one that blocks the stop
@@ -179,14 +179,7 @@ extension DebugAllocator {
         tag.state = .free(offset: 0, size: 0)
         largeLock.unlock()
         Retirement.closeData(span)
-        if guarded { _ = sg_atomic_add_u64(&DebugState.shared.pointee.guardedLive, UInt64.max) }   // - 1
+        if guarded { _ = sg_atomic_add_u64(&GuardState.shared.pointee.guardedLive, UInt64.max) }   // - 1
         Retirement.retire(span)
-    }
-
-    /// The tag layout of a large span: a guarded one's (GuardedAllocator.layout), else the
-    /// default heap's.
-    static func tagLayout(of span: UnsafeMutablePointer<LargeSpan>) -> TagLayout {
-        span.pointee.guarded ? GuardedAllocator.layout()
-                             : DebugLayer.layout(for: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags))
     }
 }

@@ -93,7 +93,7 @@ package enum Allocator {
 
     /// In sample mode (fast paths, debug word 0): whether `p` is one of the guarded buffers.
     @inline(__always) static func isSampled(_ p: UnsafeRawPointer) -> Bool {
-        DebugState.shared.pointee.options.flags.contains(.sample) && GuardedAllocator.isGuarded(p)
+        OptionsState.shared.pointee.options.flags.contains(.sample) && GuardedAllocator.isGuarded(p)
     }
 
     /// Sets the heap up on first use, with the debug layer's configuration hook in place.

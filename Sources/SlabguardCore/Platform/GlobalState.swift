@@ -10,7 +10,8 @@ import CSlabguardShim
 
 enum StateRegion {
     case lifecycle, arena, cacheRegistry, slabRecords, threadRegistry, magazinePool, defaultHeap
-    case debug, reportScratch, fillPages, transactionLog, mappings, mappingRanges, stackLayer
+    case debugOptions, debugCapture, debugRecorder, debugAudit, debugTags, debugReports, debugChecks, debugFaults
+    case debugLeaks, debugControl, reportScratch, fillPages, transactionLog, mappings, mappingRanges, stackLayer
 
     @inline(__always) var offset: Int {
         switch self {
@@ -21,7 +22,16 @@ enum StateRegion {
         case .threadRegistry: return Int(SG_REGION_OFFSET_thread_registry)
         case .magazinePool: return Int(SG_REGION_OFFSET_magazine_pool)
         case .defaultHeap: return Int(SG_REGION_OFFSET_default_heap)
-        case .debug: return Int(SG_REGION_OFFSET_debug)
+        case .debugOptions: return Int(SG_REGION_OFFSET_debug_options)
+        case .debugCapture: return Int(SG_REGION_OFFSET_debug_capture)
+        case .debugRecorder: return Int(SG_REGION_OFFSET_debug_recorder)
+        case .debugAudit: return Int(SG_REGION_OFFSET_debug_audit)
+        case .debugTags: return Int(SG_REGION_OFFSET_debug_tags)
+        case .debugReports: return Int(SG_REGION_OFFSET_debug_reports)
+        case .debugChecks: return Int(SG_REGION_OFFSET_debug_checks)
+        case .debugFaults: return Int(SG_REGION_OFFSET_debug_faults)
+        case .debugLeaks: return Int(SG_REGION_OFFSET_debug_leaks)
+        case .debugControl: return Int(SG_REGION_OFFSET_debug_control)
         case .reportScratch: return Int(SG_REGION_OFFSET_report_scratch)
         case .fillPages: return Int(SG_REGION_OFFSET_fill_pages)
         case .transactionLog: return Int(SG_REGION_OFFSET_transaction_log)
@@ -40,7 +50,16 @@ enum StateRegion {
         case .threadRegistry: return Int(SG_REGION_BYTES_thread_registry)
         case .magazinePool: return Int(SG_REGION_BYTES_magazine_pool)
         case .defaultHeap: return Int(SG_REGION_BYTES_default_heap)
-        case .debug: return Int(SG_REGION_BYTES_debug)
+        case .debugOptions: return Int(SG_REGION_BYTES_debug_options)
+        case .debugCapture: return Int(SG_REGION_BYTES_debug_capture)
+        case .debugRecorder: return Int(SG_REGION_BYTES_debug_recorder)
+        case .debugAudit: return Int(SG_REGION_BYTES_debug_audit)
+        case .debugTags: return Int(SG_REGION_BYTES_debug_tags)
+        case .debugReports: return Int(SG_REGION_BYTES_debug_reports)
+        case .debugChecks: return Int(SG_REGION_BYTES_debug_checks)
+        case .debugFaults: return Int(SG_REGION_BYTES_debug_faults)
+        case .debugLeaks: return Int(SG_REGION_BYTES_debug_leaks)
+        case .debugControl: return Int(SG_REGION_BYTES_debug_control)
         case .reportScratch: return Int(SG_REGION_BYTES_report_scratch)
         case .fillPages: return Int(SG_REGION_BYTES_fill_pages)
         case .transactionLog: return Int(SG_REGION_BYTES_transaction_log)

@@ -32,10 +32,12 @@ enum StackDepot {
     // The storage's layout is SlabguardFormats' (the flight recorder's file holds it).
     static var storageWords: Int { StackDepotFormat.storageWords }   // 64 MiB of frames
     static var bucketCount: Int { StackDepotFormat.bucketCount }     // 4 MiB of bucket words
+    /// Words of storage used so far (a forked child copies that much of the log's depot).
+    static var wordsUsed: Int { Int(sg_atomic_load_u64(&state.pointee.used)) }
     static var maxDepth: Int { StackDepotFormat.maxDepth }
 
     @inline(__always) static var state: UnsafeMutablePointer<StackDepotState> {
-        UnsafeMutableRawPointer(DebugState.shared.field(\.stackDepot))
+        UnsafeMutableRawPointer(StateRegion.debugAudit.bound(to: StackDepotState.self))
             .assumingMemoryBound(to: StackDepotState.self)
     }
 

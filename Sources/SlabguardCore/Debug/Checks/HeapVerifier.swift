@@ -64,7 +64,7 @@ enum HeapVerifier {
                     DebugReport.redzoneViolation(cache: cache, chunk: chunk, tag: tag, user: user, size: state.size, at: bad, detected: point)
                     problems += 1
                 }
-                if flags.contains(.redzone), state.offset == 0, let bad = DebugAllocator.underflow(before: chunk, slab: slab),
+                if flags.contains(.redzone), state.offset == 0, let bad = BufferTag.underflow(before: chunk, slab: slab),
                    tag.state == state {
                     DebugReport.underflow(cache: cache, chunk: chunk, tag: tag, size: state.size, at: bad, detected: point)
                     Pattern.fill(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
@@ -77,5 +77,14 @@ enum HeapVerifier {
             }
         }
         return problems
+    }
+
+    /// verify=N: every N-th operation verifies the whole heap.
+    @inline(__always) static func countOperation() {
+        let options = OptionsState.shared.pointee.options
+        let interval = options.verifyInterval
+        guard interval > 0, options.flags.contains(.verify) else { return }
+        let n = sg_atomic_add_u64(&ChecksState.shared.pointee.operationCount, 1) &+ 1
+        if n % UInt64(interval) == 0 { _ = verifyAll(detected: .verification) }
     }
 }

@@ -15,6 +15,20 @@
 import CSlabguardShim
 import Glibc
 
+/// The checks' state: the quarantine FIFO (its own region of the static map, `debug_checks`).
+struct ChecksState {
+    var quarantineMutex = pthread_mutex_t()
+    var quarantineHead: UnsafeMutableRawPointer? = nil   // oldest chunk
+    var quarantineTail: UnsafeMutableRawPointer? = nil
+    var quarantineBytes = 0
+    var quarantineCount = 0
+    var operationCount: UInt64 = 0      // for verify=N (HeapVerifier.countOperation)
+
+    @inline(__always) static var shared: UnsafeMutablePointer<ChecksState> {
+        StateRegion.debugChecks.bound(to: ChecksState.self)
+    }
+}
+
 enum Quarantine {
     static func hold(_ chunk: UnsafeMutableRawPointer, cache: UnsafeMutablePointer<CacheCore>, tag: BufferTag) {
         let n = sg_quarantine_count()
@@ -38,10 +52,10 @@ enum Quarantine {
     /// Appends this thread's batch (then `first`, if any) to the FIFO, and releases the
     /// oldest chunks beyond the limit.
     private static func spill(first: UnsafeMutableRawPointer?, cache firstCache: UnsafeMutablePointer<CacheCore>?) {
-        let state = DebugState.shared
+        let state = ChecksState.shared
         // A cache given `quarantine=SIZE` by its own debug string, with no process-wide
         // quarantine set, uses a 4 MiB queue.
-        let configured = state.pointee.options.quarantineBytes
+        let configured = OptionsState.shared.pointee.options.quarantineBytes
         let limit = configured > 0 ? configured : 4 << 20
         // Chain the batch (oldest first) and `first` through their link words.
         var head: UnsafeMutableRawPointer? = nil
@@ -107,7 +121,7 @@ enum Quarantine {
 
     /// A cache is being destroyed: its buffers leave the FIFO (verified) first.
     static func purge(_ cache: UnsafeMutablePointer<CacheCore>) {
-        let state = DebugState.shared
+        let state = ChecksState.shared
         var leaving: UnsafeMutableRawPointer? = nil
         var leavingTail: UnsafeMutableRawPointer? = nil
         sg_mutex_lock(&state.pointee.quarantineMutex)
@@ -157,7 +171,7 @@ enum Quarantine {
             if UnsafeRawPointer(sg_quarantine_chunk(i)) == chunk { return true }
             i += 1
         }
-        let state = DebugState.shared
+        let state = ChecksState.shared
         sg_mutex_lock(&state.pointee.quarantineMutex)
         defer { sg_mutex_unlock(&state.pointee.quarantineMutex) }
         var c = state.pointee.quarantineHead

@@ -58,7 +58,7 @@ enum FaultExplainer {
         let tag = BufferTag(base: base)
         let user = UInt(bitPattern: base + span.pointee.userOffset)
         let size = span.pointee.requestedSize
-        let layout = DebugAllocator.tagLayout(of: span)
+        let layout = TagLayout.of(span)
         let access = FaultAccess(isWrite: isWrite, address: address,
                                  offset: address >= user ? Int(address - user) : -Int(user - address), size: size,
                                  width: AccessSize.ofInstruction(at: pc))
@@ -181,7 +181,7 @@ enum FaultExplainer {
                 w.append(hex: where_ - module.base)
                 DebugReport.appendFunction(&w, at: where_)
                 w.append(", a library already unloaded")
-                if let t = ModuleUnload.unloadTime(start: module.start) {
+                if let t = UnloadHistory.unloadTime(start: module.start) {
                     w.append(" at ")
                     w.append(seconds: AuditClock.nanosecondsSinceStart(t))
                 }
@@ -200,10 +200,7 @@ enum FaultExplainer {
         r.finish(informational: true)
         _ = HeapVerifier.verifyAll(skipBusy: true, detected: .crash)
         // A fatal report ends with the summary line, as an aborting one does.
-        let state = DebugState.shared
-        let owns = sg_mutex_lock_unless_held(&state.pointee.reportMutex) != 0
-        ReportOutput.writeSummary(json: state.pointee.options.flags.contains(.jsonReport))
-        if owns { sg_mutex_unlock(&state.pointee.reportMutex) }
+        ReportOutput.writeSummaryTakingLock(json: OptionsState.shared.pointee.options.flags.contains(.jsonReport))
     }
 
     struct FreedBuffer {

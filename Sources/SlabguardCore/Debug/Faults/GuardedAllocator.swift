@@ -63,6 +63,22 @@ import CSlabguardShim
 import Glibc
 
 /// A FIFO of retired spans, linked through LargeSpan.retiredNext, oldest first.
+/// Guards' state: the retired and warm spans and the counts that bound them (its own
+/// region of the static map, `debug_faults`).
+struct GuardState {
+    var retiredMutex = pthread_mutex_t()
+    var retiredLarge = RetiredList()      // freed large spans, pages inaccessible
+    var retiredGuarded = RetiredList()    // freed guarded spans
+    var warmGuarded = RetiredList()       // guarded spans past retirement, kept for reuse
+    var guardedLive: UInt64 = 0           // guarded spans allocated and not freed
+    var guardedOwnMappings: UInt64 = 0    // guarded spans whose data pages are a mapping of their own
+    var lastSampleNanoseconds: UInt64 = 0 // sample=Nms: when the last guarded buffer was made
+
+    @inline(__always) static var shared: UnsafeMutablePointer<GuardState> {
+        StateRegion.debugFaults.bound(to: GuardState.self)
+    }
+}
+
 struct RetiredList {
     var oldest: UnsafeMutablePointer<LargeSpan>? = nil
     var newest: UnsafeMutablePointer<LargeSpan>? = nil
@@ -77,13 +93,6 @@ enum GuardedAllocator {
     /// mappings without them, 64,000 with 4096 of them — too close to Linux's 65,530.
     /// 2048 covers sample mode's spans (512 retired, 256 warm, the live ones).
     static let ownMappingLimit: UInt64 = 2048
-
-    /// The tag layout of guarded spans.
-    static func layout() -> TagLayout {
-        let options = DebugState.shared.pointee.options
-        return TagLayout(auditDepth: options.auditDepth,
-                         contentsBytes: options.flags.contains(.contents) ? options.contentsBytes : 0)
-    }
 
     /// The alignment a guarded malloc buffer gets: 16 from 16 bytes up, 8 below — what
     /// fast mode gives (its 8-byte class), and at least what C17 7.22.3 asks (the
@@ -103,7 +112,7 @@ enum GuardedAllocator {
 
     /// In debug mode: whether the next buffer should be guarded.
     @inline(__always) static func wanted() -> Bool {
-        let flags = DebugState.shared.pointee.options.flags
+        let flags = OptionsState.shared.pointee.options.flags
         if flags.contains(.guards) { return true }
         guard flags.contains(.sample), countdownExpired() else { return false }
         return due()
@@ -131,13 +140,13 @@ enum GuardedAllocator {
     /// The countdown ran out: whether this allocation is to be guarded (and the next
     /// countdown set).
     private static func due() -> Bool {
-        let milliseconds = DebugState.shared.pointee.options.sampleMilliseconds
+        let milliseconds = OptionsState.shared.pointee.options.sampleMilliseconds
         guard milliseconds > 0 else {
             resetCountdown()
             return true
         }
         sg_set_sample_countdown(timeCheckAllocations)
-        let state = DebugState.shared
+        let state = GuardState.shared
         let now = AuditClock.monotonicNanoseconds()
         let last = sg_atomic_load_u64(&state.pointee.lastSampleNanoseconds)
         guard now &- last >= UInt64(milliseconds) &* 1_000_000 else { return false }
@@ -148,7 +157,7 @@ enum GuardedAllocator {
     /// buffer (nil if that fails: the caller serves it unguarded); otherwise the
     /// countdown is set so that it never runs out again.
     @inline(never) static func sampled(_ size: Int, zero: Bool) -> UnsafeMutableRawPointer? {
-        guard DebugState.shared.pointee.options.flags.contains(.sample) else {
+        guard OptionsState.shared.pointee.options.flags.contains(.sample) else {
             sg_set_sample_countdown(Int64.max)
             return nil
         }
@@ -158,9 +167,9 @@ enum GuardedAllocator {
 
     /// Next countdown: uniform in 0...2(N-1), so about 1 allocation in N is guarded.
     private static func resetCountdown() {
-        let rate = DebugState.shared.pointee.options.sampleRate
+        let rate = OptionsState.shared.pointee.options.sampleRate
         guard rate > 1 else { return sg_set_sample_countdown(0) }
-        var x = AuditClock.now() ^ (UInt64(DebugLayer.threadID()) &* 0x9E37_79B9_7F4A_7C15)
+        var x = AuditClock.now() ^ (UInt64(AuditThread.id()) &* 0x9E37_79B9_7F4A_7C15)
         x ^= x >> 33; x &*= 0xFF51_AFD7_ED55_8CCD; x ^= x >> 33
         sg_set_sample_countdown(Int64(x % UInt64(2 * rate - 1)))
     }
@@ -170,10 +179,10 @@ enum GuardedAllocator {
     /// A guarded buffer of `size` bytes aligned to `alignment` (≤ a page), or nil when
     /// it cannot be guarded (the caller then serves the request another way).
     static func allocate(_ size: Int, alignment: Int, zero: Bool) -> UnsafeMutableRawPointer? {
-        let state = DebugState.shared
+        let state = GuardState.shared
         guard alignment <= pageSize, size <= Int.max / 4,
               sg_atomic_load_u64(&state.pointee.guardedLive) < liveLimit else { return nil }
-        let layout = layout()
+        let layout = TagLayout.guarded()
         let tagPages = (layout.totalBytes + pageSize - 1) >> pageShift
         let dataPages = max(1, (size + alignment - 1 + pageSize - 1) >> pageShift)
         let pages = tagPages + dataPages + 1
@@ -221,8 +230,8 @@ enum GuardedAllocator {
         let debug = sg_debug_flags() != 0
         var library: UInt16 = 0
         if let entry = tag.auditEntry(0, layout: layout) {
-            let n = DebugAllocator.recordStack(entry, skip: 1)
-            if debug { library = DebugAllocator.libraryValue(capturedFrames: n) }
+            let n = entry.recordCurrentStack(skip: 1)
+            if debug { library = LibraryTags.value(capturedFrames: n) }
         } else if debug {
             library = LibraryTags.valueOfCaller(skip: 1)
         }
@@ -233,7 +242,7 @@ enum GuardedAllocator {
         Pattern.fill(user + size, base + guardOffset - (user + size), Pattern.redzone)
         if zero {
             memset(user, 0, size)
-        } else if DebugState.shared.pointee.options.flags.contains(.uninit) {
+        } else if OptionsState.shared.pointee.options.flags.contains(.uninit) {
             Pattern.fill(user, size, Pattern.uninitialized)
         }
         tag.state = .allocated(offset: 0, size: 0)
@@ -258,7 +267,7 @@ enum GuardedAllocator {
             if span.pointee.guarded || BufferTag(base: span.pointee.base).state.isFree { return span }
         }
         // A retired plain large span: only its boundary pages have an owner.
-        var s = DebugState.shared.pointee.retiredLarge.oldest
+        var s = GuardState.shared.pointee.retiredLarge.oldest
         var steps = 0
         while let x = s, steps < 1024 {
             let start = UInt(bitPattern: x.pointee.base)
@@ -276,7 +285,7 @@ enum Retirement {
     static let largeCapacity = 64
     /// Retired guarded spans kept: with `guards` every buffer is one, so more; for sampled
     /// buffers fewer (their pages stay resident: about 8 KiB each).
-    static var guardedCapacity: Int { DebugState.shared.pointee.options.flags.contains(.guards) ? 4096 : 512 }
+    static var guardedCapacity: Int { OptionsState.shared.pointee.options.flags.contains(.guards) ? 4096 : 512 }
     static let warmCapacity = 256
     /// Guarded spans up to this many pages keep their pages resident while retired.
     static let residentPages = 8
@@ -295,7 +304,7 @@ enum Retirement {
     /// Keeps a freed span, its data closed (closeData), out of reuse for a while.
     static func retire(_ span: UnsafeMutablePointer<LargeSpan>) {
         let guarded = span.pointee.guarded
-        let state = DebugState.shared
+        let state = GuardState.shared
         span.pointee.retiredNext = nil
         sg_mutex_lock(&state.pointee.retiredMutex)
         var victim = guarded ? push(span, &state.pointee.retiredGuarded, capacity: guardedCapacity)
@@ -314,7 +323,7 @@ enum Retirement {
     /// Every retired and warm span back to the arena (it is out of address space: freed
     /// memory must be allocatable again).  True when there was any.
     static func releaseAll() -> Bool {
-        let state = DebugState.shared
+        let state = GuardState.shared
         var all: UnsafeMutablePointer<LargeSpan>? = nil
         sg_mutex_lock(&state.pointee.retiredMutex)
         take(&state.pointee.retiredLarge, onto: &all)
@@ -342,7 +351,7 @@ enum Retirement {
 
     /// A warm guarded span of exactly `pages` pages (among the most recent few), or nil.
     static func takeWarm(pages: Int) -> UnsafeMutablePointer<LargeSpan>? {
-        let state = DebugState.shared
+        let state = GuardState.shared
         guard state.pointee.warmGuarded.count > 0 else { return nil }   // racy peek: only a hint
         sg_mutex_lock(&state.pointee.retiredMutex)
         defer { sg_mutex_unlock(&state.pointee.retiredMutex) }
@@ -392,7 +401,7 @@ enum Retirement {
                 // Back into core dumps, so the pages merge into the arena's mapping again.
                 Platform.setLeftOutOfDumps(base, span.pointee.pages << pageShift, false)
                 span.pointee.ownMapping = false
-                _ = sg_atomic_add_u64(&DebugState.shared.pointee.guardedOwnMappings, UInt64.max)   // - 1
+                _ = sg_atomic_add_u64(&GuardState.shared.pointee.guardedOwnMappings, UInt64.max)   // - 1
             }
             // Every page had an owner; the heap clears only the ones it set.
             StateRegion.arena.bound(to: PageArena.self).pointee.setOwner(base, pages: span.pointee.pages, nil)

@@ -45,10 +45,11 @@ enum FlightRecorder {
         var fileBytes = 0
         var device: UInt64 = 0   // the file's identity: a forked child reopens it by path only if it is still this file
         var inode: UInt64 = 0
+        var printStatistics: (@convention(c) (UnsafeMutableRawPointer) -> Void)? = nil   // Statistics' printer, given a TextSink
     }
 
     @inline(__always) static var state: UnsafeMutablePointer<State> {
-        UnsafeMutableRawPointer(DebugState.shared.field(\.recorder))
+        UnsafeMutableRawPointer(StateRegion.debugRecorder.bound(to: State.self))
             .assumingMemoryBound(to: State.self)
     }
 
@@ -82,12 +83,12 @@ enum FlightRecorder {
         store(clock.useTSC ? 1 : 0, at: Field.useTSC)
         sampleClock()
         store(UInt64(RecorderRegion.ring.offset), at: Field.ringOffset)
-        store(UInt64(RecorderRegion.ring.bytes / TransactionLog.entryBytes), at: Field.ringEntries)
-        store(UInt64(TransactionLog.entryBytes), at: Field.entryBytes)
+        store(UInt64(RecorderRegion.ring.bytes / RingEntry.bytes), at: Field.ringEntries)
+        store(UInt64(RingEntry.bytes), at: Field.entryBytes)
         store(UInt64(RecorderRegion.stacks.offset), at: Field.stacksOffset)
-        store(UInt64(StackDepot.storageWords), at: Field.stacksWords)
+        store(UInt64(StackDepotFormat.storageWords), at: Field.stacksWords)
         store(UInt64(RecorderRegion.buckets.offset), at: Field.bucketsOffset)
-        store(UInt64(StackDepot.bucketCount), at: Field.bucketCount)
+        store(UInt64(StackDepotFormat.bucketCount), at: Field.bucketCount)
         store(UInt64(RecorderRegion.modules.offset), at: Field.modulesOffset)
         store(UInt64(RecorderRegion.modules.bytes), at: Field.modulesBytes)
         store(UInt64(RecorderRegion.reports.offset), at: Field.reportsOffset)
@@ -99,7 +100,7 @@ enum FlightRecorder {
         store(UInt64(RecorderRegion.statistics.bytes), at: Field.statisticsBytes)
         store(UInt64(RecorderRegion.symbols.offset), at: Field.symbolsOffset)
         store(UInt64(RecorderRegion.symbols.bytes), at: Field.symbolsBytes)
-        _ = DebugState.shared.pointee.options.render(into: (base + Field.options).assumingMemoryBound(to: CChar.self),
+        _ = OptionsState.shared.pointee.options.render(into: (base + Field.options).assumingMemoryBound(to: CChar.self),
                                                      capacity: RecorderHeader.Width.options)
         writeCommandLine(into: base + Field.commandLine, capacity: RecorderHeader.Width.commandLine - 1)
         return true
@@ -113,7 +114,7 @@ enum FlightRecorder {
 
     static var ring: (memory: UnsafeMutableRawPointer, entries: Int)? {
         guard let base = state.pointee.base else { return nil }
-        return (base + RecorderRegion.ring.offset, RecorderRegion.ring.bytes / TransactionLog.entryBytes)
+        return (base + RecorderRegion.ring.offset, RecorderRegion.ring.bytes / RingEntry.bytes)
     }
 
     /// Records the current (ticks, nanoseconds) pair: the reader's rate for turning
@@ -233,11 +234,12 @@ enum FlightRecorder {
 
     /// The ::kmastat table into its region, through the mapping.  Skipped when the
     /// registry's lock is busy (on the way to an abort).
+    /// The table's printer is the statistics part's, above this one: it installs itself.
     private static func writeStatistics() {
-        guard let base = state.pointee.base, CacheRegistry.lock.tryLock() else { return }
+        guard let base = state.pointee.base, let print = state.pointee.printStatistics, CacheRegistry.lock.tryLock() else { return }
         CacheRegistry.lock.unlock()
         var sink = TextSink(memory: base + RecorderRegion.statistics.offset, capacity: RecorderRegion.statistics.bytes)
-        StatisticsTable.print(to: &sink)
+        withUnsafeMutablePointer(to: &sink) { print(UnsafeMutableRawPointer($0)) }
         store(UInt64(sink.used), at: Field.statisticsUsed)
     }
 
@@ -246,11 +248,11 @@ enum FlightRecorder {
     /// mapped over the old mapping in place, so every pointer into it stays good.  Without,
     /// or if that fails, the mapping becomes private: nothing the child does reaches the
     /// parent's file.
-    static func detachAfterFork() {
+    static func detachAfterFork(stackWordsUsed: Int) {
         let s = state
         guard let base = s.pointee.base else { return }
-        if DebugState.shared.pointee.options.withLogPath(hasPidMark), let fd = childFile() {
-            let depotBytes = Int(sg_atomic_load_u64(&DebugState.shared.pointee.stackDepot.used)) * 8
+        if OptionsState.shared.pointee.options.withLogPath(hasPidMark), let fd = childFile() {
+            let depotBytes = stackWordsUsed * 8
             var ok = Platform.writeAll(fd, base, RecorderRegion.buckets.offset)   // header, maps, reports, statistics
             ok = ok && Platform.writeAll(fd, base + RecorderRegion.buckets.offset, RecorderRegion.stacks.offset - RecorderRegion.buckets.offset)
             ok = ok && Platform.writeAll(fd, base + RecorderRegion.stacks.offset, min(depotBytes, RecorderRegion.ring.offset - RecorderRegion.stacks.offset))
@@ -273,7 +275,7 @@ enum FlightRecorder {
     private static func privatize(_ base: UnsafeMutableRawPointer, _ bytes: Int) {
         let s = state
         var done = false
-        DebugState.shared.pointee.options.withLogPath { path in
+        OptionsState.shared.pointee.options.withLogPath { path in
             guard let fd = Platform.openForReading(path) else { return }
             if let identity = Platform.fileIdentity(fd), identity.device == s.pointee.device && identity.inode == s.pointee.inode {
                 done = Platform.privatizeFileMapping(base, fd, bytes)
@@ -297,7 +299,7 @@ enum FlightRecorder {
     private static func childFile() -> Int32? {
         guard let page = Platform.map(2 * pageSize) else { return nil }
         defer { Platform.unmap(page, 2 * pageSize) }
-        DebugState.shared.pointee.options.withLogPath { ReportOutput.expandingPid($0, into: page, capacity: 2 * pageSize) }
+        OptionsState.shared.pointee.options.withLogPath { DebugOptions.expandingPid($0, into: page, capacity: 2 * pageSize) }
         var error: Int32 = 0
         guard let fd = Platform.createFile(page.assumingMemoryBound(to: CChar.self), error: &error) else { return nil }
         guard Platform.setFileSize(fd, RecorderRegion.fileBytes) else { Platform.close(fd); return nil }

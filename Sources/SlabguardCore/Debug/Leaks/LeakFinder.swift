@@ -65,7 +65,7 @@ enum LeakFinder {
         var count = 0
     }
     @inline(__always) static var probe: UnsafeMutablePointer<StaleProbe> {
-        UnsafeMutableRawPointer(DebugState.shared.field(\.staleProbe))
+        UnsafeMutableRawPointer(StateRegion.debugLeaks.bound(to: StaleProbe.self))
             .assumingMemoryBound(to: StaleProbe.self)
     }
 

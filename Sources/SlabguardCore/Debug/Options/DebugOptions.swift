@@ -64,6 +64,17 @@ public struct DebugFlags: OptionSet, Sendable, BitwiseCopyable, Hashable {
 
 /// Parsed debug options. Plain data; keep one instance and pass it by pointer or borrow
 /// (it is about 4 KiB because of the inline log path).
+/// The options part's state: the options in force and whether they were fixed (by the
+/// API or the environment) — its own region of the static map (`debug_options`).
+struct OptionsState {
+    var options = DebugOptions()
+    var configured = false
+
+    @inline(__always) static var shared: UnsafeMutablePointer<OptionsState> {
+        StateRegion.debugOptions.bound(to: OptionsState.self)
+    }
+}
+
 public struct DebugOptions: BitwiseCopyable, Sendable {
     public var flags: DebugFlags
     /// Frames per audit stack (`audit=N`), 1...64.
@@ -572,3 +583,20 @@ public struct DebugOptionsError: Error, CustomStringConvertible, Equatable, Send
     public var description: String { message }
 }
 
+extension DebugOptions {
+    /// `path` with each `%p` replaced by the process id, as a C string in `page`.
+    static func expandingPid(_ path: UnsafePointer<CChar>, into page: UnsafeMutableRawPointer, capacity: Int) {
+        var w = ReportWriter(memory: page, capacity: capacity)
+        var i = 0
+        while path[i] != 0 {
+            if path[i] == 0x25, path[i + 1] == 0x70 {   // %p
+                w.append(decimal: UInt64(getpid()))
+                i += 2
+                continue
+            }
+            w.append(byte: UInt8(bitPattern: path[i]))
+            i += 1
+        }
+        _ = w.finishCString()
+    }
+}

@@ -43,15 +43,14 @@ struct ReportBuilder: ~Copyable {
     /// involved; `noabort` and `report=json` apply when set there or globally.
     init(_ kind: DebugReport.Kind, cacheFlags: UInt32, leakBuffers: UInt = 0, leakBytes: UInt = 0,
          fault: FaultAccess? = nil, library: UnsafePointer<CChar>? = nil, tagUse: InvalidTagUse? = nil) {
-        let state = DebugState.shared
         // A report never waits on itself: when this thread holds the report lock already
         // (a signal handler interrupted a report, or left one with siglongjmp) the
         // report is written without it rather than never.
-        ownsLock = sg_mutex_lock_unless_held(&state.pointee.reportMutex) != 0
+        ownsLock = sg_mutex_lock_unless_held(ReportOutput.reportMutex) != 0
         self.kind = kind
         let s = ReportBuilder.scratch
         if s.pointee.memory == nil { s.pointee.memory = Platform.map(ReportBuilder.bufferBytes + ReportBuilder.nameBytes + 1024) }
-        let flags = DebugFlags(rawValue: cacheFlags | state.pointee.options.flags.rawValue)
+        let flags = DebugFlags(rawValue: cacheFlags | OptionsState.shared.pointee.options.flags.rawValue)
         json = flags.contains(.jsonReport)
         noabort = flags.contains(.noabort)
         // Built whole in memory, then printed, folded or suppressed at `finish`.
@@ -120,7 +119,7 @@ struct ReportBuilder: ~Copyable {
             w.append("  in process ")
             ReportOutput.appendProcess(&w)
             w.append(", thread ")
-            w.append(decimal: UInt64(DebugLayer.threadID()))
+            w.append(decimal: UInt64(AuditThread.id()))
             w.newline()
             if let f = fault, f.width > 0 {
                 w.append("  access size: ")
@@ -202,7 +201,7 @@ struct ReportBuilder: ~Copyable {
     /// The last free and allocation stacks recorded in the buffer's tag (with `audit`).
     mutating func auditStacks(cache: UnsafeMutablePointer<CacheCore>, tag: BufferTag, freeFirst: Bool,
                      freeLabel: StaticString = "last freed by thread", allocationOnly: Bool = false) {
-        auditStacks(layout: DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags)), tag: tag,
+        auditStacks(layout: TagLayout(flags: DebugFlags(rawValue: cache.pointee.debugFlags)), tag: tag,
                     freeFirst: freeFirst, freeLabel: freeLabel, allocationOnly: allocationOnly)
     }
 
@@ -230,7 +229,7 @@ struct ReportBuilder: ~Copyable {
         guard let memory = ReportBuilder.scratch.pointee.memory else { return }
         let frames = (memory + ReportBuilder.bufferBytes + 512).assumingMemoryBound(to: UInt.self)
         let count = StackUnwinder.capture(into: frames, capacity: 64, skip: 0)   // slabguard's own frames are dropped by name in emitStack
-        emitStack(key: "current_stack", label: label, thread: DebugLayer.threadID(),
+        emitStack(key: "current_stack", label: label, thread: AuditThread.id(),
                   time: AuditClock.now(), frames: frames, count: count)
     }
 
@@ -242,7 +241,7 @@ struct ReportBuilder: ~Copyable {
         // Entry 0 is an instruction address, not a return address: +1 so that the
         // symbolizer's "return address - 1" lands on it.
         if count > 0 { frames[0] &+= 1 }
-        emitStack(key: "fault_stack", label: label, thread: DebugLayer.threadID(),
+        emitStack(key: "fault_stack", label: label, thread: AuditThread.id(),
                   time: AuditClock.now(), frames: frames, count: count, keepInternal: true)
     }
 
@@ -406,7 +405,7 @@ struct ReportBuilder: ~Copyable {
 
     /// The buffer's first bytes saved at its last free (with `contents`).
     mutating func contents(cache: UnsafeMutablePointer<CacheCore>, tag: BufferTag) {
-        contents(layout: DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags)), tag: tag, size: tag.state.size)
+        contents(layout: TagLayout(flags: DebugFlags(rawValue: cache.pointee.debugFlags)), tag: tag, size: tag.state.size)
     }
 
     mutating func contents(layout: TagLayout, tag: BufferTag, size: Int) {
@@ -429,7 +428,6 @@ struct ReportBuilder: ~Copyable {
     /// A suppressed report is counted only, and does not abort; a repeat of an earlier
     /// one (same kind, same stacks) is counted, not printed.
     consuming func finish(isLeak: Bool = false, informational: Bool = false, leakBuffers: UInt = 0, leakBytes: UInt = 0) {
-        let state = DebugState.shared
         if json { w.endObject() }
         w.newline()
         if suppressed {
@@ -439,13 +437,13 @@ struct ReportBuilder: ~Copyable {
             if ReportOutput.admit(kind, signature: signature, hasStacks: hasStacks) {
                 ReportOutput.emit(w.bytes.baseAddress!, w.count)
             }
-            state.pointee.reportCount &+= 1
+            ReportOutput.state.pointee.reportCount &+= 1
         }
         let abortAfter = !noabort && !isLeak && !informational && !suppressed
         if abortAfter { ReportOutput.writeSummary(json: json) }
-        if ownsLock { sg_mutex_unlock(&state.pointee.reportMutex) }
+        if ownsLock { sg_mutex_unlock(ReportOutput.reportMutex) }
         if abortAfter {
-            DebugLayer.writeLogIfRequested()
+            FlightRecorder.finish(status: 128 + SIGABRT)   // log=PATH: its last words before the abort
             abort()
         }
     }

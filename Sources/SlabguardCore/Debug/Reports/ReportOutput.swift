@@ -71,8 +71,13 @@ struct ReportTally {
     }
 }
 
-/// The tally and the destination (in DebugState; valid when zeroed).
+/// The reports part's state: its lock, the tally, the destination, the suppressions (its
+/// own region of the static map, `debug_reports`; valid when zeroed).
 struct ReportState {
+    var mutex = pthread_mutex_t()         // one report at a time (DESIGN.md's lock order: first)
+    var reportFDPlusOne: Int32 = 0        // 0: standard error
+    var reportCount: UInt64 = 0
+    var suppressions = SuppressionsState()
     var tally = ReportTally()
     var channelAddress = sockaddr_un()    // SLABGUARD_REPORT_SOCKET
     var channelOpen = false               // run's channel is there
@@ -81,12 +86,27 @@ struct ReportState {
 }
 
 enum ReportOutput {
-    static var state: UnsafeMutablePointer<ReportState> {
-        withUnsafeMutablePointer(to: &DebugState.shared.pointee.reports) { $0 }
+    @inline(__always) static var state: UnsafeMutablePointer<ReportState> {
+        StateRegion.debugReports.bound(to: ReportState.self)
     }
 
-    static var tally: UnsafeMutablePointer<ReportTally> {
-        withUnsafeMutablePointer(to: &DebugState.shared.pointee.reports.tally) { $0 }
+    static var tally: UnsafeMutablePointer<ReportTally> { state.field(\.tally) }
+
+    /// Where reports go when neither report_path= nor run's channel takes them (the API's
+    /// setReportFileDescriptor; standard error by default).
+    static var reportFD: Int32 {
+        get { state.pointee.reportFDPlusOne == 0 ? 2 : state.pointee.reportFDPlusOne - 1 }
+        set { state.pointee.reportFDPlusOne = newValue + 1 }
+    }
+
+    static var reportMutex: UnsafeMutablePointer<pthread_mutex_t> { state.field(\.mutex) }
+
+    /// The summary line, under the report lock unless this thread holds it already (a
+    /// fatal signal in the middle of a report).
+    static func writeSummaryTakingLock(json: Bool) {
+        let owns = sg_mutex_lock_unless_held(reportMutex) != 0
+        writeSummary(json: json)
+        if owns { sg_mutex_unlock(reportMutex) }
     }
 
     /// Start-up (heap phase 2): opens `report_path=`, or adopts run's channel.
@@ -97,7 +117,7 @@ enum ReportOutput {
         // Under run (with report_path= too) the program and its children keep their statuses.
         state.pointee.underRun = channel != nil
         if let path = channel { adoptChannel(path) }
-        if DebugState.shared.pointee.options.hasReportPath { openReportPath() }
+        if OptionsState.shared.pointee.options.hasReportPath { openReportPath() }
     }
 
     private static func adoptChannel(_ path: UnsafePointer<CChar>) {
@@ -111,22 +131,6 @@ enum ReportOutput {
             s.pointee.channelAddress.sun_family = sa_family_t(AF_UNIX)
             s.pointee.channelOpen = true
         }
-    }
-
-    /// `path` with each `%p` replaced by the process id, as a C string in `page`.
-    static func expandingPid(_ path: UnsafePointer<CChar>, into page: UnsafeMutableRawPointer, capacity: Int) {
-        var w = ReportWriter(memory: page, capacity: capacity)
-        var i = 0
-        while path[i] != 0 {
-            if path[i] == 0x25, path[i + 1] == 0x70 {   // %p
-                w.append(decimal: UInt64(getpid()))
-                i += 2
-                continue
-            }
-            w.append(byte: UInt8(bitPattern: path[i]))
-            i += 1
-        }
-        _ = w.finishCString()
     }
 
     /// In a forked child: its own counts, its own repeats (its reports name its pid).
@@ -148,7 +152,7 @@ enum ReportOutput {
         }
         ReportWriter.withStackBuffer(fd: 2) { e in
             e.append("slabguard: cannot write the report file '")
-            DebugState.shared.pointee.options.withReportPath { e.append(cString: $0) }
+            OptionsState.shared.pointee.options.withReportPath { e.append(cString: $0) }
             e.append("': ")
             e.append(cString: Platform.fileErrorText(error))
             e.append(" (report_path= gives a writable path; reports go to standard error)\n")
@@ -160,7 +164,7 @@ enum ReportOutput {
     private static func withReportPath<T>(_ body: (UnsafePointer<CChar>) -> T) -> T? {
         guard let page = Platform.map(2 * pageSize) else { return nil }
         defer { Platform.unmap(page, 2 * pageSize) }
-        DebugState.shared.pointee.options.withReportPath { expandingPid($0, into: page, capacity: 2 * pageSize) }
+        OptionsState.shared.pointee.options.withReportPath { DebugOptions.expandingPid($0, into: page, capacity: 2 * pageSize) }
         return body(UnsafePointer(page.assumingMemoryBound(to: CChar.self)))
     }
 
@@ -173,7 +177,7 @@ enum ReportOutput {
         } else if s.pointee.channelOpen {
             if sendToChannel(bytes, count) { return }
         } else {
-            Platform.writeAll(DebugState.shared.pointee.reportFD, bytes, count)
+            Platform.writeAll(reportFD, bytes, count)
             return
         }
         Platform.writeAll(2, bytes, count)   // run is gone, or the file cannot be written: standard error
@@ -327,6 +331,6 @@ enum ReportOutput {
         w.jsonField("schema", decimal: 1)
         w.jsonField("pid", decimal: UInt64(getpid()))
         w.jsonField("process", cString: sg_program_name(), maxLength: 64)
-        w.jsonField("thread", decimal: UInt64(DebugLayer.threadID()))
+        w.jsonField("thread", decimal: UInt64(AuditThread.id()))
     }
 }

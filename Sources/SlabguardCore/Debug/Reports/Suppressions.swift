@@ -41,7 +41,7 @@ package enum Suppressions {
     }
 
     static var state: UnsafeMutablePointer<SuppressionsState> {
-        withUnsafeMutablePointer(to: &DebugState.shared.pointee.suppressions) { $0 }
+        ReportOutput.state.field(\.suppressions)
     }
 
     static var isActive: Bool { state.pointee.count > 0 }

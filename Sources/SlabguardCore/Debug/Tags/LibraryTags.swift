@@ -48,6 +48,12 @@ enum LibraryTags {
 
     /// The library tag value of the current allocation, from a short stack of its own
     /// (when `audit` is off and no stack was captured).
+    /// The library of the allocation whose stack AuditEntry.recordCurrentStack just left
+    /// in the thread's scratch (its first `count` frames).
+    @inline(__always) static func value(capturedFrames count: Int) -> UInt16 {
+        value(frames: sg_stack_scratch().unsafelyUnwrapped, count: count)
+    }
+
     @inline(never) static func valueOfCaller(skip: Int) -> UInt16 {
         let buffer = sg_stack_scratch().unsafelyUnwrapped
         // Most allocations come straight from the program: its frame tells (found by

@@ -11,7 +11,7 @@
 //
 // The table is one anonymous mapping made at first use (a header, 256 records of 128
 // bytes, the caller caches of LibraryTags, the library tags' counter slots: 192 KiB of
-// address space, touched as used), published in DebugState.tagTable.
+// address space, touched as used), published in the `debug_tags` region of the static map.
 //
 // A handle (sg_tag_t *) is not a pointer: 0x5347 in its top 16 bits (a non-canonical
 // address, so dereferencing it faults), the slot's generation (20 bits, from 1) and its
@@ -100,7 +100,7 @@ enum TagTable {
 
     @inline(never) private static func createState() -> UnsafeMutablePointer<TagTableState>? {
         precondition(MemoryLayout<TagRecord>.stride == 128 && MemoryLayout<TagTableState>.size <= headerBytes)
-        let slot = UnsafeMutableRawPointer(DebugState.shared.field(\.tagTable))
+        let slot = UnsafeMutableRawPointer(StateRegion.debugTags.bound(to: UInt64.self))
             .assumingMemoryBound(to: UInt64.self)
         guard let memory = Platform.map(totalBytes) else { return nil }
         let st = memory.bindMemory(to: TagTableState.self, capacity: 1)
@@ -125,7 +125,7 @@ enum TagTable {
 
     /// The table if it exists (statistics and fork handlers create nothing).
     @inline(__always) static var stateIfCreated: UnsafeMutablePointer<TagTableState>? {
-        let slot = UnsafeMutableRawPointer(DebugState.shared.field(\.tagTable))
+        let slot = UnsafeMutableRawPointer(StateRegion.debugTags.bound(to: UInt64.self))
             .assumingMemoryBound(to: UInt64.self)
         return UnsafeMutableRawPointer(bitPattern: UInt(sg_atomic_load_u64(slot)))?.assumingMemoryBound(to: TagTableState.self)
     }
@@ -255,7 +255,7 @@ enum TagTable {
         let r = record(st, index)
         if r.pointee.state == TagRecord.live {
             r.pointee.state = TagRecord.destroyed
-            destroyEntry(index)?.record(thread: DebugLayer.threadID(), time: AuditClock.now(), stackId: id)
+            destroyEntry(index)?.record(thread: AuditThread.id(), time: AuditClock.now(), stackId: id)
         }
         sg_mutex_unlock(&st.pointee.tagMutex)
     }

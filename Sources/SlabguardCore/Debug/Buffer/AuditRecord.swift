@@ -90,25 +90,3 @@ extension BufferTag {
         return AuditEntry(base: record + which * AuditRecords.halfBytes)
     }
 }
-
-/// One half of an audit record: stack id | thread | time.
-struct AuditEntry {
-    let base: UnsafeMutableRawPointer
-
-    var stackId: UInt32 { base.load(as: UInt32.self) }
-    var thread: UInt32 { base.load(fromByteOffset: 4, as: UInt32.self) }
-    var time: UInt64 { base.load(fromByteOffset: 8, as: UInt64.self) }
-    /// The stack's frames, from the depot.
-    var stack: UnsafeMutablePointer<UInt> { StackDepot.frames(stackId).frames }
-    var frames: Int { StackDepot.frames(stackId).count }
-    var depth: Int { StackDepot.maxDepth }
-    var isRecorded: Bool { time != 0 }
-
-    func record(thread: UInt32, time: UInt64, stackId: UInt32) {
-        base.storeBytes(of: stackId, as: UInt32.self)
-        base.storeBytes(of: thread, toByteOffset: 4, as: UInt32.self)
-        base.storeBytes(of: time, toByteOffset: 8, as: UInt64.self)
-    }
-
-    func clear() { record(thread: 0, time: 0, stackId: 0) }
-}

@@ -20,7 +20,7 @@ struct AuditClockState {
 
 enum AuditClock {
     @inline(__always) static var state: UnsafeMutablePointer<AuditClockState> {
-        UnsafeMutableRawPointer(DebugState.shared.field(\.clock))
+        UnsafeMutableRawPointer(CaptureState.shared.field(\.clock))
             .assumingMemoryBound(to: AuditClockState.self)
     }
 

@@ -97,7 +97,7 @@ extension DebugReport {
         // Noted at allocation (Tags/LibraryTags.swift), with or without audit.
         if LibraryTags.isLoaderAllocated(owner: BufferTag(base: base).owner) { return true }
         guard let cache = c.cache, let tag = c.tag else { return false }
-        let layout = DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags))
+        let layout = TagLayout(flags: DebugFlags(rawValue: cache.pointee.debugFlags))
         guard let entry = BufferTag(base: tag).auditEntry(0, layout: layout), entry.frames > 0 else { return false }
         var module = ModuleInfo()
         guard ModuleMap.lookup(entry.stack[0], into: &module) else { return false }

@@ -20,7 +20,7 @@
 // word of a freed body reads 0xdeadbeefdeadbeef.
 //
 // The audit record (who allocated and freed the buffer, with stacks) is not here:
-// it is out of line, found from the buffer's address (Audit/AuditRecord.swift), so an
+// it is out of line, found from the buffer's address (AuditRecord.swift), so an
 // overrun through the tag leaves it whole.
 //
 // Invariants: a chunk in a magazine, the depot, the slab layer or quarantine
@@ -151,6 +151,28 @@ struct TagLayout {
     var totalBytes: Int { tailGuardOffset + TagLayout.tailGuardBytes }
 }
 
+extension TagLayout {
+    /// The layout of a cache whose debug flags are `flags`, with the options' audit depth
+    /// and contents size.
+    init(flags: DebugFlags) {
+        let options = OptionsState.shared.pointee.options
+        self.init(auditDepth: flags.contains(.audit) ? options.auditDepth : 0,
+                  contentsBytes: flags.contains(.contents) ? options.contentsBytes : 0)
+    }
+
+    /// The layout of guarded spans (guards, sample=): audit always, contents when asked.
+    static func guarded() -> TagLayout {
+        let options = OptionsState.shared.pointee.options
+        return TagLayout(auditDepth: options.auditDepth,
+                         contentsBytes: options.flags.contains(.contents) ? options.contentsBytes : 0)
+    }
+
+    /// The layout of a large span's tag: a guarded one's, else the default heap's.
+    static func of(_ span: UnsafeMutablePointer<LargeSpan>) -> TagLayout {
+        span.pointee.guarded ? guarded() : TagLayout(flags: DebugFlags(rawValue: SizeClassHeap.defaultHeap.pointee.debugFlags))
+    }
+}
+
 /// A buffer tag in place.
 struct BufferTag {
     let base: UnsafeMutableRawPointer      // the tag's first byte (chunk + cache.tagOffset)
@@ -172,6 +194,13 @@ struct BufferTag {
     @inline(__always) var owner: UInt64 {
         get { base.load(fromByteOffset: TagLayout.ownerWord, as: UInt64.self) }
         nonmutating set { base.storeBytes(of: newValue, toByteOffset: TagLayout.ownerWord, as: UInt64.self) }
+    }
+
+    /// A write before the start of the buffer at `chunk` (not the first of its slab) lands
+    /// in the tail guard of the chunk before it: the address of the first damaged byte.
+    static func underflow(before chunk: UnsafeMutableRawPointer, slab: UnsafeMutablePointer<Slab>) -> UInt? {
+        guard chunk > slab.pointee.base else { return nil }
+        return Pattern.firstMismatch(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
     }
 
     func contents(layout: TagLayout) -> UnsafeMutableRawPointer? {

@@ -2,42 +2,12 @@
 // before, keep what is needed once the library is gone (its symbols, for reports and the
 // flight recorder); after, if it was unmapped, record that and look for the buffers it
 // leaked (charged to its library tag, or with a frame of it in the allocation stack)
-// and the places still pointing into it (Reports/StalePointers.swift).
+// and the places still pointing into it (Leaks/StalePointers.swift).
 
 import CSlabguardShim
 import Glibc
 
 enum ModuleUnload {
-    /// The last 32 libraries unloaded (start address, audit-clock time), for the crash
-    /// explainer's "unloaded at".
-    struct Table {
-        var entries = FixedBytes512()   // 32 × (start, ticks)
-        var next = 0
-    }
-
-    @inline(__always) private static var table: UnsafeMutablePointer<Table> {
-        UnsafeMutableRawPointer(DebugState.shared.field(\.unloads))
-            .assumingMemoryBound(to: Table.self)
-    }
-
-    @inline(__always) private static var words: UnsafeMutablePointer<UInt64> {
-        UnsafeMutableRawPointer(table).assumingMemoryBound(to: UInt64.self)   // entries is the first field
-    }
-
-    /// When the library starting at `start` was unloaded (ticks), or nil.
-    static func unloadTime(start: UInt) -> UInt64? {
-        for i in 0..<32 where words[2 * i] == UInt64(start) && words[2 * i + 1] != 0 { return words[2 * i + 1] }
-        return nil
-    }
-
-    private static func noteUnload(start: UInt) {
-        let t = table
-        let i = t.pointee.next & 31
-        words[2 * i] = UInt64(start)
-        words[2 * i + 1] = AuditClock.now()
-        t.pointee.next += 1
-    }
-
     /// A library was loaded: the module map sees it now (its load time), and the log's
     /// copy of the map is rewritten (a process killed later still has it).
     static func opened() {
@@ -55,10 +25,10 @@ enum ModuleUnload {
         ModuleMap.refresh()
         var module = ModuleInfo()
         guard ModuleMap.lookup(address, into: &module), !module.isLoaded else { return }   // still mapped
-        noteUnload(start: module.start)
+        UnloadHistory.note(start: module.start)
         FlightRecorder.libraryUnloaded(start: module.start)
         LibraryTags.forgetCallers()   // its addresses and link_map may be the next library's
-        let flags = DebugState.shared.pointee.options.flags
+        let flags = OptionsState.shared.pointee.options.flags
         guard flags.contains(.modules) && sg_debug_flags() != 0 else { return }
         guard sg_system_calls_filtered() == 0 else { return }   // sandboxed: the scan's system calls could kill it
         withUnsafeBytes(of: &module.path) { raw in

@@ -15,50 +15,6 @@
 import CSlabguardShim
 import Glibc
 
-/// What was wrong with a tag handle.
-enum InvalidTagUse {
-    case afterDestroy                         // the tag was destroyed
-    case notATag(UInt)                        // no tag has this handle
-    case wrongTag(buffer: UInt, owner: Int?)  // the buffer was allocated from another tag (nil: from none)
-
-    func appendHeadline(_ w: inout ReportWriter, name: UnsafePointer<CChar>?) {
-        switch self {
-        case .afterDestroy:
-            w.append(": tag ")
-            w.append(cString: name ?? StackDebugSupport.cString("(destroyed earlier; its slot was reused)"))
-            w.append(" used after destroy")
-        case .notATag(let handle):
-            w.append(": ")
-            w.append(hex: handle)
-            w.append(" is not a tag")
-        case .wrongTag(let buffer, let owner):
-            w.append(": buffer ")
-            w.append(hex: buffer)
-            if let owner {
-                w.append(" was allocated from tag ")
-                w.append(cString: TagTable.name(owner))
-            } else {
-                w.append(" was not allocated from a tag")
-            }
-            w.append(", freed to tag ")
-            w.append(cString: name)
-        }
-    }
-
-    func appendJSON(_ w: inout ReportWriter) {
-        switch self {
-        case .afterDestroy: w.jsonField("problem", string: "used after destroy")
-        case .notATag(let handle):
-            w.jsonField("problem", string: "not a tag")
-            w.jsonKey("handle"); w.append("\""); w.append(hex: handle); w.append("\"")
-        case .wrongTag(let buffer, let owner):
-            w.jsonField("problem", string: "freed to another tag")
-            w.jsonKey("address"); w.append("\""); w.append(hex: buffer); w.append("\"")
-            if let owner { w.jsonField("allocated_from", cString: TagTable.name(owner)) }
-        }
-    }
-}
-
 enum TagCheck {
     struct Finding {
         var user: UInt
@@ -109,7 +65,7 @@ enum TagCheck {
         while let cache = c {
             c = cache.pointee.nextCache
             guard cache.pointee.debugFlags != 0 else { continue }
-            let layout = DebugLayer.layout(for: DebugFlags(rawValue: cache.pointee.debugFlags))
+            let layout = TagLayout(flags: DebugFlags(rawValue: cache.pointee.debugFlags))
             let lock = cache.slabLock
             lock.lock()
             cache.forEachAllocatedChunk { chunk, tag, state in
@@ -139,7 +95,7 @@ enum TagCheck {
             if stored < capacity {
                 out[stored] = Finding(user: UInt(bitPattern: s.pointee.base + s.pointee.userOffset), size: UInt(s.pointee.requestedSize),
                                       tag: s.pointee.base, cache: nil, span: s,
-                                      stackId: tag.auditEntry(0, layout: DebugAllocator.tagLayout(of: s))?.stackId ?? 0, group: -1)
+                                      stackId: tag.auditEntry(0, layout: TagLayout.of(s))?.stackId ?? 0, group: -1)
                 stored += 1
             }
         }
@@ -180,7 +136,7 @@ enum TagCheck {
                 r.auditStacks(cache: cache, tag: BufferTag(base: e.tag), freeFirst: false, allocationOnly: true)
             } else if let span = e.span {
                 r.buffer(name: DebugReport.name(of: span), user: UnsafeMutableRawPointer(bitPattern: e.user)!, size: Int(e.size), label: "for example buffer")
-                r.auditStacks(layout: DebugAllocator.tagLayout(of: span), tag: BufferTag(base: e.tag), freeFirst: false, allocationOnly: true)
+                r.auditStacks(layout: TagLayout.of(span), tag: BufferTag(base: e.tag), freeFirst: false, allocationOnly: true)
             }
             lastBytes = bestBytes
             lastGroup = best
