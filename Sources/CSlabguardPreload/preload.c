@@ -35,6 +35,10 @@
  * SIGSEGV/SIGBUS handler while slabguard's crash explainer is installed gets
  * chained behind it rather than silently replacing it (see sg_fault.c).
  *
+ * Also exported: the C++ operator new/delete family (below), so that new and delete
+ * run on slabguard as malloc does and debug modes can check that a buffer is released
+ * through the deallocator that matches its allocator.
+ *
  * Also exported: glibc's __libc_malloc family (below).  Not exported: mallopt,
  * mallinfo, malloc_trim, malloc_stats and malloc_info — calls to those reach
  * glibc's own (unused) heap and are harmless.
@@ -63,6 +67,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "sg_shim.h"
 
 #define SG_ENTRY __attribute__((visibility("hidden")))
@@ -125,6 +130,139 @@ SG_EXPORT void free_aligned_sized(void *p, size_t alignment, size_t size) {
     (void)alignment;
     (void)size;
     sg_entry_free(p);
+}
+
+/* The C++ global operator new/delete family: every form libstdc++ exports
+ * (`nm -D --defined-only libstdc++.so.6 | grep -E '_Zn[wa]|_Zd[la]'`): plain, nothrow,
+ * sized delete (C++14), aligned (std::align_val_t, C++17), aligned nothrow, aligned
+ * sized — 8 news and 12 deletes.  Defined unversioned: a versioned reference
+ * (_Znwm@GLIBCXX_3.4) binds to an unversioned definition, so the preloaded ones win.
+ * Each passes its form as a kind (SlabguardCore/Debug/Checks/AllocationKinds.swift):
+ * debug modes record it in the buffer's tag and check it at release
+ * (`alloc-dealloc mismatch`); fast mode forwards to malloc's and free's fast paths.
+ * The deletes are one tail call each; a new is one call and a null check.
+ *
+ * operator new's failure: C cannot throw std::bad_alloc without linking the C++ runtime.
+ * The choice: on failure, call the C++ runtime's own operator of the same name (the next
+ * definition after this library, dlsym(RTLD_NEXT, …)).  It allocates through malloc or
+ * aligned_alloc — slabguard's — and so fails the same way, then does exactly what the
+ * standard asks: calls the new_handler in a loop, throws std::bad_alloc when there is
+ * none (its nothrow forms return NULL).  When its handler makes room and it succeeds,
+ * the buffer is marked with its form (sg_entry_cxx_mark).  The exception unwinds through
+ * this file's frames (the C compiler gives them unwind tables).  Without a C++ runtime
+ * after slabguard (a program that links libslabguard_rt.so before libstdc++), the
+ * throwing forms say so and abort; the nothrow forms return NULL. */
+#define SG_KIND_NEW 1u
+#define SG_KIND_NEW_ARRAY 2u
+#define SG_KIND_ALIGNED_NEW 3u
+#define SG_KIND_ALIGNED_NEW_ARRAY 4u
+
+SG_ENTRY void *sg_entry_cxx_new(size_t size, unsigned kind);
+SG_ENTRY void *sg_entry_cxx_new_aligned(size_t size, size_t alignment, unsigned kind);
+SG_ENTRY void sg_entry_cxx_delete(void *p, size_t alignment, unsigned kind);
+SG_ENTRY void sg_entry_cxx_delete_sized(void *p, size_t size, size_t alignment, unsigned kind);
+SG_ENTRY void sg_entry_cxx_mark(void *p, unsigned kind);
+
+/* The failure path of every operator new (see above).  `aligned`: whether the operator
+ * takes an alignment; `nothrow_tag`: the std::nothrow_t reference of a nothrow form, or NULL. */
+__attribute__((noinline, cold))
+static void *sg_new_failed(const char *name, size_t size, int aligned, size_t alignment, const void *nothrow_tag,
+                           unsigned kind) {
+    void *real = dlsym(RTLD_NEXT, name);
+    if (real == NULL) {
+        if (nothrow_tag != NULL) return NULL;
+        static const char message[] = "slabguard: operator new: out of memory, and no C++ runtime after slabguard "
+                                      "to throw std::bad_alloc\n";
+        (void)!write(2, message, sizeof message - 1);
+        abort();
+    }
+    void *p;
+    if (!aligned && nothrow_tag == NULL) p = ((void *(*)(size_t))real)(size);
+    else if (!aligned) p = ((void *(*)(size_t, const void *))real)(size, nothrow_tag);
+    else if (nothrow_tag == NULL) p = ((void *(*)(size_t, size_t))real)(size, alignment);
+    else p = ((void *(*)(size_t, size_t, const void *))real)(size, alignment, nothrow_tag);
+    if (p != NULL) sg_entry_cxx_mark(p, kind);
+    return p;
+}
+
+#define SG_NEW(name, kind)                                                              \
+    SG_EXPORT void *name(size_t size);                                                  \
+    SG_EXPORT void *name(size_t size) {                                                 \
+        void *p = sg_entry_cxx_new(size, kind);                                         \
+        if (__builtin_expect(p != NULL, 1)) return p;                                   \
+        return sg_new_failed(#name, size, 0, 0, NULL, kind);                            \
+    }
+#define SG_NEW_NOTHROW(name, kind)                                                      \
+    SG_EXPORT void *name(size_t size, const void *tag);                                 \
+    SG_EXPORT void *name(size_t size, const void *tag) {                                \
+        void *p = sg_entry_cxx_new(size, kind);                                         \
+        if (__builtin_expect(p != NULL, 1)) return p;                                   \
+        return sg_new_failed(#name, size, 0, 0, tag, kind);                             \
+    }
+#define SG_NEW_ALIGNED(name, kind)                                                      \
+    SG_EXPORT void *name(size_t size, size_t alignment);                                \
+    SG_EXPORT void *name(size_t size, size_t alignment) {                               \
+        void *p = sg_entry_cxx_new_aligned(size, alignment, kind);                      \
+        if (__builtin_expect(p != NULL, 1)) return p;                                   \
+        return sg_new_failed(#name, size, 1, alignment, NULL, kind);                    \
+    }
+#define SG_NEW_ALIGNED_NOTHROW(name, kind)                                              \
+    SG_EXPORT void *name(size_t size, size_t alignment, const void *tag);               \
+    SG_EXPORT void *name(size_t size, size_t alignment, const void *tag) {              \
+        void *p = sg_entry_cxx_new_aligned(size, alignment, kind);                      \
+        if (__builtin_expect(p != NULL, 1)) return p;                                   \
+        return sg_new_failed(#name, size, 1, alignment, tag, kind);                     \
+    }
+
+SG_NEW(_Znwm, SG_KIND_NEW)                                                  /* new(size_t) */
+SG_NEW(_Znam, SG_KIND_NEW_ARRAY)                                            /* new[](size_t) */
+SG_NEW_NOTHROW(_ZnwmRKSt9nothrow_t, SG_KIND_NEW)                            /* new(size_t, nothrow_t const&) */
+SG_NEW_NOTHROW(_ZnamRKSt9nothrow_t, SG_KIND_NEW_ARRAY)
+SG_NEW_ALIGNED(_ZnwmSt11align_val_t, SG_KIND_ALIGNED_NEW)                   /* new(size_t, align_val_t) */
+SG_NEW_ALIGNED(_ZnamSt11align_val_t, SG_KIND_ALIGNED_NEW_ARRAY)
+SG_NEW_ALIGNED_NOTHROW(_ZnwmSt11align_val_tRKSt9nothrow_t, SG_KIND_ALIGNED_NEW)
+SG_NEW_ALIGNED_NOTHROW(_ZnamSt11align_val_tRKSt9nothrow_t, SG_KIND_ALIGNED_NEW_ARRAY)
+
+/* delete(void*), delete(void*, nothrow_t const&), delete(void*, align_val_t), delete(void*,
+ * align_val_t, nothrow_t const&), and the sized delete(void*, size_t[, align_val_t]). */
+SG_EXPORT void _ZdlPv(void *p);
+SG_EXPORT void _ZdaPv(void *p);
+SG_EXPORT void _ZdlPvRKSt9nothrow_t(void *p, const void *tag);
+SG_EXPORT void _ZdaPvRKSt9nothrow_t(void *p, const void *tag);
+SG_EXPORT void _ZdlPvm(void *p, size_t size);
+SG_EXPORT void _ZdaPvm(void *p, size_t size);
+SG_EXPORT void _ZdlPvSt11align_val_t(void *p, size_t alignment);
+SG_EXPORT void _ZdaPvSt11align_val_t(void *p, size_t alignment);
+SG_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t alignment, const void *tag);
+SG_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t alignment, const void *tag);
+SG_EXPORT void _ZdlPvmSt11align_val_t(void *p, size_t size, size_t alignment);
+SG_EXPORT void _ZdaPvmSt11align_val_t(void *p, size_t size, size_t alignment);
+
+SG_EXPORT void _ZdlPv(void *p) { sg_entry_cxx_delete(p, 0, SG_KIND_NEW); }
+SG_EXPORT void _ZdaPv(void *p) { sg_entry_cxx_delete(p, 0, SG_KIND_NEW_ARRAY); }
+SG_EXPORT void _ZdlPvRKSt9nothrow_t(void *p, const void *tag) { (void)tag; sg_entry_cxx_delete(p, 0, SG_KIND_NEW); }
+SG_EXPORT void _ZdaPvRKSt9nothrow_t(void *p, const void *tag) { (void)tag; sg_entry_cxx_delete(p, 0, SG_KIND_NEW_ARRAY); }
+SG_EXPORT void _ZdlPvm(void *p, size_t size) { sg_entry_cxx_delete_sized(p, size, 0, SG_KIND_NEW); }
+SG_EXPORT void _ZdaPvm(void *p, size_t size) { sg_entry_cxx_delete_sized(p, size, 0, SG_KIND_NEW_ARRAY); }
+SG_EXPORT void _ZdlPvSt11align_val_t(void *p, size_t alignment) {
+    sg_entry_cxx_delete(p, alignment, SG_KIND_ALIGNED_NEW);
+}
+SG_EXPORT void _ZdaPvSt11align_val_t(void *p, size_t alignment) {
+    sg_entry_cxx_delete(p, alignment, SG_KIND_ALIGNED_NEW_ARRAY);
+}
+SG_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t alignment, const void *tag) {
+    (void)tag;
+    sg_entry_cxx_delete(p, alignment, SG_KIND_ALIGNED_NEW);
+}
+SG_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t alignment, const void *tag) {
+    (void)tag;
+    sg_entry_cxx_delete(p, alignment, SG_KIND_ALIGNED_NEW_ARRAY);
+}
+SG_EXPORT void _ZdlPvmSt11align_val_t(void *p, size_t size, size_t alignment) {
+    sg_entry_cxx_delete_sized(p, size, alignment, SG_KIND_ALIGNED_NEW);
+}
+SG_EXPORT void _ZdaPvmSt11align_val_t(void *p, size_t size, size_t alignment) {
+    sg_entry_cxx_delete_sized(p, size, alignment, SG_KIND_ALIGNED_NEW_ARRAY);
 }
 
 /* sigaction(2) and signal(2): while slabguard's crash handler is installed

@@ -42,7 +42,7 @@ struct Run: ParsableCommand {
             \(DebugOptions.wordHelp)
 
             Suppressions: one KIND:PATTERN per line (# comments), KIND one of leak, \
-            modified, redzone, free, use-after-free, unload, stale, tag or *, PATTERN a \
+            modified, redzone, free, use-after-free, mismatch, unload, stale, tag or *, PATTERN a \
             glob matched against the function and library names in the report's stacks.
             """
     )

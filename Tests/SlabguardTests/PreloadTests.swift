@@ -67,7 +67,13 @@ struct PreloadTests {
         let api = ["sg_alloc", "sg_zalloc", "sg_free", "sg_realloc", "sg_cache_create", "sg_cache_destroy",
                    "sg_cache_alloc", "sg_cache_free", "sg_cache_reap", "sg_stats_print", "sg_verify", "sg_find_leaks",
                    "sg_tag_create", "sg_tag_alloc", "sg_tag_zalloc", "sg_tag_free", "sg_tag_check", "sg_tag_destroy"]
-        let expected = Set(libc + api)
+        // The C++ operator new/delete family, every form libstdc++ exports.
+        let cxx = ["_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t", "_ZnwmSt11align_val_t",
+                   "_ZnamSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t", "_ZnamSt11align_val_tRKSt9nothrow_t",
+                   "_ZdlPv", "_ZdaPv", "_ZdlPvRKSt9nothrow_t", "_ZdaPvRKSt9nothrow_t", "_ZdlPvm", "_ZdaPvm",
+                   "_ZdlPvSt11align_val_t", "_ZdaPvSt11align_val_t", "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+                   "_ZdaPvSt11align_val_tRKSt9nothrow_t", "_ZdlPvmSt11align_val_t", "_ZdaPvmSt11align_val_t"]
+        let expected = Set(libc + cxx + api)
         for name in expected.sorted() {
             #expect(exported[name] == "FUNC", "\(name) is not exported as a function (readelf says \(exported[name] ?? "nothing"))")
         }

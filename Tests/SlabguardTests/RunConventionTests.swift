@@ -224,7 +224,7 @@ struct RunConventionTests {
         let marker = folder.appendingPathComponent("started").path
         let cli = try Self.run(["--suppressions", bad.path], ["marker", marker])
         #expect(cli.status == 2)
-        #expect(cli.stderr == "slabguard: --suppressions \(bad.path): line 3: unknown kind (expected leak, modified, redzone, free, use-after-free, unload, stale, tag or *)\n", "\(cli.stderr)")
+        #expect(cli.stderr == "slabguard: --suppressions \(bad.path): line 3: unknown kind (expected leak, modified, redzone, free, use-after-free, mismatch, unload, stale, tag or *)\n", "\(cli.stderr)")
         #expect(!FileManager.default.fileExists(atPath: marker))
         let library = try Self.preloaded("default,suppressions=\(bad.path)", ["clean"])
         #expect(library.status == 2)

@@ -100,6 +100,8 @@ enum DebugAllocator {
         if p != user {
             return DebugReport.badFreeAddress(cache: cache, chunk: chunk, tag: tag, given: p)
         }
+        // Allocated by a C++ new (a delete clears the kind before it gets here): a mismatch.
+        if tag.owner & AllocationKinds.mask != 0, let buffer = AllocationKinds.live(at: p) { AllocationKinds.freedByMalloc(buffer) }
         let size = state.size
         if let expected = expectedSize, expected != size {
             DebugReport.badFreeSize(cache: cache, chunk: chunk, tag: tag, given: expected)

@@ -156,6 +156,8 @@ extension DebugAllocator {
             }
             return DebugReport.invalidFree(p, expectedSize: expectedSize)
         }
+        // Allocated by a C++ new (a delete clears the kind before it gets here): a mismatch.
+        if tag.owner & AllocationKinds.mask != 0, let buffer = AllocationKinds.live(at: p) { AllocationKinds.freedByMalloc(buffer) }
         if let expected = expectedSize, expected != size { DebugReport.badFreeSizeLarge(span: span, tag: tag, layout: layout, given: expected) }
         // The redzone runs to the end of the span — for a guarded span, to its guard page,
         // and the pad between its tag page(s) and the buffer holds the pattern too.

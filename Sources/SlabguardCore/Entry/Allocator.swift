@@ -14,7 +14,10 @@ import Glibc
 package enum Allocator {
     // MARK: - malloc family
 
-    @inline(__always) package static func malloc(_ size: Int) -> UnsafeMutableRawPointer? {
+    /// `kind`: the C++ allocator calling (AllocationKind: 0 malloc, 1 new, 2 new[]), recorded
+    /// in the buffer's tag by the slow path — the only one debug and sampled buffers take —
+    /// so the fast path does not see it.
+    @inline(__always) package static func malloc(_ size: Int, kind: UInt8 = 0) -> UnsafeMutableRawPointer? {
         // Unsigned compare: a negative size (a huge C size_t) must reach mallocSlow's check.
         if sg_debug_flags() == 0 && UInt(bitPattern: size) <= UInt(SizeClasses.maxSize) {
             let c = SizeClasses.index(size)
@@ -35,12 +38,16 @@ package enum Allocator {
                 return q
             }
         }
-        return mallocSlow(size)
+        return mallocSlow(size, kind)
     }
 
-    @inline(never) static func mallocSlow(_ size: Int) -> UnsafeMutableRawPointer? {
+    @inline(never) static func mallocSlow(_ size: Int, _ kind: UInt8 = 0) -> UnsafeMutableRawPointer? {
         guard size >= 0, ensureReady() else { return outOfMemory() }
-        if sg_debug_flags() != 0 { return DebugAllocator.malloc(size, zero: false) ?? outOfMemory() }
+        if sg_debug_flags() != 0 {
+            guard let p = DebugAllocator.malloc(size, zero: false) else { return outOfMemory() }
+            if kind != 0 { AllocationKinds.mark(p, kind) }
+            return p
+        }
         // Sample mode: the fast path counted this allocation down only when it hit.  In
         // time mode the fast path's every 1024th allocation of a class (or a magazine miss
         // that falls on it) looks at the clock.
@@ -49,6 +56,7 @@ package enum Allocator {
             && (sampling == GuardedAllocator.timeSampling ? GuardedAllocator.timeCheckDue(size)
                                                           : sg_sample_countdown() < 0 || GuardedAllocator.countdownExpired()),
            let p = GuardedAllocator.sampled(size, zero: false) {
+            if kind != 0 { AllocationKinds.mark(p, kind) }
             return p
         }
         let heap = SizeClassHeap.defaultHeap
@@ -56,7 +64,10 @@ package enum Allocator {
         return p ?? outOfMemory()
     }
 
-    @inline(__always) package static func free(_ pointer: UnsafeMutableRawPointer?) {
+    /// `kind`: the C++ deallocator calling (0: free(3); AllocationKind's index), checked
+    /// against the buffer's allocator on the slow path (debug and sampled buffers), with
+    /// the `alignment` an aligned delete names (where its new[] put the array cookie).
+    @inline(__always) package static func free(_ pointer: UnsafeMutableRawPointer?, kind: UInt8 = 0, alignment: UInt = 0) {
         guard let p = pointer else { return }
         if sg_debug_flags() == 0 {
             // A slab page's map word carries its cache's magazine id + 1 (0: not a slab
@@ -76,11 +87,14 @@ package enum Allocator {
                 }
             }
         }
-        freeSlow(p)
+        freeSlow(p, kind, alignment)
     }
 
-    @inline(never) static func freeSlow(_ p: UnsafeMutableRawPointer) {
-        if sg_debug_flags() != 0 || isSampled(p) { return DebugAllocator.free(p, expectedSize: nil) }
+    @inline(never) static func freeSlow(_ p: UnsafeMutableRawPointer, _ kind: UInt8 = 0, _ alignment: UInt = 0) {
+        if sg_debug_flags() != 0 || isSampled(p) {
+            if kind == 0 { return DebugAllocator.free(p, expectedSize: nil) }
+            return DebugAllocator.free(AllocationKinds.release(p, by: kind, alignment: alignment).pointer, expectedSize: nil)
+        }
         // A full magazine: the free goes on to the magazine layer, checked as on the fast path.
         let mark = StateRegion.arena.bound(to: PageArena.self).pointee.entryWord(of: p) >> PageArena.markShift
         if mark != 0 {
@@ -133,9 +147,14 @@ package enum Allocator {
     }
 
     /// posix_memalign/aligned_alloc/memalign core: `alignment` must be a power of two.
-    package static func alignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+    /// `kind`: as for `malloc` (3 aligned new, 4 aligned new[]).
+    package static func alignedAlloc(_ alignment: Int, _ size: Int, kind: UInt8 = 0) -> UnsafeMutableRawPointer? {
         guard isPowerOfTwo(alignment), size >= 0, ensureReady() else { return outOfMemory() }
-        if sg_debug_flags() != 0 { return DebugAllocator.aligned(alignment, size) ?? outOfMemory() }
+        if sg_debug_flags() != 0 {
+            guard let p = DebugAllocator.aligned(alignment, size) else { return outOfMemory() }
+            if kind != 0 { AllocationKinds.mark(p, kind) }
+            return p
+        }
         return SizeClassHeap.defaultHeap.allocate(size, alignment: alignment) ?? outOfMemory()
     }
 
@@ -148,9 +167,15 @@ package enum Allocator {
 
     /// kmem_free-style sized free.  In fast mode the size is not checked; in debug mode a
     /// size different from the allocation's is reported.
-    @inline(__always) package static func free(_ pointer: UnsafeMutableRawPointer?, size: Int) {
-        if sg_debug_flags() != 0, let p = pointer { return DebugAllocator.free(p, expectedSize: size) }
-        free(pointer)
+    /// `kind`, `alignment`: a C++ sized delete's (see `free(_:kind:alignment:)`); after a
+    /// mismatch the size is not checked.
+    @inline(__always) package static func free(_ pointer: UnsafeMutableRawPointer?, size: Int, kind: UInt8 = 0, alignment: UInt = 0) {
+        if sg_debug_flags() != 0, let p = pointer {
+            if kind == 0 { return DebugAllocator.free(p, expectedSize: size) }
+            let released = AllocationKinds.release(p, by: kind, alignment: alignment)
+            return DebugAllocator.free(released.pointer, expectedSize: released.checkSize ? size : nil)
+        }
+        free(pointer, kind: kind, alignment: alignment)
     }
 
     package static func zalloc(_ size: Int) -> UnsafeMutableRawPointer? { calloc(1, size) }

@@ -9,7 +9,8 @@
 //         +8  state word: magic (bits 48–63: allocated, free or busy), offset of the
 //             user buffer in the chunk (bits 32–47), requested size (bits 0–31)
 //         +16 link word (slab free list, quarantine FIFO)
-//         +24 owner word: the buffer's explicit tag and library tag (Tags/TagTable.swift)
+//         +24 owner word: the buffer's explicit tag and library tag (Tags/TagTable.swift),
+//             and how it was allocated (bits 48–50, AllocationKinds.swift)
 //         +32 the contents area (with `contents`): first N bytes at the last free
 //         last 16 bytes: the tail guard, 0xfeedface — right before the next chunk's
 //         body, so a write before the start of that buffer (an underflow) damages it

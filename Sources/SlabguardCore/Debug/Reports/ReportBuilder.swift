@@ -42,7 +42,8 @@ struct ReportBuilder: ~Copyable {
     /// Starts a report (takes the report lock).  `cacheFlags` are the flags of the cache
     /// involved; `noabort` and `report=json` apply when set there or globally.
     init(_ kind: DebugReport.Kind, cacheFlags: UInt32, leakBuffers: UInt = 0, leakBytes: UInt = 0,
-         fault: FaultAccess? = nil, library: UnsafePointer<CChar>? = nil, tagUse: InvalidTagUse? = nil) {
+         fault: FaultAccess? = nil, library: UnsafePointer<CChar>? = nil, tagUse: InvalidTagUse? = nil,
+         mismatch: AllocationMismatch? = nil) {
         // A report never waits on itself: when this thread holds the report lock already
         // (a signal handler interrupted a report, or left one with siglongjmp) the
         // report is written without it rather than never.
@@ -63,6 +64,7 @@ struct ReportBuilder: ~Copyable {
             if kind == .tagCheck || kind == .invalidTag, let library { w.jsonKey("tag"); w.appendJSONString(cString: library) }
             if kind == .tagCheck { w.jsonField("buffers", decimal: UInt64(leakBuffers)); w.jsonField("bytes", decimal: UInt64(leakBytes)) }
             if let tagUse { tagUse.appendJSON(&w) }
+            if let mismatch { mismatch.appendJSON(&w) }
             ReportOutput.identityJSON(&w)
             if let f = fault {
                 w.jsonKey("access"); w.appendJSONString(f.isWrite ? "write" : "read")
@@ -104,6 +106,7 @@ struct ReportBuilder: ~Copyable {
                 w.append(cString: library)
             }
             if kind == .invalidTag, let tagUse { tagUse.appendHeadline(&w, name: library) }
+            if let mismatch { mismatch.appendHeadline(&w) }
             if kind == .useAfterFree, let f = fault {
                 // use-after-free: read|write at ADDR, offset 0xOFF into buffer of SIZE bytes
                 w.append(f.isWrite ? ": write at " : ": read at ")
@@ -389,7 +392,9 @@ struct ReportBuilder: ~Copyable {
     }
 
     /// Whether a symbol is part of the allocator: its Swift modules, the C API, the
-    /// interposed libc entry points.
+    /// interposed libc entry points and the global operator new/delete family (`_Znw…`,
+    /// `_Zna…`, `_Zdl…`, `_Zda…`: slabguard's exports, or the C++ runtime's own when they
+    /// were not interposed; a class's own operator new is `_ZN…nw…`, not matched).
     static func isInternal(_ name: UnsafePointer<CChar>) -> Bool {
         func hasPrefix(_ p: StaticString) -> Bool {
             let bytes = p.utf8Start
@@ -401,6 +406,7 @@ struct ReportBuilder: ~Copyable {
             || hasPrefix("sg_") || equals("malloc") || equals("free") || equals("calloc") || equals("realloc")
             || equals("reallocarray") || equals("posix_memalign") || equals("aligned_alloc") || equals("memalign")
             || equals("valloc") || equals("pvalloc") || equals("malloc_usable_size")
+            || hasPrefix("_Znw") || hasPrefix("_Zna") || hasPrefix("_Zdl") || hasPrefix("_Zda")
     }
 
     /// The buffer's first bytes saved at its last free (with `contents`).

@@ -16,7 +16,7 @@ import Glibc
 enum DebugReport {
     enum Kind: UInt8 {
         case modifiedAfterFree, redzone, duplicateFree, invalidFree, badFreeSize, badFreeAddress, leak, useAfterFree, crash,
-             redzoneRead, underflow, leakAtUnload, stalePointer, tagCheck, invalidTag
+             redzoneRead, underflow, leakAtUnload, stalePointer, tagCheck, invalidTag, mismatch
 
         /// Its slot in the report counts (ReportTally).
         var index: Int { Int(rawValue) }
@@ -41,6 +41,7 @@ enum DebugReport {
             case .stalePointer: return "stale pointer"
             case .tagCheck: return "tag check"
             case .invalidTag: return "invalid tag"
+            case .mismatch: return "alloc-dealloc mismatch"
             }
         }
 
@@ -54,6 +55,7 @@ enum DebugReport {
             case .useAfterFree: return Suppressions.Kind.useAfterFree.bit
             case .leakAtUnload: return Suppressions.Kind.unload.bit
             case .stalePointer: return Suppressions.Kind.stale.bit
+            case .mismatch: return Suppressions.Kind.mismatch.bit
             case .crash, .tagCheck, .invalidTag: return 0
             }
         }
@@ -74,6 +76,7 @@ enum DebugReport {
             case .stalePointer: return "stale pointer"
             case .tagCheck: return "tag check"
             case .invalidTag: return "invalid tag"
+            case .mismatch: return "alloc-dealloc mismatch"   // + ": buffer allocated by …, freed by …" (MismatchReport.swift)
             }
         }
     }

@@ -2,8 +2,8 @@
 // (design §10, the LeakSanitizer `leak:` convention).
 //
 // The file: one `KIND:PATTERN` per line; blank lines and lines starting with `#` are
-// ignored; KIND is leak, modified, redzone, free, use-after-free, unload, stale, tag or
-// `*` (every kind); PATTERN a glob (`*` any run of characters, `?` one) matched against
+// ignored; KIND is leak, modified, redzone, free, use-after-free, mismatch, unload, stale,
+// tag or `*` (every kind); PATTERN a glob (`*` any run of characters, `?` one) matched against
 // each frame of the report's stacks: the function's name as the symbol table has it
 // (mangled, for C++ and Swift), the library's path and its file name.  A report with a
 // matching frame is not printed, only counted in the summary.  A malformed line is one
@@ -23,10 +23,10 @@ struct SuppressionsState {
 
 package enum Suppressions {
     package enum Kind: UInt8 {
-        case leak, modified, redzone, free, useAfterFree, unload, stale, tag
+        case leak, modified, redzone, free, useAfterFree, unload, stale, tag, mismatch
         var bit: UInt32 { 1 << UInt32(rawValue) }
     }
-    static let everyKind: UInt32 = 0xFF
+    static let everyKind: UInt32 = 0x1FF
 
     package struct Entry {
         var kinds: UInt32
@@ -65,7 +65,7 @@ package enum Suppressions {
             let kindText = item.prefix(colon).trimmed()
             let pattern = item.dropFirst(colon + 1).trimmed()
             guard let kinds = kindBits(kindText) else {
-                return Problem(line: line, reason: "unknown kind (expected leak, modified, redzone, free, use-after-free, unload, stale, tag or *)")
+                return Problem(line: line, reason: "unknown kind (expected leak, modified, redzone, free, use-after-free, mismatch, unload, stale, tag or *)")
             }
             guard pattern.count > 0 else { return Problem(line: line, reason: "empty pattern after ':'") }
             if let entries {
@@ -86,6 +86,7 @@ package enum Suppressions {
         if t.equals("unload") { return Kind.unload.bit }
         if t.equals("stale") { return Kind.stale.bit }
         if t.equals("tag") { return Kind.tag.bit }
+        if t.equals("mismatch") { return Kind.mismatch.bit }
         return nil
     }
 

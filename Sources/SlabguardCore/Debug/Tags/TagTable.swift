@@ -23,7 +23,8 @@
 //
 // Per buffer (debug mode): the owner word of the buffer tag (BufferTag.ownerWord):
 // bits 0–31 the explicit tag's key (generation << 12 | index; 0: none), bits 32–47 the
-// library tag's index + 1 (0: none), bit 63 reported as leaked at its library's unload.
+// library tag's index + 1 (0: none), bit 63 reported as leaked at its library's unload
+// (bits 48–50: the allocation kind, Checks/AllocationKinds.swift).
 //
 // Counters (bytes in use, peak bytes, allocations, frees; buffers in use is allocations -
 // frees) are read by statistics without a lock: an explicit tag's are relaxed atomics in
