@@ -3,9 +3,10 @@
 // shim opens them at start-up as perf breakpoints inherited by every later thread
 // (sg_watch.c).  Two ways to aim them:
 //
-//   watch      a freed buffer's first word (pointers and counters live at the start),
-//              moved to the newest freed buffer every N ms, round robin over the
-//              registers: each stays on its buffer for about 4N ms, or until it is reused.
+//   watch      a freed buffer's first word (pointers and counters live at the start):
+//              at most one move per N ms, to the buffer freed then (an idle register
+//              first, else round robin): each stays on its buffer for about 4N ms, or
+//              until it is reused.
 //   hunt       SLABGUARD_HUNT=freed|overrun:OFFSET:ADDR,... (set by `slabguard hunt`):
 //              only buffers allocated from the stack ADDR,... (as a report listed it;
 //              hunt turns address randomisation off so it is the same from run to run):
@@ -24,8 +25,9 @@
 // stop at each trap and its own hardware watchpoints use the same registers): one
 // line, and the run goes on without watchpoints.
 //
-// Cost: a clock read per free, four compares per allocation and free; one ioctl per
-// move (every N ms).  Nothing here allocates.
+// Cost: a time-stamp counter read per free, four compares per allocation and free; an ioctl per move
+// (at most one per N ms) and per reuse of a watched buffer (at most as many).  Nothing
+// here allocates.
 
 import CSlabguardShim
 import Glibc
@@ -34,7 +36,7 @@ import Glibc
 struct WatchState {
     var slots = 0                          // registers opened; 0: off
     var intervalNanoseconds: UInt64 = 0
-    var nextMove: UInt64 = 0               // monotonic ns
+    var nextMove: UInt64 = 0               // audit ticks
     var nextSlot = 0
     var moving: UInt64 = 0                 // 1 while a thread moves a register (others skip)
     var watched = (UInt(0), UInt(0), UInt(0), UInt(0))   // the address each register watches; 0 idle
@@ -191,16 +193,22 @@ enum Watchpoints {
             return
         }
         guard s.pointee.hunt.kind == .none else { return }
-        // An idle register (never used, or its buffer was reused) takes the newest free at
-        // once; otherwise the oldest watch moves here when N ms have passed.
+        // One move per N ms: moving a register is an ioctl that reprograms every thread's
+        // copy (about 70 µs here with two busy threads), so the rate, not the free, pays.
+        // An idle register (never used, or its buffer reused) is taken first, else the
+        // oldest watch moves.
+        // Audit ticks (the TSC: one instruction, where a clock_gettime per free cost 7 %);
+        // N ms in ticks from the rate measured so far, once per move.
+        let now = AuditClock.now()
+        guard now >= s.pointee.nextMove else { return }
+        let rate = AuditClock.Conversion()
+        let ticks = rate.spanNanoseconds > 0
+            ? UInt64(Double(s.pointee.intervalNanoseconds) * Double(rate.spanTicks) / Double(rate.spanNanoseconds))
+            : s.pointee.intervalNanoseconds
+        s.pointee.nextMove = now &+ ticks
         let w = watched
         var idle = -1
         for i in 0..<s.pointee.slots where w[i] == 0 { idle = i; break }
-        if idle < 0 {
-            let now = AuditClock.monotonicNanoseconds()
-            guard now >= s.pointee.nextMove else { return }
-            s.pointee.nextMove = now &+ s.pointee.intervalNanoseconds
-        }
         aim(at: UInt(bitPattern: user) & ~7, length: 8, slot: idle)
     }
 
