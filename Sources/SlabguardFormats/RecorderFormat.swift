@@ -24,6 +24,10 @@ public enum RecorderHeader {
         public static let exited = 200, exitStatus = 208, endTicks = 216, fileBytes = 224
         public static let statisticsOffset = 232, statisticsBytes = 240, statisticsUsed = 248
         public static let symbolsOffset = 256, symbolsBytes = 264, symbolsUsed = 272
+        /// Live statistics (`slabguard stat PID`): a sequence number, odd while the
+        /// statistics region is being rewritten, and the audit time of the last rewrite
+        /// (0: none while running; the table at exit leaves both as they were).
+        public static let statisticsSequence = 280, statisticsTicks = 288
         /// The options as text (NUL-terminated), then the command line (arguments joined by spaces).
         public static let options = 512, commandLine = 1536
     }
@@ -41,7 +45,7 @@ public enum RecorderRegion: CaseIterable {
     case modules      // the module map as text lines (ModuleMap.write)
     case caches       // "ADDRESS NAME" lines, one per cache
     case reports      // every report's text, appended
-    case statistics   // the ::kmastat table at exit
+    case statistics   // the ::kmastat table: about every second while running, and at exit
     case symbols      // unloaded libraries' symbols: "M …", "S …", "U …" lines
     case buckets      // the stack depot's hash buckets (StackDepotFormat)
     case stacks       // the stack depot's words (StackDepotFormat)

@@ -334,7 +334,9 @@ struct LogKmastat: ParsableCommand {
 
     func run() throws {
         let log = openLog(file)
-        let table = log.statistics
+        // The table written at the exit; a run that did not exit may have left a live one
+        // (written about every second for `slabguard stat`), which is not "at the end".
+        let table = log.exited ? log.statistics : ""
         if !table.isEmpty {
             if !json {
                 print(table, terminator: "")

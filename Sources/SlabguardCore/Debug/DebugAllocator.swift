@@ -59,6 +59,7 @@ enum DebugAllocator {
         }
         if let record { TransactionLog.record(.allocation, cache: cache, buffer: user, size: size, audit: AuditEntry(base: record)) }
         if Watchpoints.isOn { Watchpoints.allocated(user: user, size: size, tag: tag, layout: layout) }
+        if FlightRecorder.isRecording { FlightRecorder.refreshStatisticsIfDue(now: AuditClock.now()) }
         LibraryTags.chargeLibrary(library, bytes: size)
         return user
     }
@@ -132,6 +133,7 @@ enum DebugAllocator {
         if flags.contains(.deadbeef) { Pattern.fill(chunk, cache.pointee.tagOffset, Pattern.freed) }
         tag.state = .free(offset: state.offset, size: size)
         if Watchpoints.isOn { Watchpoints.freed(chunk: chunk, user: user, tag: tag, layout: layout) }
+        if FlightRecorder.isRecording { FlightRecorder.refreshStatisticsIfDue(now: AuditClock.now()) }
         if flags.contains(.quarantine) {
             Quarantine.hold(chunk, cache: cache, tag: tag)
         } else {

@@ -46,6 +46,8 @@ enum FlightRecorder {
         var device: UInt64 = 0   // the file's identity: a forked child reopens it by path only if it is still this file
         var inode: UInt64 = 0
         var printStatistics: (@convention(c) (UnsafeMutableRawPointer) -> Void)? = nil   // Statistics' printer, given a TextSink
+        var nextLiveStatistics: UInt64 = 0   // audit ticks: when the live table is next due
+        var writingStatistics: UInt64 = 0    // 1 while a thread rewrites it (others skip)
     }
 
     @inline(__always) static var state: UnsafeMutablePointer<State> {
@@ -241,6 +243,34 @@ enum FlightRecorder {
         var sink = TextSink(memory: base + RecorderRegion.statistics.offset, capacity: RecorderRegion.statistics.bytes)
         withUnsafeMutablePointer(to: &sink) { print(UnsafeMutableRawPointer($0)) }
         store(UInt64(sink.used), at: Field.statisticsUsed)
+    }
+
+    /// The live table (`slabguard stat PID`, `top`): rewritten about once a second by
+    /// whichever thread frees then, under a sequence number a reader checks (odd while
+    /// writing).  Skipped when the registry's lock is busy or another thread is at it.
+    @inline(__always) static func refreshStatisticsIfDue(now: UInt64) {
+        let s = state
+        guard s.pointee.base != nil, now >= s.pointee.nextLiveStatistics else { return }
+        refreshStatistics(now: now)
+    }
+
+    @inline(never) private static func refreshStatistics(now: UInt64) {
+        let s = state
+        guard let base = s.pointee.base, sg_atomic_cas_u64(&s.pointee.writingStatistics, 0, 1) != 0 else { return }
+        defer { sg_atomic_store_u64(&s.pointee.writingStatistics, 0) }
+        let rate = AuditClock.Conversion()
+        let second = rate.spanNanoseconds > 0 ? UInt64(1e9 * Double(rate.spanTicks) / Double(rate.spanNanoseconds)) : 1_000_000_000
+        s.pointee.nextLiveStatistics = now &+ second
+        guard let print = s.pointee.printStatistics, CacheRegistry.lock.tryLock() else { return }
+        CacheRegistry.lock.unlock()
+        let sequence = base.load(fromByteOffset: Field.statisticsSequence, as: UInt64.self)
+        sg_atomic_store_u64((base + Field.statisticsSequence).assumingMemoryBound(to: UInt64.self), sequence | 1)
+        var sink = TextSink(memory: base + RecorderRegion.statistics.offset, capacity: RecorderRegion.statistics.bytes)
+        withUnsafeMutablePointer(to: &sink) { print(UnsafeMutableRawPointer($0)) }
+        store(UInt64(sink.used), at: Field.statisticsUsed)
+        store(now, at: Field.statisticsTicks)
+        sampleClock()
+        sg_atomic_store_u64((base + Field.statisticsSequence).assumingMemoryBound(to: UInt64.self), (sequence | 1) &+ 1)
     }
 
     /// In a forked child.  With `%p` in the path the child gets a file of its own: the

@@ -1,0 +1,199 @@
+// `slabguard stat PID [--json]` and `slabguard top PID` (design §12): a running
+// process's statistics per cache and per tag and library, read from the live table its
+// flight recorder publishes (LiveStatistics.swift).  A pid that runs no slabguard log,
+// or that may not be inspected, is one line and status 2.
+
+import ArgumentParser
+import Glibc
+
+/// One line on standard error, status 2 (design §12: a pid that cannot be read).
+private func fail(_ message: String) -> Never {
+    printError(message)
+    exit(2)
+}
+
+struct Stat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A running process's statistics per cache, tag and library (::kmastat, live).",
+        discussion: """
+            Reads the table a process running with a flight recorder (slabguard run --log PATH, \
+            or log=PATH in SLABGUARD_DEBUG) rewrites about once a second in its log: no signal, \
+            no ptrace, nothing written to the process. Exit status 2 when the process does not \
+            exist, runs no slabguard log, or may not be inspected.
+            """)
+    @Argument(help: "The process id.") var pid: Int32
+    @Flag(help: "One JSON object: the caches, tags and libraries, large spans.") var json = false
+
+    func run() throws {
+        let snapshot: LiveSnapshot
+        do { snapshot = try LiveStatistics.snapshot(of: pid) } catch { fail(error.message) }
+        if json {
+            print(LiveReport.json(snapshot))
+        } else {
+            print("slabguard: process \(snapshot.pid) (\(snapshot.command)), \(snapshot.options); statistics of \(LiveReport.seconds(snapshot.age)) ago (log \(snapshot.logPath))")
+            print(snapshot.table, terminator: snapshot.table.hasSuffix("\n") ? "" : "\n")
+        }
+    }
+}
+
+struct Top: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A running process's caches, tags and libraries, refreshed, sorted by growth.",
+        discussion: """
+            Each refresh reads the process's live table (as stat does) and shows, per cache, \
+            tag and library, what is in use and how fast it grows: bytes and buffers in use, \
+            the change since the previous refresh, allocations per second. q or Ctrl-C quits; \
+            so does the process's exit. On a terminal the screen is redrawn; otherwise each \
+            refresh is printed after the last.
+            """)
+    @Argument(help: "The process id.") var pid: Int32
+    @Option(help: "Seconds between refreshes (at least 1: the process writes its table about once a second).") var interval: Double = 2
+    @Option(name: .customShort("n"), help: "Stop after this many refreshes (0: until q, Ctrl-C or the process's exit).") var iterations = 0
+
+    func run() throws {
+        guard interval >= 1 else { fail("--interval must be at least 1 second (the process writes its table about once a second)") }
+        var previous: LiveSnapshot? = nil
+        do { previous = try LiveStatistics.snapshot(of: pid) } catch { fail(error.message) }
+        let terminal = LiveTerminal()
+        defer { terminal.restore() }
+        var shown = 0
+        while true {
+            if terminal.waitForQuit(seconds: interval) { return }
+            let current: LiveSnapshot
+            do { current = try LiveStatistics.snapshot(of: pid) } catch {
+                terminal.restore()
+                if error.exited { print("slabguard: process \(pid) exited"); return }
+                fail(error.message)
+            }
+            let screen = LiveReport.growth(from: previous!, to: current, rows: terminal.rows)
+            if terminal.isTerminal { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+            print(screen)
+            if !terminal.isTerminal { print("") }
+            fflush(nil)
+            previous = current
+            shown += 1
+            if iterations > 0 && shown >= iterations { return }
+        }
+    }
+}
+
+/// The terminal while `top` runs: raw (q quits at once) when standard input is one, put
+/// back on every way out; Ctrl-C restores it too.
+final class LiveTerminal {
+    let isTerminal: Bool
+    private var saved = termios()
+    private var raw = false
+    nonisolated(unsafe) static var savedForSignal = termios()
+    nonisolated(unsafe) static var rawForSignal = false
+
+    init() {
+        isTerminal = isatty(1) != 0
+        if isatty(0) != 0, tcgetattr(0, &saved) == 0 {
+            var t = saved
+            t.c_lflag &= ~tcflag_t(ICANON | ECHO)
+            if tcsetattr(0, TCSANOW, &t) == 0 {
+                raw = true
+                LiveTerminal.savedForSignal = saved
+                LiveTerminal.rawForSignal = true
+            }
+        }
+        signal(SIGINT) { _ in
+            if LiveTerminal.rawForSignal { tcsetattr(0, TCSANOW, &LiveTerminal.savedForSignal) }
+            _exit(0)
+        }
+    }
+
+    var rows: Int {
+        var size = winsize()
+        return isTerminal && ioctl(1, UInt(TIOCGWINSZ), &size) == 0 && size.ws_row > 6 ? Int(size.ws_row) - 4 : 40
+    }
+
+    /// Waits `seconds`; true when q was typed.
+    func waitForQuit(seconds: Double) -> Bool {
+        guard raw else { usleep(UInt32(seconds * 1e6)); return false }
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let end = Double(deadline.tv_sec) + Double(deadline.tv_nsec) / 1e9 + seconds
+        while true {
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            let left = end - (Double(now.tv_sec) + Double(now.tv_nsec) / 1e9)
+            if left <= 0 { return false }
+            var p = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, Int32(left * 1000) + 1) > 0 {
+                var c: UInt8 = 0
+                if read(0, &c, 1) == 1 && (c == 0x71 || c == 0x51) { return true }   // q, Q
+                if p.revents & Int16(POLLHUP) != 0 { usleep(UInt32(max(0, left) * 1e6)); return false }
+            }
+        }
+    }
+
+    func restore() {
+        if raw { tcsetattr(0, TCSANOW, &saved); raw = false; LiveTerminal.rawForSignal = false }
+    }
+}
+
+enum LiveReport {
+    static func seconds(_ s: Double) -> String {
+        s < 10 ? String(format1: s) + " s" : "\(Int(s)) s"
+    }
+
+    static func json(_ s: LiveSnapshot) -> String {
+        let caches = s.caches.map {
+            "{\"cache\":\(jsonString($0.name)),\"buffer_size\":\($0.bufferSize),\"in_use\":\($0.inUse),\"total\":\($0.total),\"memory\":\($0.memory),\"allocations\":\($0.allocations),\"failures\":\($0.failures)}"
+        }
+        let tags = s.tags.map {
+            "{\"tag\":\(jsonString($0.name)),\"kind\":\(jsonString($0.kind)),\"in_use\":\($0.inUse),\"bytes_in_use\":\($0.bytes),\"peak_bytes\":\($0.peak),\"allocations\":\($0.allocations),\"frees\":\($0.frees)}"
+        }
+        return "{\"pid\":\(s.pid),\"process\":\(jsonString(s.command)),\"options\":\(jsonString(s.options)),\"log\":\(jsonString(s.logPath)),"
+            + "\"written_at_seconds\":\(String(format1: s.writtenAt)),\"age_seconds\":\(String(format1: s.age)),"
+            + "\"caches\":[\(caches.joined(separator: ","))],\"tags\":[\(tags.joined(separator: ","))],"
+            + "\"large\":{\"spans\":\(s.large.spans),\"bytes\":\(s.large.bytes)}}"
+    }
+
+    /// One screen: caches, then tags and libraries, each sorted by growth in bytes since `a`.
+    static func growth(from a: LiveSnapshot, to b: LiveSnapshot, rows: Int) -> String {
+        let dt = max(0.001, b.writtenAt - a.writtenAt)
+        var lines = ["slabguard top: process \(b.pid) (\(b.command)) at \(seconds(b.writtenAt)); changes over the last \(seconds(dt))  (q quits)", ""]
+        lines.append(pad("cache", 30) + lpad("in use", 9) + lpad("bytes", 13) + lpad("Δ bytes", 12) + lpad("Δ buffers", 11) + lpad("allocs/s", 11))
+        let before = Dictionary(a.caches.map { ($0.name, $0) }, uniquingKeysWith: { x, _ in x })
+        let caches = b.caches.map { c -> (LiveSnapshot.Cache, Int, Int, Double) in
+            let p = before[c.name]
+            let bytes = c.inUse * c.bufferSize - (p.map { $0.inUse * $0.bufferSize } ?? 0)
+            return (c, bytes, c.inUse - (p?.inUse ?? 0), Double(c.allocations - (p?.allocations ?? 0)) / dt)
+        }.sorted { ($0.1, $0.0.inUse * $0.0.bufferSize) > ($1.1, $1.0.inUse * $1.0.bufferSize) }
+        for (c, bytes, buffers, rate) in caches.prefix(max(5, rows / 2)) {
+            lines.append(pad(c.name, 30) + lpad("\(c.inUse)", 9) + lpad("\(c.inUse * c.bufferSize)", 13)
+                         + lpad(signed(bytes), 12) + lpad(signed(buffers), 11) + lpad(String(format1: rate), 11))
+        }
+        if !b.tags.isEmpty {
+            lines.append("")
+            lines.append(pad("tag or library", 30) + lpad("in use", 9) + lpad("bytes", 13) + lpad("Δ bytes", 12) + lpad("Δ buffers", 11) + lpad("allocs/s", 11))
+            let tagsBefore = Dictionary(a.tags.map { ($0.kind + "/" + $0.name, $0) }, uniquingKeysWith: { x, _ in x })
+            let tags = b.tags.map { t -> (LiveSnapshot.Tag, Int, Int, Double) in
+                let p = tagsBefore[t.kind + "/" + t.name]
+                return (t, t.bytes - (p?.bytes ?? 0), t.inUse - (p?.inUse ?? 0), Double(t.allocations - (p?.allocations ?? 0)) / dt)
+            }.sorted { ($0.1, $0.0.bytes) > ($1.1, $1.0.bytes) }
+            for (t, bytes, buffers, rate) in tags.prefix(max(5, rows / 2)) {
+                lines.append(pad(t.name + (t.kind == "library" ? " (lib)" : ""), 30) + lpad("\(t.inUse)", 9) + lpad("\(t.bytes)", 13)
+                             + lpad(signed(bytes), 12) + lpad(signed(buffers), 11) + lpad(String(format1: rate), 11))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func signed(_ n: Int) -> String { n > 0 ? "+\(n)" : "\(n)" }
+    private static func pad(_ s: String, _ n: Int) -> String {
+        let c = s.count
+        return c >= n ? String(s.prefix(n - 1)) + " " : s + String(repeating: " ", count: n - c)
+    }
+    private static func lpad(_ s: String, _ n: Int) -> String { s.count >= n ? " " + s : String(repeating: " ", count: n - s.count) + s }
+}
+
+extension String {
+    /// One decimal: 2.5.
+    init(format1 value: Double) {
+        let tenths = Int((value * 10).rounded())
+        self = "\(tenths / 10).\(abs(tenths % 10))"
+    }
+}

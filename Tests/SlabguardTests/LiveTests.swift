@@ -1,0 +1,116 @@
+// `slabguard stat PID` and `slabguard top PID` (issue 21 item 1): a running process's
+// statistics, read from the live table its flight recorder rewrites about once a second,
+// while it runs, without disturbing it.
+
+import Foundation
+import Testing
+
+// Serialized: a grower started while another test's subprocess pipes are open would hold them.
+@Suite("Live statistics: stat and top against a running process", .serialized, .timeLimit(.minutes(3)))
+struct LiveTests {
+    /// Starts the grower with a log; returns its pid and a closure that kills it.
+    static func startGrower(debug: String = "default", log: Bool = true) throws -> (pid: pid_t, stop: () -> Void) {
+        let folder = try Subprocess.temporaryFolder("live")
+        let program = folder.appendingPathComponent("grower").path
+        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
+                                    ["-O0", "-o", program, ReleaseBuild.integrationSources.appendingPathComponent("live/grower.c").path])
+        guard cc.status == 0 else { throw ReleaseBuild.Failure(description: cc.stderr) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        var environment = try PreloadTests.preloaded()
+        environment["SLABGUARD_DEBUG"] = debug + (log ? ",log=\(folder.appendingPathComponent("grower.log").path)" : "")
+        process.environment = environment
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        _ = out.fileHandleForReading.availableData   // "ready"
+        // SIGKILL: the test runner may block SIGTERM, and children inherit the mask.
+        return (process.processIdentifier, { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() })
+    }
+
+    static func stat(_ pid: pid_t, json: Bool = true) throws -> Subprocess.Outcome {
+        try Subprocess.run(try ReleaseBuild.cli(), ["stat", "\(pid)"] + (json ? ["--json"] : []), timeout: 20)
+    }
+
+    /// The growing cache's buffers in use, from `stat --json`.
+    static func inUse(_ outcome: Subprocess.Outcome) throws -> Int {
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any], "\(outcome.stdout)\(outcome.stderr)")
+        let caches = try #require(object["caches"] as? [[String: Any]])
+        let grown = try #require(caches.first { $0["buffer_size"] as? Int == 112 }, "\(caches)")
+        return try #require(grown["in_use"] as? Int)
+    }
+
+    /// stat reads the table twice, a second and a half apart: the growing cache grew,
+    /// the library tag charged with it too, and the text form has the ::kmastat header.
+    @Test func statSeesTheCacheGrow() throws {
+        let grower = try Self.startGrower()
+        defer { grower.stop() }
+        usleep(1_300_000)
+        var first = try Self.stat(grower.pid)
+        for _ in 0..<20 where first.status != 0 { usleep(200_000); first = try Self.stat(grower.pid) }   // the first table
+        #expect(first.status == 0, "\(first.stderr)")
+        let before = try Self.inUse(first)
+        usleep(1_500_000)
+        let after = try Self.inUse(try Self.stat(grower.pid))
+        #expect(before >= 50 && after > before + 1000, "\(before) then \(after)")
+        let text = try Self.stat(grower.pid, json: false)
+        #expect(text.stdout.contains("cache                          buf size   in use"), "\(text.stdout)")
+        #expect(text.stdout.contains("grower") && text.stdout.contains("library"), "the library tag: \(text.stdout)")
+    }
+
+    /// top, not on a terminal: two refreshes, the growing cache first with a positive change.
+    @Test func topSortsByGrowth() throws {
+        let grower = try Self.startGrower()
+        defer { grower.stop() }
+        usleep(1_300_000)
+        let top = try Subprocess.run(try ReleaseBuild.cli(), ["top", "\(grower.pid)", "-n", "2", "--interval", "1"], timeout: 30)
+        #expect(top.status == 0, "\(top.stderr)")
+        let screens = top.stdout.components(separatedBy: "slabguard top: process")
+        #expect(screens.count == 3, "\(top.stdout)")
+        let firstRow = screens.last?.split(separator: "\n").first { $0.hasPrefix("sg_alloc_") } ?? ""
+        #expect(firstRow.hasPrefix("sg_alloc_112") && firstRow.contains(" +"), "\(top.stdout)")
+    }
+
+    /// top on a terminal (a pty): q quits at once, with status 0.
+    @Test func topQuitsOnQ() throws {
+        let grower = try Self.startGrower()
+        defer { grower.stop() }
+        usleep(1_300_000)
+        let script = """
+            import os, pty, sys, time, select
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.execv(sys.argv[1], [sys.argv[1], "top", sys.argv[2], "--interval", "1"])
+            out = b""
+            end = time.time() + 10
+            while time.time() < end and b"sg_alloc_112" not in out:
+                r, _, _ = select.select([fd], [], [], 0.2)
+                if r: out += os.read(fd, 65536)
+            os.write(fd, b"q")
+            t = time.time()
+            _, status = os.waitpid(pid, 0)
+            print("screen" if b"sg_alloc_112" in out else "no screen", "status", os.waitstatus_to_exitcode(status), "after %.1f" % (time.time() - t))
+            """
+        let run = try Subprocess.run(try Subprocess.requireTool("python3"), ["-c", script, try ReleaseBuild.cli(), "\(grower.pid)"], timeout: 30)
+        #expect(run.stdout.hasPrefix("screen status 0 after 0."), "\(run.stdout)\(run.stderr)")
+    }
+
+    /// A pid that runs no slabguard log, or no process at all: one line, status 2.
+    @Test func processesWithoutALogAreOneLine() throws {
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: try Subprocess.requireTool("sleep"))
+        sleeper.arguments = ["20"]
+        try sleeper.run()
+        defer { kill(sleeper.processIdentifier, SIGKILL); sleeper.waitUntilExit() }
+        let plain = try Self.stat(sleeper.processIdentifier)
+        #expect(plain.status == 2 && plain.stdout.isEmpty)
+        #expect(plain.stderr.hasPrefix("slabguard: process \(sleeper.processIdentifier) does not run slabguard") && plain.stderr.split(separator: "\n").count == 1, "\(plain.stderr)")
+        let grower = try Self.startGrower(log: false)
+        defer { grower.stop() }
+        let noLog = try Self.stat(grower.pid)
+        #expect(noLog.status == 2 && noLog.stderr.contains("runs slabguard without a flight recorder"), "\(noLog.stderr)")
+        let none = try Subprocess.run(try ReleaseBuild.cli(), ["top", "999999999"], timeout: 20)
+        #expect(none.status == 2 && none.stderr == "slabguard: no process 999999999\n", "\(none.stderr)")
+    }
+}
