@@ -28,6 +28,13 @@ public enum RecorderHeader {
         /// statistics region is being rewritten, and the audit time of the last rewrite
         /// (0: none while running; the table at exit leaves both as they were).
         public static let statisticsSequence = 280, statisticsTicks = 288
+        /// Leak checks on demand (`slabguard leaks PID`): the reader writes `leakFlags`
+        /// (LeakRequest) and then `leakRequest` = `leakAnswer` + 1; the process, at its
+        /// next allocator call once a second, runs the check, appends its reports to the
+        /// reports region between `leakReportsStart` and `leakReportsEnd`, sets
+        /// `leakFound` (buffers) and `leakStatus` (LeakRequest), then `leakAnswer`.
+        public static let leakRequest = 296, leakAnswer = 304, leakFlags = 312
+        public static let leakReportsStart = 320, leakReportsEnd = 328, leakFound = 336, leakStatus = 344
         /// The options as text (NUL-terminated), then the command line (arguments joined by spaces).
         public static let options = 512, commandLine = 1536
     }
@@ -166,4 +173,16 @@ public enum StackDepotFormat {
     public static let maxDepth = 64
     /// Word offsets inside a stack record.
     public static let linkWord = 0, depthWord = 1, framesWord = 2
+}
+
+/// A leak check on demand: the request's flags and the answer's status.
+public enum LeakRequest {
+    /// Flag: only buffers no earlier check on demand listed.
+    public static let newOnly: UInt64 = 1
+    /// Status: the check ran.
+    public static let done: UInt64 = 0
+    /// Status: not run — a seccomp filter is in force (the scan's system calls could kill).
+    public static let sandboxed: UInt64 = 1
+    /// Status: not run — this mode keeps no buffer tags (fast mode, sample=N alone).
+    public static let noTags: UInt64 = 2
 }

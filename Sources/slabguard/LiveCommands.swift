@@ -5,6 +5,7 @@
 
 import ArgumentParser
 import Glibc
+import SlabguardFormats
 
 /// One line on standard error, status 2 (design §12: a pid that cannot be read).
 private func fail(_ message: String) -> Never {
@@ -195,5 +196,91 @@ extension String {
     init(format1 value: Double) {
         let tenths = Int((value * 10).rounded())
         self = "\(tenths / 10).\(abs(tenths % 10))"
+    }
+}
+
+struct Leaks: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask a running process for its leaks now (the exit check, on demand).",
+        discussion: """
+            The process (running with a flight recorder: --log PATH or log=PATH) runs the \
+            exit check's reachability scan at its next allocator call, within about a second, \
+            and writes its findings to its log, from where they are printed here: grouped by \
+            allocation stack, as at exit. Nothing is printed on the program's own output. \
+            --new lists only buffers no earlier check listed. A process that makes no \
+            allocator call cannot answer: after --timeout seconds, one line and status 2.
+            """)
+    @Argument(help: "The process id.") var pid: Int32
+    @Flag(help: "Only buffers that no earlier check of this process listed.") var new = false
+    @Flag(help: "One JSON object per leak report (headline and text), then a summary object.") var json = false
+    @Option(help: "Seconds to wait for the answer.") var timeout: Double = 10
+
+    func run() throws {
+        let path: String
+        do { path = try LiveStatistics.logPath(of: pid) } catch { fail(error.message) }
+        let answer: LeakAnswer
+        do { answer = try LeakAnswer.ask(path: path, pid: pid, newOnly: new, timeout: timeout) } catch { fail(error.message) }
+        let lines = ReportSymbolizer.rewrite(answer.reports.split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
+        let text = lines.joined(separator: "\n")
+        let reports = LogMsgbuf.split(text)
+        if json {
+            for report in reports {
+                let headline = report.prefix { $0 != "\n" }
+                print("{\"headline\":\(jsonString(String(headline))),\"report\":\(jsonString(report))}")
+            }
+            print("{\"pid\":\(pid),\"buffers\":\(answer.found),\"reports\":\(reports.count),\"new_only\":\(new)}")
+            return
+        }
+        for report in reports { print(report); print("") }
+        let what = new ? "new leaked buffers (not listed by an earlier check)" : "leaked buffers"
+        print("slabguard: process \(pid): \(answer.found) \(what)\(answer.found > 0 && reports.isEmpty ? " (the log's report region is full: not listed)" : "")")
+    }
+}
+
+/// One leak check on demand, through the process's log (Leaks/LeakRequests.swift).
+struct LeakAnswer {
+    var found: Int
+    var reports: String
+
+    static func ask(path: String, pid: Int32, newOnly: Bool, timeout: Double) throws(LiveError) -> LeakAnswer {
+        let fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else { throw LiveError(message: "cannot write to process \(pid)'s log '\(path)': \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        func read64(_ field: Int) -> UInt64 {
+            var v: UInt64 = 0
+            return pread(fd, &v, 8, off_t(field)) == 8 ? v : 0
+        }
+        func write64(_ field: Int, _ value: UInt64) -> Bool {
+            var v = value
+            return pwrite(fd, &v, 8, off_t(field)) == 8
+        }
+        let answer = read64(RecorderHeader.Field.leakAnswer)
+        let request = answer &+ 1
+        guard write64(RecorderHeader.Field.leakFlags, newOnly ? LeakRequest.newOnly : 0),
+              write64(RecorderHeader.Field.leakRequest, request) else {
+            throw LiveError(message: "cannot write to process \(pid)'s log '\(path)': \(String(cString: strerror(errno)))")
+        }
+        var waited = 0.0
+        while read64(RecorderHeader.Field.leakAnswer) != request {
+            if kill(pid, 0) != 0 && errno == ESRCH { throw LiveError(message: "process \(pid) exited before it answered", exited: true) }
+            if waited >= timeout {
+                throw LiveError(message: "process \(pid) did not answer within \(Int(timeout)) s: it serves a request at its next allocation or free (about once a second); an idle or stopped process cannot")
+            }
+            usleep(20_000)
+            waited += 0.02
+        }
+        switch read64(RecorderHeader.Field.leakStatus) {
+        case LeakRequest.sandboxed: throw LiveError(message: "process \(pid) runs under a seccomp filter: the scan's system calls could kill it, so no check was made")
+        case LeakRequest.noTags: throw LiveError(message: "process \(pid) runs without buffer tags (fast mode or sample=N alone): no leak check is possible")
+        default: break
+        }
+        let start = read64(RecorderHeader.Field.leakReportsStart), end = read64(RecorderHeader.Field.leakReportsEnd)
+        let offset = read64(RecorderHeader.Field.reportsOffset), capacity = read64(RecorderHeader.Field.reportsBytes)
+        var text = ""
+        if end > start && end <= capacity && end - start <= capacity {
+            var bytes = [UInt8](repeating: 0, count: Int(end - start))
+            if pread(fd, &bytes, bytes.count, off_t(offset + start)) == bytes.count { text = String(decoding: bytes, as: UTF8.self) }
+        }
+        return LeakAnswer(found: Int(read64(RecorderHeader.Field.leakFound)), reports: text)
     }
 }

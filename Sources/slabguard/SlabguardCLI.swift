@@ -34,17 +34,17 @@ struct SlabguardCLI: ParsableCommand {
             SLABGUARD_DEBUG=default LD_PRELOAD=$(slabguard libpath) PROGRAM.
             """,
         version: "slabguard 0.9.0",
-        subcommands: [Run.self, Log.self, Stat.self, Top.self, LibPath.self, Demo.self, DemoVictim.self]
+        subcommands: [Run.self, Log.self, Stat.self, Top.self, Leaks.self, LibPath.self, Demo.self, DemoVictim.self]
     )
 
-    static let subcommandNames = ["run", "log", "stat", "top", "libpath", "demo", "demo-victim", "help"]
+    static let subcommandNames = ["run", "log", "stat", "top", "leaks", "libpath", "demo", "demo-victim", "help"]
 
     /// A first argument that is neither a flag nor a subcommand is a typo'd subcommand:
     /// said as such (ArgumentParser would call it an unexpected argument).
     static func main() {
         let arguments = CommandLine.arguments.dropFirst()
         if let first = arguments.first, !first.hasPrefix("-"), !subcommandNames.contains(first) {
-            printError("unknown subcommand '\(first)' (subcommands: run, log, stat, top, libpath, demo; see slabguard --help)")
+            printError("unknown subcommand '\(first)' (subcommands: run, log, stat, top, leaks, libpath, demo; see slabguard --help)")
             Glibc.exit(64)
         }
         do {

@@ -9,24 +9,29 @@ import Testing
 @Suite("Live statistics: stat and top against a running process", .serialized, .timeLimit(.minutes(3)))
 struct LiveTests {
     /// Starts the grower with a log; returns its pid and a closure that kills it.
-    static func startGrower(debug: String = "default", log: Bool = true) throws -> (pid: pid_t, stop: () -> Void) {
+    static func startGrower(debug: String = "default", log: Bool = true, program name: String = "grower", arguments: [String] = [],
+                            wrapper: String? = nil) throws -> (pid: pid_t, stop: () -> Void, stderr: () -> String) {
         let folder = try Subprocess.temporaryFolder("live")
-        let program = folder.appendingPathComponent("grower").path
+        let program = folder.appendingPathComponent(name).path
         let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
-                                    ["-O0", "-o", program, ReleaseBuild.integrationSources.appendingPathComponent("live/grower.c").path])
+                                    ["-O0", "-pthread", "-o", program, ReleaseBuild.integrationSources.appendingPathComponent("live/\(name).c").path])
         guard cc.status == 0 else { throw ReleaseBuild.Failure(description: cc.stderr) }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
+        process.executableURL = URL(fileURLWithPath: wrapper ?? program)
+        process.arguments = (wrapper == nil ? [] : [program]) + arguments
         var environment = try PreloadTests.preloaded()
         environment["SLABGUARD_DEBUG"] = debug + (log ? ",log=\(folder.appendingPathComponent("grower.log").path)" : "")
         process.environment = environment
         let out = Pipe()
         process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
+        let errors = folder.appendingPathComponent("stderr")
+        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errors)
         try process.run()
         _ = out.fileHandleForReading.availableData   // "ready"
         // SIGKILL: the test runner may block SIGTERM, and children inherit the mask.
-        return (process.processIdentifier, { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() })
+        return (process.processIdentifier, { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() },
+                { (try? String(contentsOf: errors, encoding: .utf8)) ?? "" })
     }
 
     static func stat(_ pid: pid_t, json: Bool = true) throws -> Subprocess.Outcome {
@@ -112,5 +117,67 @@ struct LiveTests {
         #expect(noLog.status == 2 && noLog.stderr.contains("runs slabguard without a flight recorder"), "\(noLog.stderr)")
         let none = try Subprocess.run(try ReleaseBuild.cli(), ["top", "999999999"], timeout: 20)
         #expect(none.status == 2 && none.stderr == "slabguard: no process 999999999\n", "\(none.stderr)")
+    }
+
+    // MARK: - leaks PID (issue 21 item 2)
+
+    static func leaks(_ pid: pid_t, _ extra: [String] = [], timeout: Double = 30) throws -> Subprocess.Outcome {
+        try Subprocess.run(try ReleaseBuild.cli(), ["leaks", "\(pid)"] + extra, timeout: timeout)
+    }
+
+    /// The buffers leaked so far, grouped by stack and symbolized; --new lists only those
+    /// no earlier check listed; the reachable buffer is never listed; the program's own
+    /// standard error gets nothing; the process goes on.  With three threads inside
+    /// malloc and free all the while.
+    @Test(arguments: ["", "busy"])
+    func leaksNowAndNewSinceTheLastCheck(mode: String) throws {
+        let leaker = try Self.startGrower(program: "leaker", arguments: [mode])
+        defer { leaker.stop() }
+        usleep(1_200_000)
+        let first = try Self.leaks(leaker.pid, ["--json"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let summary = try #require(first.stdout.split(separator: "\n").last.flatMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }, "\(first.stdout)")
+        let before = try #require(summary["buffers"] as? Int)
+        #expect(before >= 30, "\(first.stdout)")   // the newest may still sit in a register of the thread that serves
+        #expect(first.stdout.contains("leak: \(before) buffers, \(before * 64) bytes not freed"), "\(first.stdout)")
+        #expect(first.stdout.contains("leak_three"), "symbolized: \(first.stdout)")
+        usleep(600_000)
+        let second = try Self.leaks(leaker.pid, ["--new"])
+        #expect(second.status == 0, "\(second.stderr)")
+        let line = second.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        let newCount = Int(line.split(separator: " ").dropFirst(3).first ?? "") ?? -1
+        #expect(line.contains("new leaked buffers") && newCount > 0 && newCount < before, "\(second.stdout)")
+        let all = try Self.leaks(leaker.pid)
+        let total = Int(all.stdout.split(separator: "\n").last?.split(separator: " ").dropFirst(3).first ?? "") ?? -1
+        #expect(total >= before + newCount, "\(all.stdout)")
+        #expect(kill(leaker.pid, 0) == 0, "the process runs on")
+        #expect(!leaker.stderr().contains("slabguard: leak"), "nothing on the program's stderr: \(leaker.stderr())")
+    }
+
+    /// A process that makes no allocator call cannot answer: one line, status 2, in time.
+    @Test func idleProcessIsOneLineAfterTheTimeout() throws {
+        let leaker = try Self.startGrower(program: "leaker", arguments: ["idle"])
+        defer { leaker.stop() }
+        usleep(1_500_000)
+        let idle = try Self.leaks(leaker.pid, ["--timeout", "2"])
+        #expect(idle.status == 2 && idle.stderr.contains("did not answer within 2 s") && idle.stderr.split(separator: "\n").count == 1, "\(idle.stderr)")
+        #expect(kill(leaker.pid, 0) == 0)
+    }
+
+    /// Under a seccomp filter the scan is not made (its system calls could kill the
+    /// process): said in one line, status 2, and the process runs on.
+    @Test func sandboxedProcessSaysSo() throws {
+        let folder = try Subprocess.temporaryFolder("live-sandbox")
+        let wrapper = folder.appendingPathComponent("no_perf").path
+        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
+                                    ["-O0", "-o", wrapper, ReleaseBuild.integrationSources.appendingPathComponent("watch/no_perf.c").path])
+        #expect(cc.status == 0)
+        let leaker = try Self.startGrower(program: "leaker", wrapper: wrapper)
+        defer { leaker.stop() }
+        usleep(1_200_000)
+        let sandboxed = try Self.leaks(leaker.pid)
+        #expect(sandboxed.status == 2 && sandboxed.stderr.contains("seccomp filter"), "\(sandboxed.stderr)")
+        #expect(kill(leaker.pid, 0) == 0)
     }
 }

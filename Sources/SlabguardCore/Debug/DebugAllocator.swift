@@ -11,6 +11,7 @@ enum DebugAllocator {
     /// (size + alignment slack ≤ the buffer size), zeroed when `zero`.
     static func allocate(_ cache: UnsafeMutablePointer<CacheCore>, size: Int, alignment: Int = 1, zero: Bool) -> UnsafeMutableRawPointer? {
         HeapVerifier.countOperation()
+        if FlightRecorder.isRecording { DebugLayer.liveWork() }
         enterChecked()
         defer { leaveChecked() }
         guard let chunk = CacheOps.allocate(cache) else { return nil }
@@ -59,7 +60,6 @@ enum DebugAllocator {
         }
         if let record { TransactionLog.record(.allocation, cache: cache, buffer: user, size: size, audit: AuditEntry(base: record)) }
         if Watchpoints.isOn { Watchpoints.allocated(user: user, size: size, tag: tag, layout: layout) }
-        if FlightRecorder.isRecording { FlightRecorder.refreshStatisticsIfDue(now: AuditClock.now()) }
         LibraryTags.chargeLibrary(library, bytes: size)
         return user
     }
@@ -70,6 +70,7 @@ enum DebugAllocator {
     /// free (kmem_free, sg_free) claims, or nil for free(3).
     static func free(_ p: UnsafeMutableRawPointer, slab: UnsafeMutablePointer<Slab>, expectedSize: Int?) {
         HeapVerifier.countOperation()
+        if FlightRecorder.isRecording { DebugLayer.liveWork() }
         enterChecked()
         defer { leaveChecked() }
         let cache = slab.objectCache
@@ -133,7 +134,6 @@ enum DebugAllocator {
         if flags.contains(.deadbeef) { Pattern.fill(chunk, cache.pointee.tagOffset, Pattern.freed) }
         tag.state = .free(offset: state.offset, size: size)
         if Watchpoints.isOn { Watchpoints.freed(chunk: chunk, user: user, tag: tag, layout: layout) }
-        if FlightRecorder.isRecording { FlightRecorder.refreshStatisticsIfDue(now: AuditClock.now()) }
         if flags.contains(.quarantine) {
             Quarantine.hold(chunk, cache: cache, tag: tag)
         } else {

@@ -77,6 +77,13 @@ enum DebugLayer {
         LockOrder.register(6, LockRow(name: "tagMutex", file: "TagTable.swift") { i in i == 0 ? TagTable.mutexIfCreated : nil })
     }
 
+    /// With a flight recorder, at the start of a debug allocation or free (outside the
+    /// checked section, as verify=N's verification): about once a second, the live
+    /// statistics and a pending leak check on demand (Leaks/LeakRequests.swift).
+    @inline(__always) static func liveWork() {
+        if FlightRecorder.refreshStatisticsIfDue(now: AuditClock.now()) { LeakFinder.serveRequest() }
+    }
+
     /// In a forked child, after every lock was re-initialized: the state that is per process.
     static func resetAfterFork() {
         CaptureState.shared.pointee.forkTicks = AuditClock.now()

@@ -61,12 +61,25 @@ enum AuditRecords {
 
     /// The requested size and offset kept with the record (the tag's copy may be damaged).
     static func size(in record: UnsafeMutableRawPointer) -> (size: Int, offset: Int) {
-        (Int(record.load(fromByteOffset: 32, as: UInt32.self)), Int(record.load(fromByteOffset: 36, as: UInt32.self) & ~reportedAtUnload))
+        (Int(record.load(fromByteOffset: 32, as: UInt32.self)), Int(record.load(fromByteOffset: 36, as: UInt32.self) & ~(reportedAtUnload | listedByCheck)))
     }
 
     /// Bit 31 of the offset word: the buffer was reported as leaked when its library was
     /// unloaded (the exit check does not report it again).
     static let reportedAtUnload: UInt32 = 1 << 31
+
+    /// Bit 30: a leak check on demand listed the buffer (`slabguard leaks PID --new` then
+    /// leaves it out).
+    static let listedByCheck: UInt32 = 1 << 30
+
+    static func isListedByCheck(_ record: UnsafeMutableRawPointer) -> Bool {
+        record.load(fromByteOffset: 36, as: UInt32.self) & listedByCheck != 0
+    }
+
+    static func markListedByCheck(_ record: UnsafeMutableRawPointer) {
+        let word = record.load(fromByteOffset: 36, as: UInt32.self)
+        record.storeBytes(of: word | listedByCheck, toByteOffset: 36, as: UInt32.self)
+    }
 
     static func isReportedAtUnload(_ record: UnsafeMutableRawPointer) -> Bool {
         record.load(fromByteOffset: 36, as: UInt32.self) & reportedAtUnload != 0

@@ -248,10 +248,12 @@ enum FlightRecorder {
     /// The live table (`slabguard stat PID`, `top`): rewritten about once a second by
     /// whichever thread frees then, under a sequence number a reader checks (odd while
     /// writing).  Skipped when the registry's lock is busy or another thread is at it.
-    @inline(__always) static func refreshStatisticsIfDue(now: UInt64) {
+    /// True when it was due (at most about once a second): the top serves a leak request then.
+    @inline(__always) static func refreshStatisticsIfDue(now: UInt64) -> Bool {
         let s = state
-        guard s.pointee.base != nil, now >= s.pointee.nextLiveStatistics else { return }
+        guard s.pointee.base != nil, now >= s.pointee.nextLiveStatistics else { return false }
         refreshStatistics(now: now)
+        return true
     }
 
     @inline(never) private static func refreshStatistics(now: UInt64) {

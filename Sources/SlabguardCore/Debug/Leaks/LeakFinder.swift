@@ -58,6 +58,16 @@ enum LeakFinder {
     static let staleCapacity = 64
 
     /// Set while a scan at unload runs: the library's range, and where findings go.
+    /// The leaks part's state (`debug_leaks`): the unload scan's probe first (`probe`
+    /// points at it), then whether a thread is serving a check on demand.
+    struct LeaksState {
+        var probe = StaleProbe()
+        var serving: UInt64 = 0
+    }
+
+    /// A leak check on demand (`slabguard leaks PID`): `newOnly`, `--new`.
+    struct OnDemand { var newOnly: Bool }
+
     struct StaleProbe {
         var start: UInt = 0
         var end: UInt = 0
@@ -65,7 +75,7 @@ enum LeakFinder {
         var count = 0
     }
     @inline(__always) static var probe: UnsafeMutablePointer<StaleProbe> {
-        UnsafeMutableRawPointer(StateRegion.debugLeaks.bound(to: StaleProbe.self))
+        UnsafeMutableRawPointer(StateRegion.debugLeaks.bound(to: LeaksState.self))
             .assumingMemoryBound(to: StaleProbe.self)
     }
 
@@ -74,7 +84,7 @@ enum LeakFinder {
     /// dlclose unmapped it, so its own data, gone, is no root; what the host still holds
     /// is reachable and no leak).
     @discardableResult
-    static func run(unloading: UnloadedLibrary? = nil) -> Int {
+    static func run(unloading: UnloadedLibrary? = nil, onDemand: OnDemand? = nil) -> Int {
         // Everything the scan needs is mapped first: nothing may be mapped (Platform
         // takes a lock a stopped thread may hold) while the world is stopped.
         let estimate = countLive()
@@ -126,7 +136,7 @@ enum LeakFinder {
         // What they do with reachable buffers no longer matters; unreachable ones
         // cannot be touched by a correct program.
         if let library = unloading { DebugReport.stalePointers(library, stale, probe.pointee.count, candidates, count) }
-        return DebugReport.leaks(candidates, count, unloading: unloading)
+        return DebugReport.leaks(candidates, count, unloading: unloading, onDemand: onDemand)
     }
 
     /// One scan: the scan's locks, the other threads stopped, the live buffers collected,

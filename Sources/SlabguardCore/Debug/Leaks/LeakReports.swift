@@ -11,7 +11,7 @@ extension DebugReport {
     /// of its allocation stack in its range: malloc called by the library, or through one
     /// libc function), reported as `leak at unload`.
     static func leaks(_ candidates: UnsafeMutablePointer<LeakFinder.Candidate>, _ count: Int,
-                      unloading: LeakFinder.UnloadedLibrary? = nil) -> Int {
+                      unloading: LeakFinder.UnloadedLibrary? = nil, onDemand: LeakFinder.OnDemand? = nil) -> Int {
         // Not leaks after all: a buffer freed since the scan (by a thread left parked in
         // the kernel, see sg_world.c, once the world ran again); and in a forked child,
         // a buffer allocated before the fork — inherited, held perhaps only in the
@@ -42,6 +42,9 @@ extension DebugReport {
                 tag.owner |= LibraryTags.reportedAtUnload
             } else if reportedBefore {
                 candidates[i].marked = true
+            } else if let check = onDemand {
+                if check.newOnly, let record, AuditRecords.isListedByCheck(record) { candidates[i].marked = true; continue }
+                if let record { AuditRecords.markListedByCheck(record) }
             }
         }
         // Group: identical allocation stacks (or the same cache without audit).

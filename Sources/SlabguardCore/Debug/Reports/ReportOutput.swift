@@ -78,6 +78,7 @@ struct ReportState {
     var reportFDPlusOne: Int32 = 0        // 0: standard error
     var reportCount: UInt64 = 0
     var suppressions = SuppressionsState()
+    var onDemandThread: UInt32 = 0        // serving a leak check on demand: its reports go to the log only, untallied
     var tally = ReportTally()
     var channelAddress = sockaddr_un()    // SLABGUARD_REPORT_SOCKET
     var channelOpen = false               // run's channel is there

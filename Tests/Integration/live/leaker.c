@@ -1,0 +1,40 @@
+/* A steady leaker for `slabguard leaks PID`: main drops 3 buffers of 64 bytes every
+ * 50 ms (kept nowhere) and keeps one reachable buffer; "busy" adds three threads that
+ * malloc and free without pause (so a check meets threads inside malloc); "idle" makes
+ * no allocator call after its first second.  Prints "ready", runs at most 20 s. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void *kept;
+static volatile int stop;
+
+static void leak_three(void) {
+    for (int i = 0; i < 3; i++) { char *p = malloc(64); p[0] = (char)i; }
+}
+
+static void *churn(void *arg) {
+    (void)arg;
+    while (!stop) { char *p = malloc(24 + (rand() & 255)); p[0] = 1; free(p); }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "";
+    kept = malloc(100);
+    pthread_t t[3];
+    int busy = strcmp(mode, "busy") == 0;
+    if (busy) for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, churn, NULL);
+    puts("ready");
+    fflush(stdout);
+    for (int round = 0; round < 400; round++) {
+        if (strcmp(mode, "idle") == 0 && round >= 20) { sleep(20); break; }
+        leak_three();
+        usleep(50000);
+    }
+    stop = 1;
+    if (busy) for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    return 0;
+}
