@@ -30,11 +30,11 @@
 extern int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 
 static sg_fault_explainer sg_explain;
-static struct sigaction sg_program_actions[2];   /* SIGSEGV, SIGBUS */
+static struct sigaction sg_program_actions[3];   /* SIGSEGV, SIGBUS, SIGTRAP (watch) */
 static volatile int sg_installed;
-static volatile int sg_slot_installed[2];   /* per signal: SA_RESETHAND gives one back */
+static volatile int sg_slot_installed[3];   /* per signal: SA_RESETHAND gives one back */
 
-static int sg_slot(int sig) { return sig == SIGSEGV ? 0 : sig == SIGBUS ? 1 : -1; }
+static int sg_slot(int sig) { return sig == SIGSEGV ? 0 : sig == SIGBUS ? 1 : sig == SIGTRAP ? 2 : -1; }
 
 /* Calls the program's handler as the kernel would have: with its sa_mask (and the
  * signal itself, unless SA_NODEFER) blocked, and with SA_RESETHAND honoured — the
@@ -70,7 +70,11 @@ static void sg_call_program_handler(int sig, siginfo_t *info, void *uc, struct s
 static void sg_fault_entry(int sig, siginfo_t *info, void *uc) {
     int saved_errno = errno;
     int slot = sg_slot(sig);
-    if (sg_explain != NULL) (void)sg_explain(sig, info, uc);
+    int explained = sg_explain != NULL ? sg_explain(sig, info, uc) : 0;
+    if (sig == SIGTRAP && explained == 2) {   /* one of our watchpoints: handled, resume */
+        errno = saved_errno;
+        return;
+    }
     struct sigaction next = sg_program_actions[slot];
     int has_handler = (next.sa_flags & SA_SIGINFO) ? next.sa_sigaction != NULL
                                                    : next.sa_handler != SIG_DFL && next.sa_handler != SIG_IGN;
@@ -85,7 +89,9 @@ static void sg_fault_entry(int sig, siginfo_t *info, void *uc) {
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
     __sigaction(sig, &dfl, NULL);
-    if (info->si_code <= 0) raise(sig);   /* sent, not a fault: delivered when we return */
+    /* Sent, not a fault: delivered when we return.  A trap does not repeat its
+     * instruction either (int3, a debugger's breakpoint): raised again too. */
+    if (info->si_code <= 0 || sig == SIGTRAP) raise(sig);
     errno = saved_errno;
 }
 
@@ -107,12 +113,27 @@ int sg_fault_install(sg_fault_explainer explain) {
     return 0;
 }
 
+/* SIGTRAP through the same entry (watch): our traps are handled, any other goes to the
+ * program's handler or the default action, as without us. */
+int sg_fault_install_trap(void) {
+    if (!sg_installed || sg_slot_installed[2]) return sg_installed ? 0 : -1;
+    struct sigaction act;
+    memset(&act, 0, sizeof act);
+    act.sa_sigaction = sg_fault_entry;
+    act.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&act.sa_mask);
+    if (__sigaction(SIGTRAP, &act, &sg_program_actions[2]) != 0) return -1;
+    sg_slot_installed[2] = 1;
+    return 0;
+}
+
 void sg_fault_uninstall(void) {
     if (!sg_installed) return;
     sg_installed = 0;
     if (sg_slot_installed[0]) __sigaction(SIGSEGV, &sg_program_actions[0], NULL);
     if (sg_slot_installed[1]) __sigaction(SIGBUS, &sg_program_actions[1], NULL);
-    sg_slot_installed[0] = sg_slot_installed[1] = 0;
+    if (sg_slot_installed[2]) __sigaction(SIGTRAP, &sg_program_actions[2], NULL);
+    sg_slot_installed[0] = sg_slot_installed[1] = sg_slot_installed[2] = 0;
 }
 
 int sg_fault_owns(int sig) {

@@ -8,7 +8,7 @@ import Testing
 @testable import SlabguardCore
 
 private let validList = "valid options: default, none, deadbeef, redzone, uninit, audit[=N], contents[=N], "
-    + "quarantine=SIZE, guards, sample=N, verify=N, leaks, modules, noabort, log=PATH, report=text|json, "
+    + "quarantine=SIZE, guards, sample=N, verify=N, leaks, modules, watch[=N], noabort, log=PATH, report=text|json, "
     + "report_path=PATH, exitcode=N, suppressions=FILE"
 
 private func parse(_ s: String, source: String = "SLABGUARD_DEBUG") throws(DebugOptionsError) -> DebugOptions {

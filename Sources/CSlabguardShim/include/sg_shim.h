@@ -201,7 +201,7 @@ typedef struct sg_state_layout {
     _Alignas(64) unsigned char debug_tags[64];         /* the tag table's mapping (Debug/Tags) */
     _Alignas(64) unsigned char debug_reports[8192];    /* ReportState (Debug/Reports) */
     _Alignas(64) unsigned char debug_checks[128];      /* ChecksState (Debug/Checks): quarantine FIFO */
-    _Alignas(64) unsigned char debug_faults[256];      /* GuardState (Debug/Faults): retired spans */
+    _Alignas(64) unsigned char debug_faults[512];      /* GuardState (Debug/Faults): retired spans, watchpoints */
     _Alignas(64) unsigned char debug_leaks[64];        /* LeakFinder.StaleProbe (Debug/Leaks) */
     _Alignas(64) unsigned char debug_control[64];      /* DebugState (Debug/, the top) */
     _Alignas(64) unsigned char report_scratch[64];     /* ReportBuilder.Scratch */
@@ -266,6 +266,17 @@ static inline __attribute__((always_inline)) void sg_current_frame(uintptr_t *pc
     *fp = (uintptr_t)__builtin_frame_address(0);
 #endif
 }
+
+/* CPU watchpoints on the process's own memory (sg_watch.c): `watch` and hunt's replays.
+ * A watch's sig_data (si_perf_data in its SIGTRAP): bit 63 set, the address shifted
+ * left by 2 (user addresses fit in 47 bits), the slot in the low 2 bits. */
+#define SG_WATCH_SLOTS 4
+#define SG_WATCH_DATA(address, slot) ((1ull << 63) | ((uint64_t)(address) << 2) | (uint64_t)(slot))
+int sg_watch_open(int *error);                              /* how many watches opened */
+int sg_watch_set(int slot, uintptr_t address, int length);  /* address 0: idle; 0 or -1 */
+void sg_watch_forget(void);                                 /* a forked child's copies */
+uint64_t sg_trap_perf_data(void *info);                     /* 0: not a perf SIGTRAP */
+int sg_fault_install_trap(void);                            /* SIGTRAP through the explainer too */
 
 /* Crash explanations (sg_fault.c).  The handler for SIGSEGV and SIGBUS calls
  * `explain` (Swift) with the signal, its siginfo_t and ucontext_t; a return of

@@ -15,6 +15,7 @@ enum DebugAllocator {
         defer { leaveChecked() }
         guard let chunk = CacheOps.allocate(cache) else { return nil }
         let flags = DebugFlags(rawValue: cache.pointee.debugFlags)
+        if Watchpoints.isOn { Watchpoints.unwatch(chunk: chunk, bytes: cache.pointee.tagOffset) }
         let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
         let state = tag.state
         if flags.contains(.deadbeef) && state.isFree,
@@ -57,6 +58,7 @@ enum DebugAllocator {
             return nil
         }
         if let record { TransactionLog.record(.allocation, cache: cache, buffer: user, size: size, audit: AuditEntry(base: record)) }
+        if Watchpoints.isOn { Watchpoints.allocated(user: user, size: size, tag: tag, layout: layout) }
         LibraryTags.chargeLibrary(library, bytes: size)
         return user
     }
@@ -97,6 +99,7 @@ enum DebugAllocator {
             return
         }
         let user = chunk + state.offset
+        if Watchpoints.isOn { Watchpoints.unwatch(chunk: chunk, bytes: cache.pointee.tagOffset) }
         if p != user {
             return DebugReport.badFreeAddress(cache: cache, chunk: chunk, tag: tag, given: p)
         }
@@ -128,6 +131,7 @@ enum DebugAllocator {
         tag.state = .busy
         if flags.contains(.deadbeef) { Pattern.fill(chunk, cache.pointee.tagOffset, Pattern.freed) }
         tag.state = .free(offset: state.offset, size: size)
+        if Watchpoints.isOn { Watchpoints.freed(chunk: chunk, user: user, tag: tag, layout: layout) }
         if flags.contains(.quarantine) {
             Quarantine.hold(chunk, cache: cache, tag: tag)
         } else {

@@ -75,6 +75,7 @@ extension DebugLayer {
         if options.hasSuppressions { options.withSuppressionsPath { Suppressions.load($0) } }
         if flags.contains(.audit) { TransactionLog.setUp() }
         if !flags.isEmpty { FaultExplainer.install() }
+        if !flags.isEmpty { Watchpoints.setUp(options: options) }
         if !flags.isEmpty && !DebugState.shared.pointee.exitWorkRegistered {
             DebugState.shared.pointee.exitWorkRegistered = true
             // on_exit, not atexit: the handler needs the exit status (exitcode=N).

@@ -81,6 +81,7 @@ enum DebugLayer {
     static func resetAfterFork() {
         CaptureState.shared.pointee.forkTicks = AuditClock.now()
         ReportOutput.resetAfterFork()
+        Watchpoints.forgetAfterFork()
         FlightRecorder.detachAfterFork(stackWordsUsed: StackDepot.wordsUsed)
         sg_set_thread_id(0)   // the cached id is the parent's thread's
         TagTable.reinitializeThreadSlotsAfterFork()

@@ -31,11 +31,15 @@ enum FaultExplainer {
             guard let info, let context else { return 0 }
             return FaultExplainer.explain(sig, info, context)
         }) == 0 else { return }
-        atexit { if sg_system_calls_filtered() == 0 { sg_fault_uninstall() } }   // sandboxed: rt_sigaction may kill
+        atexit {
+            Watchpoints.parkAll()   // no trap may outlive its handler
+            if sg_system_calls_filtered() == 0 { sg_fault_uninstall() }
+        }   // sandboxed: rt_sigaction may kill
     }
 
     /// Returns 1 when a heap error was reported, 0 otherwise.
     static func explain(_ signal: Int32, _ info: UnsafeMutableRawPointer, _ context: UnsafeMutableRawPointer) -> Int32 {
+        if signal == SIGTRAP { return Watchpoints.trapped(info, context) }
         if sg_fault_code(info) <= 0 { return 0 }   // sent with kill(2): not a fault
         let address = UInt(bitPattern: sg_fault_address(info))
         var pc: UInt = 0, sp: UInt = 0, fp: UInt = 0

@@ -73,6 +73,7 @@ struct GuardState {
     var guardedLive: UInt64 = 0           // guarded spans allocated and not freed
     var guardedOwnMappings: UInt64 = 0    // guarded spans whose data pages are a mapping of their own
     var lastSampleNanoseconds: UInt64 = 0 // sample=Nms: when the last guarded buffer was made
+    var watch = WatchState()              // watch, hunt's replays (Watchpoints.swift)
 
     @inline(__always) static var shared: UnsafeMutablePointer<GuardState> {
         StateRegion.debugFaults.bound(to: GuardState.self)

@@ -55,7 +55,7 @@ enum OptionValueKind { case none, optionalNumber, number, size, path, format }
 /// Where in `DebugOptions` a word keeps its value (the one per-field switch is in
 /// DebugOptions.swift: `store` / `isOn` / `writeValue`).
 enum OptionValueSlot {
-    case none, auditDepth, contentsBytes, quarantineBytes, sampling, verifyInterval, exitCode,
+    case none, auditDepth, contentsBytes, quarantineBytes, sampling, verifyInterval, watchInterval, exitCode,
          logPath, reportPath, suppressionsPath, reportFormat
 }
 
@@ -90,7 +90,7 @@ struct WordEntry {
 /// list and the CLI's help follow, and a test checks README.md's table has it.
 enum OptionWord: UInt8 {
     case `default`, none, deadbeef, redzone, uninit, audit, contents, quarantine, guards,
-         sample, verify, leaks, modules, noabort, log, report, reportPath, exitcode, suppressions
+         sample, verify, leaks, modules, watch, noabort, log, report, reportPath, exitcode, suppressions
 
     // Bounded so that no arithmetic on them can overflow (sample=N's countdown is 2N);
     // a quarantine's bytes are only compared.
@@ -140,6 +140,10 @@ enum OptionWord: UInt8 {
         case .modules:
             WordEntry(name: "modules", flag: .modules,
                       help: "check what a library leaves behind when dlclose unloads it")
+        case .watch:
+            WordEntry(name: "watch", valueKind: .optionalNumber, usage: "=N", maximum: 60_000, defaultValue: 10,
+                      flag: .watch, slot: .watchInterval, expectation: "a number of milliseconds from 1 to 60000",
+                      help: "CPU watchpoints on freed buffers, moved to newer ones every N ms (default 10): a write into one is reported at the instruction")
         case .noabort:
             WordEntry(name: "noabort", flag: .noabort, help: "report and continue instead of aborting")
         case .log:

@@ -54,6 +54,8 @@ public struct DebugFlags: OptionSet, Sendable, BitwiseCopyable, Hashable {
     @inlinable public static var log: DebugFlags { DebugFlags(rawValue: 1 << 12) }
     /// `modules`: what a library leaves behind when `dlclose` unmaps it (design §8).
     @inlinable public static var modules: DebugFlags { DebugFlags(rawValue: 1 << 13) }
+    /// `watch[=N]`: CPU watchpoints on recently freed buffers (Faults/Watchpoints.swift).
+    @inlinable public static var watch: DebugFlags { DebugFlags(rawValue: 1 << 14) }
 
     /// What the word `default` turns on: deadbeef, redzone, uninit, audit, a small
     /// quarantine (`DebugOptions.defaultQuarantineBytes` unless one was set), leaks, modules.
@@ -89,6 +91,8 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
     public var sampleMilliseconds: Int
     /// Verify the heap every `verifyInterval` allocator calls (`verify=N`), >= 1.
     public var verifyInterval: Int
+    /// Move the watchpoints to newer freed buffers every `watchMilliseconds` ms (`watch=N`).
+    public var watchMilliseconds: Int
     /// `log=PATH`, NUL-terminated, zero-filled after the NUL. Use `withLogPath`.
     public var logPath: FixedBytes4K
     /// `report_path=PATH` (reports written there instead of stderr; `%p` is the pid), as
@@ -127,6 +131,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         sampleRate = 0
         sampleMilliseconds = 0
         verifyInterval = 0
+        watchMilliseconds = OptionWord.watch.entry.defaultValue
         logPath = FixedBytes4K()
         reportPath = FixedBytes4K()
         suppressionsPath = FixedBytes4K()
@@ -366,6 +371,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
             sampleRate = milliseconds ? 0 : number
             sampleMilliseconds = milliseconds ? number : 0
         case .verifyInterval: verifyInterval = number
+        case .watchInterval: if number > 0 { watchMilliseconds = number }
         case .exitCode: exitCode = number
         case .logPath: storeLogPath(value.base, count: value.count)
         case .reportPath: DebugOptions.store(value.base, count: value.count, in: &reportPath)
@@ -527,6 +533,7 @@ public struct DebugOptions: BitwiseCopyable, Sendable {
         case .sampling:
             if sampleMilliseconds > 0 { w.append(decimal: sampleMilliseconds); w.append("ms") } else { w.append(decimal: sampleRate) }
         case .verifyInterval: w.append(decimal: verifyInterval)
+        case .watchInterval: w.append(decimal: watchMilliseconds)
         case .exitCode: w.append(decimal: exitCode)
         case .logPath: withLogPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
         case .reportPath: withReportPath { w.append(cString: $0, maxLength: DebugOptions.maxLogPathLength) }
@@ -547,6 +554,7 @@ extension DebugOptions: Equatable {
         if f.contains(.quarantine) && a.quarantineBytes != b.quarantineBytes { return false }
         if f.contains(.sample) && (a.sampleRate != b.sampleRate || a.sampleMilliseconds != b.sampleMilliseconds) { return false }
         if f.contains(.verify) && a.verifyInterval != b.verifyInterval { return false }
+        if f.contains(.watch) && a.watchMilliseconds != b.watchMilliseconds { return false }
         if f.contains(.log) {
             let same = a.withLogPath { pa in b.withLogPath { pb in strcmp(pa, pb) == 0 } }
             if !same { return false }

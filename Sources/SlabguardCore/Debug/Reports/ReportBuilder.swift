@@ -237,13 +237,15 @@ struct ReportBuilder: ~Copyable {
     }
 
     /// The stack of an interrupted context: the faulting instruction, then its callers.
-    mutating func faultStack(pc: UInt, sp: UInt, fp: UInt, label: StaticString) {
+    /// `afterAccess`: `pc` is the instruction after the access (a watchpoint's trap), so the
+    /// symbolizer's "return address - 1" already lands in the access.
+    mutating func faultStack(pc: UInt, sp: UInt, fp: UInt, label: StaticString, afterAccess: Bool = false) {
         guard let memory = ReportBuilder.scratch.pointee.memory else { return }
         let frames = (memory + ReportBuilder.bufferBytes + 512).assumingMemoryBound(to: UInt.self)
         let count = StackUnwinder.capture(fromPC: pc, sp: sp, fp: fp, into: frames, capacity: 64)
         // Entry 0 is an instruction address, not a return address: +1 so that the
         // symbolizer's "return address - 1" lands on it.
-        if count > 0 { frames[0] &+= 1 }
+        if count > 0 && !afterAccess { frames[0] &+= 1 }
         emitStack(key: "fault_stack", label: label, thread: AuditThread.id(),
                   time: AuditClock.now(), frames: frames, count: count, keepInternal: true)
     }
