@@ -17,6 +17,7 @@
 // the run whose reports stand (the replay that named the writer, else the first).
 
 import ArgumentParser
+import CSlabguardShim
 import Glibc
 import SlabguardCore
 
@@ -133,6 +134,10 @@ struct Hunter {
             say("\(damage); no replay: \(problem)")
             return outcome
         }
+        if let refusal = WatchProbe.problem() {
+            say("\(damage); cannot name the writer here: \(refusal); the first run's report stands")
+            return outcome
+        }
         environment["SLABGUARD_HUNT"] = target.environmentValue
         for attempt in 1...tries {
             let note = input.replayNote.map { "; \($0)" } ?? ""
@@ -143,10 +148,6 @@ struct Hunter {
             }
             let replay = run(environment, firstRun: false)
             guard let replayChannel = replay.channel else { break }
-            if let refusal = Hunter.watchRefusal(replayChannel.messages) {
-                say("cannot name the writer here: the CPU's watchpoints are not available (\(refusal)); the first run's report stands")
-                return outcome
-            }
             let replayReports = replayChannel.messages.compactMap { ParsedReport($0.shown) }
             if let writer = replayReports.lazy.compactMap(\.writer).first {
                 for message in replayChannel.messages { writeToStandardError(message.shown) }
@@ -165,16 +166,6 @@ struct Hunter {
         return outcome
     }
 
-    /// The library's line saying the watchpoints are off or refused, without its prefix.
-    static func watchRefusal(_ messages: [ReportChannel.Message]) -> String? {
-        for message in messages {
-            for line in message.raw.split(separator: "\n") where line.hasPrefix("slabguard: watch") {
-                if line.contains("off") || line.contains("refused") { return String(line.dropFirst("slabguard: ".count)) }
-            }
-        }
-        return nil
-    }
-
     static func describe(_ status: Int32) -> String {
         status > 128 ? "killed by signal \(status - 128)" : "exit status \(status)"
     }
@@ -182,5 +173,48 @@ struct Hunter {
     /// One line of the hunt's own, on standard error.
     func say(_ text: String) {
         printError("hunt: " + text)
+    }
+}
+
+/// Whether the replays can have the CPU's watchpoints: the library's own checks
+/// (Watchpoints.setUp), made here before a replay, since the library says it on the
+/// program's standard error, which is the program's and not read here.
+enum WatchProbe {
+    /// Why a replay would run without watchpoints, or nil.
+    static func problem() -> String? {
+        if sg_system_calls_filtered() != 0 {
+            return "a seccomp filter is in force, and perf_event_open (the CPU's watchpoints) could kill the program"
+        }
+        if let tracer = statusField("TracerPid"), tracer != "0" {
+            return "a debugger (pid \(tracer)) is tracing slabguard, and its programs would stop at each watchpoint's trap"
+        }
+        var error: Int32 = 0
+        let opened = sg_watch_open(&error)
+        sg_watch_forget()
+        guard opened > 0 else {
+            let paranoid = readText("/proc/sys/kernel/perf_event_paranoid").map { "; kernel.perf_event_paranoid is \($0)" } ?? ""
+            return "the kernel refuses CPU watchpoints (perf_event_open: \(String(cString: strerror(error)))\(paranoid))"
+        }
+        return nil
+    }
+
+    /// A field of /proc/self/status ("TracerPid" → "0").
+    static func statusField(_ name: String) -> String? {
+        guard let text = readText("/proc/self/status") else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+            return line.dropFirst(name.count + 1).trimmingPrefix { $0 == " " || $0 == "\t" }.description
+        }
+        return nil
+    }
+
+    /// A small file's text, its last newline dropped.
+    static func readText(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let (bytes, _) = HuntInput.readAll(fd, bound: 1 << 16)
+        var text = String(decoding: bytes, as: UTF8.self)
+        if text.hasSuffix("\n") { text.removeLast() }
+        return text
     }
 }

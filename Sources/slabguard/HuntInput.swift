@@ -64,7 +64,7 @@ enum HuntInput {
     /// Why there can be no replay, or nil.
     var replayProblem: String? {
         if case .overflow = self {
-            return "its standard input (a pipe) was more than \(HuntInput.bound >> 20) MiB: no replay can be given the same"
+            return "its standard input (a pipe) was more than the \(HuntInput.bound >> 20) MiB a replay can be given again"
         }
         return nil
     }
