@@ -248,6 +248,26 @@ struct HuntTests {
         #expect(miss.status == 134, "the first run's status: it aborted at its report")
     }
 
+    /// Where the kernel refuses watchpoints (here a seccomp filter, the one in
+    /// Tests/Integration/watch/no_perf.c): one line says the writer cannot be named and
+    /// why, no replay is made, and the first run's report and status stand.
+    @Test func refusedWatchpointsAreSaidInOneLine() throws {
+        let folder = try Subprocess.temporaryFolder("hunt-refused")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let program = try Self.compile("timer_write", into: folder)
+        let launcher = folder.appendingPathComponent("no_perf").path
+        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
+                                    ["-O0", "-o", launcher, ReleaseBuild.integrationSources.appendingPathComponent("watch/no_perf.c").path],
+                                    timeout: 60)
+        try #require(cc.status == 0, "\(cc.stderr)")
+        let result = try Subprocess.run(launcher, [try ReleaseBuild.cli(), "hunt", "--", program], timeout: 120)
+        #expect(result.stderr.components(separatedBy: "slabguard: summary:").count == 2, "one run only: \(result.stderr)")
+        #expect(result.stderr.contains("slabguard: buffer modified after being freed"), "\(result.stderr)")
+        #expect(result.stderr.contains("; cannot name the writer here: a seccomp filter is in force"), "\(result.stderr)")
+        #expect(Self.writerLine(result.stderr).isEmpty)
+        #expect(result.status == 134)
+    }
+
     /// (e) A bug that depends on standard input: a pipe's bytes, and a file's, given again
     /// to the replay, which names the write.
     @Test(arguments: [true, false])
