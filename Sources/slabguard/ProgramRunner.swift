@@ -11,6 +11,12 @@
 
 import Glibc
 
+/// The program's standard input when it is not slabguard's own (`slabguard hunt`).
+enum ProgramInput {
+    case nullDevice               // /dev/null
+    case feed(InputFeeder)        // a pipe the report channel's pump fills (needs a channel)
+}
+
 /// The running child's pid, read by the forwarding signal handler.
 nonisolated(unsafe) private var forwardTo: pid_t = 0
 
@@ -34,8 +40,9 @@ enum ProgramRunner {
 
     /// Runs `command` and returns the status slabguard should exit with.  With a
     /// channel, the program's reports arrive on it (SLABGUARD_REPORT_SOCKET) and are printed
-    /// while it runs.
-    static func run(_ command: [String], environment: [String: String], channel: ReportChannel? = nil) -> Int32 {
+    /// while it runs.  `input` replaces the program's standard input (a feed needs the channel).
+    static func run(_ command: [String], environment: [String: String], channel: ReportChannel? = nil,
+                    input: ProgramInput? = nil) -> Int32 {
         var environment = environment
         if let channel { environment["SLABGUARD_REPORT_SOCKET"] = channel.path }
         let argv = command.map { strdup($0) } + [nil]
@@ -72,8 +79,18 @@ enum ProgramRunner {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
+        var feeder: InputFeeder? = nil
+        switch input {
+        case .nullDevice?: posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        case .feed(let f)?:
+            feeder = f
+            posix_spawn_file_actions_adddup2(&actions, f.readEnd, 0)
+        case nil: break
+        }
+        defer { feeder?.close() }
         var pid: pid_t = 0
         let error = posix_spawnp(&pid, command[0], &actions, &attributes, argv, envp)
+        feeder?.started()
         if error == 0 {
             forwardTo = pid
             var forward = sigaction()
@@ -93,7 +110,7 @@ enum ProgramRunner {
         }
 
         var status: Int32 = 0
-        if let channel { status = channel.pump(pid: pid) } else { while waitpid(pid, &status, 0) < 0 {
+        if let channel { status = channel.pump(pid: pid, input: feeder) } else { while waitpid(pid, &status, 0) < 0 {
             if errno != EINTR {
                 printError("lost track of '\(command[0])' (pid \(pid)): \(String(cString: strerror(errno)))")
                 return 1

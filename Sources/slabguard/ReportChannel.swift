@@ -30,6 +30,17 @@ final class ReportChannel {
     /// Whether the run reported anything.
     var sawReports: Bool { reports > 0 || summarizedReports > 0 }
 
+    /// One message as it arrived and as it is printed (text symbolized, JSON with file and line).
+    struct Message {
+        var raw: String
+        var shown: String
+    }
+    /// Whether every message is kept in `messages` (`slabguard hunt` reads them).
+    var keepsMessages = false
+    /// Whether messages are printed as they arrive (false: kept only; `hunt`'s replays).
+    var echo = true
+    private(set) var messages: [Message] = []
+
     init?(rewrite: Bool) {
         let base = ProgramRunner.currentEnvironment()["TMPDIR"].flatMap { $0.utf8.count < 60 && $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
         var template = Array((base + "/slabguard-XXXXXX").utf8CString)
@@ -64,15 +75,20 @@ final class ReportChannel {
         rmdir(folder)
     }
 
-    /// Prints reports until the program exits; returns its wait status.
-    func pump(pid: pid_t) -> Int32 {
+    /// Prints reports until the program exits; returns its wait status.  With `input`,
+    /// also writes the program's standard input into its pipe as the pipe takes it.
+    func pump(pid: pid_t, input: InputFeeder? = nil) -> Int32 {
         var status: Int32 = 0
         var buffer = [UInt8](repeating: 0, count: 1 << 17)
         while true {
-            var poller = pollfd(fd: ownFD, events: Int16(POLLIN), revents: 0)
-            if poll(&poller, 1, 50) > 0 {
-                while receive(&buffer) {}
-                continue
+            var pollers = [pollfd(fd: ownFD, events: Int16(POLLIN), revents: 0)]
+            if let wanted = input?.poller { pollers.append(wanted) }
+            if poll(&pollers, nfds_t(pollers.count), 50) > 0 {
+                if pollers.count > 1, pollers[1].revents != 0 { input?.ready(pollers[1].revents) }
+                if pollers[0].revents != 0 {
+                    while receive(&buffer) {}
+                    continue
+                }
             }
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid { break }
@@ -120,6 +136,7 @@ final class ReportChannel {
             let trailing = lines.last == "" ? lines.removeLast() : nil
             text = ReportSymbolizer.rewrite(lines).joined(separator: "\n") + (trailing == nil ? "" : "\n")
         }
-        writeToStandardError(text)
+        if keepsMessages { messages.append(Message(raw: message, shown: text)) }
+        if echo { writeToStandardError(text) }
     }
 }

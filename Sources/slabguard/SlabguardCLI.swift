@@ -1,6 +1,7 @@
 // slabguard — the command-line front end.
 //
 //   slabguard run [--debug S] [--log PATH] [--json] -- PROGRAM [ARGS...]
+//   slabguard hunt [--tries N] [run options] -- PROGRAM [ARGS...]   (HuntCommand.swift: the culprit)
 //   slabguard log info|kmalog FILE ...   (LogCommand.swift: the flight recorder read back)
 //   slabguard libpath
 //   slabguard demo     (Demo.swift: classic bugs caught, no compiler needed)
@@ -30,21 +31,23 @@ struct SlabguardCLI: ParsableCommand {
             overruns, double and invalid frees, leaks; new buffers filled with 0xbaddcafe \
             so that uninitialized reads show): \
             `slabguard run -- PROGRAM ARGS...`; `--debug none` for the fast allocator with \
-            no checks.  Or preload the library yourself: \
+            no checks.  `slabguard hunt -- PROGRAM ARGS...` runs it too and, when damage is \
+            found after the fact, replays it with CPU watchpoints to name the instruction \
+            that did it.  Or preload the library yourself: \
             SLABGUARD_DEBUG=default LD_PRELOAD=$(slabguard libpath) PROGRAM.
             """,
         version: "slabguard 0.9.0",
-        subcommands: [Run.self, Log.self, Stat.self, Top.self, Leaks.self, LibPath.self, Demo.self, DemoVictim.self]
+        subcommands: [Run.self, Hunt.self, Log.self, Stat.self, Top.self, Leaks.self, LibPath.self, Demo.self, DemoVictim.self]
     )
 
-    static let subcommandNames = ["run", "log", "stat", "top", "leaks", "libpath", "demo", "demo-victim", "help"]
+    static let subcommandNames = ["run", "hunt", "log", "stat", "top", "leaks", "libpath", "demo", "demo-victim", "help"]
 
     /// A first argument that is neither a flag nor a subcommand is a typo'd subcommand:
     /// said as such (ArgumentParser would call it an unexpected argument).
     static func main() {
         let arguments = CommandLine.arguments.dropFirst()
         if let first = arguments.first, !first.hasPrefix("-"), !subcommandNames.contains(first) {
-            printError("unknown subcommand '\(first)' (subcommands: run, log, stat, top, leaks, libpath, demo; see slabguard --help)")
+            printError("unknown subcommand '\(first)' (subcommands: run, hunt, log, stat, top, leaks, libpath, demo; see slabguard --help)")
             Glibc.exit(64)
         }
         do {
