@@ -6,7 +6,7 @@ import Foundation
 import Testing
 
 // Serialized: a grower started while another test's subprocess pipes are open would hold them.
-@Suite("Live statistics: stat and top against a running process", .serialized, .timeLimit(.minutes(3)))
+@Suite("Live statistics: stat and top against a running process", .serialized, .timeLimit(.minutes(5)))
 struct LiveTests {
     /// Starts the grower with a log; returns its pid and a closure that kills it.
     static func startGrower(debug: String = "default", log: Bool = true, program name: String = "grower", arguments: [String] = [],

@@ -1,0 +1,135 @@
+// `slabguard log export FILE --format folded|trace [-o OUT]` (issue 21 item 6, in part):
+// a flight recorder's heap in formats other tools open.
+//
+//   folded   collapsed stacks (flamegraph.pl, speedscope, inferno): one line per
+//            allocation stack of the buffers allocated and not freed by the end of the
+//            log, frames root first separated by ';', weighted by their bytes —
+//            a flame graph of live bytes by stack.  slabguard's own buffers are left out,
+//            as findleaks leaves them out.
+//   trace    Chrome trace-event JSON (Perfetto, chrome://tracing): counter tracks of the
+//            heap over time — bytes in use in all, and per cache — from the transaction
+//            ring (its window: the last million transactions), at up to 400 points.
+//
+//   pprof    profile.proto, gzipped (PprofWriter.swift): allocated and in-use objects and
+//            space per allocation stack, for `go tool pprof`.
+
+import ArgumentParser
+import Glibc
+
+struct LogExport: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "The heap in other tools' formats: folded stacks of live bytes, or a Chrome trace of the heap over time.")
+    enum Format: String, ExpressibleByArgument { case folded, trace, pprof }
+    @Argument(help: "The log file.") var file: String
+    @Option(help: "folded (flame graphs of live bytes by stack), trace (Chrome trace-event JSON, heap over time) or pprof (profile.proto, gzipped).") var format: Format
+    @Option(name: .shortAndLong, help: "Write here instead of standard output.") var output: String?
+
+    func run() throws {
+        let log = openLog(file)
+        let bytes: [UInt8]
+        switch format {
+        case .folded: bytes = Array(Self.folded(log).utf8)
+        case .trace: bytes = Array(Self.trace(log).utf8)
+        case .pprof: bytes = Pprof.profile(log)
+        }
+        guard let output else {
+            var done = 0
+            while done < bytes.count {
+                let n = bytes[done...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+                if n <= 0 { Glibc.exit(2) }
+                done += n
+            }
+            return
+        }
+        let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            printError("cannot write '\(output)': \(String(cString: strerror(errno)))")
+            Glibc.exit(2)
+        }
+        defer { close(fd) }
+        var done = 0
+        while done < bytes.count {
+            let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { printError("cannot write '\(output)': \(String(cString: strerror(errno)))"); Glibc.exit(2) }
+            done += n
+        }
+    }
+
+    /// The buffers allocated and not freed by the end of the log (the ring's window).
+    static func live(_ log: LogFile) -> [LogFile.Transaction] {
+        var live: [UInt: LogFile.Transaction] = [:]
+        for t in log.transactions {
+            if t.isFree { live[t.buffer] = nil } else { live[t.buffer] = t }
+        }
+        return live.values.filter { !log.isSlabguardsOwn($0) }
+    }
+
+    static func folded(_ log: LogFile) -> String {
+        var bytes: [UInt32: Int] = [:]
+        for t in live(log) { bytes[t.stackId, default: 0] += max(t.size, 0) }
+        log.prefetchFrameLines(bytes.keys.map { log.stack($0) })
+        var lines: [String: Int] = [:]
+        for (stack, weight) in bytes {
+            let names = log.frameLines(log.stack(stack)).map(functionName)
+            let key = names.isEmpty ? "[unknown]" : names.reversed().joined(separator: ";")
+            lines[key, default: 0] += weight
+        }
+        return lines.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            .map { "\($0.key) \($0.value)\n" }.joined()
+    }
+
+    /// A frame line's function ("    #0 0x… name+0x1e (file:line)"), or its module+offset,
+    /// with the characters the folded format reserves replaced.
+    static func functionName(_ line: String) -> String {
+        var fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        if fields.first?.hasPrefix("#") == true { fields.removeFirst() }
+        if fields.first?.hasPrefix("0x") == true { fields.removeFirst() }
+        guard let first = fields.first else { return "[unknown]" }
+        var name = first.hasPrefix("(") ? String(first.dropFirst().prefix { $0 != ")" }) : String(first)
+        if !first.hasPrefix("("), let plus = name.lastIndex(of: "+"), name[name.index(after: plus)...].hasPrefix("0x") {
+            name = String(name[..<plus])
+        }
+        return String(name.map { $0 == ";" || $0 == " " ? "_" : $0 })
+    }
+
+    static func trace(_ log: LogFile) -> String {
+        let transactions = log.transactions.filter { !log.isSlabguardsOwn($0) }
+        let names = log.cacheNames
+        let pid = log.pid
+        var events: [String] = ["{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(pid),\"args\":{\"name\":\(jsonString("\(log.commandLine) (slabguard)"))}}"]
+        guard let first = transactions.first, let last = transactions.last else {
+            return "{\"traceEvents\":[\(events.joined(separator: ","))],\"displayTimeUnit\":\"ms\"}\n"
+        }
+        let start = log.secondsSinceStart(first.ticks), end = log.secondsSinceStart(last.ticks)
+        let step = max((end - start) / 400, 1e-6)
+        var total = 0
+        var perCache: [UInt: Int] = [:]
+        var sizes: [UInt: Int] = [:]
+        var nextPoint = start
+        func emit(_ at: Double) {
+            let ts = Int((at * 1e6).rounded())
+            events.append("{\"name\":\"heap in use\",\"ph\":\"C\",\"pid\":\(pid),\"ts\":\(ts),\"args\":{\"bytes\":\(total)}}")
+            let args = perCache.sorted { $0.key < $1.key }.map { "\(jsonString(names[$0.key] ?? String($0.key, radix: 16))):\($0.value)" }
+            events.append("{\"name\":\"bytes in use by cache\",\"ph\":\"C\",\"pid\":\(pid),\"ts\":\(ts),\"args\":{\(args.joined(separator: ","))}}")
+        }
+        for t in transactions {
+            let at = log.secondsSinceStart(t.ticks)
+            while at >= nextPoint { emit(nextPoint); nextPoint += step }
+            if t.isFree {
+                if let size = sizes.removeValue(forKey: t.buffer) {   // a free of a buffer allocated before the window: not counted
+                    total -= size
+                    perCache[t.cache, default: 0] -= size
+                }
+            } else {
+                let size = max(t.size, 0)
+                sizes[t.buffer] = size
+                total += size
+                perCache[t.cache, default: 0] += size
+            }
+        }
+        emit(end)
+        return "{\"traceEvents\":[\n" + events.joined(separator: ",\n") + "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"log\":"
+            + jsonString(log.path) + ",\"window\":\"the transaction ring: allocations before its first entry are not counted\"}}\n"
+    }
+}
