@@ -56,24 +56,14 @@ struct LogExport: ParsableCommand {
         }
     }
 
-    /// The buffers allocated and not freed by the end of the log (the ring's window).
-    static func live(_ log: LogFile) -> [LogFile.Transaction] {
-        var live: [UInt: LogFile.Transaction] = [:]
-        for t in log.transactions {
-            if t.isFree { live[t.buffer] = nil } else { live[t.buffer] = t }
-        }
-        return live.values.filter { !log.isSlabguardsOwn($0) }
-    }
-
     static func folded(_ log: LogFile) -> String {
-        var bytes: [UInt32: Int] = [:]
-        for t in live(log) { bytes[t.stackId, default: 0] += max(t.size, 0) }
-        log.prefetchFrameLines(bytes.keys.map { log.stack($0) })
+        let sites = LogHeap(log, points: 0).sites.filter { $0.live > 0 }
+        log.prefetchFrameLines(sites.map { log.stack($0.stack) })
         var lines: [String: Int] = [:]
-        for (stack, weight) in bytes {
-            let names = log.frameLines(log.stack(stack)).map(functionName)
+        for site in sites {
+            let names = log.frameLines(log.stack(site.stack)).map(functionName)
             let key = names.isEmpty ? "[unknown]" : names.reversed().joined(separator: ";")
-            lines[key, default: 0] += weight
+            lines[key, default: 0] += site.liveBytes
         }
         return lines.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
             .map { "\($0.key) \($0.value)\n" }.joined()
@@ -94,41 +84,16 @@ struct LogExport: ParsableCommand {
     }
 
     static func trace(_ log: LogFile) -> String {
-        let transactions = log.transactions.filter { !log.isSlabguardsOwn($0) }
+        let heap = LogHeap(log)
         let names = log.cacheNames
         let pid = log.pid
         var events: [String] = ["{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(pid),\"args\":{\"name\":\(jsonString("\(log.commandLine) (slabguard)"))}}"]
-        guard let first = transactions.first, let last = transactions.last else {
-            return "{\"traceEvents\":[\(events.joined(separator: ","))],\"displayTimeUnit\":\"ms\"}\n"
-        }
-        let start = log.secondsSinceStart(first.ticks), end = log.secondsSinceStart(last.ticks)
-        let step = max((end - start) / 400, 1e-6)
-        var total = 0
-        var perCache: [UInt: Int] = [:]
-        var sizes: [UInt: Int] = [:]
-        var nextPoint = start
-        func emit(_ at: Double) {
-            let ts = Int((at * 1e6).rounded())
-            events.append("{\"name\":\"heap in use\",\"ph\":\"C\",\"pid\":\(pid),\"ts\":\(ts),\"args\":{\"bytes\":\(total)}}")
-            let args = perCache.sorted { $0.key < $1.key }.map { "\(jsonString(names[$0.key] ?? String($0.key, radix: 16))):\($0.value)" }
+        for point in heap.series {
+            let ts = Int((point.seconds * 1e6).rounded())
+            events.append("{\"name\":\"heap in use\",\"ph\":\"C\",\"pid\":\(pid),\"ts\":\(ts),\"args\":{\"bytes\":\(point.bytes)}}")
+            let args = point.perCache.sorted { $0.key < $1.key }.map { "\(jsonString(names[$0.key] ?? String($0.key, radix: 16))):\($0.value)" }
             events.append("{\"name\":\"bytes in use by cache\",\"ph\":\"C\",\"pid\":\(pid),\"ts\":\(ts),\"args\":{\(args.joined(separator: ","))}}")
         }
-        for t in transactions {
-            let at = log.secondsSinceStart(t.ticks)
-            while at >= nextPoint { emit(nextPoint); nextPoint += step }
-            if t.isFree {
-                if let size = sizes.removeValue(forKey: t.buffer) {   // a free of a buffer allocated before the window: not counted
-                    total -= size
-                    perCache[t.cache, default: 0] -= size
-                }
-            } else {
-                let size = max(t.size, 0)
-                sizes[t.buffer] = size
-                total += size
-                perCache[t.cache, default: 0] += size
-            }
-        }
-        emit(end)
         return "{\"traceEvents\":[\n" + events.joined(separator: ",\n") + "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{\"log\":"
             + jsonString(log.path) + ",\"window\":\"the transaction ring: allocations before its first entry are not counted\"}}\n"
     }

@@ -52,22 +52,8 @@ enum Pprof {
             index[text] = Int64(strings.count - 1)
             return Int64(strings.count - 1)
         }
-        // Per stack: allocations in the log's window, and what is still live at its end.
-        var allocated: [UInt32: (count: Int64, bytes: Int64)] = [:]
-        var live: [UInt: LogFile.Transaction] = [:]
-        for t in log.transactions where !log.isSlabguardsOwn(t) {
-            if t.isFree { live[t.buffer] = nil; continue }
-            live[t.buffer] = t
-            allocated[t.stackId, default: (0, 0)].count += 1
-            allocated[t.stackId]!.bytes += Int64(max(t.size, 0))
-        }
-        var inUse: [UInt32: (count: Int64, bytes: Int64)] = [:]
-        for t in live.values {
-            inUse[t.stackId, default: (0, 0)].count += 1
-            inUse[t.stackId]!.bytes += Int64(max(t.size, 0))
-        }
-        let stacks = allocated.keys.sorted()
-        log.prefetchFrameLines(stacks.map { log.stack($0) })
+        let sites = LogHeap(log, points: 0).sites
+        log.prefetchFrameLines(sites.map { log.stack($0.stack) })
 
         let modules = log.modules
         var mappingIds: [String: UInt64] = [:]
@@ -76,8 +62,8 @@ enum Pprof {
         var locations: [UInt: UInt64] = [:]
         var locationList: [(id: UInt64, address: UInt, mapping: UInt64, function: UInt64, line: Int64)] = []
         var samples: [(locations: [UInt64], values: [Int64])] = []
-        for id in stacks {
-            let frames = log.stack(id)
+        for site in sites {
+            let frames = log.stack(site.stack)
             let lines = log.frameLines(frames)
             var ids: [UInt64] = []
             for (i, pc) in frames.enumerated() {
@@ -99,8 +85,7 @@ enum Pprof {
                 locationList.append((locationId, pc, mapping, functionId, line))
                 ids.append(locationId)
             }
-            let a = allocated[id] ?? (0, 0), u = inUse[id] ?? (0, 0)
-            samples.append((ids, [a.count, a.bytes, u.count, u.bytes]))
+            samples.append((ids, [Int64(site.allocations), Int64(site.allocatedBytes), Int64(site.live), Int64(site.liveBytes)]))
         }
 
         var p = ProtoWriter()
