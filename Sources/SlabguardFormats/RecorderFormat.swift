@@ -35,6 +35,8 @@ public enum RecorderHeader {
         /// `leakFound` (buffers) and `leakStatus` (LeakRequest), then `leakAnswer`.
         public static let leakRequest = 296, leakAnswer = 304, leakFlags = 312
         public static let leakReportsStart = 320, leakReportsEnd = 328, leakFound = 336, leakStatus = 344
+        /// How long the check took in the process (ns).
+        public static let leakNanoseconds = 352
         /// The options as text (NUL-terminated), then the command line (arguments joined by spaces).
         public static let options = 512, commandLine = 1536
     }

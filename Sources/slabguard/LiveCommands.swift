@@ -228,12 +228,12 @@ struct Leaks: ParsableCommand {
                 let headline = report.prefix { $0 != "\n" }
                 print("{\"headline\":\(jsonString(String(headline))),\"report\":\(jsonString(report))}")
             }
-            print("{\"pid\":\(pid),\"buffers\":\(answer.found),\"reports\":\(reports.count),\"new_only\":\(new)}")
+            print("{\"pid\":\(pid),\"buffers\":\(answer.found),\"reports\":\(reports.count),\"new_only\":\(new),\"check_seconds\":\(answer.seconds)}")
             return
         }
         for report in reports { print(report); print("") }
         let what = new ? "new leaked buffers (not listed by an earlier check)" : "leaked buffers"
-        print("slabguard: process \(pid): \(answer.found) \(what)\(answer.found > 0 && reports.isEmpty ? " (the log's report region is full: not listed)" : "")")
+        print("slabguard: process \(pid): \(answer.found) \(what)\(answer.found > 0 && reports.isEmpty ? " (the log's report region is full: not listed)" : "") (the check took \(String(format1: answer.seconds * 1000)) ms in the process)")
     }
 }
 
@@ -241,6 +241,7 @@ struct Leaks: ParsableCommand {
 struct LeakAnswer {
     var found: Int
     var reports: String
+    var seconds: Double
 
     static func ask(path: String, pid: Int32, newOnly: Bool, timeout: Double) throws(LiveError) -> LeakAnswer {
         let fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
@@ -281,6 +282,7 @@ struct LeakAnswer {
             var bytes = [UInt8](repeating: 0, count: Int(end - start))
             if pread(fd, &bytes, bytes.count, off_t(offset + start)) == bytes.count { text = String(decoding: bytes, as: UTF8.self) }
         }
-        return LeakAnswer(found: Int(read64(RecorderHeader.Field.leakFound)), reports: text)
+        return LeakAnswer(found: Int(read64(RecorderHeader.Field.leakFound)), reports: text,
+                          seconds: Double(read64(RecorderHeader.Field.leakNanoseconds)) / 1e9)
     }
 }

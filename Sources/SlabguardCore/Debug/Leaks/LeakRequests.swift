@@ -46,9 +46,11 @@ extension LeakFinder {
             status = LeakRequest.noTags
         } else {
             let reports = ReportOutput.state
+            let began = AuditClock.monotonicNanoseconds()
             reports.pointee.onDemandThread = AuditThread.id()
             found = run(onDemand: OnDemand(newOnly: newOnly))
             reports.pointee.onDemandThread = 0
+            word(RecorderHeader.Field.leakNanoseconds).pointee = AuditClock.monotonicNanoseconds() &- began
         }
         word(RecorderHeader.Field.leakReportsStart).pointee = start
         word(RecorderHeader.Field.leakReportsEnd).pointee = word(RecorderHeader.Field.reportsUsed).pointee
