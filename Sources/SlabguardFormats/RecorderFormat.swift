@@ -37,6 +37,11 @@ public enum RecorderHeader {
         public static let leakReportsStart = 320, leakReportsEnd = 328, leakFound = 336, leakStatus = 344
         /// How long the check took in the process (ns).
         public static let leakNanoseconds = 352
+        /// The heap over time (`timeline`): fixed slots of `TimelineFormat.slotBytes`, one
+        /// sample each, oldest first; `timelineUsed` counts their bytes; a sample is taken
+        /// every `timelineStride` seconds, doubled (and every other sample dropped) when
+        /// the region is full, so it always covers the whole run.
+        public static let timelineOffset = 360, timelineBytes = 368, timelineUsed = 376, timelineStride = 384
         /// The options as text (NUL-terminated), then the command line (arguments joined by spaces).
         public static let options = 512, commandLine = 1536
     }
@@ -56,6 +61,7 @@ public enum RecorderRegion: CaseIterable {
     case reports      // every report's text, appended
     case statistics   // the ::kmastat table: about every second while running, and at exit
     case symbols      // unloaded libraries' symbols: "M …", "S …", "U …" lines
+    case timeline     // the heap over time: TimelineFormat's samples
     case buckets      // the stack depot's hash buckets (StackDepotFormat)
     case stacks       // the stack depot's words (StackDepotFormat)
     case ring         // the transaction ring (RingEntry)
@@ -68,6 +74,7 @@ public enum RecorderRegion: CaseIterable {
         case .reports: 1 << 20
         case .statistics: 64 << 10
         case .symbols: 4 << 20
+        case .timeline: TimelineFormat.slots * TimelineFormat.slotBytes
         case .buckets: StackDepotFormat.bucketCount * 8
         case .stacks: StackDepotFormat.storageWords * 8
         case .ring: 64 << 20
@@ -82,7 +89,8 @@ public enum RecorderRegion: CaseIterable {
         case .reports: RecorderRegion.caches.end
         case .statistics: RecorderRegion.reports.end
         case .symbols: RecorderRegion.statistics.end
-        case .buckets: RecorderRegion.symbols.end
+        case .timeline: RecorderRegion.symbols.end
+        case .buckets: RecorderRegion.timeline.end
         case .stacks: RecorderRegion.buckets.end
         case .ring: RecorderRegion.stacks.end
         }
@@ -101,6 +109,7 @@ public enum RecorderRegion: CaseIterable {
         case .reports: RecorderHeader.Field.reportsOffset
         case .statistics: RecorderHeader.Field.statisticsOffset
         case .symbols: RecorderHeader.Field.symbolsOffset
+        case .timeline: RecorderHeader.Field.timelineOffset
         case .buckets: RecorderHeader.Field.bucketsOffset
         case .stacks: RecorderHeader.Field.stacksOffset
         case .ring: RecorderHeader.Field.ringOffset
@@ -115,6 +124,7 @@ public enum RecorderRegion: CaseIterable {
         case .reports: RecorderHeader.Field.reportsBytes
         case .statistics: RecorderHeader.Field.statisticsBytes
         case .symbols: RecorderHeader.Field.symbolsBytes
+        case .timeline: RecorderHeader.Field.timelineBytes
         case .buckets: RecorderHeader.Field.bucketCount
         case .stacks: RecorderHeader.Field.stacksWords
         case .ring: RecorderHeader.Field.ringEntries
@@ -139,12 +149,13 @@ public enum RecorderRegion: CaseIterable {
         case .reports: RecorderHeader.Field.reportsUsed
         case .statistics: RecorderHeader.Field.statisticsUsed
         case .symbols: RecorderHeader.Field.symbolsUsed
+        case .timeline: RecorderHeader.Field.timelineUsed
         case .buckets, .stacks, .ring: -1
         }
     }
 
     /// Regions a file from before them lacks (offset, capacity and used all 0).
-    public var isOptional: Bool { self == .statistics || self == .symbols }
+    public var isOptional: Bool { self == .statistics || self == .symbols || self == .timeline }
 }
 
 /// One entry of the transaction ring: 8-byte fields.  A slot holds transaction
@@ -187,4 +198,13 @@ public enum LeakRequest {
     public static let sandboxed: UInt64 = 1
     /// Status: not run — this mode keeps no buffer tags (fast mode, sample=N alone).
     public static let noTags: UInt64 = 2
+}
+
+/// The heap over time (the timeline region): `slots` slots of `slotBytes`, each one sample
+/// as text lines, NUL-padded: "T TICKS RSS_BYTES", then "c BYTES BUFFERS NAME" per cache with
+/// buffers in use, then "t KIND BYTES BUFFERS NAME" per tag and library (KIND tag or
+/// library); lines that do not fit the slot are left out.
+public enum TimelineFormat {
+    public static let slots = 512
+    public static let slotBytes = 2048
 }

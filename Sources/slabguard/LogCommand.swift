@@ -27,7 +27,7 @@ struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Answer post-mortem questions from a flight recorder file (log=PATH, run --log PATH).",
-        subcommands: [LogInfo.self, LogKmalog.self, LogWhatis.self, LogFindleaks.self, LogKmastat.self, LogMsgbuf.self, LogExport.self, LogReport.self]
+        subcommands: [LogInfo.self, LogKmalog.self, LogWhatis.self, LogFindleaks.self, LogKmastat.self, LogMsgbuf.self, LogExport.self, LogReport.self, LogTimeline.self]
     )
 }
 

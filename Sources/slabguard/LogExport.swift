@@ -98,3 +98,42 @@ struct LogExport: ParsableCommand {
             + jsonString(log.path) + ",\"window\":\"the transaction ring: allocations before its first entry are not counted\"}}\n"
     }
 }
+
+struct LogTimeline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "timeline",
+        abstract: "The heap over the whole run: bytes in use per cache, tag and library, and the resident set, sampled.")
+    @Argument(help: "The log file.") var file: String
+    @Flag(help: "One JSON object per sample.") var json = false
+
+    func run() throws {
+        let log = openLog(file)
+        let samples = log.timeline
+        if json {
+            for s in samples {
+                let caches = s.caches.map { "{\"cache\":\(jsonString($0.name)),\"bytes\":\($0.bytes),\"buffers\":\($0.buffers)}" }
+                let tags = s.tags.map { "{\"tag\":\(jsonString($0.name)),\"kind\":\(jsonString($0.kind)),\"bytes\":\($0.bytes),\"buffers\":\($0.buffers)}" }
+                print("{\"seconds\":\(s.seconds),\"resident_bytes\":\(s.residentBytes),\"bytes\":\(s.bytes),"
+                      + "\"caches\":[\(caches.joined(separator: ","))],\"tags\":[\(tags.joined(separator: ","))]}")
+            }
+            return
+        }
+        guard !samples.isEmpty else {
+            print("no sample: the log has no timeline (the run was shorter than a second, or its log is from before the timeline)")
+            return
+        }
+        print("the heap over the run, a sample every \(log.timelineStride) s (\(samples.count) samples; the run \(log.ending))")
+        print("   seconds     resident   in caches  largest cache")
+        for s in samples {
+            let top = s.caches.max { $0.bytes < $1.bytes }
+            let seconds = String(format1: s.seconds)
+            print(String(repeating: " ", count: max(0, 10 - seconds.count)) + seconds
+                  + pad(s.residentBytes, 13) + pad(s.bytes, 12) + "  " + (top.map { "\($0.name) \($0.bytes)" } ?? "-"))
+        }
+    }
+
+    private func pad(_ n: Int, _ width: Int) -> String {
+        let s = "\(n)"
+        return String(repeating: " ", count: max(1, width - s.count)) + s
+    }
+}

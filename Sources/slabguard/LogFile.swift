@@ -49,7 +49,7 @@ final class LogFile {
     /// The regions, each checked against the file's size when the file was opened
     /// (a damaged header is one line, never a read outside the mapping).
     private var modulesRegion = Region(), reportsRegion = Region(), cachesRegion = Region()
-    private var statisticsRegion = Region(), symbolsRegion = Region()
+    private var statisticsRegion = Region(), symbolsRegion = Region(), timelineRegion = Region()
     private var ringOffset = 0, ringEntries = 0, entryBytes = 0
     /// The ring's slots that hold data (the file is sparse: a short run's 64 MiB ring is
     /// mostly holes, which are not read).
@@ -127,6 +127,8 @@ final class LogFile {
         statisticsRegion = Region(offset: statistics.offset, count: statistics.used)
         let symbols = try region("symbols", .symbols)
         symbolsRegion = Region(offset: symbols.offset, count: symbols.used)
+        let timeline = try region("timeline", .timeline)
+        timelineRegion = Region(offset: timeline.offset, count: timeline.used - timeline.used % TimelineFormat.slotBytes)
         let stacks = try region("stack", .stacks)
         (stacksOffset, stackWords) = (stacks.offset, stacks.capacity)
         _ = try region("stack bucket", .buckets)
@@ -264,6 +266,48 @@ final class LogFile {
         let unloaded = unloadTimes
         return captured.filter { unloaded[$0.key] != nil }.mapValues { ($0.path, $0.bias, $0.symbols.sorted { $0.0 < $1.0 }) }
     }()
+
+    /// One sample of the heap over time (TimelineFormat).
+    struct Sample {
+        var seconds: Double
+        var residentBytes: Int
+        var caches: [(name: String, bytes: Int, buffers: Int)] = []
+        var tags: [(kind: String, name: String, bytes: Int, buffers: Int)] = []
+        var bytes: Int { caches.reduce(0) { $0 + $1.bytes } }
+    }
+
+    /// The heap over time, oldest first (empty for a log from before the timeline, or a run
+    /// shorter than its first second).
+    private(set) lazy var timeline: [Sample] = {
+        guard timelineRegion.offset > 0 else { return [] }
+        var samples: [Sample] = []
+        var at = 0
+        while at + TimelineFormat.slotBytes <= timelineRegion.count {
+            let slot = UnsafeRawBufferPointer(start: base + timelineRegion.offset + at, count: TimelineFormat.slotBytes)
+            at += TimelineFormat.slotBytes
+            var sample: Sample? = nil
+            for line in String(decoding: slot.prefix { $0 != 0 }, as: UTF8.self).split(separator: "\n") {
+                let f = line.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: false)
+                switch f.first {
+                case "T" where f.count >= 3:
+                    guard let ticks = UInt64(f[1]), let rss = Int(f[2]) else { continue }
+                    sample = Sample(seconds: secondsSinceStart(ticks), residentBytes: rss)
+                case "c" where f.count >= 4:
+                    guard let bytes = Int(f[1]), let buffers = Int(f[2]) else { continue }
+                    sample?.caches.append((f[3...].joined(separator: " "), bytes, buffers))
+                case "t" where f.count >= 5:
+                    guard let bytes = Int(f[2]), let buffers = Int(f[3]) else { continue }
+                    sample?.tags.append((String(f[1]), String(f[4]), bytes, buffers))
+                default: continue
+                }
+            }
+            if let sample { samples.append(sample) }
+        }
+        return samples
+    }()
+
+    /// Seconds between two samples now (1, doubled each time the region filled).
+    var timelineStride: Int { Int(max(u64(RecorderHeader.Field.timelineStride), 1)) }
 
     /// The ::kmastat table written at exit ("" when the process did not exit).
     var statistics: String { text(statisticsRegion) }

@@ -48,7 +48,8 @@ struct HTMLReport {
         var body = "<h1>slabguard: \(escape(log.commandLine))</h1>\n"
         body += section("run", "The run", runTable())
         body += section("reports", "Reports (\(reports.count))", reportList(reports))
-        body += section("heap", "Heap over time", heapChart())
+        body += section("timeline", "Heap over the whole run", timelineChart())
+        body += section("heap", "Heap over the transaction ring's window", heapChart())
         body += section("sites", "Top allocation sites", sitesTables())
         body += section("leaks", "Leaks", leaksTable(reports))
         body += section("flame", "Live bytes by stack", flameGraph())
@@ -126,6 +127,30 @@ struct HTMLReport {
         return svg + "</svg>\n" + legend
             + "<table id=\"heap-summary\"><tr><th>peak in use</th><td class=\"n\" data-value=\"\(peak)\">\(human(peak))</td></tr>"
             + "<tr><th>in use at the end</th><td class=\"n\" data-value=\"\(last.bytes)\">\(human(last.bytes))</td></tr></table>\n"
+    }
+
+    /// The timeline (a sample a second, coarser for long runs): bytes in caches and the
+    /// resident set, over the whole run.
+    private func timelineChart() -> String {
+        let samples = log.timeline
+        guard samples.count >= 2, let first = samples.first, let last = samples.last else {
+            return "<p class=\"none\">No timeline: the run was shorter than two seconds (or its log is older than the timeline).</p>\n"
+        }
+        let width = 1000.0, height = 220.0, left = 70.0, bottom = 24.0
+        let peak = max(samples.map { max($0.bytes, $0.residentBytes) }.max() ?? 1, 1)
+        let span = max(last.seconds - first.seconds, 1e-9)
+        func point(_ s: Double, _ b: Int) -> String {
+            format(left + (s - first.seconds) / span * (width - left - 10)) + "," + format(height - bottom - Double(b) / Double(peak) * (height - bottom - 10))
+        }
+        var svg = "<svg id=\"timeline-chart\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" "
+            + "data-samples=\"\(samples.count)\" data-last=\"\(last.bytes)\" data-last-resident=\"\(last.residentBytes)\">\n"
+        svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width - 10)\" y2=\"\(height - bottom)\" stroke=\"#99a\"/>\n"
+        svg += "<text x=\"4\" y=\"16\">\(escape(human(peak)))</text><text x=\"4\" y=\"\(Int(height - bottom))\">0</text>\n"
+        svg += "<text x=\"\(Int(left))\" y=\"\(Int(height - 6))\">\(time(first.seconds))</text><text x=\"\(Int(width - 80))\" y=\"\(Int(height - 6))\">\(time(last.seconds))</text>\n"
+        svg += "<polyline fill=\"none\" stroke=\"#999\" stroke-width=\"1.2\" points=\"\(samples.map { point($0.seconds, $0.residentBytes) }.joined(separator: " "))\"><title>resident set</title></polyline>\n"
+        svg += "<polyline fill=\"none\" stroke=\"#1d3557\" stroke-width=\"2.2\" points=\"\(samples.map { point($0.seconds, $0.bytes) }.joined(separator: " "))\"><title>in caches</title></polyline>\n"
+        return svg + "</svg>\n<p>Bytes in the caches' buffers in use (dark) and the process's resident set (grey), a sample every \(log.timelineStride) s "
+            + "(slabguard log timeline FILE lists them, per cache, tag and library).</p>\n"
     }
 
     private func siteName(_ stack: UInt32) -> String {

@@ -180,4 +180,40 @@ struct LiveTests {
         #expect(sandboxed.status == 2 && sandboxed.stderr.contains("seccomp filter"), "\(sandboxed.stderr)")
         #expect(kill(leaker.pid, 0) == 0)
     }
+
+    // MARK: - The heap over time (issue 21 item 3)
+
+    /// A sample a second in the log, kept after the process is killed: the growing cache
+    /// grows sample to sample, the resident set is there, and the HTML page charts the same
+    /// samples.
+    @Test func timelineSamplesTheHeapEverySecond() throws {
+        let grower = try Self.startGrower()
+        usleep(3_600_000)
+        let path = try #require(try? Self.LiveStatistics_logPath(grower.pid))
+        grower.stop()
+        let timeline = try LogCommandTests.log(["timeline", path, "--json"])
+        #expect(timeline.status == 0, "\(timeline.stderr)")
+        let samples = timeline.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(samples.count >= 3, "\(timeline.stdout)")
+        let grown = samples.map { sample -> Int in
+            ((sample["caches"] as? [[String: Any]]) ?? []).first { ($0["cache"] as? String) == "sg_alloc_112" }?["bytes"] as? Int ?? 0
+        }
+        #expect(zip(grown, grown.dropFirst()).allSatisfy { $0 < $1 } && grown.last! > 100_000, "\(grown)")
+        #expect(samples.allSatisfy { ($0["resident_bytes"] as? Int ?? 0) > 1_000_000 })
+        let html = URL(fileURLWithPath: path).deletingPathExtension().appendingPathExtension("html").path
+        let report = try LogCommandTests.log(["report", path, "-o", html])
+        #expect(report.status == 0, "\(report.stderr)")
+        let page = try String(contentsOfFile: html, encoding: .utf8)
+        #expect(page.contains("data-samples=\"\(samples.count)\""), "the chart has the same samples")
+    }
+
+    /// The log's path, found as stat finds it (from /proc/PID/maps).
+    static func LiveStatistics_logPath(_ pid: pid_t) throws -> String {
+        let maps = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)
+        guard let line = maps.split(separator: "\n").first(where: { $0.hasSuffix("grower.log") }),
+              let path = line.split(separator: " ").last else { throw ReleaseBuild.Failure(description: "no log mapped") }
+        return String(path)
+    }
 }

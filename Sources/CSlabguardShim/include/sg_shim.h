@@ -196,7 +196,7 @@ typedef struct sg_state_layout {
     /* The debug layer: one region per part, in DESIGN.md's order of its parts. */
     _Alignas(64) unsigned char debug_options[13312];   /* OptionsState (Debug/Options) */
     _Alignas(64) unsigned char debug_capture[1024];    /* CaptureState (Debug/Capture): clock, fork time, unloads */
-    _Alignas(64) unsigned char debug_recorder[64];     /* FlightRecorder.State */
+    _Alignas(64) unsigned char debug_recorder[128];    /* FlightRecorder.State */
     _Alignas(64) unsigned char debug_audit[64];        /* StackDepotState (Debug/Audit) */
     _Alignas(64) unsigned char debug_tags[64];         /* the tag table's mapping (Debug/Tags) */
     _Alignas(64) unsigned char debug_reports[8192];    /* ReportState (Debug/Reports) */

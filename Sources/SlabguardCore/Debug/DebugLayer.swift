@@ -54,6 +54,7 @@ enum DebugLayer {
             life.pointee.slabRetireHook = { slab in AuditRecords.releaseSidecar(slab) }
             registerLocks()
             FlightRecorder.state.pointee.printStatistics = { sink in StatisticsTable.print(to: &sink.assumingMemoryBound(to: TextSink.self).pointee) }
+            FlightRecorder.state.pointee.sampleTimeline = { memory, capacity in StatisticsTable.writeSample(into: memory, capacity: capacity) }
             life.pointee.forkChild = { DebugLayer.resetAfterFork() }
             ThreadRegistry.shared.pointee.exitHook = { Quarantine.flushThreadBatch(); TagTable.releaseThreadSlot() }
             life.pointee.cacheDestroyHook = { cache in Quarantine.purge(cache.assumingMemoryBound(to: CacheCore.self)) }

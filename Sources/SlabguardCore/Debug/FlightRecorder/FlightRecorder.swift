@@ -47,6 +47,8 @@ enum FlightRecorder {
         var inode: UInt64 = 0
         var printStatistics: (@convention(c) (UnsafeMutableRawPointer) -> Void)? = nil   // Statistics' printer, given a TextSink
         var nextLiveStatistics: UInt64 = 0   // audit ticks: when the live table is next due
+        var sampleTimeline: (@convention(c) (UnsafeMutableRawPointer, Int) -> Int)? = nil   // Statistics' sampler: memory, capacity → bytes
+        var timelineCountdown: UInt64 = 0    // seconds until the next sample
         var writingStatistics: UInt64 = 0    // 1 while a thread rewrites it (others skip)
     }
 
@@ -102,6 +104,9 @@ enum FlightRecorder {
         store(UInt64(RecorderRegion.statistics.bytes), at: Field.statisticsBytes)
         store(UInt64(RecorderRegion.symbols.offset), at: Field.symbolsOffset)
         store(UInt64(RecorderRegion.symbols.bytes), at: Field.symbolsBytes)
+        store(UInt64(RecorderRegion.timeline.offset), at: Field.timelineOffset)
+        store(UInt64(RecorderRegion.timeline.bytes), at: Field.timelineBytes)
+        store(1, at: Field.timelineStride)
         _ = OptionsState.shared.pointee.options.render(into: (base + Field.options).assumingMemoryBound(to: CChar.self),
                                                      capacity: RecorderHeader.Width.options)
         writeCommandLine(into: base + Field.commandLine, capacity: RecorderHeader.Width.commandLine - 1)
@@ -271,8 +276,32 @@ enum FlightRecorder {
         withUnsafeMutablePointer(to: &sink) { print(UnsafeMutableRawPointer($0)) }
         store(UInt64(sink.used), at: Field.statisticsUsed)
         store(now, at: Field.statisticsTicks)
+        sampleTimeline(base)
         sampleClock()
         sg_atomic_store_u64((base + Field.statisticsSequence).assumingMemoryBound(to: UInt64.self), (sequence | 1) &+ 1)
+    }
+
+    /// The heap over time: a sample every `timelineStride` refreshes (seconds) into the next
+    /// slot; a full region keeps every other sample and doubles the stride.
+    private static func sampleTimeline(_ base: UnsafeMutableRawPointer) {
+        let s = state
+        guard let sample = s.pointee.sampleTimeline else { return }
+        if s.pointee.timelineCountdown > 1 { s.pointee.timelineCountdown -= 1; return }
+        var stride = max(base.load(fromByteOffset: Field.timelineStride, as: UInt64.self), 1)
+        let region = base + RecorderRegion.timeline.offset, slot = TimelineFormat.slotBytes
+        var used = Int(base.load(fromByteOffset: Field.timelineUsed, as: UInt64.self))
+        if used + slot > RecorderRegion.timeline.bytes {
+            var i = 1
+            while 2 * i * slot < used { memmove(region + i * slot, region + 2 * i * slot, slot); i += 1 }
+            used = i * slot
+            stride *= 2
+            store(stride, at: Field.timelineStride)
+        }
+        let memory = region + used
+        memset(memory, 0, slot)
+        _ = sample(memory, slot)
+        store(UInt64(used + slot), at: Field.timelineUsed)
+        s.pointee.timelineCountdown = stride
     }
 
     /// In a forked child.  With `%p` in the path the child gets a file of its own: the
@@ -294,6 +323,9 @@ enum FlightRecorder {
                 store(UInt64(getpid()), at: Field.pid)
                 store(0, at: Field.reportsUsed)
                 store(0, at: Field.statisticsUsed)
+                store(0, at: Field.timelineUsed)
+                store(1, at: Field.timelineStride)
+                s.pointee.timelineCountdown = 0
                 store(0, at: Field.exited)
                 return
             }

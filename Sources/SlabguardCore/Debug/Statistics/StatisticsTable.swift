@@ -120,3 +120,68 @@ extension CacheOps {
                 c.slabCount * (c.slabPages << pageShift), allocations, c.allocationFailures)
     }
 }
+
+extension StatisticsTable {
+    /// One sample of the heap over time into `memory` (TimelineFormat's lines: the time,
+    /// the resident set, then each cache with buffers in use and each tag and library);
+    /// lines that do not fit are left out.  The flight recorder calls it once a second.
+    static func writeSample(into memory: UnsafeMutableRawPointer, capacity: Int) -> Int {
+        var w = ReportWriter(memory: memory, capacity: capacity)
+        var used = 0
+        func line(_ body: (inout ReportWriter) -> Void) {
+            body(&w)
+            w.append("\n")
+            if w.isTruncated { return }
+            used = w.count
+        }
+        line { w in
+            w.append("T ")
+            w.append(decimal: AuditClock.now())
+            w.append(" ")
+            w.append(decimal: residentBytes())
+        }
+        CacheOps.forEachCache { cache in
+            let s = CacheOps.statisticsValues(cache)
+            guard s.buffersInUse > 0 else { return }
+            line { w in
+                w.append("c ")
+                w.append(decimal: UInt64(s.buffersInUse * s.bufferSize))
+                w.append(" ")
+                w.append(decimal: UInt64(s.buffersInUse))
+                w.append(" ")
+                w.append(cString: cache.namePointer)
+            }
+        }
+        TagTable.forEachTag { index, state in
+            guard state == TagRecord.live || state == TagRecord.library else { return }
+            let c = TagTable.counters(index)
+            guard c.buffers > 0 else { return }
+            line { w in
+                w.append(state == TagRecord.library ? "t library " : "t tag ")
+                w.append(decimal: UInt64(max(c.bytes, 0)))
+                w.append(" ")
+                w.append(decimal: UInt64(max(c.buffers, 0)))
+                w.append(" ")
+                w.append(cString: TagTable.name(index))
+            }
+        }
+        return used
+    }
+
+    /// The resident set from /proc/self/statm (its second number, in pages), or 0.
+    private static func residentBytes() -> UInt64 {
+        var text = FixedBytes64()
+        return withUnsafeMutableBytes(of: &text) { raw -> UInt64 in
+            let path: StaticString = "/proc/self/statm"
+            guard let n = Platform.readFile(UnsafeRawPointer(path.utf8Start).assumingMemoryBound(to: CChar.self),
+                                            into: raw.baseAddress!, capacity: raw.count - 1), n > 0 else { return 0 }
+            let b = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var i = 0
+            while i < n && b[i] != 0x20 { i += 1 }
+            i += 1
+            var pages: UInt64 = 0
+            while i < n && b[i] >= 0x30 && b[i] <= 0x39 { pages = pages * 10 + UInt64(b[i] - 0x30); i += 1 }
+            return pages * UInt64(pageSize)
+        }
+    }
+}
