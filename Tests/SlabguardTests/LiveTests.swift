@@ -127,9 +127,10 @@ struct LiveTests {
 
     /// The buffers leaked so far, grouped by stack and symbolized; --new lists only those
     /// no earlier check listed; the reachable buffer is never listed; the program's own
-    /// standard error gets nothing; the process goes on.  With three threads inside
-    /// malloc and free all the while.
-    @Test(arguments: ["", "busy"])
+    /// standard error gets nothing; the process goes on.  Also with three threads inside
+    /// malloc and free all the while (with every signal blocked, too), and with a thread
+    /// forking without pause.
+    @Test(arguments: ["", "busy", "blocked", "forks"])
     func leaksNowAndNewSinceTheLastCheck(mode: String) throws {
         let leaker = try Self.startGrower(program: "leaker", arguments: [mode])
         defer { leaker.stop() }

@@ -1,7 +1,11 @@
 /* A steady leaker for `slabguard leaks PID`: main drops 3 buffers of 64 bytes every
  * 50 ms (kept nowhere) and keeps one reachable buffer; "busy" adds three threads that
- * malloc and free without pause (so a check meets threads inside malloc); "idle" makes
- * no allocator call after its first second.  Prints "ready", runs at most 20 s. */
+ * malloc and free without pause (so a check meets threads inside malloc); "blocked" the
+ * same threads with every signal blocked; "forks" a thread that forks children (which
+ * allocate and exit) without pause; "idle" makes no allocator call after its first
+ * second.  Prints "ready", runs at most 20 s. */
+#include <signal.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +20,22 @@ static void leak_three(void) {
 }
 
 static void *churn(void *arg) {
-    (void)arg;
+    if (arg != NULL) {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, NULL);
+    }
     while (!stop) { char *p = malloc(24 + (rand() & 255)); p[0] = 1; free(p); }
+    return NULL;
+}
+
+static void *forker(void *arg) {
+    (void)arg;
+    while (!stop) {
+        pid_t child = fork();
+        if (child == 0) { char *p = malloc(100); p[0] = 1; free(p); _exit(0); }
+        if (child > 0) waitpid(child, NULL, 0);
+    }
     return NULL;
 }
 
@@ -25,8 +43,10 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     kept = malloc(100);
     pthread_t t[3];
-    int busy = strcmp(mode, "busy") == 0;
-    if (busy) for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, churn, NULL);
+    int busy = strcmp(mode, "busy") == 0 || strcmp(mode, "blocked") == 0;
+    int forks = strcmp(mode, "forks") == 0;
+    if (busy) for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, churn, strcmp(mode, "blocked") == 0 ? (void *)1 : NULL);
+    if (forks) pthread_create(&t[0], NULL, forker, NULL);
     puts("ready");
     fflush(stdout);
     for (int round = 0; round < 400; round++) {
@@ -36,5 +56,6 @@ int main(int argc, char **argv) {
     }
     stop = 1;
     if (busy) for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    if (forks) pthread_join(t[0], NULL);
     return 0;
 }
