@@ -25,7 +25,7 @@ struct LiveTests {
         let out = Pipe()
         process.standardOutput = out
         let errors = folder.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: errors)
         try process.run()
         _ = out.fileHandleForReading.availableData   // "ready"
