@@ -68,4 +68,54 @@ struct LogReportTests {
     static func values(in html: String) -> [Int] {
         html.components(separatedBy: "data-value=\"").dropFirst().compactMap { Int($0.prefix { $0.isNumber }) }
     }
+
+    /// A run that died (double free: abort), and a log whose 64 MiB ring wrapped (2.2 M
+    /// transactions): the page and the three exports are still written, and pprof agrees
+    /// with the page on the live bytes.
+    @Test(arguments: ["crashed", "full ring"])
+    func crashedRunAndFullRingStillGiveAPage(kind: String) throws {
+        let folder = try Subprocess.temporaryFolder("log-report-\(kind == "crashed" ? "crash" : "ring")")
+        let log: String
+        if kind == "crashed" {
+            log = try LogCommandTests.crashedLog(in: folder).log
+        } else {
+            let source = folder.appendingPathComponent("wrap.c")
+            try """
+                #include <stdlib.h>
+                static void *keep;
+                int main(void) { keep = malloc(4000); for (int i = 0; i < 1100000; i++) free(malloc(16 + i % 500)); return keep == 0; }
+                """.write(to: source, atomically: true, encoding: .utf8)
+            let program = folder.appendingPathComponent("wrap").path
+            #expect(try Subprocess.run(try Subprocess.requireTool("cc"), ["-O0", "-o", program, source.path]).status == 0)
+            log = folder.appendingPathComponent("wrap.log").path
+            let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", log, "--", program], directory: folder.path, timeout: 240)
+            #expect(run.status == 0, "\(run.stderr)")
+            let info = try LogCommandTests.log(["info", log])
+            #expect(info.status == 0)
+        }
+        let html = folder.appendingPathComponent("page.html").path
+        let page = try LogCommandTests.log(["report", log, "-o", html])
+        #expect(page.status == 0, "\(page.stderr)")
+        let text = try String(contentsOfFile: html, encoding: .utf8)
+        #expect(text.contains("id=\"run\"") && text.contains("id=\"flame\"") && text.hasSuffix("</body></html>\n"))
+        if kind == "crashed" { #expect(text.contains("duplicate free: buffer freed twice") && text.contains("killed by signal 6")) }
+        for format in ["folded", "trace", "pprof"] {
+            let out = try LogCommandTests.log(["export", log, "--format", format, "-o", folder.appendingPathComponent("out.\(format)").path])
+            #expect(out.status == 0, "\(format): \(out.stderr)")
+        }
+        // The page's live bytes by site against pprof's in-use space.
+        let pageLive = Self.values(in: text.components(separatedBy: "id=\"sites-live\"").last?.components(separatedBy: "</table>").first ?? "")
+        let pageTotal = stride(from: 1, to: pageLive.count, by: 4).map { pageLive[$0] }.reduce(0, +)
+        if let go = Subprocess.findExecutable("go") {
+            let top = try Subprocess.run(go, ["tool", "pprof", "-raw", folder.appendingPathComponent("out.pprof").path], timeout: 120)
+            #expect(top.status == 0, "\(top.stderr)")
+            // -raw: "  allocs  bytes  inuse_objects  inuse_bytes: locations" per sample.
+            var inuse = 0
+            for line in top.stdout.split(separator: "\n") where line.contains(":") {
+                let numbers = line.split(separator: ":").first!.split(separator: " ").compactMap { Int($0) }
+                if numbers.count == 4 { inuse += numbers[3] }
+            }
+            #expect(inuse >= pageTotal, "pprof in use \(inuse), the page's top sites \(pageTotal)")
+        }
+    }
 }
