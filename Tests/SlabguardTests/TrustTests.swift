@@ -285,7 +285,7 @@ struct TrustTests {
     /// path, which cannot tell it was interrupted: a handler that interrupts it can corrupt
     /// the thread's magazine and crash the (undefined-behaviour) program, as it was seen to
     /// in 3 of 6 fast-mode runs; there only "never a hang" holds.
-    @Test(arguments: ["none", "default", "guards", "sample=50", "quarantine=1M"])
+    @Test(arguments: ["none", "default", "guards", "sample=50", "quarantine=1M", "default,log=signals.log"])
     func signalHandlersCallingMallocNeverHang(_ debug: String) throws {
         let folder = try Subprocess.temporaryFolder("signals")
         defer { try? FileManager.default.removeItem(at: folder) }

@@ -81,7 +81,10 @@ enum DebugLayer {
     /// With a flight recorder, at the start of a debug allocation or free (outside the
     /// checked section, as verify=N's verification): about once a second, the live
     /// statistics and a pending leak check on demand (Leaks/LeakRequests.swift).
+    /// Never from a thread that holds an allocator lock or is inside a checked call (a
+    /// signal handler's malloc that interrupted one): the table's walk takes locks.
     @inline(__always) static func liveWork() {
+        guard sg_debug_depth() == 0, sg_held_lock_count() == 0 else { return }
         if FlightRecorder.refreshStatisticsIfDue(now: AuditClock.now()) { LeakFinder.serveRequest() }
     }
 
