@@ -289,7 +289,7 @@ enum Watchpoints {
         guard slot < state.pointee.slots else { return 0 }
         // slabguard's own write (a fresh slab carved over an old one's memory, say), or a
         // register moved on since: not the program's.
-        guard sg_debug_depth() == 0, watched[slot] == address else { park(slot); return 2 }
+        guard sg_debug_depth() == 0, sg_held_lock_count() == 0, watched[slot] == address else { park(slot); return 2 }
         var pc: UInt = 0, sp: UInt = 0, fp: UInt = 0
         var write: Int32 = 0
         sg_fault_registers(context, &pc, &sp, &fp, &write)
