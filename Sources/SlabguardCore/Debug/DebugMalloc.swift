@@ -91,12 +91,10 @@ extension DebugAllocator {
     /// `liveTag(of:)` with the page's owner (a slab or a large span) already looked up.
     private static func liveTag(of p: UnsafeRawPointer, owner: UnsafeMutableRawPointer) -> (tag: BufferTag, size: Int)? {
         if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
-            let slab = owner.assumingMemoryBound(to: Slab.self)
-            let cache = slab.objectCache
-            guard cache.pointee.debugFlags != 0, let chunk = slab.pointee.chunk(containing: p) else { return nil }
-            let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
+            guard let found = DebugChunk.holding(p, in: owner.assumingMemoryBound(to: Slab.self)) else { return nil }
+            let tag = found.tag
             let state = tag.state
-            return state.isAllocated && p == UnsafeRawPointer(chunk + state.offset) ? (tag, state.size) : nil
+            return state.isAllocated && p == UnsafeRawPointer(found.chunk + state.offset) ? (tag, state.size) : nil
         }
         let span = owner.assumingMemoryBound(to: LargeSpan.self)
         let tag = BufferTag(base: span.pointee.base)

@@ -31,10 +31,8 @@ enum AllocationKinds {
     static func live(at p: UnsafeRawPointer) -> LiveBuffer? {
         guard let owner = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: p) else { return nil }
         if owner.load(as: UInt32.self) == OwnerKind.slab.rawValue {
-            let slab = owner.assumingMemoryBound(to: Slab.self)
-            let cache = slab.objectCache
-            guard cache.pointee.debugFlags != 0, let chunk = slab.pointee.chunk(containing: p) else { return nil }
-            let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
+            guard let found = DebugChunk.holding(p, in: owner.assumingMemoryBound(to: Slab.self)) else { return nil }
+            let (cache, chunk, tag) = (found.cache, found.chunk, found.tag)
             let state = tag.state
             guard state.isAllocated, p == UnsafeRawPointer(chunk + state.offset) else { return nil }
             return LiveBuffer(tag: tag, user: chunk + state.offset, size: state.size, name: cache.namePointer,

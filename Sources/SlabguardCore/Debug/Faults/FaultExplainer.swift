@@ -217,16 +217,11 @@ enum FaultExplainer {
     /// The freed (or quarantined) debug buffer whose bytes hold `address`, or nil.  From a
     /// signal handler: reads only, no lock.
     private static func freedBuffer(at address: UInt) -> FreedBuffer? {
-        guard address >= 0x10000, let p = UnsafeRawPointer(bitPattern: address),
-              let owner = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: p),
-              owner.load(as: UInt32.self) == OwnerKind.slab.rawValue else { return nil }
-        let slab = owner.assumingMemoryBound(to: Slab.self)
-        let cache = slab.objectCache
-        guard cache.pointee.debugFlags != 0, let chunk = slab.pointee.chunk(containing: p) else { return nil }
-        let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
+        guard address >= 0x10000, let p = UnsafeRawPointer(bitPattern: address), let found = DebugChunk.holding(p) else { return nil }
+        let tag = found.tag
         let state = tag.state
         guard state.isFree, p < UnsafeRawPointer(tag.base) else { return nil }
-        return FreedBuffer(cache: cache, tag: tag, user: chunk + state.offset, size: state.size)
+        return FreedBuffer(cache: found.cache, tag: tag, user: found.chunk + state.offset, size: state.size)
     }
 
     /// `register NAME = 0xVALUE` (16 hex digits), the start of each register's note.

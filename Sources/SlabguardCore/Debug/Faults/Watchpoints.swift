@@ -300,13 +300,8 @@ enum Watchpoints {
 
     /// The report, when `address` is still in a freed buffer or past a live one's end.
     private static func report(address: UInt, pc: UInt, sp: UInt, fp: UInt) -> Bool {
-        guard let p = UnsafeRawPointer(bitPattern: address),
-              let owner = StateRegion.arena.bound(to: PageArena.self).pointee.owner(of: p),
-              owner.load(as: UInt32.self) == OwnerKind.slab.rawValue else { return false }
-        let slab = owner.assumingMemoryBound(to: Slab.self)
-        let cache = slab.objectCache
-        guard cache.pointee.debugFlags != 0, let chunk = slab.pointee.chunk(containing: p) else { return false }
-        let tag = BufferTag(base: chunk + cache.pointee.tagOffset)
+        guard let p = UnsafeRawPointer(bitPattern: address), let found = DebugChunk.holding(p) else { return false }
+        let (cache, chunk, tag) = (found.cache, found.chunk, found.tag)
         let state = tag.state
         let user = UInt(bitPattern: chunk + state.offset)
         if state.isFree {
