@@ -7,11 +7,6 @@ import ArgumentParser
 import Glibc
 import SlabguardFormats
 
-/// One line on standard error, status 2 (design §12: a pid that cannot be read).
-private func fail(_ message: String) -> Never {
-    printError(message)
-    exit(2)
-}
 
 struct Stat: ParsableCommand {
     static let configuration = CommandConfiguration(

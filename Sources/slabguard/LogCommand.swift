@@ -34,19 +34,13 @@ struct Log: ParsableCommand {
 /// An address argument (0x... or hex digits), or the process ends with one line, status 2.
 func parseAddress(_ text: String) -> UInt {
     let digits = text.hasPrefix("0x") || text.hasPrefix("0X") ? String(text.dropFirst(2)) : text
-    guard let a = UInt(digits, radix: 16) else {
-        printError("'\(text)' is not an address (0x followed by hex digits)")
-        Glibc.exit(2)
-    }
+    guard let a = UInt(digits, radix: 16) else { fail("'\(text)' is not an address (0x followed by hex digits)") }
     return a
 }
 
 /// Opens the log or ends the process with its one-line error and status 2.
 func openLog(_ path: String) -> LogFile {
-    do { return try LogFile(path: path) } catch {
-        printError(error.message)
-        Glibc.exit(2)
-    }
+    do { return try LogFile(path: path) } catch { fail(error.message) }
 }
 
 /// `s` as a JSON string literal.

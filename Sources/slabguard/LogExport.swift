@@ -16,10 +16,25 @@
 import ArgumentParser
 import Glibc
 
+/// Writes `bytes` to the file at `path` (created, or emptied first), or to standard output
+/// when `path` is nil; a failure is one line and status 2.
+func writeOutput(_ bytes: [UInt8], to path: String?) {
+    let fd = path.map { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) } ?? 1
+    func failed() -> Never { fail("cannot write '\(path ?? "standard output")': \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { failed() }
+    defer { if path != nil { close(fd) } }
+    var done = 0
+    while done < bytes.count {
+        let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { failed() }
+        done += n
+    }
+}
+
 struct LogExport: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "The heap in other tools' formats: folded stacks of live bytes, or a Chrome trace of the heap over time.")
+        abstract: "The heap in other tools' formats: folded stacks of live bytes, a Chrome trace of the heap over time, or a pprof profile.")
     enum Format: String, ExpressibleByArgument { case folded, trace, pprof }
     @Argument(help: "The log file.") var file: String
     @Option(help: "folded (flame graphs of live bytes by stack), trace (Chrome trace-event JSON, heap over time) or pprof (profile.proto, gzipped).") var format: Format
@@ -33,27 +48,7 @@ struct LogExport: ParsableCommand {
         case .trace: bytes = Array(Self.trace(log).utf8)
         case .pprof: bytes = Pprof.profile(log)
         }
-        guard let output else {
-            var done = 0
-            while done < bytes.count {
-                let n = bytes[done...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-                if n <= 0 { Glibc.exit(2) }
-                done += n
-            }
-            return
-        }
-        let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            printError("cannot write '\(output)': \(String(cString: strerror(errno)))")
-            Glibc.exit(2)
-        }
-        defer { close(fd) }
-        var done = 0
-        while done < bytes.count {
-            let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { printError("cannot write '\(output)': \(String(cString: strerror(errno)))"); Glibc.exit(2) }
-            done += n
-        }
+        writeOutput(bytes, to: output)
     }
 
     static func folded(_ log: LogFile) -> String {

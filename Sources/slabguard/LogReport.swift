@@ -20,16 +20,7 @@ struct LogReport: ParsableCommand {
         let log = openLog(file)
         let html = HTMLReport(log).page()
         let path = output ?? (file.hasSuffix(".log") ? String(file.dropLast(4)) : file) + ".html"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { printError("cannot write '\(path)': \(String(cString: strerror(errno)))"); Glibc.exit(2) }
-        defer { close(fd) }
-        let bytes = Array(html.utf8)
-        var done = 0
-        while done < bytes.count {
-            let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { printError("cannot write '\(path)': \(String(cString: strerror(errno)))"); Glibc.exit(2) }
-            done += n
-        }
+        writeOutput(Array(html.utf8), to: path)
         print("slabguard: wrote \(path)")
     }
 }

@@ -141,8 +141,4 @@ struct RunOptions: ParsableArguments {
         return (text, parsed)
     }
 
-    private func fail(_ message: String) -> Never {
-        printError(message)
-        Glibc.exit(2)
-    }
 }

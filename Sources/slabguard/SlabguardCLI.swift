@@ -64,6 +64,12 @@ func printError(_ message: String) {
     writeToStandardError("slabguard: \(message)\n")
 }
 
+/// The CLI's one way to give up: `slabguard: MESSAGE` on standard error, exit status 2.
+func fail(_ message: String) -> Never {
+    printError(message)
+    Glibc.exit(2)
+}
+
 /// Writes all of `text` to standard error.
 func writeToStandardError(_ text: String) {
     var s = text
