@@ -16,12 +16,7 @@ struct HuntTests {
     static let sources = ReleaseBuild.integrationSources.appendingPathComponent("hunt")
 
     static func compile(_ name: String, into folder: URL) throws -> String {
-        let out = folder.appendingPathComponent(name).path
-        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
-                                    ["-O0", "-g", "-pthread", "-o", out, sources.appendingPathComponent("\(name).c").path],
-                                    timeout: 60)
-        guard cc.status == 0 else { throw ReleaseBuild.Failure(description: "cc \(name).c failed:\n\(cc.stderr)") }
-        return out
+        try LogCommandTests.compile(name, into: folder, flags: ["-pthread"], sources: sources)
     }
 
     /// "file.c:LINE" of the line holding `marker` in the program's source.

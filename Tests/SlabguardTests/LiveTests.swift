@@ -12,10 +12,8 @@ struct LiveTests {
     static func startGrower(debug: String = "default", log: Bool = true, program name: String = "grower", arguments: [String] = [],
                             wrapper: String? = nil) throws -> (pid: pid_t, stop: () -> Void, stderr: () -> String) {
         let folder = try Subprocess.temporaryFolder("live")
-        let program = folder.appendingPathComponent(name).path
-        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
-                                    ["-O0", "-pthread", "-o", program, ReleaseBuild.integrationSources.appendingPathComponent("live/\(name).c").path])
-        guard cc.status == 0 else { throw ReleaseBuild.Failure(description: cc.stderr) }
+        let program = try LogCommandTests.compile(name, into: folder, flags: ["-pthread"],
+                                                  sources: ReleaseBuild.integrationSources.appendingPathComponent("live"))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: wrapper ?? program)
         process.arguments = (wrapper == nil ? [] : [program]) + arguments
@@ -170,10 +168,7 @@ struct LiveTests {
     /// process): said in one line, status 2, and the process runs on.
     @Test func sandboxedProcessSaysSo() throws {
         let folder = try Subprocess.temporaryFolder("live-sandbox")
-        let wrapper = folder.appendingPathComponent("no_perf").path
-        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
-                                    ["-O0", "-o", wrapper, ReleaseBuild.integrationSources.appendingPathComponent("watch/no_perf.c").path])
-        #expect(cc.status == 0)
+        let wrapper = try WatchTests.compile("no_perf", into: folder)
         let leaker = try Self.startGrower(program: "leaker", wrapper: wrapper)
         defer { leaker.stop() }
         usleep(1_200_000)
@@ -190,7 +185,7 @@ struct LiveTests {
     @Test func timelineSamplesTheHeapEverySecond() throws {
         let grower = try Self.startGrower()
         usleep(3_600_000)
-        let path = try #require(try? Self.LiveStatistics_logPath(grower.pid))
+        let path = try #require(try? Self.logPath(of: grower.pid))
         grower.stop()
         let timeline = try LogCommandTests.log(["timeline", path, "--json"])
         #expect(timeline.status == 0, "\(timeline.stderr)")
@@ -211,7 +206,7 @@ struct LiveTests {
     }
 
     /// The log's path, found as stat finds it (from /proc/PID/maps).
-    static func LiveStatistics_logPath(_ pid: pid_t) throws -> String {
+    static func logPath(of pid: pid_t) throws -> String {
         let maps = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)
         guard let line = maps.split(separator: "\n").first(where: { $0.hasSuffix("grower.log") }),
               let path = line.split(separator: " ").last else { throw ReleaseBuild.Failure(description: "no log mapped") }

@@ -11,11 +11,7 @@ struct WatchTests {
     static let sources = ReleaseBuild.integrationSources.appendingPathComponent("watch")
 
     static func compile(_ name: String, into folder: URL) throws -> String {
-        let out = folder.appendingPathComponent(name).path
-        let cc = try Subprocess.run(try Subprocess.requireTool("cc"),
-                                    ["-O0", "-g", "-pthread", "-o", out, sources.appendingPathComponent("\(name).c").path])
-        guard cc.status == 0 else { throw ReleaseBuild.Failure(description: "cc \(name).c failed:\n\(cc.stderr)") }
-        return out
+        try LogCommandTests.compile(name, into: folder, flags: ["-pthread"], sources: sources)
     }
 
     static func preloaded(_ debug: String, hunt: String? = nil) throws -> [String: String] {
