@@ -6,12 +6,33 @@
 #include <malloc.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include "sg_shim.h"
 
 const char *sg_program_name(void) { return program_invocation_short_name; }
 
 int sg_secure_execution(void) { return getauxval(AT_SECURE) != 0; }
+
+/* An anonymous shared file (the live recorder of a run without log=), its descriptor
+ * moved up to `floor` or above so the program's low numbers stay as they were; -1 on
+ * failure (an old kernel, a seccomp filter, a descriptor limit below the floor). */
+int sg_memory_file(const char *name, int floor) {
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0) return -1;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, floor);
+    close(fd);
+    return high;
+}
+
+/* Puts descriptor `fd` at number `target` (a forked child's own live recorder, at the
+ * number its parent's had) and closes `fd`; false on failure. */
+int sg_move_descriptor(int fd, int target) {
+    if (dup3(fd, target, O_CLOEXEC) < 0) return 0;
+    close(fd);
+    return 1;
+}
 
 __thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-exec")));

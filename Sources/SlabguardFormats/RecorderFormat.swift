@@ -100,6 +100,9 @@ public enum RecorderRegion: CaseIterable {
 
     /// The size of a file this version writes.
     public static var fileBytes: Int { RecorderRegion.ring.end }
+    /// A live recorder's size (a debug run without `log=`): the regions up to the timeline;
+    /// its header gives the depot and the ring no entries.
+    public static var liveBytes: Int { RecorderRegion.timeline.end }
 
     /// The header field holding its offset.
     public var offsetField: Int {

@@ -12,10 +12,10 @@ struct Stat: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A running process's statistics per cache, tag and library (::kmastat, live).",
         discussion: """
-            Reads the table a process running with a flight recorder (slabguard run --log PATH, \
-            or log=PATH in SLABGUARD_DEBUG) rewrites about once a second in its log: no signal, \
-            no ptrace, nothing written to the process. Exit status 2 when the process does not \
-            exist, runs no slabguard log, or may not be inspected.
+            Reads the table a process running slabguard in a debug mode rewrites about once a \
+            second: in its log with --log PATH (log=PATH), else in a memory file it keeps open \
+            for this. No signal, no ptrace, nothing written to the process. Exit status 2 when \
+            the process does not exist, runs no slabguard debug mode, or may not be inspected.
             """)
     @Argument(help: "The process id.") var pid: Int32
     @Flag(help: "One JSON object: the caches, tags and libraries, large spans.") var json = false
@@ -26,7 +26,7 @@ struct Stat: ParsableCommand {
         if json {
             print(LiveReport.json(snapshot))
         } else {
-            print("slabguard: process \(snapshot.pid) (\(snapshot.command)), \(snapshot.options); statistics of \(LiveReport.seconds(snapshot.age)) ago (log \(snapshot.logPath))")
+            print("slabguard: process \(snapshot.pid) (\(snapshot.command)), \(snapshot.options); statistics of \(LiveReport.seconds(snapshot.age)) ago (\(snapshot.inMemory ? "live recorder in memory" : "log " + snapshot.logPath))")
             print(snapshot.table, terminator: snapshot.table.hasSuffix("\n") ? "" : "\n")
         }
     }
@@ -141,7 +141,7 @@ enum LiveReport {
         let tags = s.tags.map {
             "{\"tag\":\(jsonString($0.name)),\"kind\":\(jsonString($0.kind)),\"in_use\":\($0.inUse),\"bytes_in_use\":\($0.bytes),\"peak_bytes\":\($0.peak),\"allocations\":\($0.allocations),\"frees\":\($0.frees)}"
         }
-        return "{\"pid\":\(s.pid),\"process\":\(jsonString(s.command)),\"options\":\(jsonString(s.options)),\"log\":\(jsonString(s.logPath)),"
+        return "{\"pid\":\(s.pid),\"process\":\(jsonString(s.command)),\"options\":\(jsonString(s.options)),\"log\":\(s.inMemory ? "null" : jsonString(s.logPath)),"
             + "\"written_at_seconds\":\(String(format1: s.writtenAt)),\"age_seconds\":\(String(format1: s.age)),"
             + "\"caches\":[\(caches.joined(separator: ","))],\"tags\":[\(tags.joined(separator: ","))],"
             + "\"large\":{\"spans\":\(s.large.spans),\"bytes\":\(s.large.bytes)}}"
@@ -198,9 +198,9 @@ struct Leaks: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Ask a running process for its leaks now (the exit check, on demand).",
         discussion: """
-            The process (running with a flight recorder: --log PATH or log=PATH) runs the \
+            The process (running slabguard in a debug mode, with or without a log) runs the \
             exit check's reachability scan at its next allocator call, within about a second, \
-            and writes its findings to its log, from where they are printed here: grouped by \
+            and writes its findings to its recorder, from where they are printed here: grouped by \
             allocation stack, as at exit. Nothing is printed on the program's own output. \
             --new lists only buffers no earlier check listed. A process that makes no \
             allocator call cannot answer: after --timeout seconds, one line and status 2.

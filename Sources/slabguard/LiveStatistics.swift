@@ -1,9 +1,10 @@
 // Reading a running process's statistics (`slabguard stat PID`, `slabguard top PID`,
-// design §12) without disturbing it: a process running with `log=PATH` rewrites the
-// ::kmastat table in its log's statistics region about once a second (under a sequence
+// design §12) without disturbing it: a process in a debug mode rewrites the ::kmastat
+// table in its recorder's statistics region about once a second (under a sequence
 // number, odd while it writes: Debug/FlightRecorder/FlightRecorder.swift,
-// refreshStatistics).  Here: find that file from /proc/PID/maps (a shared mapping whose
-// header is a slabguard log of this pid), read the header and the region with pread,
+// refreshStatistics) — its log with `log=PATH`, else a live recorder in a memory file.
+// Here: find that file from /proc/PID/maps (a shared mapping whose header is a slabguard
+// log of this pid; a memory file through /proc/PID/fd), read the header and the region with pread,
 // and retry while the sequence says a rewrite is under way.  Nothing is written to the
 // process, nothing stops it, no ptrace.
 
@@ -24,6 +25,8 @@ struct LiveSnapshot {
     var command: String
     var options: String
     var logPath: String
+    /// A live recorder (no log=), read through /proc/PID/fd.
+    var inMemory: Bool { logPath.hasPrefix("/proc/") }
     var table: String
     /// Seconds since the process's start at which the table was written.
     var writtenAt: Double
@@ -150,11 +153,42 @@ enum LiveStatistics {
             if path.hasSuffix("libslabguard_rt.so") { runsSlabguard = true }
             guard fields[1].hasSuffix("s"), path.hasPrefix("/"), !seen.contains(path) else { continue }
             seen.insert(path)
+            if path.hasPrefix(liveMapping) {
+                if let live = try liveRecorder(of: pid) { return live }
+                throw LiveError(message: "process \(pid) closed the descriptor of its live recorder (a program that closes every descriptor): start it with --log PATH (log=PATH), whose file stat, top and leaks read instead")
+            }
             if isLog(path, of: pid) { return path }
         }
         throw LiveError(message: runsSlabguard
-            ? "process \(pid) runs slabguard without a flight recorder: stat and top read the statistics its log publishes (start it with --log PATH, or log=PATH in SLABGUARD_DEBUG)"
-            : "process \(pid) does not run slabguard with a flight recorder (start it with slabguard run --log PATH -- PROG, or LD_PRELOAD with SLABGUARD_DEBUG=default,log=PATH)")
+            ? "process \(pid) runs slabguard in fast mode (or sample=N alone), which keeps no live statistics: start it in a debug mode (slabguard run, or SLABGUARD_DEBUG=default)"
+            : "process \(pid) does not run slabguard (start it with slabguard run -- PROG, or LD_PRELOAD with SLABGUARD_DEBUG=default)")
+    }
+
+    /// How a debug run without log= shows its live recorder in /proc/PID/maps: a memory
+    /// file (Debug/FlightRecorder/FlightRecorder.swift, createLive).
+    static let liveMapping = "/memfd:slabguard-live"
+
+    /// The live recorder's path through the descriptor the process keeps open for it
+    /// (/proc/PID/fd/N, which the process's owner may open), or nil.
+    private static func liveRecorder(of pid: Int32) throws(LiveError) -> String? {
+        guard let dir = opendir("/proc/\(pid)/fd") else {
+            if errno == EACCES || errno == EPERM {
+                throw LiveError(message: "cannot inspect process \(pid): permission denied (a process of another user; run as that user)")
+            }
+            return nil
+        }
+        defer { closedir(dir) }
+        var link = [CChar](repeating: 0, count: 256)
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let n = Int32(name), n >= 3 else { continue }
+            let path = "/proc/\(pid)/fd/\(n)"
+            let length = readlink(path, &link, link.count - 1)
+            guard length > 0 else { continue }
+            let target = link.withUnsafeBufferPointer { String(decoding: UnsafeRawBufferPointer($0).prefix(length), as: UTF8.self) }
+            if target.hasPrefix(liveMapping), isLog(path, of: pid) { return path }
+        }
+        return nil
     }
 
     /// /proc/PID/stat's state is Z: exited, not yet reaped.

@@ -10,7 +10,7 @@ import Testing
 struct LiveTests {
     /// Starts the grower with a log; returns its pid and a closure that kills it.
     static func startGrower(debug: String = "default", log: Bool = true, program name: String = "grower", arguments: [String] = [],
-                            wrapper: String? = nil) throws -> (pid: pid_t, stop: () -> Void, stderr: () -> String) {
+                            wrapper: String? = nil) throws -> (pid: pid_t, stop: () -> Void, stderr: () -> String, process: Process) {
         let folder = try Subprocess.temporaryFolder("live")
         let program = try LogCommandTests.compile(name, into: folder, flags: ["-pthread"],
                                                   sources: ReleaseBuild.integrationSources.appendingPathComponent("live"))
@@ -29,7 +29,7 @@ struct LiveTests {
         _ = out.fileHandleForReading.availableData   // "ready"
         // SIGKILL: the test runner may block SIGTERM, and children inherit the mask.
         return (process.processIdentifier, { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() },
-                { (try? String(contentsOf: errors, encoding: .utf8)) ?? "" })
+                { (try? String(contentsOf: errors, encoding: .utf8)) ?? "" }, process)
     }
 
     static func stat(_ pid: pid_t, json: Bool = true) throws -> Subprocess.Outcome {
@@ -99,7 +99,30 @@ struct LiveTests {
         #expect(run.stdout.hasPrefix("screen status 0 after 0."), "\(run.stdout)\(run.stderr)")
     }
 
-    /// A pid that runs no slabguard log, or no process at all: one line, status 2.
+    /// Without log=, a debug run publishes the same table from a memory file (kept open
+    /// for this at descriptor 890 or above): stat reads it, says it is in memory, and a
+    /// leak check is answered through it.
+    @Test func statAndLeaksWithoutALog() throws {
+        let grower = try Self.startGrower(log: false)
+        defer { grower.stop() }
+        usleep(1_300_000)
+        var first = try Self.stat(grower.pid)
+        for _ in 0..<20 where first.status != 0 { usleep(200_000); first = try Self.stat(grower.pid) }
+        #expect(first.status == 0 && first.stdout.contains("\"log\":null"), "\(first.stdout)\(first.stderr)")
+        let before = try Self.inUse(first)
+        usleep(1_500_000)
+        let text = try Self.stat(grower.pid, json: false)
+        #expect(text.stdout.contains("(live recorder in memory)"), "\(text.stdout)")
+        #expect(try Self.inUse(try Self.stat(grower.pid)) > before + 1000)
+        let live = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(grower.pid)/fd").filter {
+            ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(grower.pid)/fd/\($0)")) ?? "").hasPrefix("/memfd:slabguard-live")
+        }
+        #expect(live.count == 1 && Int(live[0])! >= 890, "one descriptor, no low number taken: \(live)")
+        let leaks = try Self.leaks(grower.pid)
+        #expect(leaks.status == 0 && leaks.stdout.contains("leaked buffers"), "\(leaks.stdout)\(leaks.stderr)")
+    }
+
+    /// A pid that runs no slabguard debug mode, or no process at all: one line, status 2.
     @Test func processesWithoutALogAreOneLine() throws {
         let sleeper = Process()
         sleeper.executableURL = URL(fileURLWithPath: try Subprocess.requireTool("sleep"))
@@ -109,10 +132,11 @@ struct LiveTests {
         let plain = try Self.stat(sleeper.processIdentifier)
         #expect(plain.status == 2 && plain.stdout.isEmpty)
         #expect(plain.stderr.hasPrefix("slabguard: process \(sleeper.processIdentifier) does not run slabguard") && plain.stderr.split(separator: "\n").count == 1, "\(plain.stderr)")
-        let grower = try Self.startGrower(log: false)
-        defer { grower.stop() }
-        let noLog = try Self.stat(grower.pid)
-        #expect(noLog.status == 2 && noLog.stderr.contains("runs slabguard without a flight recorder"), "\(noLog.stderr)")
+        let fast = try Self.startGrower(debug: "none", log: false)
+        defer { fast.stop() }
+        let fastMode = try Self.stat(fast.pid)
+        #expect(fastMode.status == 2 && fastMode.stderr.contains("runs slabguard in fast mode") && fastMode.stderr.split(separator: "\n").count == 1,
+                "\(fastMode.stderr)")
         let none = try Subprocess.run(try ReleaseBuild.cli(), ["top", "999999999"], timeout: 20)
         #expect(none.status == 2 && none.stderr == "slabguard: no process 999999999\n", "\(none.stderr)")
     }
@@ -128,9 +152,10 @@ struct LiveTests {
     /// standard error gets nothing; the process goes on.  Also with three threads inside
     /// malloc and free all the while (with every signal blocked, too), and with a thread
     /// forking without pause.
-    @Test(arguments: ["", "busy", "blocked", "forks"])
+    @Test(arguments: ["", "busy", "blocked", "forks", "nolog", "forks nolog"])
     func leaksNowAndNewSinceTheLastCheck(mode: String) throws {
-        let leaker = try Self.startGrower(program: "leaker", arguments: [mode])
+        let leaker = try Self.startGrower(log: !mode.hasSuffix("nolog"), program: "leaker",
+                                          arguments: [String(mode.split(separator: " ").first.map { $0 == "nolog" ? "" : $0 } ?? "")])
         defer { leaker.stop() }
         usleep(1_200_000)
         let first = try Self.leaks(leaker.pid, ["--json"])
@@ -152,6 +177,30 @@ struct LiveTests {
         #expect(total >= before + newCount, "\(all.stdout)")
         #expect(kill(leaker.pid, 0) == 0, "the process runs on")
         #expect(!leaker.stderr().contains("slabguard: leak"), "nothing on the program's stderr: \(leaker.stderr())")
+    }
+
+    /// A process in the middle of its exit (its exit handler allocating, three threads
+    /// still in malloc, then the exit check): the check is answered or said in one line
+    /// ("exited before it answered"), in time; the process ends by its own exit, not a signal.
+    @Test(arguments: [true, false])
+    func exitingProcessAnswersOrSaysSo(log: Bool) throws {
+        let leaker = try Self.startGrower(log: log, program: "leaker", arguments: ["exiting"])
+        defer { leaker.stop() }
+        usleep(1_400_000)
+        for _ in 0..<3 {
+            let check = try Self.leaks(leaker.pid, ["--timeout", "5"], timeout: 20)
+            if check.status == 0 {
+                #expect(check.stdout.contains("leaked buffers"), "\(check.stdout)")
+            } else {
+                #expect(check.status == 2 && check.stderr.split(separator: "\n").count == 1 &&
+                        (check.stderr.contains("exited") || check.stderr.contains("no process")), "\(check.stderr)")
+            }
+            usleep(300_000)
+        }
+        var waited = 0
+        while leaker.process.isRunning && waited < 100 { usleep(100_000); waited += 1 }
+        #expect(waited < 100, "the process finished its exit")
+        #expect(leaker.process.terminationReason == .exit, "ended by exit, not by signal \(leaker.process.terminationStatus): \(leaker.stderr())")
     }
 
     /// A process that makes no allocator call cannot answer: one line, status 2, in time.

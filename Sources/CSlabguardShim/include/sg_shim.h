@@ -149,6 +149,8 @@ void sg_fork_gate_reset(void);
 const char *sg_program_name(void);
 /* Secure execution (AT_SECURE: setuid/setgid, file capabilities). */
 int sg_secure_execution(void);
+int sg_memory_file(const char *name, int floor);
+int sg_move_descriptor(int fd, int target);
 
 /* Random bytes from the kernel (getrandom(2)); returns how many, or -1. */
 static inline long sg_random_bytes(void *buffer, size_t count) { return syscall(SYS_getrandom, buffer, count, 0); }

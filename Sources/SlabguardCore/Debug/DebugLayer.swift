@@ -130,6 +130,9 @@ enum DebugLayer {
         sg_set_sampling(heapFlags.isEmpty && options.flags.contains(.sample)
                         ? (options.sampleMilliseconds > 0 ? GuardedAllocator.timeSampling : GuardedAllocator.countSampling) : 0)
         openLogFile()   // the flight recorder's file, before the depot and the ring that live in it
+        // A debug run without log= still publishes its live table and answers leak
+        // requests (`slabguard stat/top/leaks PID`), from a recorder in memory.
+        if !FlightRecorder.isRecording && !heapFlags.isEmpty { _ = FlightRecorder.createLive() }
         if options.flags.contains(.audit) || options.flags.contains(.guards) || options.flags.contains(.sample) {
             StackDepot.setUp()
         }

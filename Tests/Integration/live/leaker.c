@@ -3,7 +3,9 @@
  * malloc and free without pause (so a check meets threads inside malloc); "blocked" the
  * same threads with every signal blocked; "forks" a thread that forks children (which
  * allocate and exit) without pause; "idle" makes no allocator call after its first
- * second.  Prints "ready", runs at most 20 s. */
+ * second; "exiting" calls exit after about a second with the busy threads still in
+ * malloc and an exit handler that allocates for two seconds more (a request meets a
+ * process in the middle of its exit).  Prints "ready", runs at most 20 s. */
 #include <signal.h>
 #include <sys/wait.h>
 #include <pthread.h>
@@ -39,11 +41,15 @@ static void *forker(void *arg) {
     return NULL;
 }
 
+static void slow_exit(void) {
+    for (int i = 0; i < 200; i++) { char *p = malloc(48); p[0] = 1; free(p); usleep(10000); }
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     kept = malloc(100);
     pthread_t t[3];
-    int busy = strcmp(mode, "busy") == 0 || strcmp(mode, "blocked") == 0;
+    int busy = strcmp(mode, "busy") == 0 || strcmp(mode, "blocked") == 0 || strcmp(mode, "exiting") == 0;
     int forks = strcmp(mode, "forks") == 0;
     if (busy) for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, churn, strcmp(mode, "blocked") == 0 ? (void *)1 : NULL);
     if (forks) pthread_create(&t[0], NULL, forker, NULL);
@@ -51,6 +57,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
     for (int round = 0; round < 400; round++) {
         if (strcmp(mode, "idle") == 0 && round >= 20) { sleep(20); break; }
+        if (strcmp(mode, "exiting") == 0 && round == 20) { atexit(slow_exit); exit(0); }
         leak_three();
         usleep(50000);
     }

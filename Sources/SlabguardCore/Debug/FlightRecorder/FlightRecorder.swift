@@ -50,6 +50,8 @@ enum FlightRecorder {
         var sampleTimeline: (@convention(c) (UnsafeMutableRawPointer, Int) -> Int)? = nil   // Statistics' sampler: memory, capacity → bytes
         var timelineCountdown: UInt64 = 0    // seconds until the next sample
         var writingStatistics: UInt64 = 0    // 1 while a thread rewrites it (others skip)
+        var liveDescriptor: Int32 = -1       // the live recorder's memory file (no log=), kept open for `slabguard stat`
+        var liveOnly = false                 // no log=: header to timeline only, in memory; no ring, no depot
     }
 
     @inline(__always) static var state: UnsafeMutablePointer<State> {
@@ -70,10 +72,37 @@ enum FlightRecorder {
     static func create(fd: Int32) -> Bool {
         let bytes = RecorderRegion.fileBytes
         guard Platform.setFileSize(fd, bytes), let base = Platform.mapFileShared(fd, bytes) else { return false }
+        if let identity = Platform.fileIdentity(fd) { (state.pointee.device, state.pointee.inode) = (identity.device, identity.inode) }
+        writeHeader(base, bytes: bytes)
+        return true
+    }
+
+    /// A debug run without `log=`: the live recorder, the same format up to the timeline
+    /// (RecorderRegion.liveBytes) in an anonymous memory file whose descriptor stays open
+    /// at 890 or above, so that `slabguard stat/top/leaks PID` open it through
+    /// /proc/PID/fd (design §12).  No ring and no depot (they stay in process memory);
+    /// nothing reaches a disk; gone with the process.  False when the kernel refuses
+    /// (a seccomp filter, a descriptor limit below 891): the run goes on without it.
+    static func createLive() -> Bool {
+        let fd = sg_memory_file(liveFileName.utf8Start, liveDescriptorFloor)
+        guard fd >= 0 else { return false }
+        let bytes = RecorderRegion.liveBytes
+        guard Platform.setFileSize(fd, bytes), let base = Platform.mapFileShared(fd, bytes) else { Platform.close(fd); return false }
+        state.pointee.liveOnly = true
+        state.pointee.liveDescriptor = fd
+        writeHeader(base, bytes: bytes)
+        return true
+    }
+
+    /// The live recorder's name in /proc/PID/maps and /proc/PID/fd ("/memfd:NAME (deleted)").
+    static var liveFileName: StaticString { "slabguard-live" }
+    static let liveDescriptorFloor: Int32 = 890
+
+    private static func writeHeader(_ base: UnsafeMutableRawPointer, bytes: Int) {
         let s = state
         s.pointee.base = base
         s.pointee.fileBytes = bytes
-        if let identity = Platform.fileIdentity(fd) { (s.pointee.device, s.pointee.inode) = (identity.device, identity.inode) }
+        let transactions = !s.pointee.liveOnly
         memcpy(base + Field.magic, RecorderHeader.magic.utf8Start, RecorderHeader.Width.magic)
         base.storeBytes(of: RecorderHeader.version, toByteOffset: Field.version, as: UInt32.self)
         base.storeBytes(of: UInt32(RecorderHeader.bytes), toByteOffset: Field.headerBytes, as: UInt32.self)
@@ -87,12 +116,12 @@ enum FlightRecorder {
         store(clock.useTSC ? 1 : 0, at: Field.useTSC)
         sampleClock()
         store(UInt64(RecorderRegion.ring.offset), at: Field.ringOffset)
-        store(UInt64(RecorderRegion.ring.bytes / RingEntry.bytes), at: Field.ringEntries)
+        store(transactions ? UInt64(RecorderRegion.ring.bytes / RingEntry.bytes) : 0, at: Field.ringEntries)
         store(UInt64(RingEntry.bytes), at: Field.entryBytes)
         store(UInt64(RecorderRegion.stacks.offset), at: Field.stacksOffset)
-        store(UInt64(StackDepotFormat.storageWords), at: Field.stacksWords)
+        store(transactions ? UInt64(StackDepotFormat.storageWords) : 0, at: Field.stacksWords)
         store(UInt64(RecorderRegion.buckets.offset), at: Field.bucketsOffset)
-        store(UInt64(StackDepotFormat.bucketCount), at: Field.bucketCount)
+        store(transactions ? UInt64(StackDepotFormat.bucketCount) : 0, at: Field.bucketCount)
         store(UInt64(RecorderRegion.modules.offset), at: Field.modulesOffset)
         store(UInt64(RecorderRegion.modules.bytes), at: Field.modulesBytes)
         store(UInt64(RecorderRegion.reports.offset), at: Field.reportsOffset)
@@ -110,17 +139,16 @@ enum FlightRecorder {
         _ = OptionsState.shared.pointee.options.render(into: (base + Field.options).assumingMemoryBound(to: CChar.self),
                                                      capacity: RecorderHeader.Width.options)
         writeCommandLine(into: base + Field.commandLine, capacity: RecorderHeader.Width.commandLine - 1)
-        return true
     }
 
     /// The region for the stack depot's buckets and words, and the transaction ring.
     static var stackStorage: (buckets: UnsafeMutableRawPointer, words: UnsafeMutableRawPointer)? {
-        guard let base = state.pointee.base else { return nil }
+        guard let base = state.pointee.base, !state.pointee.liveOnly else { return nil }
         return (base + RecorderRegion.buckets.offset, base + RecorderRegion.stacks.offset)
     }
 
     static var ring: (memory: UnsafeMutableRawPointer, entries: Int)? {
-        guard let base = state.pointee.base else { return nil }
+        guard let base = state.pointee.base, !state.pointee.liveOnly else { return nil }
         return (base + RecorderRegion.ring.offset, RecorderRegion.ring.bytes / RingEntry.bytes)
     }
 
@@ -312,6 +340,29 @@ enum FlightRecorder {
     static func detachAfterFork(stackWordsUsed: Int) {
         let s = state
         guard let base = s.pointee.base else { return }
+        if s.pointee.liveOnly {
+            // The child's own memory file at the parent's descriptor number: the header and
+            // the unloaded libraries' symbols copied (only the used bytes: reading the rest
+            // would fill the parent's holes), the maps written anew; else no live recorder
+            // (the parent's must not hear the child).
+            let old = s.pointee.liveDescriptor
+            let fd = sg_memory_file(liveFileName.utf8Start, liveDescriptorFloor)
+            let symbols = min(Int(base.load(fromByteOffset: Field.symbolsUsed, as: UInt64.self)), RecorderRegion.symbols.bytes)
+            if fd >= 0, Platform.setFileSize(fd, s.pointee.fileBytes), Platform.writeAll(fd, base, RecorderHeader.bytes),
+               Platform.seek(fd, to: RecorderRegion.symbols.offset),
+               Platform.writeAll(fd, base + RecorderRegion.symbols.offset, symbols),
+               Platform.remapFileShared(base, fd, s.pointee.fileBytes) {
+                s.pointee.liveDescriptor = old >= 0 && sg_move_descriptor(fd, old) != 0 ? old : fd
+                restartAfterFork()
+                writeMaps()
+                return
+            }
+            if fd >= 0 { Platform.close(fd) }
+            if old >= 0 { Platform.close(old) }
+            s.pointee.liveDescriptor = -1
+            privatize(base, s.pointee.fileBytes)
+            return
+        }
         if OptionsState.shared.pointee.options.withLogPath(hasPidMark), let fd = childFile() {
             let depotBytes = stackWordsUsed * 8
             var ok = Platform.writeAll(fd, base, RecorderRegion.buckets.offset)   // header, maps, reports, statistics
@@ -320,18 +371,27 @@ enum FlightRecorder {
             if ok, Platform.remapFileShared(base, fd, s.pointee.fileBytes) {
                 if let identity = Platform.fileIdentity(fd) { (s.pointee.device, s.pointee.inode) = (identity.device, identity.inode) }
                 Platform.close(fd)
-                store(UInt64(getpid()), at: Field.pid)
-                store(0, at: Field.reportsUsed)
-                store(0, at: Field.statisticsUsed)
-                store(0, at: Field.timelineUsed)
-                store(1, at: Field.timelineStride)
-                s.pointee.timelineCountdown = 0
-                store(0, at: Field.exited)
+                restartAfterFork()
                 return
             }
             Platform.close(fd)
         }
         privatize(base, s.pointee.fileBytes)
+    }
+
+    /// A forked child's own recorder, its parent's copied in: this pid, no reports,
+    /// statistics or samples yet, not exited, no leak request pending.
+    private static func restartAfterFork() {
+        store(UInt64(getpid()), at: Field.pid)
+        store(0, at: Field.reportsUsed)
+        store(0, at: Field.statisticsUsed)
+        store(0, at: Field.statisticsSequence)
+        store(0, at: Field.statisticsTicks)
+        store(0, at: Field.timelineUsed)
+        store(1, at: Field.timelineStride)
+        state.pointee.timelineCountdown = 0
+        store(0, at: Field.exited)
+        store(state.pointee.base!.load(fromByteOffset: Field.leakRequest, as: UInt64.self), at: Field.leakAnswer)
     }
 
     /// The child's copy of the mapping made private: the file reopened read-only by its path
