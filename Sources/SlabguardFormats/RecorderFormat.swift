@@ -7,7 +7,7 @@
 public enum RecorderHeader {
     /// The file's first bytes.
     public static var magic: StaticString { "SLABGLOG" }
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     /// The header region, at offset 0.
     public static let bytes = 4096
 
@@ -182,13 +182,18 @@ public enum TransactionKind: UInt64 {
 }
 
 /// The stack depot's storage (the buckets and stacks regions): 8-byte words.  A stack is
-/// [next id << 32 | hash] [depth] [frames…], its id the index of its first word (0: none).
+/// [next id << 32 | hash] [depth] [live bytes] [live buffers] [allocations] [bytes
+/// allocated] [frames…], its id the index of its first word (0: none).  The four counters
+/// are the debug buffers allocated from that stack (the heap's "who holds the memory"):
+/// added at allocation, the live ones taken back at free, never reset.
 public enum StackDepotFormat {
     public static let storageWords = 8 << 20
     public static let bucketCount = 1 << 19
     public static let maxDepth = 64
     /// Word offsets inside a stack record.
-    public static let linkWord = 0, depthWord = 1, framesWord = 2
+    public static let linkWord = 0, depthWord = 1
+    public static let liveBytesWord = 2, liveBuffersWord = 3, allocationsWord = 4, allocatedBytesWord = 5
+    public static let framesWord = 6
 }
 
 /// A leak check on demand: the request's flags and the answer's status.

@@ -141,10 +141,13 @@ enum LiveReport {
         let tags = s.tags.map {
             "{\"tag\":\(jsonString($0.name)),\"kind\":\(jsonString($0.kind)),\"in_use\":\($0.inUse),\"bytes_in_use\":\($0.bytes),\"peak_bytes\":\($0.peak),\"allocations\":\($0.allocations),\"frees\":\($0.frees)}"
         }
+        let sites = s.sites.map {
+            "{\"stack\":\($0.stack),\"live_bytes\":\($0.liveBytes),\"live_buffers\":\($0.liveBuffers),\"allocations\":\($0.allocations),\"allocated_bytes\":\($0.allocatedBytes),\"frames\":[\($0.frames.map(jsonString).joined(separator: ","))]}"
+        }
         return "{\"pid\":\(s.pid),\"process\":\(jsonString(s.command)),\"options\":\(jsonString(s.options)),\"log\":\(s.inMemory ? "null" : jsonString(s.logPath)),"
             + "\"written_at_seconds\":\(String(format1: s.writtenAt)),\"age_seconds\":\(String(format1: s.age)),"
             + "\"caches\":[\(caches.joined(separator: ","))],\"tags\":[\(tags.joined(separator: ","))],"
-            + "\"large\":{\"spans\":\(s.large.spans),\"bytes\":\(s.large.bytes)}}"
+            + "\"large\":{\"spans\":\(s.large.spans),\"bytes\":\(s.large.bytes)},\"sites\":[\(sites.joined(separator: ","))]}"
     }
 
     /// One screen: caches, then tags and libraries, each sorted by growth in bytes since `a`.
@@ -175,7 +178,35 @@ enum LiveReport {
                              + lpad(signed(bytes), 12) + lpad(signed(buffers), 11) + lpad(String(format1: rate), 11))
             }
         }
+        if !b.sites.isEmpty {
+            lines.append("")
+            lines.append(pad("allocation site", 42) + lpad("live bufs", 10) + lpad("live bytes", 12) + lpad("Δ bytes", 12))
+            let sitesBefore = Dictionary(a.sites.map { ($0.stack, $0) }, uniquingKeysWith: { x, _ in x })
+            let sites = b.sites.map { ($0, $0.liveBytes - (sitesBefore[$0.stack]?.liveBytes ?? 0)) }
+                .sorted { ($0.1, $0.0.liveBytes) > ($1.1, $1.0.liveBytes) }
+            for (site, grown) in sites.prefix(max(3, rows / 4)) {
+                lines.append(pad(siteName(site), 42) + lpad("\(site.liveBuffers)", 10) + lpad("\(site.liveBytes)", 12) + lpad(signed(grown), 12))
+            }
+        }
         return lines.joined(separator: "\n")
+    }
+
+    /// A site in one phrase: its first frame's function and place ("leak_three (leaker.c:19)").
+    static func siteName(_ site: LiveSnapshot.Site) -> String {
+        // "#0 0xADDR name+0xOFF (file.c:12)" or "... (/path/module+0xOFF)".
+        guard let frame = site.frames.first else { return "stack \(site.stack)" }
+        func withoutOffset(_ text: String) -> String {
+            let bytes = Array(text.utf8)
+            guard let plus = FrameLine.lastIndex(of: Array("+0x".utf8), in: bytes, from: 0, to: bytes.count) else { return text }
+            return String(decoding: bytes[..<plus], as: UTF8.self)
+        }
+        let words = frame.split(separator: " ", maxSplits: 3).map(String.init)
+        guard words.count >= 3 else { return "stack \(site.stack)" }
+        let function = withoutOffset(words[2].hasPrefix("(") ? words[1] : words[2])
+        guard let last = words.last, last != words[2] || words.count == 3, frame.hasSuffix(")"),
+              let open = frame.lastIndex(of: "(") else { return function }
+        let place = withoutOffset(String(frame[frame.index(after: open)...].dropLast()))
+        return function + " (" + LogFile.baseName(place) + ")"
     }
 
     private static func signed(_ n: Int) -> String { n > 0 ? "+\(n)" : "\(n)" }

@@ -32,13 +32,44 @@ struct LiveSnapshot {
     var writtenAt: Double
     /// Seconds from then to now.
     var age: Double
+    struct Site { var stack: Int; var liveBytes: Int; var liveBuffers: Int; var allocations: Int; var allocatedBytes: Int; var frames: [String] }
+
     var caches: [Cache] = []
     var tags: [Tag] = []
+    var sites: [Site] = []
     var large = (spans: 0, bytes: 0)
 
-    /// Parses the table's lines (StatisticsTable's format: names left, numbers right).
-    mutating func parse() {
+    /// Parses the table's lines (StatisticsTable's format: names left, numbers right; the
+    /// allocation sites last, "site ID LIVE_BYTES LIVE_BUFFERS ALLOCATIONS BYTES" and frames).
+    /// The frames are symbolized first (file:line), in the table too.
+    /// Sites whose frames are all in `ownLibraries` or the loader are slabguard's own (OwnLibraries): left out.
+    mutating func parse(ownLibraries: Set<String> = []) {
+        var lines = table.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // Whole sites out: from a "site" line to the next line that is not a frame.
+        var kept: [String] = []
+        var i = 0
+        while i < lines.count {
+            guard lines[i].hasPrefix("site ") else { kept.append(lines[i]); i += 1; continue }
+            var end = i + 1
+            while end < lines.count && lines[end].hasPrefix("    #") { end += 1 }
+            let modules = lines[(i + 1)..<end].map { FrameLine($0)?.module ?? "" }
+            if !OwnLibraries.isOwnStack(modules: modules, own: ownLibraries) {
+                kept += lines[i..<end]
+            }
+            i = end
+        }
+        lines = kept
+        table = ReportSymbolizer.rewrite(lines).joined(separator: "\n")
         for line in table.split(separator: "\n") {
+            if line.hasPrefix("site ") {
+                let n = line.split(separator: " ").dropFirst().compactMap { Int($0) }
+                if n.count == 5 { sites.append(Site(stack: n[0], liveBytes: n[1], liveBuffers: n[2], allocations: n[3], allocatedBytes: n[4], frames: [])) }
+                continue
+            }
+            if line.hasPrefix("    #"), !sites.isEmpty {
+                sites[sites.count - 1].frames.append(line.trimmingCharacters(in: " "))
+                continue
+            }
             if line.hasPrefix("large allocations: ") {
                 let n = line.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
                 if n.count >= 2 { large = (n[0], n[1]) }
@@ -106,7 +137,7 @@ enum LiveStatistics {
                 let nowNs = Double(now.tv_sec) * 1e9 + Double(now.tv_nsec)
                 snapshot.age = max(0, (nowNs - Double(startNs) - ns) / 1e9)
             }
-            snapshot.parse()
+            snapshot.parse(ownLibraries: OwnLibraries.paths(among: mappedFiles(of: pid)))
             return snapshot
         }
         throw LiveError(message: "process \(pid) kept rewriting its statistics while they were read; try again")
@@ -189,6 +220,28 @@ enum LiveStatistics {
             if target.hasPrefix(liveMapping), isLog(path, of: pid) { return path }
         }
         return nil
+    }
+
+    /// The files mapped executable in process `pid` (its modules).
+    static func mappedFiles(of pid: Int32) -> [String] {
+        let fd = open("/proc/\(pid)/maps", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var text: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            text += chunk[0..<n]
+        }
+        var files: Set<String> = []
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard fields.count == 6, fields[1].contains("x") else { continue }
+            let path = fields[5].trimmingCharacters(in: " ")
+            if path.hasPrefix("/") { files.insert(path) }
+        }
+        return Array(files)
     }
 
     /// /proc/PID/stat's state is Z: exited, not yet reaped.

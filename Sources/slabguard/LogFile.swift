@@ -351,6 +351,40 @@ final class LogFile {
         return found.sorted { $0.ticks != $1.ticks ? $0.ticks < $1.ticks : $0.sequence < $1.sequence }
     }()
 
+    /// The loaded libraries only slabguard needs (OwnLibraries).
+    private(set) lazy var ownModulePaths: Set<String> = {
+        let paths = Set(modules.map(\.path))
+        let own = OwnLibraries.paths(among: Array(paths))
+        return paths.filter { own.contains(OwnLibraries.canonical($0)) }
+    }()
+
+    /// One stack's counters in the depot (StackDepotFormat): the debug buffers allocated
+    /// from it over the whole run, and those still live when the log was last written.
+    struct DepotSite {
+        var stack: UInt32
+        var liveBytes: Int, liveBuffers: Int, allocations: Int, allocatedBytes: Int
+    }
+
+    /// Every stack of the depot that allocated, in id order: a walk of the stack records
+    /// (one still being written when the process died ends it).
+    private(set) lazy var depotSites: [DepotSite] = {
+        var found: [DepotSite] = []
+        var index = 1
+        func word(_ n: Int) -> UInt64 { u64(stacksOffset + n * 8) }
+        func signed(_ n: Int) -> Int { Int(Int64(bitPattern: word(n))) }
+        while index + StackDepotFormat.framesWord <= stackWords {
+            let depth = Int(word(index + StackDepotFormat.depthWord))
+            guard depth > 0 && depth <= StackDepotFormat.maxDepth else { break }
+            let site = DepotSite(stack: UInt32(index), liveBytes: signed(index + StackDepotFormat.liveBytesWord),
+                                 liveBuffers: signed(index + StackDepotFormat.liveBuffersWord),
+                                 allocations: signed(index + StackDepotFormat.allocationsWord),
+                                 allocatedBytes: signed(index + StackDepotFormat.allocatedBytesWord))
+            if site.allocations > 0 { found.append(site) }
+            index += StackDepotFormat.framesWord + depth
+        }
+        return found
+    }()
+
     /// The frames of stack `id` (none when its record is not inside the stack region).
     func stack(_ id: UInt32) -> [UInt] {
         let index = Int(id), first = StackDepotFormat.framesWord
@@ -369,12 +403,12 @@ final class LogFile {
     /// - every frame is in the dynamic loader: the allocation came straight from a
     ///   constructor whose frames were hopped over, slabguard's own (a constructor of the
     ///   program or another library is a frame of its own), or from the loader itself.
-    func isSlabguardsOwn(_ t: Transaction) -> Bool {
-        let frames = stack(t.stackId)
-        guard !frames.isEmpty else { return false }
-        let names = frames.map { pc in modules.last(where: { $0.start <= pc && pc < $0.end }).map { LogFile.baseName($0.path) } ?? "" }
-        if names.allSatisfy(LogFile.isLoader) { return true }
-        return names.first { !($0.hasPrefix("libc.so") || $0.hasPrefix("libc-")) }?.hasPrefix("libslabguard_rt") == true
+    func isSlabguardsOwn(_ t: Transaction) -> Bool { isSlabguardsOwn(stack: t.stackId) }
+
+    func isSlabguardsOwn(stack id: UInt32) -> Bool {
+        let frames = stack(id)
+        let paths = frames.map { pc in modules.last(where: { $0.start <= pc && pc < $0.end })?.path ?? "" }
+        return OwnLibraries.isOwnStack(modules: paths) { ownModulePaths.contains($0) }
     }
 
     static func baseName(_ path: String) -> String { path.split(separator: "/").last.map(String.init) ?? path }

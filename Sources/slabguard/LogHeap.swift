@@ -1,8 +1,9 @@
-// The heap a flight recorder's transaction ring shows, computed once for the exports and
-// the HTML report: per allocation stack, what was allocated in the ring's window and what
-// is still live at its end; and the bytes in use over time, in all and per cache.
-// slabguard's own buffers (and the loader's) are left out, as findleaks leaves them out.
-// A free of a buffer allocated before the window is not counted against the series.
+// The heap a flight recorder shows, computed once for the exports and the HTML report:
+// per allocation stack, what it allocated over the whole run and what is still live —
+// the stack depot's counters, exact however far the transaction ring wrapped — and the
+// bytes in use over time, in all and per cache, from the ring's window (a free of a
+// buffer allocated before the window is not counted against the series).  slabguard's
+// own buffers (and the loader's) are left out, as findleaks leaves them out.
 
 struct LogHeap {
     struct Site {
@@ -21,20 +22,12 @@ struct LogHeap {
     var series: [Point] = []
 
     init(_ log: LogFile, points: Int = 400) {
+        sites = log.depotSites.filter { !log.isSlabguardsOwn(stack: $0.stack) }.map {
+            Site(stack: $0.stack, allocations: $0.allocations, allocatedBytes: $0.allocatedBytes,
+                 live: max(0, $0.liveBuffers), liveBytes: max(0, $0.liveBytes))
+        }
+        guard points > 0 else { return }
         let transactions = log.transactions.filter { !log.isSlabguardsOwn($0) }
-        var byStack: [UInt32: Site] = [:]
-        var live: [UInt: LogFile.Transaction] = [:]
-        for t in transactions {
-            if t.isFree { live[t.buffer] = nil; continue }
-            live[t.buffer] = t
-            byStack[t.stackId, default: Site(stack: t.stackId)].allocations += 1
-            byStack[t.stackId]!.allocatedBytes += max(t.size, 0)
-        }
-        for t in live.values {
-            byStack[t.stackId, default: Site(stack: t.stackId)].live += 1
-            byStack[t.stackId]!.liveBytes += max(t.size, 0)
-        }
-        sites = byStack.values.sorted { $0.stack < $1.stack }
         guard let first = transactions.first, let last = transactions.last else { return }
         let start = log.secondsSinceStart(first.ticks), end = log.secondsSinceStart(last.ticks)
         let step = max((end - start) / Double(max(points, 1)), 1e-6)

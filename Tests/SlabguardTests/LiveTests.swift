@@ -55,8 +55,17 @@ struct LiveTests {
         #expect(first.status == 0, "\(first.stderr)")
         let before = try Self.inUse(first)
         usleep(1_500_000)
-        let after = try Self.inUse(try Self.stat(grower.pid))
+        let second = try Self.stat(grower.pid)
+        let after = try Self.inUse(second)
         #expect(before >= 50 && after > before + 1000, "\(before) then \(after)")
+        // The top allocation site (the depot's counters): the grower's malloc, holding every
+        // buffer of the growing cache (the table is written by the grower's own thread).
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [String: Any])
+        let sites = try #require(object["sites"] as? [[String: Any]], "\(second.stdout)")
+        let top = try #require(sites.first, "\(second.stdout)")
+        #expect((top["frames"] as? [String])?.first?.contains("main") == true && (top["frames"] as? [String])?.first?.contains("grower.c") == true, "\(top)")
+        #expect(top["live_buffers"] as? Int == after && top["live_bytes"] as? Int == after * 100, "\(top) against \(after) in use")
+        #expect(!second.stdout.contains("libstdc++") && !second.stdout.contains("strdup"), "slabguard's own sites left out: \(sites)")
         let text = try Self.stat(grower.pid, json: false)
         #expect(text.stdout.contains("cache                          buf size   in use"), "\(text.stdout)")
         #expect(text.stdout.contains("grower") && text.stdout.contains("library"), "the library tag: \(text.stdout)")

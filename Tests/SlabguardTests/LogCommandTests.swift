@@ -313,7 +313,7 @@ struct LogCommandTests {
         let folder = try Subprocess.temporaryFolder("log-format")
         defer { try? FileManager.default.removeItem(at: folder) }
         let (path, _) = try Self.crashedLog(in: folder)
-        for (offset, value, message) in [(8, UInt64(0), "has log format 0, which no slabguard writes (this one reads format 1)"),
+        for (offset, value, message) in [(8, UInt64(0), "has log format 0, which no slabguard writes (this one reads format 2)"),
                                          (80, 0, "is damaged: its transaction ring has 0 entries"),
                                          (144, UInt64.max, "is damaged: its module map region says"),
                                          (72, UInt64(1) << 63, "is damaged: its transaction region")] {

@@ -29,6 +29,34 @@ struct LogExportTests {
         #expect(lines.first == large, "largest first")
     }
 
+    /// Live bytes per site come from the stack depot's counters, exact over the whole run:
+    /// after the ring wrapped (1.2 million transactions in a ring of 2^20), the 1000 kept
+    /// buffers of 100 bytes and one large span (which the ring never holds) are there with
+    /// their counts; the churn's site has allocated 600,000 times and holds nothing; the
+    /// table at exit lists the sites too.
+    @Test func siteCountersOutlastTheRing() throws {
+        let folder = try Subprocess.temporaryFolder("log-sites")
+        let program = try LogCommandTests.compile("site_counts", into: folder)
+        let path = folder.appendingPathComponent("sites.log").path
+        let run = try Subprocess.run(try ReleaseBuild.cli(), ["run", "--log", path, "--", program], directory: folder.path, timeout: 240)
+        #expect(run.status == 0, "\(run.stderr)")
+        let folded = try LogCommandTests.log(["export", path, "--format", "folded"])
+        let lines = folded.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first { $0.contains("main;keep_many") }?.hasSuffix(" 100000") == true, "\(folded.stdout)")
+        #expect(lines.first { $0.contains("main;keep_big") }?.hasSuffix(" 300000") == true, "\(folded.stdout)")
+        #expect(!lines.contains { $0.contains("churn") } && !lines.contains { $0.contains("libstdc++") }, "\(folded.stdout)")
+        let pprof = folder.appendingPathComponent("sites.pb.gz").path
+        #expect(try LogCommandTests.log(["export", path, "--format", "pprof", "-o", pprof]).status == 0)
+        let go = try Subprocess.requireTool("go")
+        let top = try Subprocess.run(go, ["tool", "pprof", "-top", "-sample_index=alloc_objects", "-nodecount=50", pprof], timeout: 120)
+        let churn = top.stdout.split(separator: "\n").first { $0.hasSuffix(" churn") } ?? ""
+        #expect(churn.contains("600000") || churn.contains("600k"), "\(top.stdout)")
+        let table = try LogCommandTests.log(["kmastat", path])
+        let site = table.stdout.split(separator: "\n").map(String.init)
+        let row = site.firstIndex { $0.hasPrefix("site ") && $0.split(separator: " ").dropFirst(2).first == "100000" }
+        #expect(row != nil && site[row! + 1].contains("keep_many"), "\(table.stdout)")
+    }
+
     /// The Chrome trace: valid JSON, counter events in time order, the heap's last point
     /// holding the kept bytes (10288), written to -o.
     @Test func traceHasTheHeapOverTime() throws {

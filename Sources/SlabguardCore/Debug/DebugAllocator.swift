@@ -61,6 +61,7 @@ enum DebugAllocator {
         if let record { TransactionLog.record(.allocation, cache: cache, buffer: user, size: size, audit: AuditEntry(base: record)) }
         if Watchpoints.isOn { Watchpoints.allocated(user: user, size: size, tag: tag, layout: layout) }
         LibraryTags.chargeLibrary(library, bytes: size)
+        if let record { StackDepot.charge(AuditEntry(base: record).stackId, bytes: size) }
         return user
     }
 
@@ -122,9 +123,11 @@ enum DebugAllocator {
             Pattern.fill(chunk - TagLayout.tailGuardBytes, TagLayout.tailGuardBytes, Pattern.redzone)
         }
         LibraryTags.discharge(owner: tag.owner, bytes: size)
-        if let destructor = cache.pointee.debugDestructor { runOutsideChecked { destructor(user, cache.pointee.callbackArgument) } }
         let layout = TagLayout(flags: flags)
-        if layout.auditDepth > 0, let record = AuditRecords.record(in: slab, chunk: chunk) {
+        let record = layout.auditDepth > 0 ? AuditRecords.record(in: slab, chunk: chunk) : nil
+        if let record { StackDepot.discharge(AuditEntry(base: record).stackId, bytes: size) }
+        if let destructor = cache.pointee.debugDestructor { runOutsideChecked { destructor(user, cache.pointee.callbackArgument) } }
+        if let record {
             let entry = AuditEntry(base: record + AuditRecords.halfBytes)
             entry.recordCurrentStack(skip: 2)
             TransactionLog.record(.free, cache: cache, buffer: user, size: size, audit: entry)

@@ -132,6 +132,7 @@ extension DebugAllocator {
         if !zero && flags.contains(.uninit) { Pattern.fill(user, size, Pattern.uninitialized) }
         tag.state = .allocated(offset: 0, size: 0)
         LibraryTags.chargeLibrary(library, bytes: size)
+        if let entry = tag.auditEntry(0, layout: layout) { StackDepot.charge(entry.stackId, bytes: size) }
         return user
     }
 
@@ -166,6 +167,7 @@ extension DebugAllocator {
             DebugReport.redzoneLarge(span: span, tag: tag, layout: layout, at: bad)
         }
         LibraryTags.discharge(owner: tag.owner, bytes: size)
+        if let entry = tag.auditEntry(0, layout: layout) { StackDepot.discharge(entry.stackId, bytes: size) }
         if let entry = tag.auditEntry(1, layout: layout) { entry.recordCurrentStack(skip: 2) }
         if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }
         // Marked free under the large-span lock: the leak scan holds it while it reads every

@@ -4,7 +4,10 @@
 // the number of buffers or transactions.
 //
 // Storage: one reservation (MAP_NORESERVE, touched as it fills) of 8-byte words.  A
-// stack is [next id | hash] [depth] [frames...]; its id is its word index (0: none).
+// stack is [next id | hash] [depth] [4 counters] [frames...]; its id is its word index
+// (0: none).  The counters (live bytes and buffers, allocations, bytes allocated) are
+// charged by every debug allocation from the stack and discharged by its free, with
+// atomic adds: "who holds the memory" at any moment, and in the log after the process.
 // A hash table of 2^19 buckets (one word each: the id of the newest stack in that
 // bucket) chains stacks through `next`.
 //
@@ -82,13 +85,14 @@ enum StackDepot {
         let bucket = UnsafeMutablePointer<UInt64>(buckets + Int(h) & (bucketCount - 1))
         let head = sg_atomic_load_u64(bucket)
         if let found = find(words, head, h, frames, depth) { return found }
-        // New: claim 2 + depth words and write the stack before publishing it.
-        let need = UInt64(2 + depth)
+        // New: claim its words and write the stack before publishing it (the counters
+        // start at zero: the storage is fresh pages).
+        let need = UInt64(StackDepotFormat.framesWord + depth)
         let at = sg_atomic_add_u64(&state.pointee.used, need)
         guard at + need <= UInt64(storageWords) else { return 0 }
         let record = words + Int(at)
-        record[1] = UInt64(depth)
-        for i in 0..<depth { record[2 + i] = UInt64(frames[i]) }
+        record[StackDepotFormat.depthWord] = UInt64(depth)
+        for i in 0..<depth { record[StackDepotFormat.framesWord + i] = UInt64(frames[i]) }
         var expected = head
         while true {
             record[0] = expected << 32 | UInt64(h)
@@ -108,9 +112,9 @@ enum StackDepot {
         while id != 0 && guardSteps < 1 << 16 {
             let record = words + Int(id)
             let link = record[0]
-            if UInt32(truncatingIfNeeded: link) == h && record[1] == UInt64(depth) {
+            if UInt32(truncatingIfNeeded: link) == h && record[StackDepotFormat.depthWord] == UInt64(depth) {
                 var same = true
-                for i in 0..<depth where record[2 + i] != UInt64(frames[i]) { same = false; break }
+                for i in 0..<depth where record[StackDepotFormat.framesWord + i] != UInt64(frames[i]) { same = false; break }
                 if same { return UInt32(truncatingIfNeeded: id) }
             }
             id = link >> 32
@@ -126,8 +130,54 @@ enum StackDepot {
             return (empty, 0)
         }
         let record = words + Int(id)
-        let depth = Int(min(record[1], UInt64(maxDepth)))
-        return (UnsafeMutableRawPointer(record + 2).assumingMemoryBound(to: UInt.self), depth)
+        let depth = Int(min(record[StackDepotFormat.depthWord], UInt64(maxDepth)))
+        return (UnsafeMutableRawPointer(record + StackDepotFormat.framesWord).assumingMemoryBound(to: UInt.self), depth)
+    }
+
+    // MARK: - Live bytes per stack
+
+    /// The counters of stack `id`, or nil (none, or an id the depot never gave).
+    @inline(__always) private static func counters(_ id: UInt32) -> UnsafeMutablePointer<UInt64>? {
+        guard id != 0, let words = state.pointee.words, UInt64(id) < sg_atomic_load_u64(&state.pointee.used) else { return nil }
+        return words + Int(id)
+    }
+
+    /// A debug buffer of `bytes` was allocated from stack `id`.
+    static func charge(_ id: UInt32, bytes: Int) {
+        guard let record = counters(id) else { return }
+        _ = sg_atomic_add_u64(record + StackDepotFormat.liveBytesWord, UInt64(bytes))
+        _ = sg_atomic_add_u64(record + StackDepotFormat.liveBuffersWord, 1)
+        _ = sg_atomic_add_u64(record + StackDepotFormat.allocationsWord, 1)
+        _ = sg_atomic_add_u64(record + StackDepotFormat.allocatedBytesWord, UInt64(bytes))
+    }
+
+    /// A debug buffer of `bytes` allocated from stack `id` was freed.
+    static func discharge(_ id: UInt32, bytes: Int) {
+        guard let record = counters(id) else { return }
+        _ = sg_atomic_add_u64(record + StackDepotFormat.liveBytesWord, UInt64(bitPattern: -Int64(bytes)))
+        _ = sg_atomic_add_u64(record + StackDepotFormat.liveBuffersWord, UInt64(bitPattern: -1))
+    }
+
+    struct Site {
+        var id: UInt32 = 0
+        var liveBytes = 0, liveBuffers = 0, allocations = 0, allocatedBytes = 0
+    }
+
+    /// Calls `body` with every stored stack's counters, in id order (a walk of the words
+    /// used; a record still being written by another thread ends the walk early).
+    static func forEachSite(_ body: (Site) -> Void) {
+        guard let words = state.pointee.words else { return }
+        let used = Int(sg_atomic_load_u64(&state.pointee.used))
+        var id = 1
+        while id + StackDepotFormat.framesWord <= used {
+            let record = words + id
+            let depth = Int(record[StackDepotFormat.depthWord])
+            guard depth > 0 && depth <= maxDepth else { return }
+            func signed(_ word: Int) -> Int { Int(Int64(bitPattern: sg_atomic_load_u64(record + word))) }
+            body(Site(id: UInt32(id), liveBytes: signed(StackDepotFormat.liveBytesWord), liveBuffers: signed(StackDepotFormat.liveBuffersWord),
+                      allocations: signed(StackDepotFormat.allocationsWord), allocatedBytes: signed(StackDepotFormat.allocatedBytesWord)))
+            id += StackDepotFormat.framesWord + depth
+        }
     }
 
     /// Distinct stacks stored and bytes used (statistics, tests).

@@ -232,6 +232,7 @@ enum GuardedAllocator {
         var library: UInt16 = 0
         if let entry = tag.auditEntry(0, layout: layout) {
             let n = entry.recordCurrentStack(skip: 1)
+            StackDepot.charge(entry.stackId, bytes: size)
             if debug { library = LibraryTags.value(capturedFrames: n) }
         } else if debug {
             library = LibraryTags.valueOfCaller(skip: 1)

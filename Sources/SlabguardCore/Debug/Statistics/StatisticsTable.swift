@@ -49,6 +49,7 @@ package enum StatisticsTable {
         line.appendPadded(arena.releasedBytes, width: 0)
         line.append(" bytes\n")
         line.flush(to: &fd)
+        printSites(to: &fd)
     }
 }
 
