@@ -88,8 +88,28 @@ SG_ENTRY void sg_entry_dlclose_before(uintptr_t address);
 SG_ENTRY void sg_entry_dlclose_after(uintptr_t address);
 SG_ENTRY void sg_entry_dlopen_after(void);
 
+/* malloc and free are one jump each, straight to the Swift functions behind
+ * sg_entry_malloc and sg_entry_free (MallocEntry.swift): a C function here keeps a frame
+ * pointer (SwiftPM builds with -fno-omit-frame-pointer), and so does @_cdecl's thunk, so
+ * going through both costs eight instructions on the hottest path for nothing.  Their
+ * Swift calling convention is the C one for these signatures (one integer or pointer
+ * argument in the first argument register, the pointer result in the return register;
+ * no context, error or indirect result): the thunk itself is only a tail jump.  A
+ * renamed or re-typed entry is a link error, not a wrong call (the mangled name changes). */
+#if defined(__x86_64__)
+#define SG_JUMP_EXPORT(name, target) \
+    __asm__(".globl " #name "\n.type " #name ",@function\n.p2align 4\n" #name ":\n\tjmp " #target "\n.size " #name ",.-" #name "\n")
+#elif defined(__aarch64__)
+#define SG_JUMP_EXPORT(name, target) \
+    __asm__(".globl " #name "\n.type " #name ",%function\n.p2align 4\n" #name ":\n\tb " #target "\n.size " #name ",.-" #name "\n")
+#endif
+#ifdef SG_JUMP_EXPORT
+SG_JUMP_EXPORT(malloc, "$s13SlabguardCore15sg_entry_mallocySvSgSuF");
+SG_JUMP_EXPORT(free, "$s13SlabguardCore13sg_entry_freeyySvSgF");
+#else
 SG_EXPORT void *malloc(size_t size) { return sg_entry_malloc(size); }
 SG_EXPORT void free(void *p) { sg_entry_free(p); }
+#endif
 SG_EXPORT void *calloc(size_t count, size_t size) { return sg_entry_calloc(count, size); }
 SG_EXPORT void *realloc(void *p, size_t size) { return sg_entry_realloc(p, size); }
 SG_EXPORT void *reallocarray(void *p, size_t count, size_t size) { return sg_entry_reallocarray(p, count, size); }

@@ -34,7 +34,7 @@ int sg_move_descriptor(int fd, int target) {
     return 1;
 }
 
-__thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_model("initial-exec")));
+__thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_model("initial-exec"), aligned(64)));
 __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-exec")));
 __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exec")));
 __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
@@ -49,8 +49,24 @@ __thread uint64_t sg_tls_log_end __attribute__((tls_model("initial-exec")));
 __thread uintptr_t sg_tls_stack_scratch[SG_STACK_SCRATCH_FRAMES] __attribute__((tls_model("initial-exec")));
 
 sg_state_layout sg_state;
-uint32_t sg_debug_flags_word;
-uint32_t sg_sampling_word;
+sg_mode_words sg_mode __attribute__((aligned(8)));
+
+/* The size-class table: the class of 8·i bytes at [i], computed by the preprocessor
+ * from SizeClasses.index's formula (classes 8, 16…128 by 16, then 8 per doubling up
+ * to 32768); TrustTests checks it against SizeClasses.index for every size. */
+#define SG_LOG2(s) ((s) >= 16384 ? 14 : (s) >= 8192 ? 13 : (s) >= 4096 ? 12 : (s) >= 2048 ? 11 : \
+                    (s) >= 1024 ? 10 : (s) >= 512 ? 9 : (s) >= 256 ? 8 : 7)
+#define SG_CLASS_OF(size) ((size) <= 8 ? 0 : (size) <= 128 ? ((size) + 15) >> 4 : \
+                           1 + (SG_LOG2((size) - 1) - 7) * 8 + (((size) - 1) >> (SG_LOG2((size) - 1) - 3)))
+#define SG_C1(i) (uint8_t)(SG_CLASS_OF((i) * 8))
+#define SG_C4(i) SG_C1(i), SG_C1((i) + 1), SG_C1((i) + 2), SG_C1((i) + 3)
+#define SG_C16(i) SG_C4(i), SG_C4((i) + 4), SG_C4((i) + 8), SG_C4((i) + 12)
+#define SG_C64(i) SG_C16(i), SG_C16((i) + 16), SG_C16((i) + 32), SG_C16((i) + 48)
+#define SG_C256(i) SG_C64(i), SG_C64((i) + 64), SG_C64((i) + 128), SG_C64((i) + 192)
+#define SG_C1024(i) SG_C256(i), SG_C256((i) + 256), SG_C256((i) + 512), SG_C256((i) + 768)
+const uint8_t sg_size_class_table[SG_SMALL_MAX / 8 + 1] = {
+    SG_C1024(0), SG_C1024(1024), SG_C1024(2048), SG_C1024(3072), SG_C1(4096)
+};
 
 /* Where glibc keeps the thread's kernel id in its thread descriptor (struct pthread's
  * tid: 0x2d0 on x86-64 from glibc 2.34 on), taken only when the main thread's value

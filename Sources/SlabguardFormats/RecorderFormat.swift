@@ -88,9 +88,9 @@ public enum RecorderRegion: CaseIterable {
         case .caches: RecorderRegion.modules.end
         case .reports: RecorderRegion.caches.end
         case .statistics: RecorderRegion.reports.end
-        case .symbols: RecorderRegion.statistics.end
-        case .timeline: RecorderRegion.symbols.end
-        case .buckets: RecorderRegion.timeline.end
+        case .timeline: RecorderRegion.statistics.end
+        case .symbols: RecorderRegion.timeline.end
+        case .buckets: RecorderRegion.symbols.end
         case .stacks: RecorderRegion.buckets.end
         case .ring: RecorderRegion.stacks.end
         }
@@ -100,8 +100,9 @@ public enum RecorderRegion: CaseIterable {
 
     /// The size of a file this version writes.
     public static var fileBytes: Int { RecorderRegion.ring.end }
-    /// A live recorder's size (a debug run without `log=`): the regions up to the timeline;
-    /// its header gives the depot and the ring no entries.
+    /// A live recorder's size (a debug run without `log=`): the regions up to the timeline
+    /// (2.6 MiB of address space); its header gives the symbols region, the depot and the
+    /// ring no bytes.
     public static var liveBytes: Int { RecorderRegion.timeline.end }
 
     /// The header field holding its offset.

@@ -6,6 +6,7 @@
 
 import Glibc
 import Testing
+import CSlabguardShim
 @testable import SlabguardCore
 import Slabguard
 
@@ -51,9 +52,12 @@ private func fillAndCheck(size: Int, count: Int, sourceLocation: SourceLocation 
             let a = SizeClasses.alignment(ofClass: c)
             #expect(isPowerOfTwo(a) && size % a == 0 && a <= 4096)
         }
-        // Every request maps to the smallest class that fits, wasting ≤ 1/8 above 128 B.
+        // Every request maps to the smallest class that fits, wasting ≤ 1/8 above 128 B;
+        // the fast path's table (the shim's constant) agrees with the formula everywhere.
+        #expect(Int(SG_SMALL_MAX) == SizeClasses.maxSize)
         for size in 0...SizeClasses.maxSize {
             let c = SizeClasses.index(size)
+            #expect(Int(sg_size_class(size)) == c, "the table's class of \(size)")
             let classSize = SizeClasses.size(ofClass: c)
             #expect(classSize >= size)
             if c > 0 { #expect(SizeClasses.size(ofClass: c - 1) < size) }

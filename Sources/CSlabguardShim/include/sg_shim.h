@@ -35,21 +35,25 @@ extern "C" {
 /* One cache's magazines on one thread.  `rounds`/`count`/`capacity` mirror the
  * loaded magazine so the fast path touches only this slot. */
 typedef struct sg_magazine_slot {
+    /* The fast paths' fields, first: one cache line per slot (64 bytes; the TLS array is
+     * 64-byte aligned — Swift does not import an over-aligned struct, so the padding). */
     void **rounds;          /* rounds array of the loaded magazine */
     int32_t count;          /* rounds in the loaded magazine */
     int32_t capacity;       /* capacity of the loaded magazine (0: none loaded) */
-    void *loaded;           /* Magazine header of the loaded magazine */
-    void *previous;         /* Magazine header of the previous magazine */
     uint64_t allocations;   /* fast-path allocation count on this thread */
     uint64_t frees;         /* fast-path free count on this thread */
+    void *loaded;           /* Magazine header of the loaded magazine */
+    void *previous;         /* Magazine header of the previous magazine */
+    uint64_t padding[2];
 } sg_magazine_slot;
+_Static_assert(sizeof(sg_magazine_slot) == 64, "one cache line per magazine slot");
 
 /* Thread states for sg_thread_state(). */
 #define SG_THREAD_NEW 0
 #define SG_THREAD_LIVE 1
 #define SG_THREAD_DEAD 2
 
-extern __thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_model("initial-exec")));
+extern __thread sg_magazine_slot sg_tls_slots[SG_MAX_CACHES] __attribute__((tls_model("initial-exec"), aligned(64)));
 extern __thread uint32_t sg_tls_thread_state __attribute__((tls_model("initial-exec")));
 extern __thread void *sg_tls_thread_record __attribute__((tls_model("initial-exec")));
 extern __thread uint32_t sg_tls_reentry __attribute__((tls_model("initial-exec")));
@@ -234,19 +238,35 @@ enum {
 extern sg_state_layout sg_state;
 static inline __attribute__((always_inline)) void *sg_state_base(void) { return &sg_state; }
 
-/* The debug flags word tested once on the fast path (0: fast mode). */
-extern uint32_t sg_debug_flags_word;
+/* The mode words, side by side in one aligned 8-byte word so that the malloc fast path
+ * tests both with one load (`sg_mode_any() == 0`: fast mode, nothing sampled): the debug
+ * flags (0: fast mode) and, in sample mode (sample=N without other debugging), which
+ * sampling (the fast path then counts allocations down to the next guarded one). */
+typedef union sg_mode_words {
+    struct { uint32_t debug_flags; uint32_t sampling; } words;
+    uint64_t any;
+} sg_mode_words;
+extern sg_mode_words sg_mode __attribute__((aligned(8)));
+static inline __attribute__((always_inline)) uint64_t sg_mode_any(void) {
+    return __atomic_load_n(&sg_mode.any, __ATOMIC_RELAXED);
+}
 static inline __attribute__((always_inline)) uint32_t sg_debug_flags(void) {
-    return __atomic_load_n(&sg_debug_flags_word, __ATOMIC_RELAXED);
+    return __atomic_load_n(&sg_mode.words.debug_flags, __ATOMIC_RELAXED);
 }
-static inline void sg_set_debug_flags(uint32_t f) { __atomic_store_n(&sg_debug_flags_word, f, __ATOMIC_RELEASE); }
-/* Non-zero in sample mode (sample=N without other debugging): only then does the fast
- * path count allocations down to the next guarded one; fast mode pays one load. */
-extern uint32_t sg_sampling_word;
+static inline void sg_set_debug_flags(uint32_t f) { __atomic_store_n(&sg_mode.words.debug_flags, f, __ATOMIC_RELEASE); }
 static inline __attribute__((always_inline)) uint32_t sg_sampling(void) {
-    return __atomic_load_n(&sg_sampling_word, __ATOMIC_RELAXED);
+    return __atomic_load_n(&sg_mode.words.sampling, __ATOMIC_RELAXED);
 }
-static inline void sg_set_sampling(uint32_t on) { __atomic_store_n(&sg_sampling_word, on, __ATOMIC_RELEASE); }
+static inline void sg_set_sampling(uint32_t on) { __atomic_store_n(&sg_mode.words.sampling, on, __ATOMIC_RELEASE); }
+
+/* The size class of a small request (size <= 32768), by a table of 4097 bytes indexed
+ * in 8-byte steps (every class size is a multiple of 8): one load, no branch.  The table
+ * is a constant (shim.c), so it is right before any constructor runs. */
+#define SG_SMALL_MAX 32768
+extern const uint8_t sg_size_class_table[SG_SMALL_MAX / 8 + 1];
+static inline __attribute__((always_inline)) uint32_t sg_size_class(size_t size) {
+    return sg_size_class_table[(size + 7) >> 3];
+}
 
 /* Atomics on plain words in raw memory (Swift's Atomic needs stable ~Copyable storage). */
 static inline uint64_t sg_atomic_load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }

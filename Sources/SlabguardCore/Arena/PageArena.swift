@@ -185,8 +185,9 @@ struct PageArena {
     /// for a free span's boundary tag.  The free fast path reads a slab's cache id from
     /// the mark without loading the slab record.
     @inline(__always) func entryWord(of p: UnsafeRawPointer) -> UInt {
-        let offset = UInt(bitPattern: p) &- UInt(bitPattern: base)
-        if offset >= UInt(top) { return 0 }   // also true before set-up (top == 0)
+        // The optional pointer's bits (nil is 0): UInt(bitPattern:) would branch on nil.
+        let offset = UInt(bitPattern: p) &- unsafeBitCast(base, to: UInt.self)
+        if offset >= UInt(bitPattern: top) { return 0 }   // also true before set-up (top == 0)
         return UInt(bitPattern: pageMap.unsafelyUnwrapped[Int(offset >> UInt(pageShift))])
     }
 

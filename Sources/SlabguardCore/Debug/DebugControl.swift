@@ -95,10 +95,11 @@ extension DebugLayer {
         // What a stale pointer wrote into a freed buffer still waiting (in quarantine or
         // on a free list), or an overrun into a neighbour, is found now, not never.
         if !options.flags.isDisjoint(with: [.deadbeef, .redzone]) { _ = HeapVerifier.verifyAll(detected: .exit) }
+        let sandboxed = sg_system_calls_filtered() != 0
         if options.flags.contains(.leaks) {
-            if sg_system_calls_filtered() == 0 { LeakFinder.run() } else { noteSandboxedExit() }
+            if !sandboxed { LeakFinder.run() } else { noteSandboxedExit() }
         }
-        FlightRecorder.finish(status: status)
+        FlightRecorder.finish(status: status, sandboxed: sandboxed)
         ReportOutput.writeSummaryTakingLock(json: options.flags.contains(.jsonReport))
         if status == 0 && ReportOutput.anyReported && ReportOutput.setsExitStatus && options.effectiveExitCode != 0 {
             exit(Int32(options.effectiveExitCode))

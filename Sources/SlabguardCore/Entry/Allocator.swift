@@ -19,26 +19,35 @@ package enum Allocator {
     /// so the fast path does not see it.
     @inline(__always) package static func malloc(_ size: Int, kind: UInt8 = 0) -> UnsafeMutableRawPointer? {
         // Unsigned compare: a negative size (a huge C size_t) must reach mallocSlow's check.
-        if sg_debug_flags() == 0 && UInt(bitPattern: size) <= UInt(SizeClasses.maxSize) {
-            let c = SizeClasses.index(size)
-            let slot = sg_thread_slots() + c
-            let n = slot.pointee.count
-            // sample=N: the countdown to the next guarded buffer (GuardedAllocator.swift);
-            // sample=Nms: every 1024th allocation of a class (by the slot's own counter, no
-            // countdown) asks the slow path whether N ms have passed; fast mode only loads
-            // the sampling word.
-            let sampling = sg_sampling()
-            if n > 0 && (sampling == 0
-                         || (sampling == GuardedAllocator.timeSampling ? slot.pointee.allocations & 1023 != 1023
-                                                                        : !GuardedAllocator.countdownExpired())) {
-                slot.pointee.count = n &- 1
-                slot.pointee.allocations &+= 1
-                let q = slot.pointee.rounds[Int(n &- 1)]
-                q.unsafelyUnwrapped.storeBytes(of: 0, as: UInt.self)   // no longer free (DuplicateFree)
-                return q
-            }
+        guard UInt(bitPattern: size) <= UInt(SG_SMALL_MAX) else { return mallocSlow(size, kind) }
+        return mallocSmall(size) { mallocSlow($0, kind) }
+    }
+
+    /// A small malloc (size ≤ SG_SMALL_MAX): the hit path — one mode word (debug flags and
+    /// sampling side by side), the class from a table, a pop from the thread's slot — or
+    /// `miss`.  In sample mode (the mode word's sampling half only), out of line:
+    /// sample=N counts down to the next guarded buffer (GuardedAllocator.swift),
+    /// sample=Nms lets every 1024th allocation of a class (by the slot's own counter)
+    /// ask the slow path whether N ms have passed.
+    @inline(__always) static func mallocSmall(_ size: Int, miss: (Int) -> UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+        let mode = sg_mode_any()
+        let slot = sg_thread_slots() + Int(sg_size_class(size))
+        let n = slot.pointee.count
+        if n > 0 && (mode == 0 || sampleAllows(slot)) {
+            slot.pointee.count = n &- 1
+            slot.pointee.allocations &+= 1
+            let q = slot.pointee.rounds.unsafelyUnwrapped[Int(n &- 1)]
+            q.unsafelyUnwrapped.storeBytes(of: 0, as: UInt.self)   // no longer free (DuplicateFree)
+            return q
         }
-        return mallocSlow(size, kind)
+        return miss(size)
+    }
+
+    /// With a mode word set: whether the hit path may serve anyway (sample mode, no sample due).
+    @inline(__always) static func sampleAllows(_ slot: UnsafeMutablePointer<sg_magazine_slot>) -> Bool {
+        guard sg_debug_flags() == 0 else { return false }
+        return sg_sampling() == GuardedAllocator.timeSampling ? slot.pointee.allocations & 1023 != 1023
+                                                              : !GuardedAllocator.countdownExpired()
     }
 
     @inline(never) static func mallocSlow(_ size: Int, _ kind: UInt8 = 0) -> UnsafeMutableRawPointer? {
@@ -76,11 +85,12 @@ package enum Allocator {
             if mark != 0 {
                 let slot = sg_thread_slots() + Int(mark &- 1)
                 let n = slot.pointee.count
-                if n < slot.pointee.capacity {
-                    let first = p.assumingMemoryBound(to: UInt.self)
-                    if _slowPath(first.pointee == DuplicateFree.mark) { DuplicateFree.check(p, slot) }
+                let first = p.assumingMemoryBound(to: UInt.self)
+                // A buffer that looks free already goes the slow way, which checks it (a
+                // call here would make every free save registers for it).
+                if n < slot.pointee.capacity && first.pointee != DuplicateFree.mark {
                     first.pointee = DuplicateFree.mark
-                    slot.pointee.rounds[Int(n)] = p
+                    slot.pointee.rounds.unsafelyUnwrapped[Int(n)] = p
                     slot.pointee.count = n &+ 1
                     slot.pointee.frees &+= 1
                     return

@@ -23,6 +23,7 @@
 // call and frame per malloc.  The C export tail-jumps here, so a fast malloc is
 // export → this function, one frame.
 
+import CSlabguardShim
 import Glibc
 
 /// The largest request size the core accepts (its sizes are Int).  Computed, not
@@ -32,8 +33,16 @@ import Glibc
 
 @_cdecl("sg_entry_malloc")
 public func sg_entry_malloc(_ size: UInt) -> UnsafeMutableRawPointer? {
+    // One size check on the hit path: a small size is below maxRequest too.
+    guard size <= UInt(SG_SMALL_MAX) else { return mallocMiss(size) }
+    return Allocator.mallocSmall(Int(bitPattern: size)) { mallocMiss(UInt(bitPattern: $0)) }
+}
+
+/// A malloc the hit path did not serve: too big to be a size, a large or debug
+/// request, an empty magazine, a sample due.
+@inline(never) func mallocMiss(_ size: UInt) -> UnsafeMutableRawPointer? {
     if _slowPath(size > maxRequest) { return failWithErrno(ENOMEM) }
-    return Allocator.malloc(Int(bitPattern: size))
+    return Allocator.mallocSlow(Int(bitPattern: size))
 }
 
 @_cdecl("sg_entry_free")

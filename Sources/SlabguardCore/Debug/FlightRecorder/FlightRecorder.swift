@@ -52,6 +52,7 @@ enum FlightRecorder {
         var writingStatistics: UInt64 = 0    // 1 while a thread rewrites it (others skip)
         var liveDescriptor: Int32 = -1       // the live recorder's memory file (no log=), kept open for `slabguard stat`
         var liveOnly = false                 // no log=: header to timeline only, in memory; no ring, no depot
+        var sandboxed = false                // a seccomp filter was found: no more live work (its system calls could kill)
     }
 
     @inline(__always) static var state: UnsafeMutablePointer<State> {
@@ -132,7 +133,7 @@ enum FlightRecorder {
         store(UInt64(RecorderRegion.statistics.offset), at: Field.statisticsOffset)
         store(UInt64(RecorderRegion.statistics.bytes), at: Field.statisticsBytes)
         store(UInt64(RecorderRegion.symbols.offset), at: Field.symbolsOffset)
-        store(UInt64(RecorderRegion.symbols.bytes), at: Field.symbolsBytes)
+        store(transactions ? UInt64(RecorderRegion.symbols.bytes) : 0, at: Field.symbolsBytes)
         store(UInt64(RecorderRegion.timeline.offset), at: Field.timelineOffset)
         store(UInt64(RecorderRegion.timeline.bytes), at: Field.timelineBytes)
         store(1, at: Field.timelineStride)
@@ -189,11 +190,15 @@ enum FlightRecorder {
         sampleClock()
     }
 
-    /// The process is exiting with `status`: the last clock sample and the maps.
-    static func finish(status: Int32) {
+    /// The process is exiting with `status`: the last clock sample and the maps (not
+    /// under a seccomp filter: reading the maps and the threads' slots makes system calls
+    /// an allow-list may punish with SIGSYS).
+    static func finish(status: Int32, sandboxed: Bool = false) {
         guard isRecording else { return }
-        writeMaps()
-        writeStatistics()
+        if !sandboxed {
+            writeMaps()
+            writeStatistics()
+        }
         sampleClock()
         store(AuditClock.now(), at: Field.endTicks)
         store(UInt64(bitPattern: Int64(status)), at: Field.exitStatus)
@@ -221,7 +226,7 @@ enum FlightRecorder {
     /// go into the symbols region, so that frames in it stay named once it is unmapped and
     /// its file perhaps deleted.  (A dlclose that does not unmap it leaves them unused.)
     static func libraryClosing(at address: UInt) {
-        guard isRecording else { return }
+        guard isRecording, !state.pointee.liveOnly else { return }   // a live recorder has no symbols region
         var module = ModuleInfo()
         guard ModuleMap.lookup(address, into: &module) else { return }
         let header = appendSymbolsLine { line in
@@ -244,7 +249,7 @@ enum FlightRecorder {
 
     /// After that `dlclose`, the library starting at `start` being gone: its unload time.
     static func libraryUnloaded(start: UInt) {
-        guard isRecording else { return }
+        guard isRecording, !state.pointee.liveOnly else { return }
         appendSymbolsLine { line in
             line.append("U ")
             line.append(hex: start); line.append(" ")
@@ -257,7 +262,7 @@ enum FlightRecorder {
     /// does not fit (then nothing is appended).
     @discardableResult
     private static func appendSymbolsLine(_ body: (inout ReportWriter) -> Void) -> Bool {
-        guard let base = state.pointee.base else { return false }
+        guard let base = state.pointee.base, !state.pointee.liveOnly else { return false }
         let used = Int(base.load(fromByteOffset: Field.symbolsUsed, as: UInt64.self))
         var line = ReportWriter(memory: base + RecorderRegion.symbols.offset + used, capacity: max(0, RecorderRegion.symbols.bytes - used))
         body(&line)
@@ -296,11 +301,15 @@ enum FlightRecorder {
         let rate = AuditClock.Conversion()
         let second = rate.spanNanoseconds > 0 ? UInt64(1e9 * Double(rate.spanTicks) / Double(rate.spanNanoseconds)) : 1_000_000_000
         s.pointee.nextLiveStatistics = now &+ second
-        guard let print = s.pointee.printStatistics, CacheRegistry.lock.tryLock() else { return }
+        // Under a seccomp filter the table's walk (mincore on thread slots, the ELF files
+        // of symbols) and the sample's /proc read could meet SIGSYS: the last table stays.
+        if !s.pointee.sandboxed { s.pointee.sandboxed = sg_system_calls_filtered() != 0 }
+        guard !s.pointee.sandboxed, let print = s.pointee.printStatistics, CacheRegistry.lock.tryLock() else { return }
         CacheRegistry.lock.unlock()
         let sequence = base.load(fromByteOffset: Field.statisticsSequence, as: UInt64.self)
         sg_atomic_store_u64((base + Field.statisticsSequence).assumingMemoryBound(to: UInt64.self), sequence | 1)
         var sink = TextSink(memory: base + RecorderRegion.statistics.offset, capacity: RecorderRegion.statistics.bytes)
+        sink.namesFrames = false
         withUnsafeMutablePointer(to: &sink) { print(UnsafeMutableRawPointer($0)) }
         store(UInt64(sink.used), at: Field.statisticsUsed)
         store(now, at: Field.statisticsTicks)
@@ -341,16 +350,12 @@ enum FlightRecorder {
         let s = state
         guard let base = s.pointee.base else { return }
         if s.pointee.liveOnly {
-            // The child's own memory file at the parent's descriptor number: the header and
-            // the unloaded libraries' symbols copied (only the used bytes: reading the rest
-            // would fill the parent's holes), the maps written anew; else no live recorder
-            // (the parent's must not hear the child).
+            // The child's own memory file at the parent's descriptor number: the header
+            // copied (only it: reading the rest would fill the parent's holes), the maps
+            // written anew; else no live recorder (the parent's must not hear the child).
             let old = s.pointee.liveDescriptor
             let fd = sg_memory_file(liveFileName.utf8Start, liveDescriptorFloor)
-            let symbols = min(Int(base.load(fromByteOffset: Field.symbolsUsed, as: UInt64.self)), RecorderRegion.symbols.bytes)
             if fd >= 0, Platform.setFileSize(fd, s.pointee.fileBytes), Platform.writeAll(fd, base, RecorderHeader.bytes),
-               Platform.seek(fd, to: RecorderRegion.symbols.offset),
-               Platform.writeAll(fd, base + RecorderRegion.symbols.offset, symbols),
                Platform.remapFileShared(base, fd, s.pointee.fileBytes) {
                 s.pointee.liveDescriptor = old >= 0 && sg_move_descriptor(fd, old) != 0 ? old : fd
                 restartAfterFork()

@@ -2,8 +2,8 @@
 // counters (Audit/StackDepot.swift): the end of the ::kmastat table, so that the live
 // table (`slabguard stat/top PID`), the table at exit (`slabguard log kmastat`) and
 // sg_stats_print answer "who holds the memory" too.  Frames are printed as reports
-// print them ("#N 0xPC name+0xOFF (module+0xOFF)"), which the CLI's symbolizer turns
-// into file:line.  No allocation: the top rows live in a stack buffer.
+// print them ("#N 0xPC name+0xOFF (module+0xOFF)"; the live table, rewritten every
+// second, without the name), which the CLI's symbolizer turns into file:line.  No allocation: the top rows live in a stack buffer.
 
 import CSlabguardShim
 import Glibc
@@ -62,7 +62,7 @@ extension StatisticsTable {
                 w.append(" ")
                 w.append(hex: pc, width: 12)
                 var offset: UInt = 0
-                if ElfSymbols.symbolize(pc &- 1, name: name, capacity: 256, offset: &offset) {
+                if sink.namesFrames && ElfSymbols.symbolize(pc &- 1, name: name, capacity: 256, offset: &offset) {
                     w.append(" ")
                     w.append(cString: name)
                     w.append("+")

@@ -11,6 +11,10 @@ struct TextSink {
     var memory: UnsafeMutableRawPointer? = nil
     var capacity = 0
     var used = 0
+    /// Whether frames written here are named in process (an ELF symbol lookup maps the
+    /// library's symbols): false for the live table rewritten every second, whose reader
+    /// names them itself, so a running program's address space does not grow by it.
+    var namesFrames = true
 
     init(fd: Int32) { self.fd = fd }
     init(memory: UnsafeMutableRawPointer, capacity: Int) { (self.memory, self.capacity) = (memory, capacity) }
