@@ -60,8 +60,8 @@ public enum RecorderRegion: CaseIterable {
     case caches       // "ADDRESS NAME" lines, one per cache
     case reports      // every report's text, appended
     case statistics   // the ::kmastat table: about every second while running, and at exit
+    case timeline     // the heap over time: TimelineFormat's samples (the last region of a live recorder)
     case symbols      // unloaded libraries' symbols: "M …", "S …", "U …" lines
-    case timeline     // the heap over time: TimelineFormat's samples
     case buckets      // the stack depot's hash buckets (StackDepotFormat)
     case stacks       // the stack depot's words (StackDepotFormat)
     case ring         // the transaction ring (RingEntry)

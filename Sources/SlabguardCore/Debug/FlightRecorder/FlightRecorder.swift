@@ -3,7 +3,7 @@
 // SIGKILL, an abort or the OOM killer (the kernel owns the pages).  `slabguard log`
 // reads it after the process is gone.
 //
-// The file (format version 1, little-endian; `slabguard log` checks magic, version and
+// The file (format version 2, little-endian; `slabguard log` checks magic, version and
 // sizes), one region after another, each at a fixed offset named in the header — the
 // format is defined once, in Sources/SlabguardFormats/RecorderFormat.swift:
 //
@@ -17,6 +17,7 @@
 //                         transaction names) and its name, rewritten like the modules
 //   reports      1 MiB    every report's text, appended
 //   statistics   64 KiB   the ::kmastat table at exit (StatisticsTable, through the mapping)
+//   timeline     1 MiB    the heap over time (TimelineFormat: 512 samples, about one a second)
 //   symbols      4 MiB    libraries' function symbols, captured at their dlclose (so their
 //                         frames stay named after the file is gone): "M START END BIAS
 //                         PATH", then "S ADDRESS SIZE NAME" lines, then "U START TICKS"
