@@ -47,6 +47,7 @@ __thread uint32_t sg_tls_quarantine_count __attribute__((tls_model("initial-exec
 __thread uint64_t sg_tls_log_next __attribute__((tls_model("initial-exec")));
 __thread uint64_t sg_tls_log_end __attribute__((tls_model("initial-exec")));
 __thread uintptr_t sg_tls_stack_scratch[SG_STACK_SCRATCH_FRAMES] __attribute__((tls_model("initial-exec")));
+__thread sg_site_delta sg_tls_site_deltas[SG_SITE_DELTAS] __attribute__((tls_model("initial-exec")));
 
 sg_state_layout sg_state;
 sg_mode_words sg_mode __attribute__((aligned(8)));

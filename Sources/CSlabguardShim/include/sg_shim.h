@@ -104,6 +104,17 @@ static inline __attribute__((always_inline)) void sg_set_quarantine_count(uint32
 #define SG_STACK_SCRATCH_FRAMES 64
 extern __thread uintptr_t sg_tls_stack_scratch[SG_STACK_SCRATCH_FRAMES] __attribute__((tls_model("initial-exec")));
 static inline __attribute__((always_inline)) uintptr_t *sg_stack_scratch(void) { return sg_tls_stack_scratch; }
+/* The thread's pending changes to the stack depot's per-stack counters (Debug/Audit/
+ * StackDepot.swift): added here, moved to the shared counters with atomic adds every
+ * 64 changes of a stack, when another stack takes the entry, and at the thread's exit. */
+#define SG_SITE_DELTAS 16
+typedef struct sg_site_delta {
+    uint32_t stack;           /* the stack id (0: entry unused) */
+    uint32_t changes;         /* changes held since the last move */
+    int64_t live_bytes, live_buffers, allocations, allocated_bytes;
+} sg_site_delta;
+extern __thread sg_site_delta sg_tls_site_deltas[SG_SITE_DELTAS] __attribute__((tls_model("initial-exec")));
+static inline __attribute__((always_inline)) sg_site_delta *sg_site_deltas(void) { return sg_tls_site_deltas; }
 extern __thread uint64_t sg_tls_log_next __attribute__((tls_model("initial-exec")));
 extern __thread uint64_t sg_tls_log_end __attribute__((tls_model("initial-exec")));
 static inline __attribute__((always_inline)) uint64_t *sg_log_next(void) { return &sg_tls_log_next; }

@@ -56,7 +56,7 @@ enum DebugLayer {
             FlightRecorder.state.pointee.printStatistics = { sink in StatisticsTable.print(to: &sink.assumingMemoryBound(to: TextSink.self).pointee) }
             FlightRecorder.state.pointee.sampleTimeline = { memory, capacity in StatisticsTable.writeSample(into: memory, capacity: capacity) }
             life.pointee.forkChild = { DebugLayer.resetAfterFork() }
-            ThreadRegistry.shared.pointee.exitHook = { Quarantine.flushThreadBatch(); TagTable.releaseThreadSlot() }
+            ThreadRegistry.shared.pointee.exitHook = { Quarantine.flushThreadBatch(); TagTable.releaseThreadSlot(); StackDepot.moveThreadChanges() }
             life.pointee.cacheDestroyHook = { cache in Quarantine.purge(cache.assumingMemoryBound(to: CacheCore.self)) }
             life.pointee.reclaimHook = { Retirement.releaseAll() }
             life.pointee.tagLinkOffset = TagLayout.linkWord

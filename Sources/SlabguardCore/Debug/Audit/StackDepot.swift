@@ -6,8 +6,9 @@
 // Storage: one reservation (MAP_NORESERVE, touched as it fills) of 8-byte words.  A
 // stack is [next id | hash] [depth] [4 counters] [frames...]; its id is its word index
 // (0: none).  The counters (live bytes and buffers, allocations, bytes allocated) are
-// charged by every debug allocation from the stack and discharged by its free, with
-// atomic adds: "who holds the memory" at any moment, and in the log after the process.
+// charged by every debug allocation from the stack and discharged by its free, through
+// a small per-thread table of pending changes moved with atomic adds every 64 changes:
+// "who holds the memory" at any moment, and in the log after the process.
 // A hash table of 2^19 buckets (one word each: the id of the newest stack in that
 // bucket) chains stacks through `next`.
 //
@@ -143,19 +144,55 @@ enum StackDepot {
     }
 
     /// A debug buffer of `bytes` was allocated from stack `id`.
-    static func charge(_ id: UInt32, bytes: Int) {
-        guard let record = counters(id) else { return }
-        _ = sg_atomic_add_u64(record + StackDepotFormat.liveBytesWord, UInt64(bytes))
-        _ = sg_atomic_add_u64(record + StackDepotFormat.liveBuffersWord, 1)
-        _ = sg_atomic_add_u64(record + StackDepotFormat.allocationsWord, 1)
-        _ = sg_atomic_add_u64(record + StackDepotFormat.allocatedBytesWord, UInt64(bytes))
+    @inline(__always) static func charge(_ id: UInt32, bytes: Int) {
+        note(id, bytes: Int64(bytes), buffers: 1, allocations: 1)
     }
 
     /// A debug buffer of `bytes` allocated from stack `id` was freed.
-    static func discharge(_ id: UInt32, bytes: Int) {
-        guard let record = counters(id) else { return }
-        _ = sg_atomic_add_u64(record + StackDepotFormat.liveBytesWord, UInt64(bitPattern: -Int64(bytes)))
-        _ = sg_atomic_add_u64(record + StackDepotFormat.liveBuffersWord, UInt64(bitPattern: -1))
+    @inline(__always) static func discharge(_ id: UInt32, bytes: Int) {
+        note(id, bytes: -Int64(bytes), buffers: -1, allocations: 0)
+    }
+
+    /// Adds to the thread's pending changes for stack `id` (sg_site_delta): two threads
+    /// allocating from one stack would otherwise bounce its counters' cache line on
+    /// every call (measured: `default` 29 % slower on two threads).  The shared counters
+    /// lag by at most 63 changes per stack and thread; the table at exit and the live
+    /// table move the calling thread's changes first, a thread's exit moves its own.
+    @inline(__always) private static func note(_ id: UInt32, bytes: Int64, buffers: Int64, allocations: Int64) {
+        guard id != 0 else { return }
+        let entry = sg_site_deltas().unsafelyUnwrapped + Int(id & UInt32(SG_SITE_DELTAS - 1))
+        if entry.pointee.stack != id {
+            move(entry)
+            entry.pointee.stack = id
+        }
+        entry.pointee.live_bytes &+= bytes
+        entry.pointee.live_buffers &+= buffers
+        entry.pointee.allocations &+= allocations
+        if bytes > 0 { entry.pointee.allocated_bytes &+= bytes }
+        entry.pointee.changes &+= 1
+        if entry.pointee.changes >= 64 { move(entry) }
+    }
+
+    /// Moves one entry's changes to its stack's shared counters.
+    private static func move(_ entry: UnsafeMutablePointer<sg_site_delta>) {
+        let e = entry.pointee
+        entry.pointee.changes = 0
+        entry.pointee.live_bytes = 0
+        entry.pointee.live_buffers = 0
+        entry.pointee.allocations = 0
+        entry.pointee.allocated_bytes = 0
+        guard e.changes > 0, let record = counters(e.stack) else { return }
+        _ = sg_atomic_add_u64(record + StackDepotFormat.liveBytesWord, UInt64(bitPattern: e.live_bytes))
+        _ = sg_atomic_add_u64(record + StackDepotFormat.liveBuffersWord, UInt64(bitPattern: e.live_buffers))
+        _ = sg_atomic_add_u64(record + StackDepotFormat.allocationsWord, UInt64(bitPattern: e.allocations))
+        _ = sg_atomic_add_u64(record + StackDepotFormat.allocatedBytesWord, UInt64(bitPattern: e.allocated_bytes))
+    }
+
+    /// Moves all of the calling thread's pending changes (before a table is written, at
+    /// the thread's exit).
+    static func moveThreadChanges() {
+        let entries = sg_site_deltas().unsafelyUnwrapped
+        for i in 0..<Int(SG_SITE_DELTAS) { move(entries + i) }
     }
 
     struct Site {

@@ -16,6 +16,7 @@ extension StatisticsTable {
     /// BYTES_ALLOCATED" and its first frames; nothing when no stack is kept (no audit).
     static func printSites(to sink: inout TextSink) {
         guard StackDepot.isSetUp else { return }
+        StackDepot.moveThreadChanges()   // this thread's pending changes; others lag by < 64 per stack
         var rows = SiteScratch()   // on the stack: withUnsafeTemporaryAllocation may use the heap, which is this
         withUnsafeMutableBytes(of: &rows) { raw in
             let top = raw.baseAddress!.bindMemory(to: StackDepot.Site.self, capacity: siteRows)
