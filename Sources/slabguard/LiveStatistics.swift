@@ -163,13 +163,7 @@ enum LiveStatistics {
             }
             throw LiveError(message: e == ENOENT ? "no process \(pid)" : "cannot read \(maps): \(String(cString: strerror(e)))")
         }
-        var text: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(fd, &chunk, chunk.count)
-            if n <= 0 { break }
-            text += chunk[0..<n]
-        }
+        let text = readAll(fd)
         close(fd)
         if text.isEmpty {
             if isZombie(pid) { throw LiveError(message: "process \(pid) exited", exited: true) }
@@ -222,11 +216,8 @@ enum LiveStatistics {
         return nil
     }
 
-    /// The files mapped executable in process `pid` (its modules).
-    static func mappedFiles(of pid: Int32) -> [String] {
-        let fd = open("/proc/\(pid)/maps", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
+    /// Everything left to read from `fd` (a /proc file: its size is not known ahead).
+    private static func readAll(_ fd: Int32) -> [UInt8] {
         var text: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -234,8 +225,16 @@ enum LiveStatistics {
             if n <= 0 { break }
             text += chunk[0..<n]
         }
+        return text
+    }
+
+    /// The files mapped executable in process `pid` (its modules).
+    static func mappedFiles(of pid: Int32) -> [String] {
+        let fd = open("/proc/\(pid)/maps", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
         var files: Set<String> = []
-        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+        for line in String(decoding: readAll(fd), as: UTF8.self).split(separator: "\n") {
             let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
             guard fields.count == 6, fields[1].contains("x") else { continue }
             let path = fields[5].trimmingCharacters(in: " ")
