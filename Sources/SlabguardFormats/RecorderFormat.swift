@@ -195,6 +195,8 @@ public enum StackDepotFormat {
     public static let linkWord = 0, depthWord = 1
     public static let liveBytesWord = 2, liveBuffersWord = 3, allocationsWord = 4, allocatedBytesWord = 5
     public static let framesWord = 6
+    /// Frames shown per allocation site in the statistics table.
+    public static let siteFrames = 6
 }
 
 /// A leak check on demand: the request's flags and the answer's status.

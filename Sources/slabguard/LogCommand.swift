@@ -22,6 +22,7 @@
 
 import ArgumentParser
 import Glibc
+import SlabguardFormats
 
 struct Log: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -333,7 +334,7 @@ struct LogKmastat: ParsableCommand {
         let table = log.exited ? log.statistics : ""
         if !table.isEmpty {
             if !json {
-                print(table, terminator: "")
+                print(LogKmastat.namingSites(table, log), terminator: "")
                 print("(the table the run wrote as it ended: \(log.ending))")
                 return
             }
@@ -401,4 +402,32 @@ func utcTime(_ seconds: Int) -> String {
     var buffer = [CChar](repeating: 0, count: 64)
     let n = strftime(&buffer, buffer.count, "%Y-%m-%d %H:%M:%S UTC", &parts)
     return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+extension LogKmastat {
+    /// The table with each allocation site's frames named offline (the process wrote them
+    /// as addresses): the stack's frames from the log's depot, symbolized as kmalog's;
+    /// slabguard's own sites left out, as everywhere.
+    static func namingSites(_ table: String, _ log: LogFile) -> String {
+        let lines = table.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let ids = lines.compactMap { $0.hasPrefix("site ") ? $0.split(separator: " ").dropFirst().first.flatMap { UInt32($0) } : nil }
+        log.prefetchFrameLines(ids.map { Array(log.stack($0).prefix(StackDepotFormat.siteFrames)) })
+        var out: [String] = []
+        var i = 0
+        while i < lines.count {
+            let line = lines[i]
+            i += 1
+            guard line.hasPrefix("site "), let id = line.split(separator: " ").dropFirst().first.flatMap({ UInt32($0) }) else {
+                out.append(line)
+                continue
+            }
+            var written: [String] = []
+            while i < lines.count && lines[i].hasPrefix("    #") { written.append(lines[i]); i += 1 }
+            if log.isSlabguardsOwn(stack: id) { continue }
+            let frames = Array(log.stack(id).prefix(StackDepotFormat.siteFrames))
+            out.append(line)
+            out += frames.isEmpty ? written : log.frameLines(frames)
+        }
+        return out.joined(separator: "\n")
+    }
 }

@@ -114,6 +114,10 @@ enum ReportSymbolizer {
                 sources = resolved[module]?[offset - 1] ?? []
             }
             guard let outer = sources.last else { output.append(rebuild(frame, name: name)); continue }
+            if outer.location.isEmpty {   // a name from the symbol table, no file:line: module+offset stays
+                output.append(rebuild(frame, name: name ?? (demangled[outer.function] ?? outer.function)))
+                continue
+            }
             // Inlined callees first, innermost first, each at its own location.
             for inner in sources.dropLast() {
                 output.append(prefix + " " + (demangled[inner.function] ?? inner.function) + " (" + inner.location + ") [inlined]")

@@ -62,7 +62,8 @@ enum Tools {
     }
 
     /// For each offset (already minus one) in `module`: its source frames, innermost
-    /// inlined callee first; only offsets that resolve to a real file:line.
+    /// inlined callee first; offsets that resolve to no file:line give the function's
+    /// name alone (an empty location), when the symbol table has one.
     static func sourceLines(module: String, offsets: [UInt]) -> [UInt: [SourceFrame]] {
         guard !offsets.isEmpty, access(module, R_OK) == 0 else { return [:] }
         let addresses = offsets.map { "0x" + String($0, radix: 16) }
@@ -80,6 +81,9 @@ enum Tools {
                     pending = nil
                     if let current, let location = usableLocation(line) {
                         result[current, default: []].append(SourceFrame(function: function, location: location))
+                    } else if let current, function != "??", result[current] == nil {
+                        // No debug info: the symbol table's name alone (location empty).
+                        result[current] = [SourceFrame(function: function, location: "")]
                     }
                 } else if current != nil {
                     pending = line

@@ -11,7 +11,8 @@ enum DebugAllocator {
     /// (size + alignment slack ≤ the buffer size), zeroed when `zero`.
     static func allocate(_ cache: UnsafeMutablePointer<CacheCore>, size: Int, alignment: Int = 1, zero: Bool) -> UnsafeMutableRawPointer? {
         HeapVerifier.countOperation()
-        if FlightRecorder.isRecording { DebugLayer.liveWork() }
+        var now = AuditClock.now()   // one clock reading per call: the live work's and the audit record's
+        if FlightRecorder.isRecording && DebugLayer.liveWork(now: now) { now = AuditClock.now() }
         enterChecked()
         defer { leaveChecked() }
         guard let chunk = CacheOps.allocate(cache) else { return nil }
@@ -38,7 +39,7 @@ enum DebugAllocator {
         let record = layout.auditDepth > 0 ? AuditRecords.record(forTag: tag) : nil
         var library: UInt16
         if let record {
-            library = LibraryTags.value(capturedFrames: AuditEntry(base: record).recordCurrentStack(skip: 2))
+            library = LibraryTags.value(capturedFrames: AuditEntry(base: record).recordCurrentStack(skip: 2, time: now))
             AuditRecords.setSize(size, offset: offset, in: record)
         } else {
             library = LibraryTags.valueOfCaller(skip: 2)
@@ -71,7 +72,8 @@ enum DebugAllocator {
     /// free (kmem_free, sg_free) claims, or nil for free(3).
     static func free(_ p: UnsafeMutableRawPointer, slab: UnsafeMutablePointer<Slab>, expectedSize: Int?) {
         HeapVerifier.countOperation()
-        if FlightRecorder.isRecording { DebugLayer.liveWork() }
+        var now = AuditClock.now()   // one clock reading per call: the live work's and the audit record's
+        if FlightRecorder.isRecording && DebugLayer.liveWork(now: now) { now = AuditClock.now() }
         enterChecked()
         defer { leaveChecked() }
         let cache = slab.objectCache
@@ -129,7 +131,7 @@ enum DebugAllocator {
         if let destructor = cache.pointee.debugDestructor { runOutsideChecked { destructor(user, cache.pointee.callbackArgument) } }
         if let record {
             let entry = AuditEntry(base: record + AuditRecords.halfBytes)
-            entry.recordCurrentStack(skip: 2)
+            entry.recordCurrentStack(skip: 2, time: now)
             TransactionLog.record(.free, cache: cache, buffer: user, size: size, audit: entry)
         }
         if let saved = tag.contents(layout: layout) { memcpy(saved, user, min(size, layout.contentsBytes)) }

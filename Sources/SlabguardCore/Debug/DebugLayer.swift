@@ -83,9 +83,13 @@ enum DebugLayer {
     /// statistics and a pending leak check on demand (Leaks/LeakRequests.swift).
     /// Never from a thread that holds an allocator lock or is inside a checked call (a
     /// signal handler's malloc that interrupted one): the table's walk takes locks.
-    @inline(__always) static func liveWork() {
-        guard sg_debug_depth() == 0, sg_held_lock_count() == 0 else { return }
-        if FlightRecorder.refreshStatisticsIfDue(now: AuditClock.now()) { LeakFinder.serveRequest() }
+    /// True when it did the work (the caller's clock reading is then old: a leak check
+    /// can take milliseconds).
+    @inline(__always) static func liveWork(now: UInt64) -> Bool {
+        guard sg_debug_depth() == 0, sg_held_lock_count() == 0 else { return false }
+        guard FlightRecorder.refreshStatisticsIfDue(now: now) else { return false }
+        LeakFinder.serveRequest()
+        return true
     }
 
     /// In a forked child, after every lock was re-initialized: the state that is per process.

@@ -27,18 +27,19 @@ struct AuditEntry {
 }
 
 extension AuditEntry {
-    /// Fills the entry with the current thread, time and stack (interned in the depot);
+    /// Fills the entry with the current thread, the time (a clock reading the caller made
+    /// for the same call, or now) and stack (interned in the depot);
     /// the number of frames captured, left in the thread's stack scratch.  Never inlined:
     /// `skip` counts the frames above this one that are slabguard's.
     @discardableResult
-    @inline(never) func recordCurrentStack(skip: Int) -> Int {
+    @inline(never) func recordCurrentStack(skip: Int, time: UInt64 = AuditClock.now()) -> Int {
         let depth = min(OptionsState.shared.pointee.options.auditDepth, Int(SG_STACK_SCRATCH_FRAMES))
         // The thread's scratch: a signal handler allocating in the middle of this would
         // reuse it, which costs that one record its stack at worst.
         let buffer = sg_stack_scratch().unsafelyUnwrapped
         let n = StackUnwinder.captureFromProgram(into: buffer, capacity: depth, skip: skip)
         let id = StackDepot.intern(buffer, n)
-        record(thread: AuditThread.id(), time: AuditClock.now(), stackId: id)
+        record(thread: AuditThread.id(), time: time, stackId: id)
         return n
     }
 }

@@ -196,7 +196,8 @@ enum FlightRecorder {
     /// an allow-list may punish with SIGSYS).
     static func finish(status: Int32, sandboxed: Bool = false) {
         guard isRecording else { return }
-        if !sandboxed {
+        // A live recorder dies with the process: nothing to leave in it.
+        if !sandboxed && !state.pointee.liveOnly {
             writeMaps()
             writeStatistics()
         }
@@ -280,6 +281,7 @@ enum FlightRecorder {
         guard let base = state.pointee.base, let print = state.pointee.printStatistics, CacheRegistry.lock.tryLock() else { return }
         CacheRegistry.lock.unlock()
         var sink = TextSink(memory: base + RecorderRegion.statistics.offset, capacity: RecorderRegion.statistics.bytes)
+        sink.namesFrames = false   // `log kmastat` names them from the depot (no ELF symbol index built at every exit)
         withUnsafeMutablePointer(to: &sink) { print(UnsafeMutableRawPointer($0)) }
         store(UInt64(sink.used), at: Field.statisticsUsed)
     }

@@ -6,11 +6,12 @@
 // second, without the name), which the CLI's symbolizer turns into file:line.  No allocation: the top rows live in a stack buffer.
 
 import CSlabguardShim
+import SlabguardFormats
 import Glibc
 
 extension StatisticsTable {
     static let siteRows = 8
-    static let siteFrames = 6
+    static var siteFrames: Int { StackDepotFormat.siteFrames }
 
     /// The header, then per site a line "site ID LIVE_BYTES LIVE_BUFFERS ALLOCATIONS
     /// BYTES_ALLOCATED" and its first frames; nothing when no stack is kept (no audit).
