@@ -72,6 +72,7 @@ enum Tools {
             // Groups: an "0x..." address line, then function / file:line pairs.
             var current: UInt?
             var pending: String?
+            var nameOnly: [UInt: String] = [:]   // an address with a name but no file:line in any of its pairs
             for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
                 if pending == nil, line.hasPrefix("0x"), let value = UInt(line.dropFirst(2), radix: 16) {
                     current = value
@@ -81,13 +82,16 @@ enum Tools {
                     pending = nil
                     if let current, let location = usableLocation(line) {
                         result[current, default: []].append(SourceFrame(function: function, location: location))
-                    } else if let current, function != "??", result[current] == nil {
-                        // No debug info: the symbol table's name alone (location empty).
-                        result[current] = [SourceFrame(function: function, location: "")]
+                    } else if let current, function != "??", nameOnly[current] == nil {
+                        nameOnly[current] = function
                     }
                 } else if current != nil {
                     pending = line
                 }
+            }
+            // No debug info at all for an address: the symbol table's name alone (location empty).
+            for (address, function) in nameOnly where result[address] == nil {
+                result[address] = [SourceFrame(function: function, location: "")]
             }
             return result
         }
