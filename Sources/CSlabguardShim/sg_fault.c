@@ -95,16 +95,21 @@ static void sg_fault_entry(int sig, siginfo_t *info, void *uc) {
     errno = saved_errno;
 }
 
-int sg_fault_install(sg_fault_explainer explain) {
-    if (sg_installed) return 0;
-    sg_explain = explain;
+/* Points `sig` at sg_fault_entry, keeping the program's action in *program. */
+static int sg_fault_take(int sig, struct sigaction *program) {
     struct sigaction act;
     memset(&act, 0, sizeof act);
     act.sa_sigaction = sg_fault_entry;
     act.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&act.sa_mask);
-    if (__sigaction(SIGSEGV, &act, &sg_program_actions[0]) != 0) return -1;
-    if (__sigaction(SIGBUS, &act, &sg_program_actions[1]) != 0) {
+    return __sigaction(sig, &act, program);
+}
+
+int sg_fault_install(sg_fault_explainer explain) {
+    if (sg_installed) return 0;
+    sg_explain = explain;
+    if (sg_fault_take(SIGSEGV, &sg_program_actions[0]) != 0) return -1;
+    if (sg_fault_take(SIGBUS, &sg_program_actions[1]) != 0) {
         __sigaction(SIGSEGV, &sg_program_actions[0], NULL);
         return -1;
     }
@@ -117,12 +122,7 @@ int sg_fault_install(sg_fault_explainer explain) {
  * program's handler or the default action, as without us. */
 int sg_fault_install_trap(void) {
     if (!sg_installed || sg_slot_installed[2]) return sg_installed ? 0 : -1;
-    struct sigaction act;
-    memset(&act, 0, sizeof act);
-    act.sa_sigaction = sg_fault_entry;
-    act.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&act.sa_mask);
-    if (__sigaction(SIGTRAP, &act, &sg_program_actions[2]) != 0) return -1;
+    if (sg_fault_take(SIGTRAP, &sg_program_actions[2]) != 0) return -1;
     sg_slot_installed[2] = 1;
     return 0;
 }

@@ -197,6 +197,19 @@ public enum StackDepotFormat {
     public static let framesWord = 6
     /// Frames shown per allocation site in the statistics table.
     public static let siteFrames = 6
+
+    /// Calls `body(id, depth)` for each stack record in id order, reading the storage's
+    /// words through `word` (index → value) up to word `used`; a record without a depth
+    /// (still being written when it was read) ends the walk.
+    public static func forEachRecord(used: Int, word: (Int) -> UInt64, _ body: (_ id: Int, _ depth: Int) -> Void) {
+        var id = 1
+        while id + framesWord <= used {
+            let depth = Int(word(id + depthWord))
+            guard depth > 0 && depth <= maxDepth else { return }
+            body(id, depth)
+            id += framesWord + depth
+        }
+    }
 }
 
 /// A leak check on demand: the request's flags and the answer's status.

@@ -243,7 +243,7 @@ struct Leaks: ParsableCommand {
 
     func run() throws {
         let path: String
-        do { path = try LiveStatistics.logPath(of: pid) } catch { fail(error.message) }
+        do { path = try LiveStatistics.recorder(of: pid).path } catch { fail(error.message) }
         let answer: LeakAnswer
         do { answer = try LeakAnswer.ask(path: path, pid: pid, newOnly: new, timeout: timeout) } catch { fail(error.message) }
         let lines = ReportSymbolizer.rewrite(answer.reports.split(separator: "\n", omittingEmptySubsequences: false).map(String.init))

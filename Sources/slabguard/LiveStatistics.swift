@@ -44,21 +44,9 @@ struct LiveSnapshot {
     /// The frames are symbolized first (file:line), in the table too.
     /// Sites whose frames are all in `ownLibraries` or the loader are slabguard's own (OwnLibraries): left out.
     mutating func parse(ownLibraries: Set<String> = []) {
-        var lines = table.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        // Whole sites out: from a "site" line to the next line that is not a frame.
-        var kept: [String] = []
-        var i = 0
-        while i < lines.count {
-            guard lines[i].hasPrefix("site ") else { kept.append(lines[i]); i += 1; continue }
-            var end = i + 1
-            while end < lines.count && lines[end].hasPrefix("    #") { end += 1 }
-            let modules = lines[(i + 1)..<end].map { FrameLine($0)?.module ?? "" }
-            if !OwnLibraries.isOwnStack(modules: modules, own: ownLibraries) {
-                kept += lines[i..<end]
-            }
-            i = end
+        let lines = SiteLines.rewriting(table.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)) { site, frames in
+            OwnLibraries.isOwnStack(modules: frames.map { FrameLine($0)?.module ?? "" }, own: ownLibraries) ? [] : [site] + frames
         }
-        lines = kept
         table = ReportSymbolizer.rewrite(lines).joined(separator: "\n")
         for line in table.split(separator: "\n") {
             if line.hasPrefix("site ") {
@@ -91,10 +79,32 @@ struct LiveSnapshot {
     }
 }
 
+/// The allocation sites at the end of a statistics table (Statistics/SiteTable.swift): a
+/// "site ID …" line, then its frame lines.
+enum SiteLines {
+    /// `lines` with each site's block (its line and frames) replaced by what `replace`
+    /// gives for it (nothing: the site is left out).
+    static func rewriting(_ lines: [String], _ replace: (_ site: String, _ frames: [String]) -> [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < lines.count {
+            guard lines[i].hasPrefix("site ") else { out.append(lines[i]); i += 1; continue }
+            var end = i + 1
+            while end < lines.count && lines[end].hasPrefix("    #") { end += 1 }
+            out += replace(lines[i], Array(lines[(i + 1)..<end]))
+            i = end
+        }
+        return out
+    }
+
+    /// The stack id a site line names.
+    static func stack(of site: String) -> UInt32? { site.split(separator: " ").dropFirst().first.flatMap { UInt32($0) } }
+}
+
 enum LiveStatistics {
     /// The live table of process `pid`, or one line saying why not.
     static func snapshot(of pid: Int32) throws(LiveError) -> LiveSnapshot {
-        let path = try logPath(of: pid)
+        let (path, modules) = try recorder(of: pid)
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw LiveError(message: "cannot read process \(pid)'s log '\(path)': \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -137,7 +147,7 @@ enum LiveStatistics {
                 let nowNs = Double(now.tv_sec) * 1e9 + Double(now.tv_nsec)
                 snapshot.age = max(0, (nowNs - Double(startNs) - ns) / 1e9)
             }
-            snapshot.parse(ownLibraries: OwnLibraries.paths(among: mappedFiles(of: pid)))
+            snapshot.parse(ownLibraries: OwnLibraries.paths(among: modules))
             return snapshot
         }
         throw LiveError(message: "process \(pid) kept rewriting its statistics while they were read; try again")
@@ -149,9 +159,9 @@ enum LiveStatistics {
         return String(decoding: slice[slice.startIndex..<end], as: UTF8.self).trimmingTrailingSpaces()
     }
 
-    /// The path of process `pid`'s flight recorder: the shared file mapping whose header
-    /// is a slabguard log of that pid.
-    static func logPath(of pid: Int32) throws(LiveError) -> String {
+    /// The path of process `pid`'s flight recorder (the shared file mapping whose header
+    /// is a slabguard log of that pid), and the files it has mapped executable.
+    static func recorder(of pid: Int32) throws(LiveError) -> (path: String, modules: [String]) {
         guard pid > 0 else { throw LiveError(message: "'\(pid)' is not a process id") }
         if kill(pid, 0) != 0 && errno == ESRCH { throw LiveError(message: "no process \(pid)", exited: true) }
         let maps = "/proc/\(pid)/maps"
@@ -169,20 +179,26 @@ enum LiveStatistics {
             if isZombie(pid) { throw LiveError(message: "process \(pid) exited", exited: true) }
             throw LiveError(message: "cannot inspect process \(pid): its memory map is unreadable (a process of another user?)")
         }
+        // One pass over the map: the shared file mappings (the recorder is one of them), in
+        // order, and the files mapped executable (its modules, for OwnLibraries).
         var runsSlabguard = false
-        var seen = Set<String>()
+        var shared: [String] = []
+        var modules = Set<String>()
         for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
             let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
             guard fields.count == 6 else { continue }
             let path = fields[5].trimmingCharacters(in: " ")
             if path.hasSuffix("libslabguard_rt.so") { runsSlabguard = true }
-            guard fields[1].hasSuffix("s"), path.hasPrefix("/"), !seen.contains(path) else { continue }
-            seen.insert(path)
+            guard path.hasPrefix("/") else { continue }
+            if fields[1].contains("x") { modules.insert(path) }
+            if fields[1].hasSuffix("s") && !shared.contains(path) { shared.append(path) }
+        }
+        for path in shared {
             if path.hasPrefix(liveMapping) {
-                if let live = try liveRecorder(of: pid) { return live }
+                if let live = try liveRecorder(of: pid) { return (live, Array(modules)) }
                 throw LiveError(message: "process \(pid) closed the descriptor of its live recorder (a program that closes every descriptor): start it with --log PATH (log=PATH), whose file stat, top and leaks read instead")
             }
-            if isLog(path, of: pid) { return path }
+            if isLog(path, of: pid) { return (path, Array(modules)) }
         }
         throw LiveError(message: runsSlabguard
             ? "process \(pid) runs slabguard in fast mode (or sample=N alone), which keeps no live statistics: start it in a debug mode (slabguard run, or SLABGUARD_DEBUG=default)"
@@ -226,21 +242,6 @@ enum LiveStatistics {
             text += chunk[0..<n]
         }
         return text
-    }
-
-    /// The files mapped executable in process `pid` (its modules).
-    static func mappedFiles(of pid: Int32) -> [String] {
-        let fd = open("/proc/\(pid)/maps", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
-        var files: Set<String> = []
-        for line in String(decoding: readAll(fd), as: UTF8.self).split(separator: "\n") {
-            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard fields.count == 6, fields[1].contains("x") else { continue }
-            let path = fields[5].trimmingCharacters(in: " ")
-            if path.hasPrefix("/") { files.insert(path) }
-        }
-        return Array(files)
     }
 
     /// /proc/PID/stat's state is Z: exited, not yet reaped.

@@ -410,24 +410,13 @@ extension LogKmastat {
     /// slabguard's own sites left out, as everywhere.
     static func namingSites(_ table: String, _ log: LogFile) -> String {
         let lines = table.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        let ids = lines.compactMap { $0.hasPrefix("site ") ? $0.split(separator: " ").dropFirst().first.flatMap { UInt32($0) } : nil }
+        let ids = lines.compactMap { $0.hasPrefix("site ") ? SiteLines.stack(of: $0) : nil }
         log.prefetchFrameLines(ids.map { Array(log.stack($0).prefix(StackDepotFormat.siteFrames)) })
-        var out: [String] = []
-        var i = 0
-        while i < lines.count {
-            let line = lines[i]
-            i += 1
-            guard line.hasPrefix("site "), let id = line.split(separator: " ").dropFirst().first.flatMap({ UInt32($0) }) else {
-                out.append(line)
-                continue
-            }
-            var written: [String] = []
-            while i < lines.count && lines[i].hasPrefix("    #") { written.append(lines[i]); i += 1 }
-            if log.isSlabguardsOwn(stack: id) { continue }
+        return SiteLines.rewriting(lines) { site, written in
+            guard let id = SiteLines.stack(of: site) else { return [site] + written }
+            if log.isSlabguardsOwn(stack: id) { return [] }
             let frames = Array(log.stack(id).prefix(StackDepotFormat.siteFrames))
-            out.append(line)
-            out += frames.isEmpty ? written : log.frameLines(frames)
-        }
-        return out.joined(separator: "\n")
+            return [site] + (frames.isEmpty ? written : log.frameLines(frames))
+        }.joined(separator: "\n")
     }
 }

@@ -369,18 +369,14 @@ final class LogFile {
     /// (one still being written when the process died ends it).
     private(set) lazy var depotSites: [DepotSite] = {
         var found: [DepotSite] = []
-        var index = 1
         func word(_ n: Int) -> UInt64 { u64(stacksOffset + n * 8) }
         func signed(_ n: Int) -> Int { Int(Int64(bitPattern: word(n))) }
-        while index + StackDepotFormat.framesWord <= stackWords {
-            let depth = Int(word(index + StackDepotFormat.depthWord))
-            guard depth > 0 && depth <= StackDepotFormat.maxDepth else { break }
+        StackDepotFormat.forEachRecord(used: stackWords, word: word) { index, _ in
             let site = DepotSite(stack: UInt32(index), liveBytes: signed(index + StackDepotFormat.liveBytesWord),
                                  liveBuffers: signed(index + StackDepotFormat.liveBuffersWord),
                                  allocations: signed(index + StackDepotFormat.allocationsWord),
                                  allocatedBytes: signed(index + StackDepotFormat.allocatedBytesWord))
             if site.allocations > 0 { found.append(site) }
-            index += StackDepotFormat.framesWord + depth
         }
         return found
     }()

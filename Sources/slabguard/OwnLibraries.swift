@@ -14,6 +14,17 @@ enum OwnLibraries {
     /// Paths are compared resolved (`canonical`): the module map names a library by its
     /// soname link, /proc/PID/maps by the file.
     static func paths(among modules: [String]) -> Set<String> {
+        // `top` asks every refresh, for the same modules: their ELF files are read once.
+        let key = modules.sorted()
+        if let last = lastAnswer, last.modules == key { return last.own }
+        let own = computePaths(among: key)
+        lastAnswer = (key, own)
+        return own
+    }
+
+    nonisolated(unsafe) private static var lastAnswer: (modules: [String], own: Set<String>)? = nil
+
+    private static func computePaths(among modules: [String]) -> Set<String> {
         let files = modules.map(canonical)
         guard let runtime = files.first(where: { LogFile.baseName($0).hasPrefix("libslabguard_rt") }) else { return [] }
         var own: Set<String> = [runtime]

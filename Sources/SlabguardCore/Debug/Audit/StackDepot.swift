@@ -205,15 +205,10 @@ enum StackDepot {
     static func forEachSite(_ body: (Site) -> Void) {
         guard let words = state.pointee.words else { return }
         let used = Int(sg_atomic_load_u64(&state.pointee.used))
-        var id = 1
-        while id + StackDepotFormat.framesWord <= used {
-            let record = words + id
-            let depth = Int(record[StackDepotFormat.depthWord])
-            guard depth > 0 && depth <= maxDepth else { return }
-            func signed(_ word: Int) -> Int { Int(Int64(bitPattern: sg_atomic_load_u64(record + word))) }
+        StackDepotFormat.forEachRecord(used: used, word: { sg_atomic_load_u64(words + $0) }) { id, _ in
+            func signed(_ word: Int) -> Int { Int(Int64(bitPattern: sg_atomic_load_u64(words + id + word))) }
             body(Site(id: UInt32(id), liveBytes: signed(StackDepotFormat.liveBytesWord), liveBuffers: signed(StackDepotFormat.liveBuffersWord),
                       allocations: signed(StackDepotFormat.allocationsWord), allocatedBytes: signed(StackDepotFormat.allocatedBytesWord)))
-            id += StackDepotFormat.framesWord + depth
         }
     }
 

@@ -251,7 +251,7 @@ enum FlightRecorder {
 
     /// After that `dlclose`, the library starting at `start` being gone: its unload time.
     static func libraryUnloaded(start: UInt) {
-        guard isRecording, !state.pointee.liveOnly else { return }
+        guard isRecording else { return }
         appendSymbolsLine { line in
             line.append("U ")
             line.append(hex: start); line.append(" ")
@@ -280,8 +280,15 @@ enum FlightRecorder {
     private static func writeStatistics() {
         guard let base = state.pointee.base, let print = state.pointee.printStatistics, CacheRegistry.lock.tryLock() else { return }
         CacheRegistry.lock.unlock()
+        printTable(print, into: base)
+    }
+
+    /// The table into the statistics region, its used bytes in the header.  Frames are not
+    /// named in process: the readers name them (`log kmastat` from the depot, `stat` with
+    /// the symbolizer), so no ELF symbol index is built every second or at every exit.
+    private static func printTable(_ print: @convention(c) (UnsafeMutableRawPointer) -> Void, into base: UnsafeMutableRawPointer) {
         var sink = TextSink(memory: base + RecorderRegion.statistics.offset, capacity: RecorderRegion.statistics.bytes)
-        sink.namesFrames = false   // `log kmastat` names them from the depot (no ELF symbol index built at every exit)
+        sink.namesFrames = false
         withUnsafeMutablePointer(to: &sink) { print(UnsafeMutableRawPointer($0)) }
         store(UInt64(sink.used), at: Field.statisticsUsed)
     }
@@ -311,10 +318,7 @@ enum FlightRecorder {
         CacheRegistry.lock.unlock()
         let sequence = base.load(fromByteOffset: Field.statisticsSequence, as: UInt64.self)
         sg_atomic_store_u64((base + Field.statisticsSequence).assumingMemoryBound(to: UInt64.self), sequence | 1)
-        var sink = TextSink(memory: base + RecorderRegion.statistics.offset, capacity: RecorderRegion.statistics.bytes)
-        sink.namesFrames = false
-        withUnsafeMutablePointer(to: &sink) { print(UnsafeMutableRawPointer($0)) }
-        store(UInt64(sink.used), at: Field.statisticsUsed)
+        printTable(print, into: base)
         store(now, at: Field.statisticsTicks)
         sampleTimeline(base)
         sampleClock()
